@@ -1,0 +1,125 @@
+"""Signed envelopes: seal a body, open and verify the exact bytes.
+
+The signature is Ed25519 over a context prefix and the serialized
+``EnvelopeBody`` bytes as they travel. Verification never re-serializes: it
+checks the bytes it received, then parses them strictly (``olievlek.wire``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf.message import Message
+
+from olievlek import wire
+from olievlek.errors import VerificationError
+from olievlek.identity import OrgIdentity
+from olievlek.kinds import KindInfo, kind_of
+from olievlek.trust import TrustAnchor
+from olievlek.v1 import broker_pb2, envelope_pb2
+
+SIGNING_CONTEXT = b"olievlek/v1/envelope\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """An organisation's envelope-signing key and certificate."""
+
+    key: ed25519.Ed25519PrivateKey
+    cert_der: bytes
+
+    @classmethod
+    def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> Signer:
+        from cryptography import x509
+
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise TypeError("envelope-signing key must be Ed25519")
+        der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+        return cls(key, der)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedEnvelope:
+    """An envelope whose signature and signer certificate have been verified."""
+
+    raw: bytes
+    body_bytes: bytes
+    body: envelope_pb2.EnvelopeBody
+    kind: KindInfo
+    signer: OrgIdentity
+
+    @property
+    def digest(self) -> bytes:
+        return body_digest(self.body_bytes)
+
+    @property
+    def payload(self) -> Message:
+        value: Message = getattr(self.body, self.kind.payload_field)
+        return value
+
+
+def body_digest(body_bytes: bytes) -> bytes:
+    return hashlib.sha256(body_bytes).digest()
+
+
+def seal(body: envelope_pb2.EnvelopeBody, signer: Signer) -> bytes:
+    """Serialize, sign and wrap a body; returns the Envelope bytes to send."""
+    body_bytes = wire.encode(body)
+    signature = signer.key.sign(SIGNING_CONTEXT + body_bytes)
+    env = envelope_pb2.Envelope(
+        body=body_bytes, signature=signature, signer_certificate=signer.cert_der
+    )
+    return wire.encode(env)
+
+
+def parse(raw: bytes) -> tuple[envelope_pb2.Envelope, envelope_pb2.EnvelopeBody, KindInfo]:
+    """Strictly parse an envelope and its body, without checking the signature.
+
+    Raises:
+        WireError: anything that does not follow the wire contract.
+    """
+    env = wire.parse_strict(envelope_pb2.Envelope, raw)
+    body = wire.parse_strict(envelope_pb2.EnvelopeBody, env.body)
+    return env, body, kind_of(body)
+
+
+def verify(
+    raw: bytes,
+    env: envelope_pb2.Envelope,
+    body: envelope_pb2.EnvelopeBody,
+    kind: KindInfo,
+    trust: TrustAnchor,
+    now: dt.datetime | None = None,
+) -> OpenedEnvelope:
+    """Check the signer certificate and the signature over the exact body bytes.
+
+    Raises:
+        VerificationError: bad signer certificate, signer is not the sender, bad signature.
+    """
+    identity, key = trust.verify_signer(env.signer_certificate, now)
+    if identity.org_id != body.sender:
+        raise VerificationError(
+            f"envelope sender {body.sender!r} is not the signing certificate's organisation "
+            f"{identity.org_id!r}",
+            refusal_code=broker_pb2.REFUSAL_CODE_SENDER_MISMATCH, field="sender",
+        )
+    try:
+        key.verify(env.signature, SIGNING_CONTEXT + env.body)
+    except InvalidSignature:
+        raise VerificationError(
+            "envelope signature does not verify over the body bytes",
+            refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE, field="signature",
+        ) from None
+    return OpenedEnvelope(raw, env.body, body, kind, identity)
+
+
+def open_envelope(raw: bytes, trust: TrustAnchor, now: dt.datetime | None = None) -> OpenedEnvelope:
+    """Parse strictly and verify. What a recipient node does with every delivery."""
+    env, body, kind = parse(raw)
+    return verify(raw, env, body, kind, trust, now)

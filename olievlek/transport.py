@@ -1,0 +1,88 @@
+"""gRPC glue shared by services: TLS credentials, channel options, peer identity.
+
+One factory builds every TLS credential (the httpx ``create_ssl_context``
+idea). grpcio for Python neither reports the negotiated TLS version nor lets
+a server set a minimum version: TLS 1.3 is negotiated with every current
+client (a test probes it with the stdlib ``ssl`` module), and 1.2 stays
+accepted until grpcio exposes the setting.
+
+This is the one module where ``grpc`` errors are translated; logic modules
+never import grpc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from olievlek.errors import IdentityError
+from olievlek.identity import OrgIdentity
+from olievlek.trust import TrustAnchor
+
+# Keepalive on both sides: a node behind NAT notices a dead broker stream
+# within ~30 s, and the broker tolerates the node's pings.
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 1 << 20),
+]
+CLIENT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 15_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 1 << 20),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Paths to the PEM files a TLS endpoint needs."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
+    """mTLS server credentials: a client certificate from our CA is required."""
+    return grpc.ssl_server_credentials(
+        [(files.key.read_bytes(), files.cert.read_bytes())],
+        root_certificates=files.ca.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
+    """mTLS client credentials: trust only the federation CA."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=files.ca.read_bytes(),
+        private_key=files.key.read_bytes(),
+        certificate_chain=files.cert.read_bytes(),
+    )
+
+
+def secure_channel(target: str, files: TlsFiles) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(target, channel_credentials(files), options=CLIENT_OPTIONS)
+
+
+def peer_identity(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity:
+    """The caller's identity from its verified TLS client certificate.
+
+    Raises:
+        IdentityError: no certificate, or one that is expired, revoked or ambiguous.
+    """
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert") or []
+    if not pems:
+        raise IdentityError("no client certificate was presented")
+    return trust.verify_tls_peer(pems[0])
