@@ -1,0 +1,40 @@
+"""The broker's configuration file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from olievlek.config import load_yaml, need, path_setting
+from olievlek.transport import TlsFiles
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    listen: str  # host:port; port 0 picks a free port, reported in ready_file
+    tls: TlsFiles
+    crl: Path
+    bundle: Path
+    database: Path
+    ready_file: Path | None
+    max_clock_skew_s: int = 300
+
+    @classmethod
+    def load(cls, path: Path) -> BrokerConfig:
+        doc = load_yaml(path)
+        return cls(
+            listen=str(doc.get("listen", "127.0.0.1:0")),
+            tls=TlsFiles(
+                path_setting(doc, "ca", path),
+                path_setting(doc, "tls_cert", path),
+                path_setting(doc, "tls_key", path),
+            ),
+            crl=path_setting(doc, "crl", path),
+            bundle=path_setting(doc, "bundle", path),
+            database=path_setting(doc, "database", path),
+            ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+            max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
+        )
+
+
+__all__ = ["BrokerConfig", "need"]

@@ -1,0 +1,177 @@
+"""The broker's gRPC server: mTLS, authentication, thin servicers.
+
+Every call starts by deriving the caller's identity from its verified client
+certificate (exactly one olievlek:// SAN, not revoked); servicers then hand
+``origin`` to ``BrokerService``. Health checking and reflection are on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from olievlek import logs, transport, wire
+from olievlek.config import write_ready_file
+from olievlek.errors import ConfigError, IdentityError, WireError
+from olievlek.identity import OrgIdentity
+from olievlek.policy import Bundle
+from olievlek.trust import TrustAnchor
+from olievlek.v1 import broker_pb2, broker_pb2_grpc
+
+from .config import BrokerConfig
+from .service import BrokerService
+from .store import SqliteBrokerStore
+from .streams import Notifier, StreamRegistry
+
+log = logs.get("broker")
+
+DELIVERY_BATCH = 100
+
+
+class BrokerServicer(broker_pb2_grpc.BrokerServicer):
+    """gRPC face of the broker."""
+
+    def __init__(self, service: BrokerService, registry: StreamRegistry) -> None:
+        self._service = service
+        self._registry = registry
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> OrgIdentity:
+        try:
+            return transport.peer_identity(context, self._service.trust)
+        except (IdentityError, ConfigError) as exc:
+            log.warning("auth.refused", reason=exc.message)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+            raise AssertionError("unreachable") from exc
+
+    async def Send(
+        self, request: broker_pb2.SendRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.SendResponse:
+        origin = await self._authenticate(context)
+        try:
+            wire.validate(request)
+        except WireError as exc:
+            return broker_pb2.SendResponse(refusal=exc.to_proto())
+        return await self._service.send(origin, request.envelope)
+
+    async def Subscribe(
+        self, request_iterator: AsyncIterator[broker_pb2.SubscribeUp], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        origin = await self._authenticate(context)
+        org = str(origin.org_id)
+        superseded = self._registry.claim(org)
+        log.info("stream.open", org=str(origin))
+        reader = asyncio.ensure_future(self._read_acks(origin, context))
+        try:
+            await self._deliver(org, context, superseded, reader)
+        finally:
+            reader.cancel()
+            self._registry.release(org, superseded)
+            log.info("stream.closed", org=str(origin), superseded=superseded.is_set())
+
+    async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        while True:
+            up = await context.read()
+            if up is grpc.aio.EOF:
+                return
+            if up.WhichOneof("msg") == "ack":
+                try:
+                    wire.validate(up.ack)
+                except WireError as exc:
+                    log.warning("delivery.bad_ack", org=str(origin), reason=exc.reason, field=exc.field)
+                    continue
+                await self._service.ack(origin, up.ack)
+
+    async def _deliver(
+        self,
+        org: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        superseded: asyncio.Event,
+        reader: asyncio.Future[None],
+    ) -> None:
+        wake = self._service.notifier.event(org)
+        last = 0
+        while not superseded.is_set() and not reader.done():
+            wake.clear()
+            batch = await self._service.store.pending(org, last, DELIVERY_BATCH)
+            for item in batch:
+                down = broker_pb2.SubscribeDown(
+                    delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.envelope)
+                )
+                await context.write(down)
+                last = item.seq
+            if batch:
+                continue
+            waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(superseded.wait())]
+            try:
+                await asyncio.wait([*waits, reader], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+
+class BrokerServer:
+    """A running broker: store, service and gRPC server."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._store: SqliteBrokerStore | None = None
+        self._registry = StreamRegistry()
+        self.service: BrokerService | None = None
+
+    async def start(self) -> int:
+        cfg = self.config
+        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
+        bundle = Bundle.load(cfg.bundle)
+        self._store = await SqliteBrokerStore.open(cfg.database)
+        self.service = BrokerService(
+            self._store, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000
+        )
+        server = grpc.aio.server(options=transport.SERVER_OPTIONS)
+        broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (
+            broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_secure_port(cfg.listen, transport.server_credentials(cfg.tls))
+        if self.port == 0:
+            raise ConfigError(f"cannot bind {cfg.listen}")
+        await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        log.info("broker.started", port=self.port, bundle_digest=bundle.digest, bundle_version=bundle.version)
+        if cfg.ready_file is not None:
+            write_ready_file(cfg.ready_file, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, let in-flight calls finish, close the store."""
+        self._registry.close_all()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._store is not None:
+            await self._store.close()
+        log.info("broker.stopped")
+
+
+async def serve(config: BrokerConfig) -> None:
+    """Run until SIGINT or SIGTERM."""
+    server = BrokerServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

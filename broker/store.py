@@ -1,0 +1,166 @@
+"""The broker's storage: idempotency records, per-recipient queues, decisions.
+
+Everything lives in one SQLite file so that accepting an envelope is one
+transaction: the decision row, the idempotency record and one queue row per
+recipient commit together or not at all. The receipt is answered only after
+that commit. ``BrokerStore`` is the narrow interface a PostgreSQL backend
+will implement too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from olievlek.store import Database
+
+SCHEMA_VERSION = 1  # 1: idempotency, queue, decisions, acks
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS idempotency (
+        sender TEXT NOT NULL, key TEXT NOT NULL, body_digest BLOB NOT NULL,
+        response BLOB NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
+    """CREATE TABLE IF NOT EXISTS queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, sender TEXT NOT NULL,
+        idem_key TEXT NOT NULL, envelope BLOB NOT NULL, enqueued_ms INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq)",
+    """CREATE TABLE IF NOT EXISTS decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,
+        kind TEXT NOT NULL, rule_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
+        field TEXT NOT NULL, recipients TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS acks (
+        seq INTEGER NOT NULL, recipient TEXT NOT NULL, outcome TEXT NOT NULL,
+        reason TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One broker decision as the audit trail keeps it (no payload values)."""
+
+    at_ms: int
+    sender: str
+    kind: str
+    rule_id: str
+    decision: str  # "accepted" | "refused"
+    reason: str
+    field: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    seq: int
+    envelope: bytes
+
+
+class BrokerStore(Protocol):
+    """What the broker needs from storage."""
+
+    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes] | None: ...
+
+    async def accept(
+        self, key: str, digest: bytes, response: bytes, envelope: bytes, record: DecisionRecord
+    ) -> bytes: ...
+
+    async def record(self, record: DecisionRecord) -> None: ...
+
+    async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]: ...
+
+    async def ack(self, recipient: str, seq: int, outcome: str, reason: str, at_ms: int) -> bool: ...
+
+    async def decisions(self) -> list[DecisionRecord]: ...
+
+    async def close(self) -> None: ...
+
+
+_INSERT_DECISION = (
+    "INSERT INTO decisions (at_ms, sender, kind, rule_id, decision, reason, field, recipients)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _decision_params(r: DecisionRecord) -> tuple[object, ...]:
+    return (r.at_ms, r.sender, r.kind, r.rule_id, r.decision, r.reason, r.field, ",".join(r.recipients))
+
+
+class SqliteBrokerStore:
+    """The embedded default backend."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteBrokerStore:
+        return cls(await Database.open(path, SCHEMA))
+
+    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes] | None:
+        row = await self._db.fetchone(
+            "SELECT body_digest, response FROM idempotency WHERE sender = ? AND key = ?", (sender, key)
+        )
+        return (bytes(row[0]), bytes(row[1])) if row else None
+
+    async def accept(
+        self, key: str, digest: bytes, response: bytes, envelope: bytes, record: DecisionRecord
+    ) -> bytes:
+        """Commit an accepted envelope; returns the response to send.
+
+        If a concurrent call with the same key committed first, its response
+        is returned instead and nothing is queued twice.
+        """
+        async with self._db.transaction() as tx:
+            prior = await tx.fetchone(
+                "SELECT body_digest, response FROM idempotency WHERE sender = ? AND key = ?",
+                (record.sender, key),
+            )
+            if prior is not None:
+                return bytes(prior[1]) if bytes(prior[0]) == digest else b""
+            await tx.execute(
+                "INSERT INTO idempotency (sender, key, body_digest, response, at_ms) VALUES (?, ?, ?, ?, ?)",
+                (record.sender, key, digest, response, record.at_ms),
+            )
+            for recipient in record.recipients:
+                await tx.execute(
+                    "INSERT INTO queue (recipient, sender, idem_key, envelope, enqueued_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (recipient, record.sender, key, envelope, record.at_ms),
+                )
+            await tx.execute(_INSERT_DECISION, _decision_params(record))
+        return response
+
+    async def record(self, record: DecisionRecord) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(_INSERT_DECISION, _decision_params(record))
+
+    async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]:
+        rows = await self._db.fetchall(
+            "SELECT seq, envelope FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (recipient, after_seq, limit),
+        )
+        return [Queued(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def ack(self, recipient: str, seq: int, outcome: str, reason: str, at_ms: int) -> bool:
+        """Remove an acknowledged delivery; False if it was not queued for this recipient."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone("SELECT 1 FROM queue WHERE seq = ? AND recipient = ?", (seq, recipient))
+            if row is None:
+                return False
+            await tx.execute("DELETE FROM queue WHERE seq = ?", (seq,))
+            await tx.execute(
+                "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
+                (seq, recipient, outcome, reason, at_ms),
+            )
+        return True
+
+    async def decisions(self) -> list[DecisionRecord]:
+        rows = await self._db.fetchall(
+            "SELECT at_ms, sender, kind, rule_id, decision, reason, field, recipients FROM decisions ORDER BY id"
+        )
+        return [
+            DecisionRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], tuple(filter(None, r[7].split(","))))
+            for r in rows
+        ]
+
+    async def close(self) -> None:
+        await self._db.close()

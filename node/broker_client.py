@@ -1,0 +1,44 @@
+"""The node's connection to the broker: one mTLS channel, dialled out.
+
+This is where grpc errors become ``TransportError`` for the node's logic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from olievlek import transport
+from olievlek.errors import TransportError
+from olievlek.v1 import broker_pb2, broker_pb2_grpc
+
+
+class BrokerClient:
+    """Send envelopes and open the delivery stream."""
+
+    def __init__(self, target: str, tls: transport.TlsFiles) -> None:
+        self.target = target
+        self._channel = transport.secure_channel(target, tls)
+        self._stub = broker_pb2_grpc.BrokerStub(self._channel)
+
+    async def send(self, envelope: bytes, timeout: float = 10.0) -> broker_pb2.SendResponse:
+        """Submit one envelope.
+
+        Raises:
+            TransportError: the broker could not be reached or refused the connection.
+        """
+        try:
+            response: broker_pb2.SendResponse = await self._stub.Send(
+                broker_pb2.SendRequest(envelope=envelope), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+        return response
+
+    def subscribe(self) -> Any:
+        """Open the bidirectional delivery stream (grpc StreamStreamCall)."""
+        return self._stub.Subscribe()
+
+    async def close(self) -> None:
+        await self._channel.close()

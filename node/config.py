@@ -1,0 +1,49 @@
+"""A node's configuration file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from olievlek.config import load_yaml, need, path_setting
+from olievlek.identity import OrgKind, parse_org_id
+from olievlek.transport import TlsFiles
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    org_id: str
+    kind: OrgKind
+    broker: str  # host:port of the broker
+    tls: TlsFiles
+    sign_cert: Path
+    sign_key: Path
+    crl: Path
+    bundle: Path
+    database: Path
+    socket: Path
+    # INTERIM (until the oblivious pseudonymiser): the shared HMAC key file.
+    pseudonym_key: Path
+    ready_file: Path | None
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        doc = load_yaml(path)
+        return cls(
+            org_id=parse_org_id(str(need(doc, "org_id", path))),
+            kind=OrgKind(str(need(doc, "kind", path))),
+            broker=str(need(doc, "broker", path)),
+            tls=TlsFiles(
+                path_setting(doc, "ca", path),
+                path_setting(doc, "tls_cert", path),
+                path_setting(doc, "tls_key", path),
+            ),
+            sign_cert=path_setting(doc, "sign_cert", path),
+            sign_key=path_setting(doc, "sign_key", path),
+            crl=path_setting(doc, "crl", path),
+            bundle=path_setting(doc, "bundle", path),
+            database=path_setting(doc, "database", path),
+            socket=path_setting(doc, "socket", path),
+            pseudonym_key=path_setting(doc, "pseudonym_key", path),
+            ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+        )

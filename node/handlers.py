@@ -1,0 +1,185 @@
+"""What the node does for its local users: open cases, send alerts, read and match the inbox.
+
+Identifiers arrive here only over the local socket, are validated and
+pseudonymised, and are stored in this node's own database; no error message
+or log line carries one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+from olievlek import envelope, logs, wire
+from olievlek.envelope import Signer
+from olievlek.errors import ConfigError, OlievlekError
+from olievlek.identity import OrgKind
+from olievlek.nrn import normalise_national_number
+from olievlek.policy import Bundle
+from olievlek.pseudonym import InterimHmacPseudonymiser
+from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
+
+from .outbox import OutboxSender
+from .store import NodeStore
+
+log = logs.get("node")
+
+ALERT_WAIT_S = 10.0
+
+
+class RequestError(OlievlekError):
+    """A local request cannot be carried out; the message is shown to the user."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.local_code = code
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class NodeHandlers:
+    """The local API's operations."""
+
+    def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
+                 pseudonymiser: InterimHmacPseudonymiser, outbox: OutboxSender) -> None:
+        self.org_id = org_id
+        self.kind = kind
+        self.store = store
+        self.bundle = bundle
+        self.signer = signer
+        self.pseudonymiser = pseudonymiser
+        self.outbox = outbox
+
+    def _pseudonym(self, identity: local_pb2.Identity) -> tuple[str, bytes]:
+        number = normalise_national_number(identity.national_number)
+        return number, self.pseudonymiser.pseudonymise(number)
+
+    def _contact(self, requested: str) -> str:
+        org = self.bundle.org(self.org_id)
+        if org is None or not org.contacts:
+            raise ConfigError(f"organisation {self.org_id} has no registered contact in the bundle")
+        if not requested:
+            return org.contacts[0]
+        if requested not in org.contacts:
+            raise RequestError("unknown_contact", f"contact id {requested!r} is not registered for {self.org_id}")
+        return requested
+
+    async def case_open(self, req: local_pb2.CaseOpenRequest) -> local_pb2.CaseOpenResponse:
+        number, pseudonym = self._pseudonym(req.identity)
+        if not req.identity.family_name.strip():
+            raise RequestError("missing_name", "a family name is required to open a case")
+        if req.phase == summary_pb2.PHASE_UNSPECIFIED:
+            raise RequestError("missing_phase", "a phase is required")
+        contact = self._contact(req.contact_id)
+        today = dt.date.today()
+        async with self.store.db.transaction() as tx:
+            subject_id = await self.store.insert_subject_txn(
+                tx, number, req.identity.given_names, req.identity.family_name, pseudonym
+            )
+            case_id = await self.store.insert_case_txn(
+                tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
+                today.year, today.month,
+            )
+        log.info("case.opened", case_id=case_id)
+        return local_pb2.CaseOpenResponse(case_id=case_id)
+
+    def _summary(self, case_id: int, include: set[str], row: object) -> summary_pb2.CaseSummary:
+        from .store import CaseRow
+
+        assert isinstance(row, CaseRow)
+        summary = summary_pb2.CaseSummary(
+            subject_pseudonym=row.pseudonym, phase=row.phase, concerns=row.concerns,
+            risk_level=row.risk_level, contact_id=row.contact_id,
+            month_opened=summary_pb2.YearMonth(year=row.opened_year, month=row.opened_month),
+        )
+        if "agencies" in include:
+            summary.agencies.extend(row.agencies)
+        return summary
+
+    def _rule_for(self, requested: str, recipient_kind: OrgKind) -> str:
+        if requested:
+            return requested
+        rules = self.bundle.rules_for("alert.move", self.kind, recipient_kind)
+        if not rules:
+            raise RequestError(
+                "no_rule", f"no rule of the bundle lets {self.kind} send alert.move to {recipient_kind}"
+            )
+        return rules[0].id
+
+    async def alert_move(self, req: local_pb2.AlertMoveRequest) -> local_pb2.AlertMoveResponse:
+        row = await self.store.case(req.case_id)
+        if row is None:
+            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+        dest = self.bundle.org_serving(req.destination_nis)
+        if dest is None:
+            raise RequestError("unknown_nis", f"NIS code {req.destination_nis} is not served by any organisation")
+        if dest.id == self.org_id:
+            raise RequestError("own_municipality", f"NIS code {req.destination_nis} is served by this node")
+        unknown = set(req.include_fields) - {"agencies"}
+        if unknown:
+            raise RequestError("unknown_field", f"cannot include {sorted(unknown)}; only 'agencies' is optional")
+        rule_id = self._rule_for(req.rule_id, dest.kind)
+        body = envelope_pb2.EnvelopeBody(
+            idempotency_key=uuid.uuid4().hex, kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id,
+            recipients=[dest.id], purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=rule_id,
+            created_at_ms=_now_ms(),
+            move_alert=summary_pb2.MoveAlert(summary=self._summary(req.case_id, set(req.include_fields), row)),
+        )
+        wire.validate(body)  # our own output must pass the checks we demand of others
+        sealed = envelope.seal(body, self.signer)
+        outbox_id = await self.store.add_outbox(body.idempotency_key, dest.id, rule_id, sealed, _now_ms())
+        log.info("alert.queued", outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
+        self.outbox.kick()
+        await self.outbox.wait(outbox_id, ALERT_WAIT_S)
+        return await self._outbox_status(outbox_id)
+
+    async def _outbox_status(self, outbox_id: int) -> local_pb2.AlertMoveResponse:
+        row = await self.store.outbox(outbox_id)
+        assert row is not None
+        out = local_pb2.AlertMoveResponse(outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id)
+        if row.status == "pending" or row.response is None:
+            out.status = local_pb2.OUTBOX_STATUS_PENDING
+            return out
+        response = broker_pb2.SendResponse.FromString(row.response)
+        if response.WhichOneof("outcome") == "receipt":
+            out.status = local_pb2.OUTBOX_STATUS_ACCEPTED
+        else:
+            out.status = local_pb2.OUTBOX_STATUS_REFUSED
+            out.refusal_code = broker_pb2.RefusalCode.Name(response.refusal.code).removeprefix("REFUSAL_CODE_").lower()
+            out.refusal_detail = response.refusal.detail
+            out.refusal_field = response.refusal.field
+            out.rule_id = response.refusal.rule_id or row.rule_id
+        return out
+
+    async def inbox_list(self) -> local_pb2.InboxListResponse:
+        items = []
+        for row in await self.store.inbox():
+            env = envelope_pb2.Envelope.FromString(row.envelope)
+            body = envelope_pb2.EnvelopeBody.FromString(env.body)
+            item = local_pb2.InboxItem(
+                item_id=row.id, sender=row.sender, kind=row.kind, received_at_ms=row.received_ms,
+                status=row.status, matched_subject_id=row.subject_id or 0,
+            )
+            if body.WhichOneof("payload") == "move_alert":
+                item.summary.CopyFrom(body.move_alert.summary)
+            items.append(item)
+        return local_pb2.InboxListResponse(items=items)
+
+    async def identify(self, req: local_pb2.IdentifyRequest) -> local_pb2.IdentifyResponse:
+        number, pseudonym = self._pseudonym(req.identity)
+        async with self.store.db.transaction() as tx:
+            waiting = await tx.fetchone(
+                "SELECT 1 FROM inbox WHERE pseudonym = ? AND status = 'pending_identification'", (pseudonym,)
+            )
+            if waiting is None:
+                # Minimisation: an identity that matches nothing is not kept.
+                return local_pb2.IdentifyResponse()
+            subject_id = await self.store.insert_subject_txn(
+                tx, number, req.identity.given_names, req.identity.family_name, pseudonym
+            )
+            matched = await self.store.match_inbox_txn(tx, pseudonym, subject_id)
+        log.info("inbox.identified", items=matched)
+        return local_pb2.IdentifyResponse(matched_item_ids=matched, subject_id=subject_id)

@@ -1,0 +1,103 @@
+"""The node's local API on a Unix socket: length-prefixed LocalRequest/LocalResponse.
+
+The socket is served with ``asyncio.start_unix_server`` rather than gRPC so
+that the node can read the caller's uid with ``SO_PEERCRED`` (grpcio does not
+expose it) and record which local user asked. Each request is logged to the
+node's own store with uid, operation and outcome code, never with contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+
+from olievlek import logs
+from olievlek.errors import OlievlekError
+from olievlek.framing import FrameError, read_frame, write_frame
+from olievlek.v1 import local_pb2
+
+from .handlers import NodeHandlers, RequestError
+
+log = logs.get("node.local")
+
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int:
+    sock: socket.socket = writer.get_extra_info("socket")
+    _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return int(uid)
+
+
+class LocalApi:
+    """Serves the node's handlers to local users."""
+
+    def __init__(self, handlers: NodeHandlers, path: Path) -> None:
+        self._handlers = handlers
+        self._path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if self._path.exists():
+            self._path.unlink()
+        self._server = await asyncio.start_unix_server(self._client, path=str(self._path))
+        os.chmod(self._path, 0o660)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._path.exists():
+            self._path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = peer_uid(writer)
+        try:
+            while True:
+                try:
+                    frame = await read_frame(reader)
+                except FrameError:
+                    return
+                response = await self._dispatch(uid, frame)
+                await write_frame(writer, response.SerializeToString())
+        finally:
+            writer.close()
+
+    async def _dispatch(self, uid: int, frame: bytes) -> local_pb2.LocalResponse:
+        request = local_pb2.LocalRequest()
+        op = "malformed"
+        try:
+            request.ParseFromString(frame)
+            op = request.WhichOneof("request") or "empty"
+            response = await self._handle(request, op)
+            outcome = "ok"
+        except RequestError as exc:
+            response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=exc.local_code,
+                                                                                   message=exc.message)), exc.local_code
+        except OlievlekError as exc:
+            response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=str(exc.code),
+                                                                                   message=exc.message)), str(exc.code)
+        except Exception:
+            log.exception("local.failed", op=op)
+            response = local_pb2.LocalResponse(error=local_pb2.LocalError(code="internal",
+                                                                          message="internal error; see node log"))
+            outcome = "internal"
+        await self._handlers.store.log_request(uid, op, outcome, int(time.time() * 1000))
+        log.info("local.request", uid=uid, op=op, outcome=outcome)
+        return response
+
+    async def _handle(self, request: local_pb2.LocalRequest, op: str) -> local_pb2.LocalResponse:
+        h = self._handlers
+        if op == "case_open":
+            return local_pb2.LocalResponse(case_open=await h.case_open(request.case_open))
+        if op == "alert_move":
+            return local_pb2.LocalResponse(alert_move=await h.alert_move(request.alert_move))
+        if op == "inbox_list":
+            return local_pb2.LocalResponse(inbox_list=await h.inbox_list())
+        if op == "identify":
+            return local_pb2.LocalResponse(identify=await h.identify(request.identify))
+        raise RequestError("unknown_request", f"unknown request {op!r}")

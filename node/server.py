@@ -1,0 +1,81 @@
+"""A running node: store, broker connection, outbox worker, delivery stream, local API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from olievlek import logs
+from olievlek.config import write_ready_file
+from olievlek.envelope import Signer
+from olievlek.policy import Bundle
+from olievlek.pseudonym import InterimHmacPseudonymiser
+from olievlek.trust import TrustAnchor
+
+from .broker_client import BrokerClient
+from .config import NodeConfig
+from .handlers import NodeHandlers
+from .inbox import Inbox
+from .local_api import LocalApi
+from .outbox import OutboxSender
+from .session import BrokerSession
+from .store import NodeStore
+
+log = logs.get("node")
+
+
+class NodeServer:
+    """Everything a node runs, started and stopped together."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._tasks: list[asyncio.Task[None]] = []
+        self._store: NodeStore | None = None
+        self._client: BrokerClient | None = None
+        self._local: LocalApi | None = None
+        self.session: BrokerSession | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
+        bundle = Bundle.load(cfg.bundle)
+        signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
+        pseudonymiser = InterimHmacPseudonymiser(cfg.pseudonym_key.read_bytes())
+        self._store = await NodeStore.open(cfg.database)
+        self._client = BrokerClient(cfg.broker, cfg.tls)
+        outbox = OutboxSender(self._store, self._client)
+        self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
+        handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
+        self._local = LocalApi(handlers, cfg.socket)
+        await self._local.start()
+        self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run())]
+        log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
+        if cfg.ready_file is not None:
+            write_ready_file(cfg.ready_file, 0)
+
+    async def stop(self) -> None:
+        if self._local is not None:
+            await self._local.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            await self._client.close()
+        if self._store is not None:
+            await self._store.close()
+        log.info("node.stopped", org=self.config.org_id)
+
+
+async def serve(config: NodeConfig) -> None:
+    """Run until SIGINT or SIGTERM."""
+    node = NodeServer(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()

@@ -1,0 +1,40 @@
+"""Reading service configuration files (YAML) into typed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from olievlek.errors import ConfigError
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Load a YAML mapping; relative paths in it are resolved by the caller."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: configuration must be a mapping")
+    return doc
+
+
+def need(doc: dict[str, Any], key: str, where: Path) -> Any:
+    if key not in doc:
+        raise ConfigError(f"{where}: missing setting {key!r}")
+    return doc[key]
+
+
+def path_setting(doc: dict[str, Any], key: str, where: Path) -> Path:
+    """A path setting, relative to the configuration file's directory."""
+    p = Path(str(need(doc, key, where)))
+    return p if p.is_absolute() else (where.parent / p)
+
+
+def write_ready_file(path: Path, port: int) -> None:
+    """Report a bound port atomically (write then rename), so readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(f"{port}\n")
+    tmp.replace(path)
