@@ -1,0 +1,78 @@
+"""The ``olievlek`` command line: one module per role group, errors caught once here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from olievlek import logs
+from olievlek.errors import OlievlekError
+
+from . import cases, pki_cmd, up
+
+app = typer.Typer(
+    help="olievlek: federated, policy-checked exchange of pseudonymised case summaries between LIVCs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="Run the broker.", no_args_is_help=True)
+node_app = typer.Typer(help="Run an organisation's node.", no_args_is_help=True)
+app.add_typer(pki_cmd.app, name="pki")
+app.add_typer(broker_app, name="broker")
+app.add_typer(node_app, name="node")
+app.add_typer(cases.case_app, name="case")
+app.add_typer(cases.alert_app, name="alert")
+app.add_typer(cases.inbox_app, name="inbox")
+app.command("up")(up.up)
+
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).", exists=True)]
+
+
+@broker_app.command("serve")
+def broker_serve(config: ConfigOpt) -> None:
+    """Serve the broker (mTLS gRPC) until SIGINT/SIGTERM."""
+    from olievlek.broker.config import BrokerConfig
+    from olievlek.broker.server import serve
+
+    logs.configure(json=True)
+    asyncio.run(serve(BrokerConfig.load(config)))
+
+
+@node_app.command("serve")
+def node_serve(config: ConfigOpt) -> None:
+    """Serve a node: broker stream, outbox and the local socket, until SIGINT/SIGTERM."""
+    from olievlek.node.config import NodeConfig
+    from olievlek.node.server import serve
+
+    logs.configure(json=True)
+    asyncio.run(serve(NodeConfig.load(config)))
+
+
+def run() -> None:
+    """Run the CLI; an OlievlekError becomes one line on stderr and exit code 2."""
+    os.environ.setdefault("COLUMNS", "120")
+    try:
+        app(standalone_mode=False)
+    except OlievlekError as exc:
+        err.print(f"[bold red]error[/] {exc.diagnostics()}", highlight=False, markup=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,119 @@
+"""``olievlek case``, ``alert`` and ``inbox``: a regisseur's commands against their own node."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from olievlek.v1 import local_pb2
+
+from . import enums
+from .identity_input import read_identity
+from .local_client import call
+
+case_app = typer.Typer(help="Case files at this node.", no_args_is_help=True)
+alert_app = typer.Typer(help="Send alerts to other organisations.", no_args_is_help=True)
+inbox_app = typer.Typer(help="What other organisations sent to this node.", invoke_without_command=True)
+out = Console()
+
+SocketOpt = Annotated[
+    Path,
+    typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET", help="The node's local socket."),
+]
+FromFileOpt = Annotated[
+    Path | None,
+    typer.Option("--from-file", help="Read the identity (JSON) from this file instead of stdin or a prompt."),
+]
+
+
+@case_app.command("open")
+def case_open(
+    socket: SocketOpt,
+    phase: Annotated[str, typer.Option(help=f"One of: {', '.join(enums.PHASES)}.")] = "signal",
+    concern: Annotated[list[str] | None, typer.Option(help="Concern category (repeatable).")] = None,
+    risk: Annotated[str | None, typer.Option(help=f"One of: {', '.join(enums.RISKS)}.")] = None,
+    agency: Annotated[list[str] | None, typer.Option(help="Agency at the table (repeatable).")] = None,
+    contact: Annotated[str, typer.Option(help="Registered contact id (default: the first).")] = "",
+    from_file: FromFileOpt = None,
+) -> None:
+    """Open a case. The person's identity is read from a prompt, stdin or --from-file, never from arguments."""
+    request = local_pb2.CaseOpenRequest(
+        identity=read_identity(from_file, names=True),
+        phase=enums.parse(enums.PHASES, "phase", phase),
+        concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
+        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else 0,
+        agencies=[enums.parse(enums.AGENCIES, "agency", a) for a in agency or []],
+        contact_id=contact,
+    )
+    response = call(socket, local_pb2.LocalRequest(case_open=request))
+    out.print(f"case {response.case_open.case_id} opened")
+
+
+@alert_app.command("move")
+def alert_move(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    to: Annotated[int, typer.Option("--to", help="NIS code of the municipality the person moves to.")],
+    include: Annotated[list[str] | None, typer.Option(help="Optional summary field to include: agencies.")] = None,
+    rule: Annotated[str, typer.Option(help="Rule id to invoke (default: the bundle's rule).")] = "",
+) -> None:
+    """Tell the municipality a followed-up person moves to. Exit 1 when the broker refuses."""
+    request = local_pb2.AlertMoveRequest(case_id=case, destination_nis=to, include_fields=include or [],
+                                         rule_id=rule)
+    r = call(socket, local_pb2.LocalRequest(alert_move=request)).alert_move
+    if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
+        out.print(f"move alert for case {case} accepted by the broker for {r.recipient} (rule {r.rule_id})")
+    elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
+        out.print("[bold red]refused[/] " + escape(f"[{r.refusal_code}] {r.refusal_detail}"), highlight=False)
+        if r.refusal_field:
+            out.print(f"  field: {r.refusal_field}   rule: {r.rule_id}", highlight=False)
+        raise typer.Exit(1)
+    else:
+        out.print(f"move alert {r.outbox_id} queued; the broker has not answered yet (it will be resent)")
+
+
+def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
+    table = Table(title="Inbox")
+    for col in ("item", "from", "kind", "received", "status", "phase", "risk", "concerns", "contact"):
+        table.add_column(col)
+    for it in items:
+        s = it.summary
+        table.add_row(
+            str(it.item_id), it.sender, it.kind,
+            dt.datetime.fromtimestamp(it.received_at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M"),
+            it.status.replace("_", " "),
+            enums.name_of(enums.PHASES, s.phase), enums.name_of(enums.RISKS, s.risk_level),
+            ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id,
+        )
+    return table
+
+
+@inbox_app.callback()
+def inbox(ctx: typer.Context, socket: SocketOpt) -> None:
+    """List what arrived; items wait *pending identification* until matched."""
+    ctx.obj = socket
+    if ctx.invoked_subcommand is None:
+        items = list(call(socket, local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest()))
+                     .inbox_list.items)
+        if not items:
+            out.print("inbox is empty")
+            return
+        out.print(_inbox_table(items))
+
+
+@inbox_app.command("identify")
+def inbox_identify(ctx: typer.Context, from_file: FromFileOpt = None) -> None:
+    """Enter a person's identifier (prompt, stdin or file) and match it to waiting items."""
+    socket: Path = ctx.obj
+    identity = read_identity(from_file, names=False)
+    r = call(socket, local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(identity=identity))).identify
+    if not r.matched_item_ids:
+        out.print("no waiting item matches this person")
+        raise typer.Exit(1)
+    out.print(f"matched inbox item(s) {', '.join(map(str, r.matched_item_ids))} to subject {r.subject_id}")

@@ -1,0 +1,37 @@
+"""Command-line names for wire enums: PHASE_FOLLOW_UP <-> follow-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from olievlek.v1 import summary_pb2
+
+
+def names(enum: Any, prefix: str) -> dict[str, int]:
+    return {
+        n.removeprefix(prefix).lower().replace("_", "-"): v
+        for n, v in enum.items()
+        if not n.endswith("_UNSPECIFIED")
+    }
+
+
+PHASES = names(summary_pb2.Phase, "PHASE_")
+CONCERNS = names(summary_pb2.ConcernCategory, "CONCERN_CATEGORY_")
+RISKS = names(summary_pb2.RiskLevel, "RISK_LEVEL_")
+AGENCIES = names(summary_pb2.AgencyRole, "AGENCY_ROLE_")
+
+
+def parse(table: dict[str, int], what: str, value: str) -> int:
+    try:
+        return table[value]
+    except KeyError:
+        raise typer.BadParameter(f"unknown {what} {value!r}; choose from {', '.join(table)}") from None
+
+
+def name_of(table: dict[str, int], value: int) -> str:
+    for k, v in table.items():
+        if v == value:
+            return k
+    return "-"

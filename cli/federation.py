@@ -1,0 +1,170 @@
+"""A whole local federation on loopback: dev PKI, configs, broker and nodes as processes.
+
+Used by ``olievlek up`` and by the end-to-end tests. Every server binds port
+0 and reports its port through a ready file, so two federations never
+collide; sockets and files live in a fresh work directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from olievlek.errors import ConfigError
+from olievlek.identity import OrgId, OrgIdentity, OrgKind
+from olievlek.pki import CertificateAuthority
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_BUNDLE = REPO / "policies" / "dev" / "bundle.yaml"
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    org_id: str
+    kind: OrgKind = OrgKind.MUNICIPALITY
+
+
+DEMO_NODES = (NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven"))
+
+
+@dataclass
+class Federation:
+    """Files and processes of one local federation."""
+
+    workdir: Path
+    nodes: tuple[NodeSpec, ...] = DEMO_NODES
+    bundle_src: Path = DEV_BUNDLE
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    broker_port: int = 0
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    def socket(self, org_id: str) -> Path:
+        return self.workdir / org_id / "node.sock"
+
+    def node_dir(self, org_id: str) -> Path:
+        return self.workdir / org_id
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.workdir / "broker"
+
+    def log(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    # -- set-up ----------------------------------------------------------
+    def create(self) -> None:
+        """Dev PKI, bundle, keys and configuration files."""
+        ca = CertificateAuthority.init(self.pki)
+        ca.issue_server("broker", ["localhost", "127.0.0.1"])
+        for spec in self.nodes:
+            ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
+        fed = self.workdir / "federation"
+        fed.mkdir(parents=True, exist_ok=True)
+        (fed / "bundle.yaml").write_bytes(self.bundle_src.read_bytes())
+        key = fed / "interim-pseudonym.key"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        self._write(self.broker_dir / "broker.yaml", {
+            "listen": "127.0.0.1:0",
+            "ca": str(self.pki / "ca.pem"),
+            "crl": str(self.pki / "crl.pem"),
+            "tls_cert": str(self.pki / "servers/broker/tls.pem"),
+            "tls_key": str(self.pki / "servers/broker/tls.key"),
+            "bundle": str(fed / "bundle.yaml"),
+            "database": "broker.sqlite",
+            "ready_file": "ready",
+        })
+
+    def _write(self, path: Path, doc: dict[str, object]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def write_node_config(self, spec: NodeSpec) -> Path:
+        org = self.pki / "orgs" / spec.org_id
+        path = self.node_dir(spec.org_id) / "node.yaml"
+        self._write(path, {
+            "org_id": spec.org_id,
+            "kind": spec.kind.value,
+            "broker": f"127.0.0.1:{self.broker_port}",
+            "ca": str(self.pki / "ca.pem"),
+            "crl": str(self.pki / "crl.pem"),
+            "tls_cert": str(org / "tls.pem"),
+            "tls_key": str(org / "tls.key"),
+            "sign_cert": str(org / "sign.pem"),
+            "sign_key": str(org / "sign.key"),
+            "bundle": str(self.workdir / "federation" / "bundle.yaml"),
+            "pseudonym_key": str(self.workdir / "federation" / "interim-pseudonym.key"),
+            "database": "node.sqlite",
+            "socket": "node.sock",
+            "ready_file": "ready",
+        })
+        return path
+
+    # -- processes -------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with self.log(name).open("ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "olievlek", *args],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=self.workdir,
+            )
+        self.procs[name] = proc
+        return proc
+
+    def _await_ready(self, name: str, ready: Path) -> int:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        proc = self.procs[name]
+        while time.monotonic() < deadline:
+            if ready.exists():
+                return int(ready.read_text().strip() or 0)
+            if proc.poll() is not None:
+                raise ConfigError(f"{name} exited with {proc.returncode}; see {self.log(name)}")
+            time.sleep(0.05)
+        raise ConfigError(f"{name} did not become ready within {READY_TIMEOUT_S:.0f} s; see {self.log(name)}")
+
+    def start_broker(self) -> int:
+        ready = self.broker_dir / "ready"
+        ready.unlink(missing_ok=True)
+        self._spawn("broker", ["broker", "serve", "--config", str(self.broker_dir / "broker.yaml")])
+        self.broker_port = self._await_ready("broker", ready)
+        return self.broker_port
+
+    def start_node(self, spec: NodeSpec) -> None:
+        config = self.write_node_config(spec)
+        ready = self.node_dir(spec.org_id) / "ready"
+        ready.unlink(missing_ok=True)
+        self._spawn(spec.org_id, ["node", "serve", "--config", str(config)])
+        self._await_ready(spec.org_id, ready)
+
+    def start(self) -> None:
+        self.start_broker()
+        for spec in self.nodes:
+            self.start_node(spec)
+
+    def stop_process(self, name: str, timeout: float = 10.0) -> int:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop(self) -> None:
+        """Stop nodes first, then the broker (graceful SIGTERM, then SIGKILL)."""
+        for name in [n for n in self.procs if n != "broker"] + (["broker"] if "broker" in self.procs else []):
+            self.stop_process(name)

@@ -1,0 +1,52 @@
+"""Reading identifiers the safe way: prompt, stdin or a file — never argv.
+
+Command-line arguments are visible to every user of the machine (ps,
+/proc/<pid>/cmdline), so no command takes an identifier as an argument.
+Stdin and files hold a JSON object::
+
+    {"national_number": "85.07.30-033.28", "given_names": "…", "family_name": "…"}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from olievlek.errors import ConfigError
+from olievlek.v1 import local_pb2
+
+FIELDS = ("national_number", "given_names", "family_name")
+
+
+def _from_json(text: str, source: str) -> local_pb2.Identity:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # The position only: the text itself may hold an identifier.
+        raise ConfigError(f"{source}: not a JSON object (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a JSON object with {', '.join(FIELDS)}")
+    unknown = set(doc) - set(FIELDS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    return local_pb2.Identity(**{k: str(doc.get(k, "")) for k in FIELDS})
+
+
+def read_identity(from_file: Path | None, *, names: bool) -> local_pb2.Identity:
+    """An identity from a file, from piped stdin, or from an interactive prompt."""
+    if from_file is not None:
+        try:
+            return _from_json(from_file.read_text(), str(from_file))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {from_file}: {exc.strerror}") from exc
+    if not sys.stdin.isatty():
+        return _from_json(sys.stdin.read(), "stdin")
+    number = typer.prompt("National register number", hide_input=True)
+    if not names:
+        return local_pb2.Identity(national_number=number)
+    given = typer.prompt("Given names")
+    family = typer.prompt("Family name")
+    return local_pb2.Identity(national_number=number, given_names=given, family_name=family)

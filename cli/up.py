@@ -1,0 +1,137 @@
+"""``olievlek up``: a whole federation on loopback and the move-alert scenario.
+
+Gent opens a case; the person moves to Antwerpen; Antwerpen's inbox shows the
+summary pending identification; Antwerpen's regisseur enters the person's
+number and the node matches it; Leuven receives nothing; Gent then tries to
+send a summary no rule allows and the refusal names the field and rule.
+Exit 0 when every expectation holds.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from olievlek.errors import OlievlekError
+from olievlek.v1 import local_pb2, summary_pb2
+
+from .federation import Federation
+from .local_client import call
+
+out = Console()
+
+# A fictional person; the number is valid (mod-97, pre-2000 rule) but invented.
+DEMO_IDENTITY = local_pb2.Identity(
+    national_number="93.05.18-223.61", given_names="Demo", family_name="Persoon"
+)
+NIS = {"gent": 44021, "antwerpen": 11002, "leuven": 24062}
+
+
+def _inbox(fed: Federation, org: str) -> list[local_pb2.InboxItem]:
+    req = local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest())
+    return list(call(fed.socket(org), req).inbox_list.items)
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Scenario:
+    """The demo's steps with their expectations."""
+
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+        self.failures: list[str] = []
+
+    def expect(self, ok: bool, what: str) -> None:
+        out.print(f"  {'[green]✔[/]' if ok else '[red]✘[/]'} {what}")
+        if not ok:
+            self.failures.append(what)
+
+    def run(self) -> bool:
+        fed = self.fed
+        out.rule("1. Gent's LIVC opens a case")
+        case_id = call(fed.socket("gent"), local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+            identity=DEMO_IDENTITY, phase=summary_pb2.PHASE_FOLLOW_UP,
+            concerns=[summary_pb2.CONCERN_CATEGORY_RIGHT_WING, summary_pb2.CONCERN_CATEGORY_POLARISATION],
+            risk_level=summary_pb2.RISK_LEVEL_MEDIUM,
+            agencies=[summary_pb2.AGENCY_ROLE_POLICE, summary_pb2.AGENCY_ROLE_CAW],
+        ))).case_open.case_id
+        self.expect(case_id > 0, f"case {case_id} opened at Gent (identity stays in Gent's node)")
+
+        out.rule("2. The person moves to Antwerpen (NIS 11002): Gent sends a move alert")
+        r = call(fed.socket("gent"), local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
+            case_id=case_id, destination_nis=NIS["antwerpen"]))).alert_move
+        self.expect(r.status == local_pb2.OUTBOX_STATUS_ACCEPTED,
+                    f"broker accepted the alert for {r.recipient} under rule {r.rule_id}")
+
+        out.rule("3. Antwerpen's inbox")
+        arrived = _wait_for(lambda: len(_inbox(fed, "antwerpen")) == 1)
+        items = _inbox(fed, "antwerpen")
+        self.expect(arrived, "one summary arrived at Antwerpen")
+        if items:
+            self.expect(items[0].status == "pending_identification",
+                        f"item {items[0].item_id} from {items[0].sender} is pending identification")
+
+        out.rule("4. Antwerpen's regisseur enters the person's number")
+        ident = call(fed.socket("antwerpen"), local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(
+            identity=local_pb2.Identity(national_number=DEMO_IDENTITY.national_number)))).identify
+        self.expect(len(ident.matched_item_ids) == 1,
+                    f"the node matched item(s) {list(ident.matched_item_ids)} to the person")
+        self.expect(all(i.status == "identified" for i in _inbox(fed, "antwerpen")), "inbox shows it identified")
+
+        out.rule("5. Leuven (NIS 24062) was not involved")
+        self.expect(_inbox(fed, "leuven") == [], "Leuven's inbox is empty")
+
+        out.rule("6. Gent tries to share the agencies at the table with Leuven")
+        r = call(fed.socket("gent"), local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
+            case_id=case_id, destination_nis=NIS["leuven"], include_fields=["agencies"]))).alert_move
+        self.expect(r.status == local_pb2.OUTBOX_STATUS_REFUSED, escape(f"refused: [{r.refusal_code}] {r.refusal_detail}"))
+        self.expect(r.refusal_field == "summary.agencies" and r.rule_id == "move-alert-municipal",
+                    f"the refusal names field {r.refusal_field!r} and rule {r.rule_id!r}")
+        self.expect(_inbox(fed, "leuven") == [], "Leuven still received nothing")
+        return not self.failures
+
+
+def up(
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the federation running until Ctrl-C.")] = False,
+    workdir: Annotated[Path | None, typer.Option(help="Work directory (default: a fresh temporary one).")] = None,
+) -> None:
+    """Start a local federation (broker + Gent, Antwerpen, Leuven) on loopback and play the scenario."""
+    wd = workdir or Path(tempfile.mkdtemp(prefix="olv-"))
+    fed = Federation(wd)
+    out.print(Panel.fit(f"olievlek local federation in [bold]{wd}[/]\nlogs: {wd / 'logs'}", title="olievlek up"))
+    ok = False
+    try:
+        fed.create()
+        port = fed.start_broker()
+        out.print(f"broker listening on 127.0.0.1:{port} (mTLS)")
+        for spec in fed.nodes:
+            fed.start_node(spec)
+            out.print(f"node {spec.org_id} ({spec.kind}) up, socket {fed.socket(spec.org_id)}")
+        ok = Scenario(fed).run()
+        out.print(Panel.fit("[green]scenario passed[/]" if ok else "[red]scenario failed[/]"))
+        if keep:
+            out.print("federation running; press Ctrl-C to stop")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except OlievlekError as exc:
+        out.print(f"[red]error[/] {exc.diagnostics()}")
+    finally:
+        fed.stop()
+        out.print("federation stopped")
+    if not ok:
+        raise typer.Exit(1)
