@@ -100,7 +100,8 @@ class Scenario:
         out.rule("6. Gent tries to share the agencies at the table with Leuven")
         r = call(fed.socket("gent"), local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
             case_id=case_id, destination_nis=NIS["leuven"], include_fields=["agencies"]))).alert_move
-        self.expect(r.status == local_pb2.OUTBOX_STATUS_REFUSED, escape(f"refused: [{r.refusal_code}] {r.refusal_detail}"))
+        self.expect(r.status == local_pb2.OUTBOX_STATUS_REFUSED,
+                    escape(f"refused: [{r.refusal_code}] {r.refusal_detail}"))
         self.expect(r.refusal_field == "summary.agencies" and r.rule_id == "move-alert-municipal",
                     f"the refusal names field {r.refusal_field!r} and rule {r.rule_id!r}")
         self.expect(_inbox(fed, "leuven") == [], "Leuven still received nothing")

@@ -32,4 +32,4 @@ def configure(json: bool = True, stream: TextIO | None = None, level: int = logg
 
 def get(name: str) -> Any:
     """A bound logger tagged with the component name."""
-    return structlog.get_logger().bind(component=name)
+    return structlog.get_logger(component=name)
