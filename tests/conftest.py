@@ -1,0 +1,137 @@
+"""Shared fixtures: a throwaway federation PKI, in-process broker and nodes on loopback.
+
+Everything is real: the PKI is our own ``olievlek.pki`` code, servers are
+grpcio aio servers with mTLS on 127.0.0.1 port 0, stores are SQLite files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from olievlek import logs
+from olievlek.broker.config import BrokerConfig
+from olievlek.broker.server import BrokerServer
+from olievlek.identity import OrgId, OrgIdentity, OrgKind
+from olievlek.node.config import NodeConfig
+from olievlek.node.server import NodeServer
+from olievlek.pki import CertificateAuthority, OrgCredentials
+from olievlek.transport import TlsFiles
+
+settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci")
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_BUNDLE = REPO / "policies" / "dev" / "bundle.yaml"
+ORGS = ("gent", "antwerpen", "leuven")
+
+
+@pytest.fixture(autouse=True)
+def _seeded_random(request: pytest.FixtureRequest) -> None:
+    seed = int(os.environ.get("OLIEVLEK_TEST_SEED", "20261129"))
+    random.seed(seed)
+    print(f"random seed {seed} ({request.node.nodeid})")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _json_logs() -> None:
+    logs.configure(json=True)
+
+
+@dataclass
+class Pki:
+    """A test federation's PKI directory and credentials."""
+
+    root: Path
+    ca: CertificateAuthority
+
+    def org(self, org_id: str) -> OrgCredentials:
+        d = self.root / "orgs" / org_id
+        return OrgCredentials(d / "tls.pem", d / "tls.key", d / "sign.pem", d / "sign.key")
+
+    def tls(self, org_id: str) -> TlsFiles:
+        c = self.org(org_id)
+        return TlsFiles(self.root / "ca.pem", c.tls_cert, c.tls_key)
+
+
+def make_pki(root: Path) -> Pki:
+    ca = CertificateAuthority.init(root)
+    ca.issue_server("broker", ["localhost", "127.0.0.1"])
+    for org in ORGS:
+        ca.issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId(org)))
+    return Pki(root, ca)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki")
+
+
+def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> BrokerConfig:
+    return BrokerConfig(
+        listen=listen,
+        tls=TlsFiles(pki.root / "ca.pem", pki.root / "servers/broker/tls.pem", pki.root / "servers/broker/tls.key"),
+        crl=pki.root / "crl.pem",
+        bundle=DEV_BUNDLE,
+        database=workdir / "broker" / "broker.sqlite",
+        ready_file=None,
+    )
+
+
+def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, key: Path) -> NodeConfig:
+    c = pki.org(org)
+    return NodeConfig(
+        org_id=org, kind=OrgKind.MUNICIPALITY, broker=f"127.0.0.1:{broker_port}",
+        tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
+        crl=pki.root / "crl.pem", bundle=DEV_BUNDLE, database=workdir / org / "node.sqlite",
+        socket=workdir / org / "node.sock", pseudonym_key=key, ready_file=None,
+    )
+
+
+@pytest.fixture
+def pseudonym_key(tmp_path: Path) -> Path:
+    path = tmp_path / "interim.key"
+    path.write_bytes(secrets.token_bytes(32))
+    return path
+
+
+@pytest.fixture
+async def broker(pki: Pki, tmp_path: Path) -> AsyncIterator[BrokerServer]:
+    server = BrokerServer(broker_config(pki, tmp_path))
+    await server.start()
+    yield server
+    await server.stop(0)
+
+
+class NodeFactory:
+    """Starts in-process nodes and stops them all at teardown."""
+
+    def __init__(self, pki: Pki, workdir: Path, key: Path) -> None:
+        self.pki, self.workdir, self.key = pki, workdir, key
+        self.running: list[NodeServer] = []
+
+    async def start(self, org: str, broker_port: int) -> NodeServer:
+        (self.workdir / org).mkdir(parents=True, exist_ok=True)
+        node = NodeServer(node_config(self.pki, self.workdir, org, broker_port, self.key))
+        await node.start()
+        self.running.append(node)
+        return node
+
+    async def stop(self, node: NodeServer) -> None:
+        await node.stop()
+        self.running.remove(node)
+
+
+@pytest.fixture
+async def nodes(pki: Pki, tmp_path: Path, pseudonym_key: Path) -> AsyncIterator[NodeFactory]:
+    factory = NodeFactory(pki, tmp_path, pseudonym_key)
+    yield factory
+    for node in list(factory.running):
+        await factory.stop(node)

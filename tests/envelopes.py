@@ -1,0 +1,51 @@
+"""Building envelopes by hand for the refusal tests, including deliberately bad ones."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from olievlek import wire
+from olievlek.envelope import SIGNING_CONTEXT, Signer
+from olievlek.v1 import envelope_pb2, summary_pb2
+
+from .conftest import Pki
+
+PSEUDONYM = bytes(range(32))
+
+
+def signer(pki: Pki, org: str) -> Signer:
+    c = pki.org(org)
+    return Signer.from_pem(c.sign_key.read_bytes(), c.sign_cert.read_bytes())
+
+
+def summary(**overrides: object) -> summary_pb2.CaseSummary:
+    s = summary_pb2.CaseSummary(
+        subject_pseudonym=PSEUDONYM, phase=summary_pb2.PHASE_FOLLOW_UP,
+        concerns=[summary_pb2.CONCERN_CATEGORY_LEFT_WING], risk_level=summary_pb2.RISK_LEVEL_LOW,
+        month_opened=summary_pb2.YearMonth(year=2026, month=3), contact_id="gent-livc",
+    )
+    for k, v in overrides.items():
+        setattr(s, k, v)
+    return s
+
+
+def body(sender: str = "gent", recipients: tuple[str, ...] = ("antwerpen",), **kw: object) -> envelope_pb2.EnvelopeBody:
+    b = envelope_pb2.EnvelopeBody(
+        idempotency_key=str(kw.pop("key", uuid.uuid4().hex)), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE,
+        sender=sender, recipients=list(recipients), purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP,
+        rule_id=str(kw.pop("rule_id", "move-alert-municipal")),
+        created_at_ms=int(kw.pop("created_at_ms", time.time() * 1000)),
+    )
+    s = kw.pop("summary_msg", None) or summary()
+    b.move_alert.summary.CopyFrom(s)  # type: ignore[arg-type]
+    assert not kw, kw
+    return b
+
+
+def seal_bytes(body_bytes: bytes, s: Signer, *, flip_signature: bool = False) -> bytes:
+    """Sign exact body bytes (canonical or not) and wrap them."""
+    sig = bytearray(s.key.sign(SIGNING_CONTEXT + body_bytes))
+    if flip_signature:
+        sig[0] ^= 0x01
+    return wire.encode(envelope_pb2.Envelope(body=body_bytes, signature=bytes(sig), signer_certificate=s.cert_der))
