@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from olievlek import logs
 from olievlek.errors import OlievlekError
@@ -58,21 +58,8 @@ def node_serve(config: ConfigOpt) -> None:
 
 def run() -> None:
     """Run the CLI; an OlievlekError becomes one line on stderr and exit code 2."""
-    os.environ.setdefault("COLUMNS", "120")
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors and typer.Exit are handled by typer, ours arrive here
     except OlievlekError as exc:
-        err.print(f"[bold red]error[/] {exc.diagnostics()}", highlight=False, markup=True)
+        err.print(f"[bold red]error[/] {escape(exc.diagnostics())}", highlight=False)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

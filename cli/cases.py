@@ -95,10 +95,15 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
 
 
 @inbox_app.callback()
-def inbox(ctx: typer.Context, socket: SocketOpt) -> None:
+def inbox(
+    ctx: typer.Context,
+    socket: Annotated[Path | None, typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET",
+                                                help="The node's local socket.")] = None,
+) -> None:
     """List what arrived; items wait *pending identification* until matched."""
-    ctx.obj = socket
     if ctx.invoked_subcommand is None:
+        if socket is None:
+            raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
         items = list(call(socket, local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest()))
                      .inbox_list.items)
         if not items:
@@ -108,9 +113,8 @@ def inbox(ctx: typer.Context, socket: SocketOpt) -> None:
 
 
 @inbox_app.command("identify")
-def inbox_identify(ctx: typer.Context, from_file: FromFileOpt = None) -> None:
+def inbox_identify(socket: SocketOpt, from_file: FromFileOpt = None) -> None:
     """Enter a person's identifier (prompt, stdin or file) and match it to waiting items."""
-    socket: Path = ctx.obj
     identity = read_identity(from_file, names=False)
     r = call(socket, local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(identity=identity))).identify
     if not r.matched_item_ids:

@@ -1,0 +1,103 @@
+"""End to end through the real entry points: `olievlek` processes, real sockets, real files.
+
+A canary national register number is given to Gent's node only (through
+stdin, never argv) and must appear in no file of the broker or any other
+node, and in no log — Gent's own log included. Gent's database must hold it
+(the positive control that the scan looks in the right place).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from olievlek.cli.federation import Federation
+
+from .canary import forms, scan
+
+CANARY = "85073003328"
+CANARY_IDENTITY = {"national_number": "85.07.30-033.28", "given_names": "Canary", "family_name": "Kanarie"}
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "olievlek", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def federation() -> Iterator[Federation]:
+    # Short path: Unix socket paths are limited to 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="olv-test-") as d:
+        fed = Federation(Path(d))
+        fed.create()
+        fed.start()
+        try:
+            yield fed
+        finally:
+            fed.stop()
+
+
+def test_move_alert_through_the_cli_and_canary_stays_home(federation: Federation) -> None:
+    gent, antwerpen, leuven = (str(federation.socket(o)) for o in ("gent", "antwerpen", "leuven"))
+    r = cli("case", "open", "--socket", gent, "--phase", "follow-up", "--concern", "single-issue-environmental",
+            "--risk", "high", "--agency", "police", "--agency", "clb", stdin=json.dumps(CANARY_IDENTITY))
+    assert r.returncode == 0, r.stderr
+    assert "case 1 opened" in r.stdout
+
+    r = cli("alert", "move", "--socket", gent, "--case", "1", "--to", "11002")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "accepted by the broker for antwerpen" in r.stdout
+
+    deadline = time.monotonic() + 15
+    while "pending identification" not in (r := cli("inbox", "--socket", antwerpen)).stdout:
+        assert time.monotonic() < deadline, r.stdout + r.stderr
+        time.sleep(0.2)
+    assert "gent" in r.stdout and "single-issue-environmental" in r.stdout and "gent-livc" in r.stdout
+
+    r = cli("alert", "move", "--socket", gent, "--case", "1", "--to", "24062", "--include", "agencies")
+    assert r.returncode == 1
+    assert "policy_denied" in r.stdout and "summary.agencies" in r.stdout and "move-alert-municipal" in r.stdout
+
+    r = cli("inbox", "--socket", leuven)
+    assert r.returncode == 0 and "inbox is empty" in r.stdout
+
+    # Another (valid) person matches nothing, and the node keeps nothing of them.
+    r = cli("inbox", "identify", "--socket", antwerpen,
+            stdin=json.dumps({"national_number": "93.05.18-223.61"}))
+    assert r.returncode == 1 and "no waiting item matches" in r.stdout
+
+    # A bad number is refused without being echoed.
+    r = cli("case", "open", "--socket", gent, stdin=json.dumps({**CANARY_IDENTITY, "national_number": "85073003399"}))
+    assert r.returncode == 2
+    assert "check digits" in r.stderr and "85073003399" not in r.stderr + r.stdout
+
+    federation.stop()  # flush and close every file before scanning
+    needles = forms(CANARY)
+    gent_db = federation.node_dir("gent") / "node.sqlite"
+    own_store = {gent_db, Path(f"{gent_db}-wal"), Path(f"{gent_db}-shm")}
+    assert scan(federation.workdir, needles, exclude=own_store) == []
+    # Positive control on the real run: the holder's own store does hold it.
+    assert any(p in own_store for p, _ in scan(federation.node_dir("gent"), needles))
+    logs = federation.workdir / "logs"
+    assert (logs / "gent.log").stat().st_size > 0 and (logs / "broker.log").stat().st_size > 0
+    for line in (logs / "broker.log").read_text().splitlines():
+        json.loads(line)  # services log JSON, one event per line
+
+
+def test_olievlek_up_plays_the_scenario(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="olv-up-") as d:
+        r = subprocess.run([sys.executable, "-m", "olievlek", "up", "--workdir", d], capture_output=True,
+                           text=True, timeout=150, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "scenario passed" in r.stdout
+    assert "pending identification" in r.stdout
+    assert "summary.agencies" in r.stdout and "move-alert-municipal" in r.stdout
+    assert "✘" not in r.stdout
