@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from olievlek import logs
 from olievlek.errors import OlievlekError
 
 from . import cases, pki_cmd, up
+from .console import err
 
 app = typer.Typer(
     help="olievlek: federated, policy-checked exchange of pseudonymised case summaries between LIVCs.",
@@ -31,7 +31,6 @@ app.add_typer(cases.alert_app, name="alert")
 app.add_typer(cases.inbox_app, name="inbox")
 app.command("up")(up.up)
 
-err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).", exists=True)]
 

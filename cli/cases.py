@@ -7,20 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from olievlek.v1 import local_pb2
 
 from . import enums
+from .console import out
 from .identity_input import read_identity
 from .local_client import call
 
 case_app = typer.Typer(help="Case files at this node.", no_args_is_help=True)
 alert_app = typer.Typer(help="Send alerts to other organisations.", no_args_is_help=True)
 inbox_app = typer.Typer(help="What other organisations sent to this node.", invoke_without_command=True)
-out = Console()
 
 SocketOpt = Annotated[
     Path,

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgIdentity, parse_uri
 from olievlek.pki import CertificateAuthority
 
+from .console import out
+
 app = typer.Typer(help="Development PKI: federation CA, certificates, revocation.", no_args_is_help=True)
-out = Console()
 
 DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="PKI directory.")]
 

@@ -17,17 +17,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
 from olievlek.errors import OlievlekError
 from olievlek.v1 import local_pb2, summary_pb2
 
+from .console import out
 from .federation import Federation
 from .local_client import call
-
-out = Console()
 
 # A fictional person; the number is valid (mod-97, pre-2000 rule) but invented.
 DEMO_IDENTITY = local_pb2.Identity(

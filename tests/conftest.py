@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-
-from olievlek import logs
 from olievlek.broker.config import BrokerConfig
 from olievlek.broker.server import BrokerServer
-from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.node.config import NodeConfig
 from olievlek.node.server import NodeServer
+
+from olievlek import logs
+from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority, OrgCredentials
 from olievlek.transport import TlsFiles
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from olievlek.broker.server import BrokerServer
+from olievlek.node.broker_client import BrokerClient
 
 from olievlek import wire
-from olievlek.broker.server import BrokerServer
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
-from olievlek.node.broker_client import BrokerClient
 from olievlek.pki import CertificateAuthority
 from olievlek.transport import TlsFiles
 from olievlek.v1 import broker_pb2, broker_pb2_grpc

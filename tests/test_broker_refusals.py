@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from olievlek import wire
 from olievlek.broker.server import BrokerServer
 from olievlek.node.broker_client import BrokerClient
+
+from olievlek import wire
 from olievlek.v1 import broker_pb2, summary_pb2
 
 from .conftest import Pki

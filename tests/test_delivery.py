@@ -10,11 +10,11 @@ from typing import Any
 
 import grpc
 import pytest
-
-from olievlek import transport, wire
 from olievlek.broker.server import BrokerServer
 from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
+
+from olievlek import transport, wire
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 from .conftest import NodeFactory, Pki, broker_config
@@ -116,7 +116,7 @@ class RogueBroker(broker_pb2_grpc.BrokerServicer):
         self.envelope = envelope
         self.acks: list[broker_pb2.Ack] = []
 
-    async def Subscribe(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
+    async def Subscribe(self, request_iterator: Any, context: Any) -> Any:
         yield broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=7, envelope=self.envelope))
         async for up in request_iterator:
             self.acks.append(up.ack)

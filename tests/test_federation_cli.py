@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from olievlek.cli.federation import Federation
 
 from .canary import forms, scan

@@ -1,0 +1,51 @@
+"""`olievlek --help` and every subcommand's --help work through the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = [
+    [], ["pki"], ["pki", "init"], ["pki", "issue"], ["pki", "revoke"],
+    ["broker"], ["broker", "serve"], ["node"], ["node", "serve"],
+    ["case"], ["case", "open"], ["alert"], ["alert", "move"],
+    ["inbox"], ["inbox", "identify"], ["up"],
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "olievlek")
+def test_help(args: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", "olievlek", *args, "--help"], capture_output=True, text=True,
+                       timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "Usage" in r.stdout
+
+
+@pytest.mark.timeout(60)
+def test_console_script_is_installed() -> None:
+    import shutil
+
+    exe = shutil.which("olievlek") or str(__import__("pathlib").Path(sys.executable).parent / "olievlek")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 0 and "pki" in r.stdout and "up" in r.stdout
+
+
+def test_no_command_takes_an_identifier_argument() -> None:
+    """Identifiers come from a prompt, stdin or a file: no option may be named for one."""
+    import typer.main
+    from olievlek.cli.app import app
+
+    group = typer.main.get_command(app)
+    forbidden = ("national", "nrn", "rijksregister", "name", "birth", "address")
+
+    def walk(cmd: object, path: str) -> None:
+        for p in getattr(cmd, "params", []):
+            for opt in getattr(p, "opts", []):
+                assert not any(f in opt.lower() for f in forbidden), f"{path} {opt}"
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(group, "olievlek")
