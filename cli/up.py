@@ -126,6 +126,8 @@ def up(
         out.print(Panel.fit("[green]scenario passed[/]" if ok else "[red]scenario failed[/]"))
         if keep:
             out.print("federation running; press Ctrl-C to stop")
+            # Block first so the signal is taken by sigwait, not raised as KeyboardInterrupt.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except OlievlekError as exc:
         out.print(f"[red]error[/] {exc.diagnostics()}")
