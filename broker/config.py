@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting
+from olievlek.config import load_yaml, path_setting, tls_setting
 from olievlek.transport import TlsFiles
 
 
@@ -24,11 +24,7 @@ class BrokerConfig:
         doc = load_yaml(path)
         return cls(
             listen=str(doc.get("listen", "127.0.0.1:0")),
-            tls=TlsFiles(
-                path_setting(doc, "ca", path),
-                path_setting(doc, "tls_cert", path),
-                path_setting(doc, "tls_key", path),
-            ),
+            tls=tls_setting(doc, path),
             crl=path_setting(doc, "crl", path),
             bundle=path_setting(doc, "bundle", path),
             database=path_setting(doc, "database", path),
@@ -37,4 +33,3 @@ class BrokerConfig:
         )
 
 
-__all__ = ["BrokerConfig", "need"]

@@ -21,10 +21,10 @@ This module does not import grpc.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from olievlek import envelope, logs, wire
+from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError
 from olievlek.identity import OrgId, OrgIdentity
 from olievlek.policy import Bundle, Request
@@ -35,10 +35,6 @@ from .store import BrokerStore, DecisionRecord
 from .streams import Notifier
 
 log = logs.get("broker")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _contact_id(opened: envelope.OpenedEnvelope) -> str | None:
@@ -57,7 +53,7 @@ class BrokerService:
         notifier: Notifier,
         *,
         max_skew_ms: int = 300_000,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
         self.bundle = bundle

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting
+from olievlek.config import load_yaml, need, path_setting, tls_setting
 from olievlek.identity import OrgKind, parse_org_id
 from olievlek.transport import TlsFiles
 
@@ -33,11 +33,7 @@ class NodeConfig:
             org_id=parse_org_id(str(need(doc, "org_id", path))),
             kind=OrgKind(str(need(doc, "kind", path))),
             broker=str(need(doc, "broker", path)),
-            tls=TlsFiles(
-                path_setting(doc, "ca", path),
-                path_setting(doc, "tls_cert", path),
-                path_setting(doc, "tls_key", path),
-            ),
+            tls=tls_setting(doc, path),
             sign_cert=path_setting(doc, "sign_cert", path),
             sign_key=path_setting(doc, "sign_key", path),
             crl=path_setting(doc, "crl", path),

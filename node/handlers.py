@@ -8,10 +8,10 @@ or log line carries one.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 from olievlek import envelope, logs, wire
+from olievlek.clock import now_ms
 from olievlek.envelope import Signer
 from olievlek.errors import ConfigError, OlievlekError
 from olievlek.identity import OrgKind
@@ -34,10 +34,6 @@ class RequestError(OlievlekError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.local_code = code
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class NodeHandlers:
@@ -125,12 +121,12 @@ class NodeHandlers:
         body = envelope_pb2.EnvelopeBody(
             idempotency_key=uuid.uuid4().hex, kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id,
             recipients=[dest.id], purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=rule_id,
-            created_at_ms=_now_ms(),
+            created_at_ms=now_ms(),
             move_alert=summary_pb2.MoveAlert(summary=self._summary(req.case_id, set(req.include_fields), row)),
         )
         wire.validate(body)  # our own output must pass the checks we demand of others
         sealed = envelope.seal(body, self.signer)
-        outbox_id = await self.store.add_outbox(body.idempotency_key, dest.id, rule_id, sealed, _now_ms())
+        outbox_id = await self.store.add_outbox(body.idempotency_key, dest.id, rule_id, sealed, now_ms())
         log.info("alert.queued", outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
         self.outbox.kick()
         await self.outbox.wait(outbox_id, ALERT_WAIT_S)

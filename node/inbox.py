@@ -9,9 +9,8 @@ logs the rejection.
 
 from __future__ import annotations
 
-import time
-
 from olievlek import envelope, logs
+from olievlek.clock import now_ms
 from olievlek.errors import Refused
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
@@ -30,7 +29,7 @@ class Inbox:
         self._trust = trust
 
     async def accept(self, delivery: broker_pb2.Delivery) -> broker_pb2.Ack:
-        now = int(time.time() * 1000)
+        now = now_ms()
         try:
             opened = envelope.open_envelope(delivery.envelope, self._trust)
         except Refused as exc:

@@ -12,10 +12,10 @@ import asyncio
 import os
 import socket
 import struct
-import time
 from pathlib import Path
 
 from olievlek import logs
+from olievlek.clock import now_ms
 from olievlek.errors import OlievlekError
 from olievlek.framing import FrameError, read_frame, write_frame
 from olievlek.v1 import local_pb2
@@ -86,7 +86,7 @@ class LocalApi:
             response = local_pb2.LocalResponse(error=local_pb2.LocalError(code="internal",
                                                                           message="internal error; see node log"))
             outcome = "internal"
-        await self._handlers.store.log_request(uid, op, outcome, int(time.time() * 1000))
+        await self._handlers.store.log_request(uid, op, outcome, now_ms())
         log.info("local.request", uid=uid, op=op, outcome=outcome)
         return response
 

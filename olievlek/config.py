@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from olievlek.errors import ConfigError
+from olievlek.transport import TlsFiles
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -38,3 +39,9 @@ def write_ready_file(path: Path, port: int) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(f"{port}\n")
     tmp.replace(path)
+
+
+def tls_setting(doc: dict[str, Any], where: Path) -> TlsFiles:
+    """The ``ca``, ``tls_cert`` and ``tls_key`` settings of a service."""
+    return TlsFiles(path_setting(doc, "ca", where), path_setting(doc, "tls_cert", where),
+                    path_setting(doc, "tls_key", where))

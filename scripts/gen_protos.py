@@ -28,12 +28,20 @@ def generate(out_dir: Path) -> list[Path]:
         f"--python_out={out_dir}",
         f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
         f"--mypy_out={out_dir}",
+        *[str(p.relative_to(PROTO_DIR)) for p in protos],
+    ]
+    # Service stubs only for files that declare a service, so no empty *_grpc modules.
+    services = [p for p in protos if "\nservice " in p.read_text()]
+    grpc_args = [
+        "protoc",
+        f"-I{PROTO_DIR}",
+        f"-I{include}",
         f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
         f"--mypy_grpc_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        *[str(p.relative_to(PROTO_DIR)) for p in protos],
+        *[str(p.relative_to(PROTO_DIR)) for p in services],
     ]
-    if protoc.main(args) != 0:
+    if protoc.main(args) != 0 or protoc.main(grpc_args) != 0:
         raise SystemExit("protoc failed")
     return sorted((out_dir / "olievlek" / "v1").glob("*_pb2*.py*"))
 
