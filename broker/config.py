@@ -14,7 +14,8 @@ class BrokerConfig:
     listen: str  # host:port; port 0 picks a free port, reported in ready_file
     tls: TlsFiles
     crl: Path
-    bundle: Path
+    bundle: Path  # bundle directory
+    roots: Path  # directory of <n>.root.json, version 1 pinned at deployment
     database: Path
     ready_file: Path | None
     max_clock_skew_s: int = 300
@@ -27,6 +28,7 @@ class BrokerConfig:
             tls=tls_setting(doc, path),
             crl=path_setting(doc, "crl", path),
             bundle=path_setting(doc, "bundle", path),
+            roots=path_setting(doc, "roots", path),
             database=path_setting(doc, "database", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),

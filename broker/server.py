@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,10 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
+from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, IdentityError, WireError
 from olievlek.identity import OrgIdentity
-from olievlek.policy import Bundle
+from olievlek.policy import Bundle, digest_of
+from olievlek.policy.signing import load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
@@ -115,6 +118,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                     w.cancel()
 
 
+def digest_or_none(directory: Path) -> str:
+    try:
+        return digest_of(directory)
+    except OSError:
+        return ""
+
+
 class BrokerServer:
     """A running broker: store, service and gRPC server."""
 
@@ -129,8 +139,11 @@ class BrokerServer:
     async def start(self) -> int:
         cfg = self.config
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
-        bundle = Bundle.load(cfg.bundle)
         self._store = await SqliteBrokerStore.open(cfg.database)
+        bundle = await self._verified_bundle()
+        if bundle is None:
+            await self._store.close()
+            raise ConfigError(f"no valid signed policy bundle at {cfg.bundle}; the broker will not start without one")
         self.service = BrokerService(
             self._store, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000
         )
@@ -155,6 +168,35 @@ class BrokerServer:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
 
+    async def _verified_bundle(self) -> Bundle | None:
+        """Verify the configured bundle; record and log the outcome. None when refused."""
+        assert self._store is not None
+        cfg, now = self.config, now_ms()
+        try:
+            bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        except ConfigError as exc:
+            await self._store.record_policy_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), "refused",
+                                                 exc.message)
+            log.error("policy.refused", bundle=str(cfg.bundle), reason=exc.message)
+            return None
+        floor = await self._store.enforced_policy_version()
+        if bundle.version < floor:
+            reason = f"version {bundle.version} is lower than version {floor} enforced before"
+            await self._store.record_policy_load(now, bundle.name, bundle.version, bundle.digest, "refused", reason)
+            log.error("policy.refused", bundle=bundle.name, version=bundle.version, reason=reason)
+            return None
+        await self._store.record_policy_load(now, bundle.name, bundle.version, bundle.digest, "enforced", "")
+        log.info("policy.enforced", bundle=bundle.name, version=bundle.version, digest=bundle.digest)
+        return bundle
+
+    async def reload_policy(self) -> bool:
+        """Re-read the bundle (SIGHUP). A refused bundle leaves the last good one enforced."""
+        bundle = await self._verified_bundle()
+        if bundle is None or self.service is None:
+            return False
+        self.service.bundle = bundle
+        return True
+
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, let in-flight calls finish, close the store."""
         self._registry.close_all()
@@ -173,5 +215,6 @@ async def serve(config: BrokerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload_policy()))
     await stop.wait()
     await server.stop()

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError
-from olievlek.identity import OrgId, OrgIdentity
-from olievlek.policy import Bundle, Request
+from olievlek.identity import OrgIdentity
+from olievlek.policy import Bundle
+from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
@@ -35,11 +36,6 @@ from .store import BrokerStore, DecisionRecord
 from .streams import Notifier
 
 log = logs.get("broker")
-
-
-def _contact_id(opened: envelope.OpenedEnvelope) -> str | None:
-    summary = getattr(opened.payload, "summary", None)
-    return str(summary.contact_id) if summary is not None else None
 
 
 class BrokerService:
@@ -76,16 +72,9 @@ class BrokerService:
                 log.info("send.duplicate", sender=body.sender, kind=kind_name, rule=rule_id)
                 return replay
             self._check_clock(body.created_at_ms, now)
-            decision = self.bundle.decide(
-                Request(
-                    kind=kind.name,
-                    sender=OrgId(body.sender),
-                    recipients=tuple(OrgId(r) for r in body.recipients),
-                    rule_id=body.rule_id,
-                    present_fields=tuple(wire.present_fields(opened.payload)),
-                    contact_id=_contact_id(opened),
-                )
-            )
+            decision = self.bundle.decide(request_from_envelope(opened))
+            decision.raise_if_denied()
+            assert decision.rule is not None
             return await self._accept(opened, decision.rule.id, now)
         except Refused as refusal:
             await self.store.record(

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from olievlek.store import Database
 
-SCHEMA_VERSION = 1  # 1: idempotency, queue, decisions, acks
+SCHEMA_VERSION = 2  # 1: idempotency, queue, decisions, acks; 2: policy_loads
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -32,6 +32,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS acks (
         seq INTEGER NOT NULL, recipient TEXT NOT NULL, outcome TEXT NOT NULL,
         reason TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS policy_loads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, name TEXT NOT NULL,
+        version INTEGER NOT NULL, digest TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL)""",
 ]
 
 
@@ -71,6 +74,11 @@ class BrokerStore(Protocol):
     async def ack(self, recipient: str, seq: int, outcome: str, reason: str, at_ms: int) -> bool: ...
 
     async def decisions(self) -> list[DecisionRecord]: ...
+
+    async def record_policy_load(self, at_ms: int, name: str, version: int, digest: str, outcome: str,
+                                 reason: str) -> None: ...
+
+    async def enforced_policy_version(self) -> int: ...
 
     async def close(self) -> None: ...
 
@@ -161,6 +169,19 @@ class SqliteBrokerStore:
             DecisionRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], tuple(filter(None, r[7].split(","))))
             for r in rows
         ]
+
+    async def record_policy_load(self, at_ms: int, name: str, version: int, digest: str, outcome: str,
+                                 reason: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO policy_loads (at_ms, name, version, digest, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                (at_ms, name, version, digest, outcome, reason),
+            )
+
+    async def enforced_policy_version(self) -> int:
+        """The highest bundle version this broker ever enforced (0 if none)."""
+        row = await self._db.fetchone("SELECT MAX(version) FROM policy_loads WHERE outcome = 'enforced'")
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def close(self) -> None:
         await self._db.close()

@@ -7,8 +7,11 @@ collide; sockets and files live in a fresh work directory.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -20,10 +23,30 @@ import yaml
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority
+from olievlek.policy.signing import keygen, load_signing_key, make_root, sign_bundle
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_BUNDLE = REPO / "policies" / "dev" / "bundle.yaml"
+DEFAULT_BUNDLE = REPO / "policies" / "flanders"
 READY_TIMEOUT_S = 30.0
+
+
+def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2) -> Path:
+    """Development trust for a federation: admin keys, root v1 (m-of-n), the bundle signed by all.
+
+    Returns the bundle directory. In production each administrator keeps their own key.
+    """
+    bundle = fed / "bundle"
+    shutil.copytree(bundle_src, bundle, ignore=shutil.ignore_patterns("signatures.json"))
+    for i in range(1, admins + 1):
+        keygen(fed / "admins" / f"admin{i}")
+    keys = [load_signing_key(fed / "admins" / f"admin{i}.key") for i in range(1, admins + 1)]
+    root = make_root(1, dt.datetime.now(dt.UTC) + dt.timedelta(days=365), threshold,
+                     [k.public_key() for k in keys], keys)
+    (fed / "roots").mkdir(parents=True, exist_ok=True)
+    (fed / "roots" / "1.root.json").write_text(json.dumps(root, indent=2))
+    for k in keys[:threshold]:
+        sign_bundle(bundle, k)
+    return bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +64,7 @@ class Federation:
 
     workdir: Path
     nodes: tuple[NodeSpec, ...] = DEMO_NODES
-    bundle_src: Path = DEV_BUNDLE
+    bundle_src: Path = DEFAULT_BUNDLE
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker_port: int = 0
 
@@ -70,8 +93,7 @@ class Federation:
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
         fed = self.workdir / "federation"
-        fed.mkdir(parents=True, exist_ok=True)
-        (fed / "bundle.yaml").write_bytes(self.bundle_src.read_bytes())
+        provision_policy(fed, self.bundle_src)
         key = fed / "interim-pseudonym.key"
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -83,7 +105,8 @@ class Federation:
             "crl": str(self.pki / "crl.pem"),
             "tls_cert": str(self.pki / "servers/broker/tls.pem"),
             "tls_key": str(self.pki / "servers/broker/tls.key"),
-            "bundle": str(fed / "bundle.yaml"),
+            "bundle": str(fed / "bundle"),
+            "roots": str(fed / "roots"),
             "database": "broker.sqlite",
             "ready_file": "ready",
         })
@@ -105,7 +128,8 @@ class Federation:
             "tls_key": str(org / "tls.key"),
             "sign_cert": str(org / "sign.pem"),
             "sign_key": str(org / "sign.key"),
-            "bundle": str(self.workdir / "federation" / "bundle.yaml"),
+            "bundle": str(self.workdir / "federation" / "bundle"),
+            "roots": str(self.workdir / "federation" / "roots"),
             "pseudonym_key": str(self.workdir / "federation" / "interim-pseudonym.key"),
             "database": "node.sqlite",
             "socket": "node.sock",

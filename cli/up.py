@@ -100,7 +100,7 @@ class Scenario:
             case_id=case_id, destination_nis=NIS["leuven"], include_fields=["agencies"]))).alert_move
         self.expect(r.status == local_pb2.OUTBOX_STATUS_REFUSED,
                     escape(f"refused: [{r.refusal_code}] {r.refusal_detail}"))
-        self.expect(r.refusal_field == "summary.agencies" and r.rule_id == "move-alert-municipal",
+        self.expect(r.refusal_field == "summary.agencies" and r.rule_id == "move-alert",
                     f"the refusal names field {r.refusal_field!r} and rule {r.rule_id!r}")
         self.expect(_inbox(fed, "leuven") == [], "Leuven still received nothing")
         return not self.failures

@@ -19,7 +19,8 @@ class NodeConfig:
     sign_cert: Path
     sign_key: Path
     crl: Path
-    bundle: Path
+    bundle: Path  # bundle directory
+    roots: Path  # root-of-trust directory; the node verifies the bundle's signatures too
     database: Path
     socket: Path
     # INTERIM (until the oblivious pseudonymiser): the shared HMAC key file.
@@ -38,6 +39,7 @@ class NodeConfig:
             sign_key=path_setting(doc, "sign_key", path),
             crl=path_setting(doc, "crl", path),
             bundle=path_setting(doc, "bundle", path),
+            roots=path_setting(doc, "roots", path),
             database=path_setting(doc, "database", path),
             socket=path_setting(doc, "socket", path),
             pseudonym_key=path_setting(doc, "pseudonym_key", path),

@@ -58,8 +58,8 @@ class NodeHandlers:
         if org is None or not org.contacts:
             raise ConfigError(f"organisation {self.org_id} has no registered contact in the bundle")
         if not requested:
-            return org.contacts[0]
-        if requested not in org.contacts:
+            return org.contacts[0].id
+        if requested not in org.contact_ids:
             raise RequestError("unknown_contact", f"contact id {requested!r} is not registered for {self.org_id}")
         return requested
 
@@ -98,7 +98,7 @@ class NodeHandlers:
     def _rule_for(self, requested: str, recipient_kind: OrgKind) -> str:
         if requested:
             return requested
-        rules = self.bundle.rules_for("alert.move", self.kind, recipient_kind)
+        rules = self.bundle.rules_for("alert.move", self.org_id, recipient_kind)
         if not rules:
             raise RequestError(
                 "no_rule", f"no rule of the bundle lets {self.kind} send alert.move to {recipient_kind}"

@@ -9,7 +9,7 @@ import signal
 from olievlek import logs
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
-from olievlek.policy import Bundle
+from olievlek.policy.signing import load_roots, verify_bundle
 from olievlek.pseudonym import InterimHmacPseudonymiser
 from olievlek.trust import TrustAnchor
 
@@ -39,7 +39,7 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
-        bundle = Bundle.load(cfg.bundle)
+        bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         pseudonymiser = InterimHmacPseudonymiser(cfg.pseudonym_key.read_bytes())
         self._store = await NodeStore.open(cfg.database)

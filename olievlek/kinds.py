@@ -1,8 +1,11 @@
-"""Message kinds: their policy names and the envelope payload field of each."""
+"""Message kinds: their policy names, the envelope payload field of each, and where
+the policy's condition values (phase, risk level, concerns) sit in the payload."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from olievlek.errors import WireError
 from olievlek.v1 import broker_pb2, envelope_pb2
@@ -15,13 +18,37 @@ class KindInfo:
     kind: int  # envelope_pb2.MessageKind value
     name: str  # the policy's name, e.g. "alert.move"
     payload_field: str  # EnvelopeBody oneof member
+    condition_path: str  # where phase/risk_level/concerns live: "" (top) or "summary"
+    may_carry_pseudonym: bool = True
+
+    @property
+    def descriptor(self) -> Descriptor:
+        field: FieldDescriptor = envelope_pb2.EnvelopeBody.DESCRIPTOR.fields_by_name[self.payload_field]
+        assert field.message_type is not None
+        return field.message_type
 
 
+K = envelope_pb2
 KINDS: tuple[KindInfo, ...] = (
-    KindInfo(envelope_pb2.MESSAGE_KIND_ALERT_MOVE, "alert.move", "move_alert"),
+    KindInfo(K.MESSAGE_KIND_ALERT_MOVE, "alert.move", "move_alert", "summary"),
+    KindInfo(K.MESSAGE_KIND_ALERT_SIGNAL, "alert.signal", "signal_alert", "", may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_HANDOVER, "handover", "handover", "summary"),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_REGISTER, "directory.register", "directory_register", ""),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_WITHDRAW, "directory.withdraw", "directory_withdraw", ""),
+    KindInfo(K.MESSAGE_KIND_QUERY_HIT, "query.hit", "hit_query", ""),
+    KindInfo(K.MESSAGE_KIND_QUERY_RESULT, "query.result", "query_result", ""),
+    KindInfo(K.MESSAGE_KIND_DISCLOSURE_REQUEST, "disclosure.request", "disclosure_request", ""),
+    KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, "disclosure.response", "disclosure_response", "disclosed"),
+    KindInfo(K.MESSAGE_KIND_ERASURE_NOTICE, "erasure.notice", "erasure_notice", ""),
+    KindInfo(K.MESSAGE_KIND_REPORT_AGGREGATE, "report.aggregate", "aggregate_report", "",
+             may_carry_pseudonym=False),
 )
 BY_NAME = {k.name: k for k in KINDS}
 BY_KIND = {k.kind: k for k in KINDS}
+
+PURPOSES: dict[str, int] = {
+    n.removeprefix("PURPOSE_").lower(): v for n, v in envelope_pb2.Purpose.items() if v != 0
+}
 
 
 def kind_of(body: envelope_pb2.EnvelopeBody) -> KindInfo:
@@ -33,7 +60,7 @@ def kind_of(body: envelope_pb2.EnvelopeBody) -> KindInfo:
     info = BY_KIND.get(body.kind)
     if info is None:
         raise WireError(
-            f"message kind {body.kind} has no payload defined yet",
+            f"message kind {body.kind} has no payload defined",
             refusal_code=broker_pb2.REFUSAL_CODE_INVALID_ENUM, field="kind",
         )
     if body.WhichOneof("payload") != info.payload_field:
@@ -42,3 +69,15 @@ def kind_of(body: envelope_pb2.EnvelopeBody) -> KindInfo:
             refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field="payload",
         )
     return info
+
+
+def leaf_paths(desc: Descriptor, prefix: str = "") -> list[str]:
+    """Every leaf field path of a payload message (sub-messages expanded)."""
+    out: list[str] = []
+    for fd in desc.fields:
+        name = f"{prefix}.{fd.name}" if prefix else fd.name
+        if fd.type == FieldDescriptor.TYPE_MESSAGE and not fd.is_repeated and fd.message_type is not None:
+            out.extend(leaf_paths(fd.message_type, name))
+        else:
+            out.append(name)
+    return out

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import settings
 from olievlek.broker.config import BrokerConfig
 from olievlek.broker.server import BrokerServer
+from olievlek.cli.federation import provision_policy
 from olievlek.node.config import NodeConfig
 from olievlek.node.server import NodeServer
 
@@ -29,7 +30,7 @@ settings.register_profile("ci", deadline=None, derandomize=True, database=None, 
 settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
-DEV_BUNDLE = REPO / "policies" / "dev" / "bundle.yaml"
+FLANDERS = REPO / "policies" / "flanders"
 ORGS = ("gent", "antwerpen", "leuven")
 
 
@@ -74,12 +75,20 @@ def pki(tmp_path: Path) -> Pki:
     return make_pki(tmp_path / "pki")
 
 
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    """A signed copy of the default bundle with its roots, under tmp_path/federation."""
+    provision_policy(tmp_path / "federation", FLANDERS)
+    return tmp_path / "federation"
+
+
 def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> BrokerConfig:
     return BrokerConfig(
         listen=listen,
         tls=TlsFiles(pki.root / "ca.pem", pki.root / "servers/broker/tls.pem", pki.root / "servers/broker/tls.key"),
         crl=pki.root / "crl.pem",
-        bundle=DEV_BUNDLE,
+        bundle=workdir / "federation" / "bundle",
+        roots=workdir / "federation" / "roots",
         database=workdir / "broker" / "broker.sqlite",
         ready_file=None,
     )
@@ -90,7 +99,8 @@ def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, key: Path) 
     return NodeConfig(
         org_id=org, kind=OrgKind.MUNICIPALITY, broker=f"127.0.0.1:{broker_port}",
         tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
-        crl=pki.root / "crl.pem", bundle=DEV_BUNDLE, database=workdir / org / "node.sqlite",
+        crl=pki.root / "crl.pem", bundle=workdir / "federation" / "bundle",
+        roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
         socket=workdir / org / "node.sock", pseudonym_key=key, ready_file=None,
     )
 
@@ -103,7 +113,7 @@ def pseudonym_key(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def broker(pki: Pki, tmp_path: Path) -> AsyncIterator[BrokerServer]:
+async def broker(pki: Pki, tmp_path: Path, policy_dir: Path) -> AsyncIterator[BrokerServer]:
     server = BrokerServer(broker_config(pki, tmp_path))
     await server.start()
     yield server
@@ -130,7 +140,7 @@ class NodeFactory:
 
 
 @pytest.fixture
-async def nodes(pki: Pki, tmp_path: Path, pseudonym_key: Path) -> AsyncIterator[NodeFactory]:
+async def nodes(pki: Pki, tmp_path: Path, pseudonym_key: Path, policy_dir: Path) -> AsyncIterator[NodeFactory]:
     factory = NodeFactory(pki, tmp_path, pseudonym_key)
     yield factory
     for node in list(factory.running):

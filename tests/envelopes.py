@@ -34,7 +34,7 @@ def body(sender: str = "gent", recipients: tuple[str, ...] = ("antwerpen",), **k
     b = envelope_pb2.EnvelopeBody(
         idempotency_key=str(kw.pop("key", uuid.uuid4().hex)), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE,
         sender=sender, recipients=list(recipients), purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP,
-        rule_id=str(kw.pop("rule_id", "move-alert-municipal")),
+        rule_id=str(kw.pop("rule_id", "move-alert")),
         created_at_ms=int(kw.pop("created_at_ms", time.time() * 1000)),
     )
     s = kw.pop("summary_msg", None) or summary()

@@ -40,7 +40,7 @@ async def test_valid_envelope_gets_a_receipt(pki: Pki, broker: BrokerServer) -> 
     resp = await send(pki, broker, raw)
     assert resp.WhichOneof("outcome") == "receipt"
     assert list(resp.receipt.recipients) == ["antwerpen"]
-    assert resp.receipt.rule_id == "move-alert-municipal"
+    assert resp.receipt.rule_id == "move-alert"
     assert await decisions(broker) == [("accepted", "", "")]
 
 
@@ -163,7 +163,7 @@ async def test_default_deny_names_field_and_rule(pki: Pki, broker: BrokerServer)
     resp = await send(pki, broker, seal_bytes(wire.encode(body(summary_msg=s)), signer(pki, "gent")))
     assert code_name(resp) == "REFUSAL_CODE_POLICY_DENIED"
     assert resp.refusal.field == "summary.agencies"
-    assert resp.refusal.rule_id == "move-alert-municipal"
+    assert resp.refusal.rule_id == "move-alert"
 
 
 async def test_unknown_rule_is_default_deny(pki: Pki, broker: BrokerServer) -> None:

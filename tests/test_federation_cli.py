@@ -63,7 +63,7 @@ def test_move_alert_through_the_cli_and_canary_stays_home(federation: Federation
 
     r = cli("alert", "move", "--socket", gent, "--case", "1", "--to", "24062", "--include", "agencies")
     assert r.returncode == 1
-    assert "policy_denied" in r.stdout and "summary.agencies" in r.stdout and "move-alert-municipal" in r.stdout
+    assert "policy_denied" in r.stdout and "summary.agencies" in r.stdout and "move-alert" in r.stdout
 
     r = cli("inbox", "--socket", leuven)
     assert r.returncode == 0 and "inbox is empty" in r.stdout
@@ -98,5 +98,5 @@ def test_olievlek_up_plays_the_scenario(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "scenario passed" in r.stdout
     assert "pending identification" in r.stdout
-    assert "summary.agencies" in r.stdout and "move-alert-municipal" in r.stdout
+    assert "summary.agencies" in r.stdout and "move-alert" in r.stdout
     assert "✘" not in r.stdout

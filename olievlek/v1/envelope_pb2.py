@@ -26,7 +26,7 @@ from olievlek.v1 import options_pb2 as olievlek_dot_v1_dot_options__pb2
 from olievlek.v1 import summary_pb2 as olievlek_dot_v1_dot_summary__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aolievlek/v1/envelope.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/options.proto\x1a\x19olievlek/v1/summary.proto\"\xa5\x02\n\x0c\x45nvelopeBody\x12\x1d\n\x0fidempotency_key\x18\x01 \x01(\tB\x04\xa0\xb5\x18\x01\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x18.olievlek.v1.MessageKindB\x04\xa0\xb5\x18\x01\x12\x14\n\x06sender\x18\x03 \x01(\tB\x04\xa0\xb5\x18\x01\x12\x18\n\nrecipients\x18\x04 \x03(\tB\x04\x88\xb5\x18@\x12+\n\x07purpose\x18\x05 \x01(\x0e\x32\x14.olievlek.v1.PurposeB\x04\xa0\xb5\x18\x01\x12\x15\n\x07rule_id\x18\x06 \x01(\tB\x04\xa0\xb5\x18\x01\x12\x1b\n\rcreated_at_ms\x18\x07 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12,\n\nmove_alert\x18\x10 \x01(\x0b\x32\x16.olievlek.v1.MoveAlertH\x00\x42\t\n\x07payload\"h\n\x08\x45nvelope\x12\x18\n\x04\x62ody\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x02 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x03 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01*H\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_KIND_ALERT_MOVE\x10\x01*G\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12#\n\x1fPURPOSE_CONTINUITY_OF_FOLLOW_UP\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aolievlek/v1/envelope.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/options.proto\x1a\x19olievlek/v1/summary.proto\"\xca\x06\n\x0c\x45nvelopeBody\x12\x1d\n\x0fidempotency_key\x18\x01 \x01(\tB\x04\xa0\xb5\x18\x01\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x18.olievlek.v1.MessageKindB\x04\xa0\xb5\x18\x01\x12\x14\n\x06sender\x18\x03 \x01(\tB\x04\xa0\xb5\x18\x01\x12\x18\n\nrecipients\x18\x04 \x03(\tB\x04\x88\xb5\x18@\x12+\n\x07purpose\x18\x05 \x01(\x0e\x32\x14.olievlek.v1.PurposeB\x04\xa0\xb5\x18\x01\x12\x15\n\x07rule_id\x18\x06 \x01(\tB\x04\xa0\xb5\x18\x01\x12\x1b\n\rcreated_at_ms\x18\x07 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12,\n\nmove_alert\x18\x10 \x01(\x0b\x32\x16.olievlek.v1.MoveAlertH\x00\x12\x30\n\x0csignal_alert\x18\x11 \x01(\x0b\x32\x18.olievlek.v1.SignalAlertH\x00\x12)\n\x08handover\x18\x12 \x01(\x0b\x32\x15.olievlek.v1.HandoverH\x00\x12<\n\x12\x64irectory_register\x18\x13 \x01(\x0b\x32\x1e.olievlek.v1.DirectoryRegisterH\x00\x12<\n\x12\x64irectory_withdraw\x18\x14 \x01(\x0b\x32\x1e.olievlek.v1.DirectoryWithdrawH\x00\x12*\n\thit_query\x18\x15 \x01(\x0b\x32\x15.olievlek.v1.HitQueryH\x00\x12\x30\n\x0cquery_result\x18\x16 \x01(\x0b\x32\x18.olievlek.v1.QueryResultH\x00\x12<\n\x12\x64isclosure_request\x18\x17 \x01(\x0b\x32\x1e.olievlek.v1.DisclosureRequestH\x00\x12>\n\x13\x64isclosure_response\x18\x18 \x01(\x0b\x32\x1f.olievlek.v1.DisclosureResponseH\x00\x12\x34\n\x0e\x65rasure_notice\x18\x19 \x01(\x0b\x32\x1a.olievlek.v1.ErasureNoticeH\x00\x12\x38\n\x10\x61ggregate_report\x18\x1a \x01(\x0b\x32\x1c.olievlek.v1.AggregateReportH\x00\x42\t\n\x07payload\"h\n\x08\x45nvelope\x12\x18\n\x04\x62ody\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x02 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x03 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01*\x96\x03\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_KIND_ALERT_MOVE\x10\x01\x12\x1d\n\x19MESSAGE_KIND_ALERT_SIGNAL\x10\x02\x12\x19\n\x15MESSAGE_KIND_HANDOVER\x10\x03\x12#\n\x1fMESSAGE_KIND_DIRECTORY_REGISTER\x10\x04\x12#\n\x1fMESSAGE_KIND_DIRECTORY_WITHDRAW\x10\x05\x12\x1a\n\x16MESSAGE_KIND_QUERY_HIT\x10\x06\x12\x1d\n\x19MESSAGE_KIND_QUERY_RESULT\x10\x07\x12#\n\x1fMESSAGE_KIND_DISCLOSURE_REQUEST\x10\x08\x12$\n MESSAGE_KIND_DISCLOSURE_RESPONSE\x10\t\x12\x1f\n\x1bMESSAGE_KIND_ERASURE_NOTICE\x10\n\x12!\n\x1dMESSAGE_KIND_REPORT_AGGREGATE\x10\x0b*\xb7\x02\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12#\n\x1fPURPOSE_CONTINUITY_OF_FOLLOW_UP\x10\x01\x12\x1b\n\x17PURPOSE_REGIONAL_SIGNAL\x10\x02\x12\'\n#PURPOSE_REINTEGRATION_AFTER_RELEASE\x10\x03\x12\x1f\n\x1bPURPOSE_REFERENCE_DIRECTORY\x10\x04\x12\x1c\n\x18PURPOSE_HIT_NO_HIT_CHECK\x10\x05\x12!\n\x1dPURPOSE_DISCLOSURE_ON_REQUEST\x10\x06\x12\x1f\n\x1bPURPOSE_ERASURE_PROPAGATION\x10\x07\x12%\n!PURPOSE_MONITORING_AND_EVALUATION\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,12 +53,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE'].fields_by_name['signature']._serialized_options = b'\220\265\030@\240\265\030\001'
   _globals['_ENVELOPE'].fields_by_name['signer_certificate']._loaded_options = None
   _globals['_ENVELOPE'].fields_by_name['signer_certificate']._serialized_options = b'\230\265\030\200 \240\265\030\001'
-  _globals['_MESSAGEKIND']._serialized_start=499
-  _globals['_MESSAGEKIND']._serialized_end=571
-  _globals['_PURPOSE']._serialized_start=573
-  _globals['_PURPOSE']._serialized_end=644
+  _globals['_MESSAGEKIND']._serialized_start=1049
+  _globals['_MESSAGEKIND']._serialized_end=1455
+  _globals['_PURPOSE']._serialized_start=1458
+  _globals['_PURPOSE']._serialized_end=1769
   _globals['_ENVELOPEBODY']._serialized_start=98
-  _globals['_ENVELOPEBODY']._serialized_end=391
-  _globals['_ENVELOPE']._serialized_start=393
-  _globals['_ENVELOPE']._serialized_end=497
+  _globals['_ENVELOPEBODY']._serialized_end=940
+  _globals['_ENVELOPE']._serialized_start=942
+  _globals['_ENVELOPE']._serialized_end=1046
 # @@protoc_insertion_point(module_scope)

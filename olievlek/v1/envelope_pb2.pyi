@@ -30,11 +30,32 @@ class _MessageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageKi
     DESCRIPTOR: _descriptor.EnumDescriptor
     MESSAGE_KIND_UNSPECIFIED: _MessageKind.ValueType  # 0
     MESSAGE_KIND_ALERT_MOVE: _MessageKind.ValueType  # 1
+    MESSAGE_KIND_ALERT_SIGNAL: _MessageKind.ValueType  # 2
+    MESSAGE_KIND_HANDOVER: _MessageKind.ValueType  # 3
+    MESSAGE_KIND_DIRECTORY_REGISTER: _MessageKind.ValueType  # 4
+    MESSAGE_KIND_DIRECTORY_WITHDRAW: _MessageKind.ValueType  # 5
+    MESSAGE_KIND_QUERY_HIT: _MessageKind.ValueType  # 6
+    MESSAGE_KIND_QUERY_RESULT: _MessageKind.ValueType  # 7
+    MESSAGE_KIND_DISCLOSURE_REQUEST: _MessageKind.ValueType  # 8
+    MESSAGE_KIND_DISCLOSURE_RESPONSE: _MessageKind.ValueType  # 9
+    MESSAGE_KIND_ERASURE_NOTICE: _MessageKind.ValueType  # 10
+    MESSAGE_KIND_REPORT_AGGREGATE: _MessageKind.ValueType  # 11
 
-class MessageKind(_MessageKind, metaclass=_MessageKindEnumTypeWrapper): ...
+class MessageKind(_MessageKind, metaclass=_MessageKindEnumTypeWrapper):
+    """One per message kind of DESIGN.md section 5; each has its own payload below."""
 
 MESSAGE_KIND_UNSPECIFIED: MessageKind.ValueType  # 0
 MESSAGE_KIND_ALERT_MOVE: MessageKind.ValueType  # 1
+MESSAGE_KIND_ALERT_SIGNAL: MessageKind.ValueType  # 2
+MESSAGE_KIND_HANDOVER: MessageKind.ValueType  # 3
+MESSAGE_KIND_DIRECTORY_REGISTER: MessageKind.ValueType  # 4
+MESSAGE_KIND_DIRECTORY_WITHDRAW: MessageKind.ValueType  # 5
+MESSAGE_KIND_QUERY_HIT: MessageKind.ValueType  # 6
+MESSAGE_KIND_QUERY_RESULT: MessageKind.ValueType  # 7
+MESSAGE_KIND_DISCLOSURE_REQUEST: MessageKind.ValueType  # 8
+MESSAGE_KIND_DISCLOSURE_RESPONSE: MessageKind.ValueType  # 9
+MESSAGE_KIND_ERASURE_NOTICE: MessageKind.ValueType  # 10
+MESSAGE_KIND_REPORT_AGGREGATE: MessageKind.ValueType  # 11
 Global___MessageKind: _TypeAlias = MessageKind  # noqa: Y015
 
 class _Purpose:
@@ -46,12 +67,26 @@ class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.Value
     PURPOSE_UNSPECIFIED: _Purpose.ValueType  # 0
     PURPOSE_CONTINUITY_OF_FOLLOW_UP: _Purpose.ValueType  # 1
     """Continuity of the local follow-up of a person at risk (law of 30 July 2018)."""
+    PURPOSE_REGIONAL_SIGNAL: _Purpose.ValueType  # 2
+    PURPOSE_REINTEGRATION_AFTER_RELEASE: _Purpose.ValueType  # 3
+    PURPOSE_REFERENCE_DIRECTORY: _Purpose.ValueType  # 4
+    PURPOSE_HIT_NO_HIT_CHECK: _Purpose.ValueType  # 5
+    PURPOSE_DISCLOSURE_ON_REQUEST: _Purpose.ValueType  # 6
+    PURPOSE_ERASURE_PROPAGATION: _Purpose.ValueType  # 7
+    PURPOSE_MONITORING_AND_EVALUATION: _Purpose.ValueType  # 8
 
 class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper): ...
 
 PURPOSE_UNSPECIFIED: Purpose.ValueType  # 0
 PURPOSE_CONTINUITY_OF_FOLLOW_UP: Purpose.ValueType  # 1
 """Continuity of the local follow-up of a person at risk (law of 30 July 2018)."""
+PURPOSE_REGIONAL_SIGNAL: Purpose.ValueType  # 2
+PURPOSE_REINTEGRATION_AFTER_RELEASE: Purpose.ValueType  # 3
+PURPOSE_REFERENCE_DIRECTORY: Purpose.ValueType  # 4
+PURPOSE_HIT_NO_HIT_CHECK: Purpose.ValueType  # 5
+PURPOSE_DISCLOSURE_ON_REQUEST: Purpose.ValueType  # 6
+PURPOSE_ERASURE_PROPAGATION: Purpose.ValueType  # 7
+PURPOSE_MONITORING_AND_EVALUATION: Purpose.ValueType  # 8
 Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
 
 @_typing.final
@@ -66,6 +101,16 @@ class EnvelopeBody(_message.Message):
     RULE_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     MOVE_ALERT_FIELD_NUMBER: _builtins.int
+    SIGNAL_ALERT_FIELD_NUMBER: _builtins.int
+    HANDOVER_FIELD_NUMBER: _builtins.int
+    DIRECTORY_REGISTER_FIELD_NUMBER: _builtins.int
+    DIRECTORY_WITHDRAW_FIELD_NUMBER: _builtins.int
+    HIT_QUERY_FIELD_NUMBER: _builtins.int
+    QUERY_RESULT_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_REQUEST_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_RESPONSE_FIELD_NUMBER: _builtins.int
+    ERASURE_NOTICE_FIELD_NUMBER: _builtins.int
+    AGGREGATE_REPORT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Sender-chosen, unique per sender; retries reuse it."""
     kind: Global___MessageKind.ValueType
@@ -80,6 +125,26 @@ class EnvelopeBody(_message.Message):
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def move_alert(self) -> _summary_pb2.MoveAlert: ...
+    @_builtins.property
+    def signal_alert(self) -> _summary_pb2.SignalAlert: ...
+    @_builtins.property
+    def handover(self) -> _summary_pb2.Handover: ...
+    @_builtins.property
+    def directory_register(self) -> _summary_pb2.DirectoryRegister: ...
+    @_builtins.property
+    def directory_withdraw(self) -> _summary_pb2.DirectoryWithdraw: ...
+    @_builtins.property
+    def hit_query(self) -> _summary_pb2.HitQuery: ...
+    @_builtins.property
+    def query_result(self) -> _summary_pb2.QueryResult: ...
+    @_builtins.property
+    def disclosure_request(self) -> _summary_pb2.DisclosureRequest: ...
+    @_builtins.property
+    def disclosure_response(self) -> _summary_pb2.DisclosureResponse: ...
+    @_builtins.property
+    def erasure_notice(self) -> _summary_pb2.ErasureNotice: ...
+    @_builtins.property
+    def aggregate_report(self) -> _summary_pb2.AggregateReport: ...
     def __init__(
         self,
         *,
@@ -91,12 +156,22 @@ class EnvelopeBody(_message.Message):
         rule_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
         move_alert: _summary_pb2.MoveAlert | None = ...,
+        signal_alert: _summary_pb2.SignalAlert | None = ...,
+        handover: _summary_pb2.Handover | None = ...,
+        directory_register: _summary_pb2.DirectoryRegister | None = ...,
+        directory_withdraw: _summary_pb2.DirectoryWithdraw | None = ...,
+        hit_query: _summary_pb2.HitQuery | None = ...,
+        query_result: _summary_pb2.QueryResult | None = ...,
+        disclosure_request: _summary_pb2.DisclosureRequest | None = ...,
+        disclosure_response: _summary_pb2.DisclosureResponse | None = ...,
+        erasure_notice: _summary_pb2.ErasureNotice | None = ...,
+        aggregate_report: _summary_pb2.AggregateReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["move_alert", b"move_alert", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "move_alert", b"move_alert", "payload", b"payload", "query_result", b"query_result", "signal_alert", b"signal_alert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "idempotency_key", b"idempotency_key", "kind", b"kind", "move_alert", b"move_alert", "payload", b"payload", "purpose", b"purpose", "recipients", b"recipients", "rule_id", b"rule_id", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "created_at_ms", b"created_at_ms", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "idempotency_key", b"idempotency_key", "kind", b"kind", "move_alert", b"move_alert", "payload", b"payload", "purpose", b"purpose", "query_result", b"query_result", "recipients", b"recipients", "rule_id", b"rule_id", "sender", b"sender", "signal_alert", b"signal_alert"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["move_alert"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["move_alert", "signal_alert", "handover", "directory_register", "directory_withdraw", "hit_query", "query_result", "disclosure_request", "disclosure_response", "erasure_notice", "aggregate_report"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -127,6 +127,142 @@ AGENCY_ROLE_PRISON_SERVICE: AgencyRole.ValueType  # 10
 AGENCY_ROLE_OTHER: AgencyRole.ValueType  # 11
 Global___AgencyRole: _TypeAlias = AgencyRole  # noqa: Y015
 
+class _FollowUpNeed:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FollowUpNeedEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FollowUpNeed.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FOLLOW_UP_NEED_UNSPECIFIED: _FollowUpNeed.ValueType  # 0
+    FOLLOW_UP_NEED_HOUSING: _FollowUpNeed.ValueType  # 1
+    FOLLOW_UP_NEED_EMPLOYMENT: _FollowUpNeed.ValueType  # 2
+    FOLLOW_UP_NEED_MENTAL_HEALTH: _FollowUpNeed.ValueType  # 3
+    FOLLOW_UP_NEED_SUBSTANCE_USE: _FollowUpNeed.ValueType  # 4
+    FOLLOW_UP_NEED_FAMILY_SUPPORT: _FollowUpNeed.ValueType  # 5
+    FOLLOW_UP_NEED_EDUCATION: _FollowUpNeed.ValueType  # 6
+    FOLLOW_UP_NEED_DISENGAGEMENT_COACHING: _FollowUpNeed.ValueType  # 7
+    FOLLOW_UP_NEED_OTHER: _FollowUpNeed.ValueType  # 8
+
+class FollowUpNeed(_FollowUpNeed, metaclass=_FollowUpNeedEnumTypeWrapper):
+    """What a person released from prison or leaving probation needs at the new municipality."""
+
+FOLLOW_UP_NEED_UNSPECIFIED: FollowUpNeed.ValueType  # 0
+FOLLOW_UP_NEED_HOUSING: FollowUpNeed.ValueType  # 1
+FOLLOW_UP_NEED_EMPLOYMENT: FollowUpNeed.ValueType  # 2
+FOLLOW_UP_NEED_MENTAL_HEALTH: FollowUpNeed.ValueType  # 3
+FOLLOW_UP_NEED_SUBSTANCE_USE: FollowUpNeed.ValueType  # 4
+FOLLOW_UP_NEED_FAMILY_SUPPORT: FollowUpNeed.ValueType  # 5
+FOLLOW_UP_NEED_EDUCATION: FollowUpNeed.ValueType  # 6
+FOLLOW_UP_NEED_DISENGAGEMENT_COACHING: FollowUpNeed.ValueType  # 7
+FOLLOW_UP_NEED_OTHER: FollowUpNeed.ValueType  # 8
+Global___FollowUpNeed: _TypeAlias = FollowUpNeed  # noqa: Y015
+
+class _DisclosableField:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisclosableFieldEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisclosableField.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISCLOSABLE_FIELD_UNSPECIFIED: _DisclosableField.ValueType  # 0
+    DISCLOSABLE_FIELD_PHASE: _DisclosableField.ValueType  # 1
+    DISCLOSABLE_FIELD_CONCERNS: _DisclosableField.ValueType  # 2
+    DISCLOSABLE_FIELD_RISK_LEVEL: _DisclosableField.ValueType  # 3
+    DISCLOSABLE_FIELD_AGENCIES: _DisclosableField.ValueType  # 4
+    DISCLOSABLE_FIELD_MONTH_OPENED: _DisclosableField.ValueType  # 5
+
+class DisclosableField(_DisclosableField, metaclass=_DisclosableFieldEnumTypeWrapper):
+    """Names of payload fields, so that requests and approvals are enums, not text."""
+
+DISCLOSABLE_FIELD_UNSPECIFIED: DisclosableField.ValueType  # 0
+DISCLOSABLE_FIELD_PHASE: DisclosableField.ValueType  # 1
+DISCLOSABLE_FIELD_CONCERNS: DisclosableField.ValueType  # 2
+DISCLOSABLE_FIELD_RISK_LEVEL: DisclosableField.ValueType  # 3
+DISCLOSABLE_FIELD_AGENCIES: DisclosableField.ValueType  # 4
+DISCLOSABLE_FIELD_MONTH_OPENED: DisclosableField.ValueType  # 5
+Global___DisclosableField: _TypeAlias = DisclosableField  # noqa: Y015
+
+class _DisclosureDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisclosureDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisclosureDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISCLOSURE_DECISION_UNSPECIFIED: _DisclosureDecision.ValueType  # 0
+    DISCLOSURE_DECISION_APPROVED: _DisclosureDecision.ValueType  # 1
+    DISCLOSURE_DECISION_DENIED: _DisclosureDecision.ValueType  # 2
+
+class DisclosureDecision(_DisclosureDecision, metaclass=_DisclosureDecisionEnumTypeWrapper): ...
+
+DISCLOSURE_DECISION_UNSPECIFIED: DisclosureDecision.ValueType  # 0
+DISCLOSURE_DECISION_APPROVED: DisclosureDecision.ValueType  # 1
+DISCLOSURE_DECISION_DENIED: DisclosureDecision.ValueType  # 2
+Global___DisclosureDecision: _TypeAlias = DisclosureDecision  # noqa: Y015
+
+class _DenialReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DenialReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DenialReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DENIAL_REASON_UNSPECIFIED: _DenialReason.ValueType  # 0
+    DENIAL_REASON_NO_LAWFUL_BASIS: _DenialReason.ValueType  # 1
+    DENIAL_REASON_DISPROPORTIONATE: _DenialReason.ValueType  # 2
+    DENIAL_REASON_ONGOING_FOLLOW_UP_AT_RISK: _DenialReason.ValueType  # 3
+    DENIAL_REASON_NOT_HELD: _DenialReason.ValueType  # 4
+
+class DenialReason(_DenialReason, metaclass=_DenialReasonEnumTypeWrapper): ...
+
+DENIAL_REASON_UNSPECIFIED: DenialReason.ValueType  # 0
+DENIAL_REASON_NO_LAWFUL_BASIS: DenialReason.ValueType  # 1
+DENIAL_REASON_DISPROPORTIONATE: DenialReason.ValueType  # 2
+DENIAL_REASON_ONGOING_FOLLOW_UP_AT_RISK: DenialReason.ValueType  # 3
+DENIAL_REASON_NOT_HELD: DenialReason.ValueType  # 4
+Global___DenialReason: _TypeAlias = DenialReason  # noqa: Y015
+
+class _ErasureReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErasureReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErasureReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERASURE_REASON_UNSPECIFIED: _ErasureReason.ValueType  # 0
+    ERASURE_REASON_RETENTION_ENDED: _ErasureReason.ValueType  # 1
+    ERASURE_REASON_SUBJECT_REQUEST: _ErasureReason.ValueType  # 2
+    ERASURE_REASON_AGREEMENT_WITHDRAWN: _ErasureReason.ValueType  # 3
+    ERASURE_REASON_UNLAWFUL: _ErasureReason.ValueType  # 4
+
+class ErasureReason(_ErasureReason, metaclass=_ErasureReasonEnumTypeWrapper): ...
+
+ERASURE_REASON_UNSPECIFIED: ErasureReason.ValueType  # 0
+ERASURE_REASON_RETENTION_ENDED: ErasureReason.ValueType  # 1
+ERASURE_REASON_SUBJECT_REQUEST: ErasureReason.ValueType  # 2
+ERASURE_REASON_AGREEMENT_WITHDRAWN: ErasureReason.ValueType  # 3
+ERASURE_REASON_UNLAWFUL: ErasureReason.ValueType  # 4
+Global___ErasureReason: _TypeAlias = ErasureReason  # noqa: Y015
+
+class _AggregateDimension:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AggregateDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregateDimension.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGGREGATE_DIMENSION_UNSPECIFIED: _AggregateDimension.ValueType  # 0
+    AGGREGATE_DIMENSION_PHASE: _AggregateDimension.ValueType  # 1
+    AGGREGATE_DIMENSION_CONCERN: _AggregateDimension.ValueType  # 2
+    AGGREGATE_DIMENSION_AGENCY: _AggregateDimension.ValueType  # 3
+    AGGREGATE_DIMENSION_DURATION_BAND: _AggregateDimension.ValueType  # 4
+    AGGREGATE_DIMENSION_FLOW: _AggregateDimension.ValueType  # 5
+
+class AggregateDimension(_AggregateDimension, metaclass=_AggregateDimensionEnumTypeWrapper): ...
+
+AGGREGATE_DIMENSION_UNSPECIFIED: AggregateDimension.ValueType  # 0
+AGGREGATE_DIMENSION_PHASE: AggregateDimension.ValueType  # 1
+AGGREGATE_DIMENSION_CONCERN: AggregateDimension.ValueType  # 2
+AGGREGATE_DIMENSION_AGENCY: AggregateDimension.ValueType  # 3
+AGGREGATE_DIMENSION_DURATION_BAND: AggregateDimension.ValueType  # 4
+AGGREGATE_DIMENSION_FLOW: AggregateDimension.ValueType  # 5
+Global___AggregateDimension: _TypeAlias = AggregateDimension  # noqa: Y015
+
 @_typing.final
 class YearMonth(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -212,3 +348,310 @@ class MoveAlert(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MoveAlert: _TypeAlias = MoveAlert  # noqa: Y015
+
+@_typing.final
+class SignalAlert(_message.Message):
+    """alert.signal: a regional signal to the municipalities of a group. Never a pseudonym."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    CONCERNS_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    phase: Global___Phase.ValueType
+    @_builtins.property
+    def concerns(self) -> _containers.RepeatedScalarFieldContainer[Global___ConcernCategory.ValueType]: ...
+    @_builtins.property
+    def month(self) -> Global___YearMonth: ...
+    def __init__(
+        self,
+        *,
+        phase: Global___Phase.ValueType = ...,
+        concerns: _abc.Iterable[Global___ConcernCategory.ValueType] | None = ...,
+        month: Global___YearMonth | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concerns", b"concerns", "month", b"month", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalAlert: _TypeAlias = SignalAlert  # noqa: Y015
+
+@_typing.final
+class Handover(_message.Message):
+    """handover: justice house or prison service to the LIVC of the municipality of release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    EXPECTED_MONTH_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summary(self) -> Global___CaseSummary: ...
+    @_builtins.property
+    def expected_month(self) -> Global___YearMonth: ...
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedScalarFieldContainer[Global___FollowUpNeed.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        summary: Global___CaseSummary | None = ...,
+        expected_month: Global___YearMonth | None = ...,
+        needs: _abc.Iterable[Global___FollowUpNeed.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_month", b"expected_month", "summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_month", b"expected_month", "needs", b"needs", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Handover: _TypeAlias = Handover  # noqa: Y015
+
+@_typing.final
+class DirectoryRegister(_message.Message):
+    """directory.register: the holder follows up this pseudonym (reference directory)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    contact_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        contact_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryRegister: _TypeAlias = DirectoryRegister  # noqa: Y015
+
+@_typing.final
+class DirectoryWithdraw(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryWithdraw: _TypeAlias = DirectoryWithdraw  # noqa: Y015
+
+@_typing.final
+class HitQuery(_message.Message):
+    """query.hit: "is any of these known?" File references follow a bundle-declared pattern."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYMS_FIELD_NUMBER: _builtins.int
+    FILE_REF_FIELD_NUMBER: _builtins.int
+    file_ref: _builtins.str
+    @_builtins.property
+    def subject_pseudonyms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonyms: _abc.Iterable[_builtins.bytes] | None = ...,
+        file_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "subject_pseudonyms", b"subject_pseudonyms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HitQuery: _TypeAlias = HitQuery  # noqa: Y015
+
+@_typing.final
+class QueryRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HIT_FIELD_NUMBER: _builtins.int
+    CONTACT_IDS_FIELD_NUMBER: _builtins.int
+    hit: _builtins.bool
+    @_builtins.property
+    def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        hit: _builtins.bool = ...,
+        contact_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids", "hit", b"hit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryRow: _TypeAlias = QueryRow  # noqa: Y015
+
+@_typing.final
+class QueryResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueryRow]: ...
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___QueryRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryResult: _TypeAlias = QueryResult  # noqa: Y015
+
+@_typing.final
+class DisclosureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
+    FILE_REF_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    file_ref: _builtins.str
+    @_builtins.property
+    def requested(self) -> _containers.RepeatedScalarFieldContainer[Global___DisclosableField.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        requested: _abc.Iterable[Global___DisclosableField.ValueType] | None = ...,
+        file_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "requested", b"requested", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisclosureRequest: _TypeAlias = DisclosureRequest  # noqa: Y015
+
+@_typing.final
+class DisclosureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    APPROVED_FIELD_NUMBER: _builtins.int
+    DISCLOSED_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    decision: Global___DisclosureDecision.ValueType
+    reason: Global___DenialReason.ValueType
+    @_builtins.property
+    def approved(self) -> _containers.RepeatedScalarFieldContainer[Global___DisclosableField.ValueType]: ...
+    @_builtins.property
+    def disclosed(self) -> Global___CaseSummary: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        decision: Global___DisclosureDecision.ValueType = ...,
+        reason: Global___DenialReason.ValueType = ...,
+        approved: _abc.Iterable[Global___DisclosableField.ValueType] | None = ...,
+        disclosed: Global___CaseSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disclosed", b"disclosed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "decision", b"decision", "disclosed", b"disclosed", "reason", b"reason", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisclosureResponse: _TypeAlias = DisclosureResponse  # noqa: Y015
+
+@_typing.final
+class ErasureNotice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    reason: Global___ErasureReason.ValueType
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        reason: Global___ErasureReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasureNotice: _TypeAlias = ErasureNotice  # noqa: Y015
+
+@_typing.final
+class AggregateCell(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    dimension: Global___AggregateDimension.ValueType
+    category: _builtins.int
+    count: _builtins.int
+    suppressed: _builtins.bool
+    def __init__(
+        self,
+        *,
+        dimension: Global___AggregateDimension.ValueType = ...,
+        category: _builtins.int = ...,
+        count: _builtins.int = ...,
+        suppressed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "count", b"count", "dimension", b"dimension", "suppressed", b"suppressed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AggregateCell: _TypeAlias = AggregateCell  # noqa: Y015
+
+@_typing.final
+class AggregateReport(_message.Message):
+    """report.aggregate: quarterly figures for the monitor kind. Never a pseudonym."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    QUARTER_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    quarter: _builtins.int
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateCell]: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        quarter: _builtins.int = ...,
+        cells: _abc.Iterable[Global___AggregateCell] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "quarter", b"quarter", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AggregateReport: _TypeAlias = AggregateReport  # noqa: Y015

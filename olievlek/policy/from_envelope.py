@@ -1,0 +1,57 @@
+"""Turning a verified envelope into a policy request: shapes and enum names, never values."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from olievlek import wire
+from olievlek.envelope import OpenedEnvelope
+from olievlek.identity import OrgId
+from olievlek.v1 import envelope_pb2
+
+from .engine import Request
+
+_PREFIXES = {"phase": "PHASE_", "risk_level": "RISK_LEVEL_", "concerns": "CONCERN_CATEGORY_"}
+
+
+def _enum_name(msg: Message, field: str, value: int) -> str:
+    fd = msg.DESCRIPTOR.fields_by_name[field]
+    assert fd.enum_type is not None
+    name: str = fd.enum_type.values_by_number[value].name
+    return name.removeprefix(_PREFIXES[field]).lower()
+
+
+def _contacts(msg: Message, prefix: str = "") -> list[tuple[str, str]]:
+    """Every singular ``contact_id`` in the payload with its path: the sender's own contacts."""
+    out: list[tuple[str, str]] = []
+    for fd, value in msg.ListFields():
+        path = f"{prefix}.{fd.name}" if prefix else fd.name
+        if fd.name == "contact_id":
+            out.append((path, str(value)))
+        elif fd.message_type is not None and not fd.is_repeated:
+            out.extend(_contacts(value, path))
+    return out
+
+
+def request_from_envelope(opened: OpenedEnvelope) -> Request:
+    body = opened.body
+    payload = opened.payload
+    cond: Message | None = payload
+    if opened.kind.condition_path:
+        cond = getattr(payload, opened.kind.condition_path) if payload.HasField(opened.kind.condition_path) else None
+    fields = cond.DESCRIPTOR.fields_by_name if cond is not None else {}
+    phase = risk = None
+    concerns: frozenset[str] = frozenset()
+    if cond is not None:
+        if "phase" in fields and cond.phase:
+            phase = _enum_name(cond, "phase", cond.phase)  # type: ignore[attr-defined]
+        if "risk_level" in fields and cond.risk_level:
+            risk = _enum_name(cond, "risk_level", cond.risk_level)  # type: ignore[attr-defined]
+        if "concerns" in fields:
+            concerns = frozenset(_enum_name(cond, "concerns", c) for c in cond.concerns)  # type: ignore[attr-defined]
+    return Request(
+        kind=opened.kind.name, sender=OrgId(body.sender), recipients=tuple(OrgId(r) for r in body.recipients),
+        rule_id=body.rule_id, present_fields=frozenset(wire.present_fields(payload)), phase=phase,
+        risk_level=risk, concerns=concerns, contacts=tuple(_contacts(payload)),
+        purpose=envelope_pb2.Purpose.Name(body.purpose).removeprefix("PURPOSE_").lower(),
+    )

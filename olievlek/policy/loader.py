@@ -1,0 +1,283 @@
+"""Loading a bundle directory into a checked, resolved ``Bundle``.
+
+A bundle is ``bundle.yaml`` (name, version, expiry), ``organisations.yaml``,
+``groups.yaml`` (optional), ``rules.yaml`` and ``tests/*.yaml``, plus
+``signatures.json`` written by ``olievlek policy sign``. Every error carries
+file:line:col. Field names are checked against the protobuf descriptor of
+each rule's message kinds: a rule cannot name a field the wire does not have.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from olievlek.identity import OrgId, OrgKind
+from olievlek.kinds import BY_NAME, leaf_paths
+
+from . import source
+from .diagnostics import BundleError, Diagnostic
+from .engine import Decision, Engine, Request
+from .model import Agreement, Conditions, Contact, Group, Organisation, Rule
+
+FILES = ("bundle.yaml", "organisations.yaml", "groups.yaml", "rules.yaml")
+SIGNATURES = "signatures.json"
+_MAILBOX = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+
+
+def bundle_files(directory: Path) -> list[Path]:
+    """The files a bundle's digest covers: its YAML and its tests, not its signatures."""
+    files = [directory / f for f in FILES if (directory / f).exists()]
+    files += sorted((directory / "tests").glob("*.yaml")) if (directory / "tests").is_dir() else []
+    return files
+
+
+def digest_of(directory: Path) -> str:
+    """SHA-256 over (relative path, SHA-256 of content) of every covered file, in order."""
+    h = hashlib.sha256()
+    for path in bundle_files(directory):
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the single source of truth for routing, flows, tests and reports."""
+
+    directory: Path
+    name: str
+    version: int
+    expires: dt.datetime
+    digest: str
+    orgs: dict[OrgId, Organisation]
+    groups: dict[str, Group]
+    rules: dict[str, Rule]
+    file_ref_pattern: str | None
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.orgs, self.rules)
+        self._by_nis = {nis: o for o in self.orgs.values() for nis in o.serves}
+
+    @classmethod
+    def load(cls, directory: Path) -> Bundle:
+        """Load and check a bundle directory.
+
+        Raises:
+            BundleError: with every error found, each with file:line:col.
+        """
+        return _Loader(directory).load()
+
+    def decide(self, req: Request) -> Decision:
+        return self.engine.decide(req)
+
+    def org(self, org_id: str) -> Organisation | None:
+        return self.orgs.get(OrgId(org_id))
+
+    def org_serving(self, nis: int) -> Organisation | None:
+        return self._by_nis.get(nis)
+
+    def rules_for(self, kind: str, sender: str, recipient_kind: OrgKind) -> list[Rule]:
+        """Allow rules this sender could invoke for a kind and recipient kind."""
+        return [
+            r for r in self.rules.values()
+            if r.allows and kind in r.kinds and OrgId(sender) in r.senders
+            and (r.recipient_kinds is None or recipient_kind in r.recipient_kinds)
+        ]
+
+    @property
+    def expired(self) -> bool:
+        return dt.datetime.now(dt.UTC) >= self.expires
+
+
+class _Loader:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.errors: list[Diagnostic] = []
+
+    def _file(self, name: str, definition: str, required: bool = True) -> source.SourceFile | None:
+        path = self.dir / name
+        if not path.exists():
+            if required:
+                self.errors.append(Diagnostic(name, 0, 0, "missing file"))
+            return None
+        parsed = source.parse(path, name)
+        if isinstance(parsed, Diagnostic):
+            self.errors.append(parsed)
+            return None
+        schema_errors = source.validate(parsed, definition)
+        self.errors += schema_errors
+        return None if schema_errors else parsed
+
+    def load(self) -> Bundle:
+        if not self.dir.is_dir():
+            raise BundleError([Diagnostic(str(self.dir), 0, 0, "not a bundle directory")])
+        meta = self._file("bundle.yaml", "bundle")
+        orgs_src = self._file("organisations.yaml", "organisations")
+        groups_src = self._file("groups.yaml", "groups", required=False)
+        rules_src = self._file("rules.yaml", "rules")
+        if self.errors or meta is None or orgs_src is None or rules_src is None:
+            raise BundleError(self.errors)
+        orgs = self._orgs(orgs_src)
+        groups = self._groups(groups_src, orgs) if groups_src else {}
+        rules = self._rules(rules_src, orgs, groups)
+        if self.errors:
+            raise BundleError(self.errors)
+        m = meta.data
+        expires = dt.datetime.strptime(m["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        pattern = m.get("file_ref_pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise BundleError([meta.diag(f"file_ref_pattern is not a regular expression: {exc}",
+                                             "file_ref_pattern")]) from None
+        return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
+                      pattern)
+
+    def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
+        orgs: dict[OrgId, Organisation] = {}
+        nis_owner: dict[int, str] = {}
+        contact_owner: dict[str, str] = {}
+        for i, o in enumerate(src.data["organisations"]):
+            oid = OrgId(o["id"])
+            if oid in orgs:
+                self.errors.append(src.diag(f"organisation {oid!r} is declared twice", "organisations", i, "id"))
+            for j, nis in enumerate(o.get("serves", [])):
+                if nis in nis_owner:
+                    self.errors.append(src.diag(f"NIS code {nis} is served by both {nis_owner[nis]} and {oid}",
+                                                "organisations", i, "serves", j))
+                nis_owner[nis] = oid
+            contacts = []
+            for j, c in enumerate(o.get("contacts", [])):
+                pattern = _MAILBOX if c["channel"] == "mailbox" else _PHONE
+                if not pattern.fullmatch(c["address"]):
+                    self.errors.append(src.diag(
+                        f"contact {c['id']!r}: {c['channel']} address is not well-formed "
+                        f"({'name@domain' if c['channel'] == 'mailbox' else '+<country><number>'})",
+                        "organisations", i, "contacts", j, "address"))
+                if c["id"] in contact_owner:
+                    self.errors.append(src.diag(f"contact id {c['id']!r} is already registered for "
+                                                f"{contact_owner[c['id']]}", "organisations", i, "contacts", j, "id"))
+                contact_owner[c["id"]] = oid
+                contacts.append(Contact(c["id"], c["channel"], c["address"]))
+            if OrgKind(o["kind"]) == OrgKind.MUNICIPALITY and not o.get("serves"):
+                self.errors.append(src.diag(f"municipality {oid!r} serves no NIS code", "organisations", i))
+            orgs[oid] = Organisation(oid, OrgKind(o["kind"]), tuple(o.get("serves", [])), tuple(contacts))
+        return orgs
+
+    def _groups(self, src: source.SourceFile, orgs: dict[OrgId, Organisation]) -> dict[str, Group]:
+        raw = {g["id"]: (i, g["members"]) for i, g in enumerate(src.data["groups"])}
+        for gid, (i, members) in raw.items():
+            if gid in orgs:
+                self.errors.append(src.diag(f"group id {gid!r} is also an organisation id", "groups", i, "id"))
+            for j, m in enumerate(members):
+                if m not in orgs and m not in raw:
+                    self.errors.append(src.diag(f"group {gid!r}: unknown member {m!r}", "groups", i, "members", j))
+        expanded: dict[str, frozenset[OrgId]] = {}
+
+        def expand(gid: str, stack: tuple[str, ...]) -> frozenset[OrgId]:
+            if gid in stack:
+                i = raw[gid][0]
+                self.errors.append(src.diag(f"group cycle: {' -> '.join((*stack, gid))}", "groups", i, "members"))
+                return frozenset()
+            if gid not in expanded:
+                out: set[OrgId] = set()
+                for m in raw[gid][1]:
+                    if m in raw:
+                        out |= expand(m, (*stack, gid))
+                    elif m in orgs:
+                        out.add(OrgId(m))
+                expanded[gid] = frozenset(out)
+            return expanded[gid]
+
+        return {gid: Group(gid, expand(gid, ())) for gid in raw}
+
+    def _rules(self, src: source.SourceFile, orgs: dict[OrgId, Organisation],
+               groups: dict[str, Group]) -> dict[str, Rule]:
+        rules: dict[str, Rule] = {}
+        for i, r in enumerate(src.data["rules"]):
+            rule = self._rule(src, i, r, orgs, groups)
+            if rule is None:
+                continue
+            if rule.id in rules:
+                self.errors.append(src.diag(f"rule id {rule.id!r} is used twice", "rules", i, "id"))
+            rules[rule.id] = rule
+        return rules
+
+    def _rule(self, src: source.SourceFile, i: int, r: dict[str, Any], orgs: dict[OrgId, Organisation],
+              groups: dict[str, Group]) -> Rule | None:
+        before = len(self.errors)
+        at = ("rules", i)
+        sender = r.get("sender", {})
+        recipient = r.get("recipient", {})
+        for j, oid in enumerate(sender.get("orgs", [])):
+            if oid not in orgs:
+                self.errors.append(src.diag(f"rule {r['id']!r}: unknown sender organisation {oid!r}",
+                                            *at, "sender", "orgs", j))
+        for part, spec in (("sender", sender), ("recipient", recipient)):
+            if "group" in spec and spec["group"] not in groups:
+                self.errors.append(src.diag(f"rule {r['id']!r}: unknown group {spec['group']!r}", *at, part, "group"))
+        relation = recipient.get("relation", "declared")
+        rgroup = recipient.get("group") or sender.get("group")
+        if relation == "group_members" and rgroup is None:
+            self.errors.append(src.diag(f"rule {r['id']!r}: relation group_members needs a group", *at, "recipient"))
+        leaves = self._fields(src, i, r)
+        conditions = r.get("conditions", {})
+        for kind in r["kinds"]:
+            if conditions and not BY_NAME[kind].condition_path and kind not in ("alert.signal",):
+                self.errors.append(src.diag(f"rule {r['id']!r}: {kind} carries no phase, risk or concerns to "
+                                            "condition on", *at, "conditions"))
+        if len(self.errors) > before:
+            return None
+        kinds = set(sender.get("kinds", []))
+        ids = set(sender.get("orgs", []))
+        members = groups[sender["group"]].members if "group" in sender else None
+        senders = frozenset(
+            o.id for o in orgs.values()
+            if (not kinds or o.kind in kinds) and (not ids or o.id in ids) and (members is None or o.id in members)
+        )
+        spec = " ".join(f"{k}={','.join(sorted(v)) if isinstance(v, list) else v}" for k, v in sorted(sender.items()))
+        agreement = r.get("agreement", {"required": False})
+        line, _ = src.at(*at)
+        return Rule(
+            id=r["id"], description=r.get("description", ""), effect=r["effect"], kinds=frozenset(r["kinds"]),
+            senders=senders, sender_spec=spec or "any",
+            recipient_kinds=frozenset(OrgKind(k) for k in recipient["kinds"]) if "kinds" in recipient else None,
+            relation=relation, recipient_group=rgroup,
+            group_members=groups[rgroup].members if rgroup in groups else frozenset(),
+            conditions=Conditions(*(frozenset(conditions[k]) if k in conditions else None
+                                    for k in ("phase", "risk_level", "concerns_any"))),
+            fields=tuple(r.get("fields", [])), leaves=leaves, purpose=r.get("purpose", ""),
+            lawful_basis=r.get("lawful_basis", ""),
+            agreement=Agreement(bool(agreement["required"]),
+                                frozenset(OrgKind(k) for k in agreement.get("recipient_kinds", [])),
+                                frozenset(agreement.get("purposes", []))),
+            retention_days=int(r.get("retention_days", 0)), ttl_hours=int(r.get("ttl_hours", 0)),
+            source=f"{src.name}:{line}",
+        )
+
+    def _fields(self, src: source.SourceFile, i: int, r: dict[str, Any]) -> dict[str, frozenset[str]]:
+        out: dict[str, frozenset[str]] = {}
+        for kind in r["kinds"]:
+            info = BY_NAME[kind]
+            all_leaves = leaf_paths(info.descriptor)
+            allowed: set[str] = set()
+            for j, name in enumerate(r.get("fields", [])):
+                covered = [p for p in all_leaves if p == name or p.startswith(name + ".")]
+                if not covered:
+                    self.errors.append(src.diag(
+                        f"rule {r['id']!r}: field {name!r} does not exist in the payload of {kind} "
+                        f"({info.descriptor.name})", "rules", i, "fields", j))
+                elif not info.may_carry_pseudonym and "pseudonym" in name:
+                    self.errors.append(src.diag(f"rule {r['id']!r}: {kind} must never carry a pseudonym",
+                                                "rules", i, "fields", j))
+                allowed.update(covered)
+            out[kind] = frozenset(allowed)
+        return out

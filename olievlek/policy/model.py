@@ -1,0 +1,100 @@
+"""The bundle's values: organisations, groups, rules. Frozen and fully resolved at load:
+group membership is expanded, sender specs become org-id sets, field names become the
+set of leaf paths each message kind lets through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from olievlek.identity import OrgId, OrgKind
+
+RELATIONS = ("declared", "group_members", "pseudonym_holder", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: str
+    channel: str  # "mailbox" | "phone"
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    id: OrgId
+    kind: OrgKind
+    serves: tuple[int, ...]  # NIS codes
+    contacts: tuple[Contact, ...]
+
+    @property
+    def contact_ids(self) -> frozenset[str]:
+        return frozenset(c.id for c in self.contacts)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: str
+    members: frozenset[OrgId]  # expanded through nested groups
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """The person's agreement as a safeguard on top of the lawful basis."""
+
+    required: bool
+    recipient_kinds: frozenset[OrgKind]
+    purposes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """Allowed payload values; ``None`` means no condition."""
+
+    phase: frozenset[str] | None = None
+    risk_level: frozenset[str] | None = None
+    concerns_any: frozenset[str] | None = None
+
+    def covers(self, other: Conditions) -> bool:
+        """Every request matching ``other`` also matches self."""
+        return all(
+            mine is None or (theirs is not None and theirs <= mine)
+            for mine, theirs in (
+                (self.phase, other.phase), (self.risk_level, other.risk_level),
+                (self.concerns_any, other.concerns_any),
+            )
+        )
+
+    def overlaps(self, other: Conditions) -> bool:
+        return all(
+            a is None or b is None or bool(a & b)
+            for a, b in (
+                (self.phase, other.phase), (self.risk_level, other.risk_level),
+                (self.concerns_any, other.concerns_any),
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    description: str
+    effect: str  # "allow" | "deny"
+    kinds: frozenset[str]
+    senders: frozenset[OrgId]  # resolved from sender kinds/orgs/group
+    sender_spec: str  # how it was written, for explanations and flows
+    recipient_kinds: frozenset[OrgKind] | None
+    relation: str
+    recipient_group: str | None
+    group_members: frozenset[OrgId]  # members of recipient_group (or the sender group)
+    conditions: Conditions
+    fields: tuple[str, ...]  # as written
+    leaves: dict[str, frozenset[str]]  # message kind -> leaf paths let through
+    purpose: str
+    lawful_basis: str
+    agreement: Agreement
+    retention_days: int
+    ttl_hours: int
+    source: str  # file:line
+
+    @property
+    def allows(self) -> bool:
+        return self.effect == "allow"
