@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import Message
 
 from olievlek import wire
@@ -39,16 +41,12 @@ def request_from_envelope(opened: OpenedEnvelope) -> Request:
     cond: Message | None = payload
     if opened.kind.condition_path:
         cond = getattr(payload, opened.kind.condition_path) if payload.HasField(opened.kind.condition_path) else None
-    fields = cond.DESCRIPTOR.fields_by_name if cond is not None else {}
-    phase = risk = None
-    concerns: frozenset[str] = frozenset()
+    values: dict[str, Any] = {}
     if cond is not None:
-        if "phase" in fields and cond.phase:
-            phase = _enum_name(cond, "phase", cond.phase)  # type: ignore[attr-defined]
-        if "risk_level" in fields and cond.risk_level:
-            risk = _enum_name(cond, "risk_level", cond.risk_level)  # type: ignore[attr-defined]
-        if "concerns" in fields:
-            concerns = frozenset(_enum_name(cond, "concerns", c) for c in cond.concerns)  # type: ignore[attr-defined]
+        values = {fd.name: value for fd, value in cond.ListFields() if fd.name in _PREFIXES}
+    phase = _enum_name(cond, "phase", values["phase"]) if cond is not None and "phase" in values else None
+    risk = _enum_name(cond, "risk_level", values["risk_level"]) if cond is not None and "risk_level" in values else None
+    concerns = frozenset(_enum_name(cond, "concerns", c) for c in values.get("concerns", ())) if cond else frozenset()
     return Request(
         kind=opened.kind.name, sender=OrgId(body.sender), recipients=tuple(OrgId(r) for r in body.recipients),
         rule_id=body.rule_id, present_fields=frozenset(wire.present_fields(payload)), phase=phase,
