@@ -1,6 +1,6 @@
 """Static analysis of a bundle: shadowed, redundant and conflicting rules.
 
-A rule's *scope* is the set of requests it matches: message kinds by senders ×
+A rule's *scope* is the set of requests it matches: message kinds by senders by
 recipient kinds by relation by conditions. Scopes are compared as sets:
 - an allow whose scope lies inside a deny's is *shadowed* (it can never take effect);
 - an allow whose scope and fields lie inside another allow's with the same
