@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/olievlek up
 
 test: $(STAMP)
+	@bash scripts/ensure_debian_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy olievlek
 	$(BIN)/python -m pytest -n 2 -q
