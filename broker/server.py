@@ -14,18 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography.exceptions import InvalidSignature
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
-from olievlek.errors import ConfigError, IdentityError, WireError
-from olievlek.identity import OrgIdentity
+from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
+from olievlek.identity import OrgIdentity, OrgKind
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, verify_bundle
+from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.trust import TrustAnchor
-from olievlek.v1 import broker_pb2, broker_pb2_grpc
+from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
 from .config import BrokerConfig
 from .service import BrokerService
@@ -76,6 +78,28 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             reader.cancel()
             self._registry.release(org, superseded)
             log.info("stream.closed", org=str(origin), superseded=superseded.is_set())
+
+    async def ReportEvaluations(
+        self, request: broker_pb2.EvaluationReport, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.ReportAck:
+        """A pseudonymiser operator's signed counts (never inputs) for the audit trail."""
+        origin = await self._authenticate(context)
+        if origin.kind != OrgKind.PSEUDONYMISER:
+            return broker_pb2.ReportAck(stored=False, detail=f"{origin} is not a pseudonymiser operator")
+        try:
+            wire.validate(request)
+            signer, key = self._service.trust.verify_signer(request.signer_certificate)
+            if signer != origin:
+                raise VerificationError("report signer is not the calling operator", field="signer_certificate")
+            key.verify(request.signature, REPORT_CONTEXT + request.body)
+            counts = wire.parse_strict(pseudonymiser_pb2.EvaluationCounts, request.body)
+        except (Refused, InvalidSignature) as exc:
+            detail = exc.message if isinstance(exc, Refused) else "report signature does not verify"
+            log.warning("report.refused", operator=str(origin), reason=detail)
+            return broker_pb2.ReportAck(stored=False, detail=detail)
+        await self._service.store.store_evaluation_counts(str(origin.org_id), counts, now_ms())
+        log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
+        return broker_pb2.ReportAck(stored=True)
 
     async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from olievlek.store import Database
 
-SCHEMA_VERSION = 2  # 1: idempotency, queue, decisions, acks; 2: policy_loads
+SCHEMA_VERSION = 3  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -35,6 +35,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS policy_loads (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, name TEXT NOT NULL,
         version INTEGER NOT NULL, digest TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS evaluation_reports (
+        operator TEXT NOT NULL, share INTEGER NOT NULL, period_start_ms INTEGER NOT NULL,
+        period_end_ms INTEGER NOT NULL, org_id TEXT NOT NULL, org_kind TEXT NOT NULL, domain INTEGER NOT NULL,
+        requests INTEGER NOT NULL, evaluations INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+        PRIMARY KEY (operator, period_start_ms, org_id, domain))""",
 ]
 
 
@@ -79,6 +84,8 @@ class BrokerStore(Protocol):
                                  reason: str) -> None: ...
 
     async def enforced_policy_version(self) -> int: ...
+
+    async def store_evaluation_counts(self, operator: str, counts: object, received_ms: int) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -182,6 +189,20 @@ class SqliteBrokerStore:
         """The highest bundle version this broker ever enforced (0 if none)."""
         row = await self._db.fetchone("SELECT MAX(version) FROM policy_loads WHERE outcome = 'enforced'")
         return int(row[0]) if row and row[0] is not None else 0
+
+    async def store_evaluation_counts(self, operator: str, counts: object, received_ms: int) -> None:
+        """Keep an operator's signed counts; a resent report of the same period is not counted twice."""
+        from olievlek.v1 import pseudonymiser_pb2
+
+        assert isinstance(counts, pseudonymiser_pb2.EvaluationCounts)
+        async with self._db.transaction() as tx:
+            for c in counts.counts:
+                await tx.execute(
+                    "INSERT OR IGNORE INTO evaluation_reports (operator, share, period_start_ms, period_end_ms, "
+                    "org_id, org_kind, domain, requests, evaluations, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (operator, counts.share, counts.period_start_ms, counts.period_end_ms, c.org_id, c.org_kind,
+                     c.domain, c.requests, c.evaluations, received_ms),
+                )
 
     async def close(self) -> None:
         await self._db.close()

@@ -13,7 +13,7 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import OlievlekError
 
-from . import cases, pki_cmd, policy_cmd, up
+from . import cases, pki_cmd, policy_cmd, pseudonymiser_cmd, up
 from .console import err
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ broker_app = typer.Typer(help="Run the broker.", no_args_is_help=True)
 node_app = typer.Typer(help="Run an organisation's node.", no_args_is_help=True)
 app.add_typer(pki_cmd.app, name="pki")
 app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(pseudonymiser_cmd.app, name="pseudonymiser")
 app.add_typer(broker_app, name="broker")
 app.add_typer(node_app, name="node")
 app.add_typer(cases.case_app, name="case")

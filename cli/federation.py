@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from olievlek.policy.signing import keygen, load_signing_key, make_root, sign_bu
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO / "policies" / "flanders"
 READY_TIMEOUT_S = 30.0
+SHARES = (1, 2)
 
 
 def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2) -> Path:
@@ -67,6 +66,7 @@ class Federation:
     bundle_src: Path = DEFAULT_BUNDLE
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker_port: int = 0
+    pseudonymiser_ports: list[int] = field(default_factory=list)
 
     @property
     def pki(self) -> Path:
@@ -92,12 +92,11 @@ class Federation:
         ca.issue_server("broker", ["localhost", "127.0.0.1"])
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
+        for share in SHARES:
+            ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
+            ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
         fed = self.workdir / "federation"
         provision_policy(fed, self.bundle_src)
-        key = fed / "interim-pseudonym.key"
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
         (self.workdir / "logs").mkdir(exist_ok=True)
         self._write(self.broker_dir / "broker.yaml", {
             "listen": "127.0.0.1:0",
@@ -130,7 +129,7 @@ class Federation:
             "sign_key": str(org / "sign.key"),
             "bundle": str(self.workdir / "federation" / "bundle"),
             "roots": str(self.workdir / "federation" / "roots"),
-            "pseudonym_key": str(self.workdir / "federation" / "interim-pseudonym.key"),
+            "pseudonymisers": [f"127.0.0.1:{p}" for p in self.pseudonymiser_ports],
             "database": "node.sqlite",
             "socket": "node.sock",
             "ready_file": "ready",
@@ -172,8 +171,47 @@ class Federation:
         self._spawn(spec.org_id, ["node", "serve", "--config", str(config)])
         self._await_ready(spec.org_id, ready)
 
+    def operator_dir(self, share: int) -> Path:
+        return self.workdir / f"pseudonymiser-{share}"
+
+    def write_operator_config(self, share: int) -> Path:
+        server = self.pki / "servers" / f"pseudonymiser-{share}"
+        org = self.pki / "orgs" / f"pseudonymiser-{share}"
+        path = self.operator_dir(share) / "pseudonymiser.yaml"
+        self._write(path, {
+            "org_id": f"pseudonymiser-{share}", "share": share, "listen": "127.0.0.1:0",
+            "ca": str(self.pki / "ca.pem"), "crl": str(self.pki / "crl.pem"),
+            "tls_cert": str(server / "tls.pem"), "tls_key": str(server / "tls.key"),
+            "client_cert": str(org / "tls.pem"), "client_key": str(org / "tls.key"),
+            "sign_cert": str(org / "sign.pem"), "sign_key": str(org / "sign.key"),
+            "bundle": str(self.workdir / "federation" / "bundle"),
+            "roots": str(self.workdir / "federation" / "roots"),
+            "database": "pseudonymiser.sqlite", "broker": f"127.0.0.1:{self.broker_port}",
+            "report_interval_s": 5, "ready_file": "ready",
+        })
+        return path
+
+    def start_pseudonymisers(self) -> list[int]:
+        """Each operator generates its own shares (as on its own host), then serves."""
+        self.pseudonymiser_ports = []
+        for share in SHARES:
+            config = self.write_operator_config(share)
+            for domain in ("routing", "monitoring"):
+                r = subprocess.run([sys.executable, "-m", "olievlek", "pseudonymiser", "keygen", "--config",
+                                    str(config), "--domain", domain, "--epoch", "1"], capture_output=True,
+                                   text=True, timeout=60, check=False, cwd=self.workdir)
+                if r.returncode != 0:
+                    raise ConfigError(f"keygen for share {share} failed: {r.stderr.strip()}")
+            ready = self.operator_dir(share) / "ready"
+            ready.unlink(missing_ok=True)
+            self._spawn(f"pseudonymiser-{share}", ["pseudonymiser", "serve", "--config", str(config),
+                                                   "--share", str(share)])
+            self.pseudonymiser_ports.append(self._await_ready(f"pseudonymiser-{share}", ready))
+        return self.pseudonymiser_ports
+
     def start(self) -> None:
         self.start_broker()
+        self.start_pseudonymisers()
         for spec in self.nodes:
             self.start_node(spec)
 

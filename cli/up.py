@@ -119,6 +119,8 @@ def up(
         fed.create()
         port = fed.start_broker()
         out.print(f"broker listening on 127.0.0.1:{port} (mTLS)")
+        for share, p in zip((1, 2), fed.start_pseudonymisers(), strict=True):
+            out.print(f"pseudonymiser share {share} on 127.0.0.1:{p} (its own key share, generated there)")
         for spec in fed.nodes:
             fed.start_node(spec)
             out.print(f"node {spec.org_id} ({spec.kind}) up, socket {fed.socket(spec.org_id)}")

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from olievlek.config import load_yaml, need, path_setting, tls_setting
+from olievlek.errors import ConfigError
 from olievlek.identity import OrgKind, parse_org_id
 from olievlek.transport import TlsFiles
+
+
+def _two(value: object, where: Path) -> tuple[str, str]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ConfigError(f"{where}: pseudonymisers must list exactly two operators (share 1, share 2)")
+    return str(value[0]), str(value[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +30,7 @@ class NodeConfig:
     roots: Path  # root-of-trust directory; the node verifies the bundle's signatures too
     database: Path
     socket: Path
-    # INTERIM (until the oblivious pseudonymiser): the shared HMAC key file.
-    pseudonym_key: Path
+    pseudonymisers: tuple[str, str]  # host:port of operator 1 and operator 2
     ready_file: Path | None
 
     @classmethod
@@ -42,6 +48,6 @@ class NodeConfig:
             roots=path_setting(doc, "roots", path),
             database=path_setting(doc, "database", path),
             socket=path_setting(doc, "socket", path),
-            pseudonym_key=path_setting(doc, "pseudonym_key", path),
+            pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
         )

@@ -13,14 +13,15 @@ import uuid
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
-from olievlek.errors import ConfigError, OlievlekError
+from olievlek.errors import ConfigError, InvalidIdentifier, OlievlekError
 from olievlek.identity import OrgKind
+from olievlek.normalise import PrfInput, fallback_input, nrn_input
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
-from olievlek.pseudonym import InterimHmacPseudonymiser
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .outbox import OutboxSender
+from .pseudonym_client import PseudonymClient
 from .store import NodeStore
 
 log = logs.get("node")
@@ -40,7 +41,7 @@ class NodeHandlers:
     """The local API's operations."""
 
     def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
-                 pseudonymiser: InterimHmacPseudonymiser, outbox: OutboxSender) -> None:
+                 pseudonymiser: PseudonymClient, outbox: OutboxSender) -> None:
         self.org_id = org_id
         self.kind = kind
         self.store = store
@@ -49,9 +50,19 @@ class NodeHandlers:
         self.pseudonymiser = pseudonymiser
         self.outbox = outbox
 
-    def _pseudonym(self, identity: local_pb2.Identity) -> tuple[str, bytes]:
-        number = normalise_national_number(identity.national_number)
-        return number, self.pseudonymiser.pseudonymise(number)
+    async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
+        """(kind, pseudonym) for every identifier given: the number first, then the fallback identity."""
+        inputs: list[PrfInput] = []
+        if identity.national_number.strip():
+            inputs.append(nrn_input(identity.national_number))
+        elif require_number:
+            raise InvalidIdentifier("a national register or bis number is required")
+        if identity.birth_date.strip():
+            inputs.append(fallback_input(identity.family_name, identity.given_names, identity.birth_date))
+        if not inputs:
+            raise InvalidIdentifier("give a national register number, or names with a birth date")
+        combined = await self.pseudonymiser.pseudonymise(inputs)
+        return [(i.kind, p) for i, p in zip(inputs, combined.pseudonyms, strict=True)]
 
     def _contact(self, requested: str) -> str:
         org = self.bundle.org(self.org_id)
@@ -64,16 +75,17 @@ class NodeHandlers:
         return requested
 
     async def case_open(self, req: local_pb2.CaseOpenRequest) -> local_pb2.CaseOpenResponse:
-        number, pseudonym = self._pseudonym(req.identity)
+        number = normalise_national_number(req.identity.national_number)
         if not req.identity.family_name.strip():
             raise RequestError("missing_name", "a family name is required to open a case")
         if req.phase == summary_pb2.PHASE_UNSPECIFIED:
             raise RequestError("missing_phase", "a phase is required")
         contact = self._contact(req.contact_id)
+        pseudonyms = await self._pseudonyms(req.identity, require_number=True)  # network: before the transaction
         today = dt.date.today()
         async with self.store.db.transaction() as tx:
             subject_id = await self.store.insert_subject_txn(
-                tx, number, req.identity.given_names, req.identity.family_name, pseudonym
+                tx, number, req.identity.given_names, req.identity.family_name, pseudonyms
             )
             case_id = await self.store.insert_case_txn(
                 tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
@@ -165,17 +177,25 @@ class NodeHandlers:
         return local_pb2.InboxListResponse(items=items)
 
     async def identify(self, req: local_pb2.IdentifyRequest) -> local_pb2.IdentifyResponse:
-        number, pseudonym = self._pseudonym(req.identity)
+        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
+        number = normalise_national_number(req.identity.national_number) if req.identity.national_number else ""
         async with self.store.db.transaction() as tx:
-            waiting = await tx.fetchone(
-                "SELECT 1 FROM inbox WHERE pseudonym = ? AND status = 'pending_identification'", (pseudonym,)
-            )
-            if waiting is None:
+            hits = []
+            for kind, p in pseudonyms:
+                row = await tx.fetchone(
+                    "SELECT 1 FROM inbox WHERE pseudonym = ? AND status = 'pending_identification'", (p,)
+                )
+                if row is not None:
+                    hits.append(kind)
+            if not hits:
                 # Minimisation: an identity that matches nothing is not kept.
                 return local_pb2.IdentifyResponse()
             subject_id = await self.store.insert_subject_txn(
-                tx, number, req.identity.given_names, req.identity.family_name, pseudonym
+                tx, number, req.identity.given_names, req.identity.family_name, pseudonyms
             )
-            matched = await self.store.match_inbox_txn(tx, pseudonym, subject_id)
-        log.info("inbox.identified", items=matched)
-        return local_pb2.IdentifyResponse(matched_item_ids=matched, subject_id=subject_id)
+            matched: list[int] = []
+            for _kind, p in pseudonyms:
+                matched += await self.store.match_inbox_txn(tx, p, subject_id)
+        probable = "nrn" not in hits
+        log.info("inbox.identified", items=matched, probable=probable)
+        return local_pb2.IdentifyResponse(matched_item_ids=matched, subject_id=subject_id, probable=probable)

@@ -10,7 +10,6 @@ from olievlek import logs
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
 from olievlek.policy.signing import load_roots, verify_bundle
-from olievlek.pseudonym import InterimHmacPseudonymiser
 from olievlek.trust import TrustAnchor
 
 from .broker_client import BrokerClient
@@ -19,6 +18,7 @@ from .handlers import NodeHandlers
 from .inbox import Inbox
 from .local_api import LocalApi
 from .outbox import OutboxSender
+from .pseudonym_client import PseudonymClient
 from .session import BrokerSession
 from .store import NodeStore
 
@@ -34,6 +34,7 @@ class NodeServer:
         self._store: NodeStore | None = None
         self._client: BrokerClient | None = None
         self._local: LocalApi | None = None
+        self._pseudonymiser: PseudonymClient | None = None
         self.session: BrokerSession | None = None
 
     async def start(self) -> None:
@@ -41,8 +42,9 @@ class NodeServer:
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
         bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
-        pseudonymiser = InterimHmacPseudonymiser(cfg.pseudonym_key.read_bytes())
         self._store = await NodeStore.open(cfg.database)
+        pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
+        self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls)
         outbox = OutboxSender(self._store, self._client)
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
@@ -64,6 +66,8 @@ class NodeServer:
                 await task
         if self._client is not None:
             await self._client.close()
+        if self._pseudonymiser is not None:
+            await self._pseudonymiser.close()
         if self._store is not None:
             await self._store.close()
         log.info("node.stopped", org=self.config.org_id)

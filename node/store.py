@@ -12,7 +12,8 @@ from pathlib import Path
 
 from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 1  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests
+SCHEMA_VERSION = 2  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+#                    2: subject_pseudonyms, pseudonym_keys
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS subjects (
@@ -35,6 +36,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS subject_pseudonyms (
+        subject_id INTEGER NOT NULL REFERENCES subjects(id), kind TEXT NOT NULL, pseudonym BLOB NOT NULL,
+        PRIMARY KEY (subject_id, pseudonym))""",
+    "CREATE INDEX IF NOT EXISTS subject_pseudonyms_by_value ON subject_pseudonyms (pseudonym)",
+    """CREATE TABLE IF NOT EXISTS pseudonym_keys (
+        domain INTEGER NOT NULL, epoch INTEGER NOT NULL, combined BLOB NOT NULL, PRIMARY KEY (domain, epoch))""",
     """CREATE TABLE IF NOT EXISTS local_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
         request TEXT NOT NULL, outcome TEXT NOT NULL)""",
@@ -89,11 +96,27 @@ class NodeStore:
 
     # -- subjects and cases -------------------------------------------
     @staticmethod
-    async def insert_subject_txn(tx: Txn, national_number: str, given: str, family: str, pseudonym: bytes) -> int:
-        return await tx.execute(
+    async def insert_subject_txn(tx: Txn, national_number: str, given: str, family: str,
+                                 pseudonyms: list[tuple[str, bytes]]) -> int:
+        """A subject and every pseudonym of its identifiers; the first is the one summaries carry."""
+        subject_id = await tx.execute(
             "INSERT INTO subjects (national_number, given_names, family_name, pseudonym) VALUES (?, ?, ?, ?)",
-            (national_number, given, family, pseudonym),
+            (national_number, given, family, pseudonyms[0][1]),
         )
+        for kind, p in pseudonyms:
+            await tx.execute("INSERT OR IGNORE INTO subject_pseudonyms (subject_id, kind, pseudonym) VALUES (?, ?, ?)",
+                             (subject_id, kind, p))
+        return subject_id
+
+    async def pinned_key(self, domain: int, epoch: int) -> bytes | None:
+        row = await self.db.fetchone("SELECT combined FROM pseudonym_keys WHERE domain = ? AND epoch = ?",
+                                     (domain, epoch))
+        return bytes(row[0]) if row else None
+
+    async def pin_key(self, domain: int, epoch: int, combined: bytes) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT OR IGNORE INTO pseudonym_keys (domain, epoch, combined) VALUES (?, ?, ?)",
+                             (domain, epoch, combined))
 
     @staticmethod
     async def insert_case_txn(tx: Txn, subject_id: int, phase: int, concerns: list[int], risk: int,

@@ -33,6 +33,8 @@ class OrgKind(StrEnum):
     JUSTICE_HOUSE = "justice_house"
     PRISON_SERVICE = "prison_service"
     MONITOR = "monitor"
+    # An operator of one share of the oblivious pseudonymisation; never sends case data.
+    PSEUDONYMISER = "pseudonymiser"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,33 +1,129 @@
-"""Subject pseudonyms: 32 bytes, an epoch byte then 31 bytes of PRF output.
+"""Subject pseudonyms from two operators' VOPRF shares (DESIGN.md section 6).
 
-INTERIM: until the oblivious two-operator pseudonymisation lands (issue 5),
-the PRF is HMAC-SHA256 under a federation-wide key held in every node's
-configuration. That means any node operator can compute pseudonyms on its own;
-it is a placeholder with the right shape, not the promised protection. The
-broker never holds this key, so it still sees only pseudonyms.
+Pseudonym = epoch byte ‖ first 31 bytes of the 64-byte RFC 9497 Finalize
+output under k = k1 + k2, computed obliviously:
+
+1. the node blinds each normalised identifier (``prepare``);
+2. both operators evaluate with their share and prove it (DLEQ) against a
+   public point they sign with their CA-certified signing key;
+3. the node verifies both signatures and both proofs, checks that K1 + K2 is
+   the combined key it pinned for this domain and epoch, adds the two
+   evaluations, unblinds and finalizes (``combine``).
+
+No path computes a pseudonym without both operators and both proofs. This
+module does no I/O; the node's transport calls the operators.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NewType
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from olievlek import voprf
+from olievlek.errors import VerificationError
+from olievlek.identity import OrgKind
+from olievlek.normalise import PrfInput
+from olievlek.trust import TrustAnchor
+from olievlek.v1 import broker_pb2, pseudonymiser_pb2
 
 Pseudonym = NewType("Pseudonym", bytes)
 
 PSEUDONYM_LEN = 32
-INTERIM_EPOCH = 0
-_CONTEXT = b"olievlek/v1/interim-pseudonym\x00"
+KEY_CONTEXT = b"olievlek/v1/pseudonymiser-key\x00"
+SHARES = (1, 2)
 
 
-class InterimHmacPseudonymiser:
-    """HMAC-SHA256 pseudonyms under a shared key (placeholder for the VOPRF)."""
+def from_output(epoch: int, output: bytes) -> Pseudonym:
+    """The wire pseudonym: epoch byte, then the first 31 bytes of the 64-byte output."""
+    if not 0 < epoch < 256 or len(output) != voprf.OUTPUT_LEN:
+        raise ValueError("epoch must be 1..255 and the output 64 bytes")
+    return Pseudonym(bytes([epoch]) + output[: PSEUDONYM_LEN - 1])
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("interim pseudonym key must be at least 32 bytes")
-        self._key = key
 
-    def pseudonymise(self, normalised_identifier: str) -> Pseudonym:
-        mac = hmac.new(self._key, _CONTEXT + normalised_identifier.encode(), hashlib.sha256).digest()
-        return Pseudonym(bytes([INTERIM_EPOCH]) + mac[: PSEUDONYM_LEN - 1])
+def key_message(key: pseudonymiser_pb2.PublishedKey) -> bytes:
+    """What an operator signs about its public point."""
+    return KEY_CONTEXT + struct.pack(">IIIQ", key.domain, key.epoch, key.share, key.created_at_ms) + \
+        key.public_element
+
+
+def sign_key(key: pseudonymiser_pb2.PublishedKey, signer: ed25519.Ed25519PrivateKey) -> None:
+    key.signature = signer.sign(key_message(key))
+
+
+def _bad(message: str) -> VerificationError:
+    return VerificationError(message, refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE, field="pseudonymiser")
+
+
+def verify_key(key: pseudonymiser_pb2.PublishedKey, trust: TrustAnchor, domain: int, share: int) -> str:
+    """Check an operator's signed public point; return the operator's organisation id.
+
+    Raises:
+        VerificationError: not a pseudonymiser's certificate, bad signature, wrong domain or share.
+    """
+    identity, public = trust.verify_signer(key.signer_certificate)
+    if identity.kind != OrgKind.PSEUDONYMISER:
+        raise _bad(f"{identity} is not a pseudonymiser operator")
+    try:
+        public.verify(key.signature, key_message(key))
+    except InvalidSignature:
+        raise _bad(f"the public point of {identity} is not signed by it") from None
+    if key.domain != domain or key.share != share or not voprf.is_element(key.public_element):
+        raise _bad(f"{identity} answered for domain {key.domain} share {key.share}, asked {domain}/{share}")
+    return str(identity.org_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Blinds kept by the node between the two calls; never leave the node."""
+
+    inputs: tuple[PrfInput, ...]
+    blinds: tuple[bytes, ...]
+    blinded: tuple[bytes, ...]
+
+
+def prepare(inputs: Sequence[PrfInput]) -> Prepared:
+    pairs = [voprf.blind(i.value) for i in inputs]
+    return Prepared(tuple(inputs), tuple(r for r, _ in pairs), tuple(b for _, b in pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    pseudonyms: tuple[Pseudonym, ...]
+    epoch: int
+    combined_key: bytes  # K1 + K2, to pin
+    warnings: tuple[str, ...]  # operators that reported > 50 % of the daily budget
+
+
+def combine(prepared: Prepared, evaluations: Sequence[pseudonymiser_pb2.Evaluation], trust: TrustAnchor,
+            domain: int, pinned: bytes | None) -> Combined:
+    """Verify both operators' keys and proofs, add the evaluations, unblind, finalize.
+
+    Raises:
+        VerificationError: a missing share, a bad signature or proof, epochs that differ,
+            or a combined key other than the pinned one.
+    """
+    if sorted(e.key.share for e in evaluations) != list(SHARES):
+        raise _bad("pseudonyms need one evaluation from each of the two operators")
+    epochs = {e.key.epoch for e in evaluations}
+    if len(epochs) != 1:
+        raise _bad(f"the operators answered in different epochs {sorted(epochs)}")
+    warnings = []
+    for e in evaluations:
+        org = verify_key(e.key, trust, domain, e.key.share)
+        voprf.verify_proof(e.key.public_element, prepared.blinded, list(e.evaluated), e.proof)
+        if e.budget_warning:
+            warnings.append(org)
+    combined_key = voprf.add(evaluations[0].key.public_element, evaluations[1].key.public_element)
+    if pinned is not None and combined_key != pinned:
+        raise _bad("the operators' shares no longer add up to the pinned key of this epoch")
+    epoch = epochs.pop()
+    out = []
+    for i, inp in enumerate(prepared.inputs):
+        total = voprf.add(evaluations[0].evaluated[i], evaluations[1].evaluated[i])
+        out.append(from_output(epoch, voprf.finalize(inp.value, prepared.blinds[i], total)))
+    return Combined(tuple(out), epoch, combined_key, tuple(warnings))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,10 @@ from olievlek.broker.server import BrokerServer
 from olievlek.cli.federation import provision_policy
 from olievlek.node.config import NodeConfig
 from olievlek.node.server import NodeServer
+from olievlek.pseudonymiser.config import PseudonymiserConfig
+from olievlek.pseudonymiser.server import PseudonymiserServer
+from olievlek.pseudonymiser.service import keygen
+from olievlek.pseudonymiser.store import PseudonymiserStore
 
 from olievlek import logs
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
@@ -67,6 +70,9 @@ def make_pki(root: Path) -> Pki:
     ca.issue_server("broker", ["localhost", "127.0.0.1"])
     for org in ORGS:
         ca.issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId(org)))
+    for share in (1, 2):
+        ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
+        ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
     return Pki(root, ca)
 
 
@@ -94,22 +100,52 @@ def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> Broke
     )
 
 
-def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, key: Path) -> NodeConfig:
+def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, operators: tuple[str, str]) -> NodeConfig:
     c = pki.org(org)
     return NodeConfig(
         org_id=org, kind=OrgKind.MUNICIPALITY, broker=f"127.0.0.1:{broker_port}",
         tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
         crl=pki.root / "crl.pem", bundle=workdir / "federation" / "bundle",
         roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
-        socket=workdir / org / "node.sock", pseudonym_key=key, ready_file=None,
+        socket=workdir / org / "node.sock", pseudonymisers=operators, ready_file=None,
     )
 
 
+def operator_config(pki: Pki, workdir: Path, share: int, broker_port: int | None = None) -> PseudonymiserConfig:
+    server = pki.root / "servers" / f"pseudonymiser-{share}"
+    org = pki.org(f"pseudonymiser-{share}")
+    return PseudonymiserConfig(
+        org_id=f"pseudonymiser-{share}", share=share, listen="127.0.0.1:0",
+        server_tls=TlsFiles(pki.root / "ca.pem", server / "tls.pem", server / "tls.key"),
+        client_tls=TlsFiles(pki.root / "ca.pem", org.tls_cert, org.tls_key),
+        sign_cert=org.sign_cert, sign_key=org.sign_key, crl=pki.root / "crl.pem",
+        bundle=workdir / "federation" / "bundle", roots=workdir / "federation" / "roots",
+        database=workdir / f"pseudonymiser-{share}" / "store.sqlite",
+        broker=f"127.0.0.1:{broker_port}" if broker_port else None, report_interval_s=3600, ready_file=None,
+    )
+
+
+async def start_operators(pki: Pki, workdir: Path, broker_port: int | None = None) -> list[PseudonymiserServer]:
+    """Two operators, each generating its own routing and monitoring shares first."""
+    servers = []
+    for share in (1, 2):
+        cfg = operator_config(pki, workdir, share, broker_port)
+        store = await PseudonymiserStore.open(cfg.database)
+        for domain in (1, 2):
+            await keygen(store, domain, 1)
+        await store.close()
+        server = PseudonymiserServer(cfg)
+        await server.start()
+        servers.append(server)
+    return servers
+
+
 @pytest.fixture
-def pseudonym_key(tmp_path: Path) -> Path:
-    path = tmp_path / "interim.key"
-    path.write_bytes(secrets.token_bytes(32))
-    return path
+async def operators(pki: Pki, tmp_path: Path, policy_dir: Path) -> AsyncIterator[list[PseudonymiserServer]]:
+    servers = await start_operators(pki, tmp_path)
+    yield servers
+    for s in servers:
+        await s.stop()
 
 
 @pytest.fixture
@@ -123,13 +159,13 @@ async def broker(pki: Pki, tmp_path: Path, policy_dir: Path) -> AsyncIterator[Br
 class NodeFactory:
     """Starts in-process nodes and stops them all at teardown."""
 
-    def __init__(self, pki: Pki, workdir: Path, key: Path) -> None:
-        self.pki, self.workdir, self.key = pki, workdir, key
+    def __init__(self, pki: Pki, workdir: Path, operators: tuple[str, str]) -> None:
+        self.pki, self.workdir, self.operators = pki, workdir, operators
         self.running: list[NodeServer] = []
 
     async def start(self, org: str, broker_port: int) -> NodeServer:
         (self.workdir / org).mkdir(parents=True, exist_ok=True)
-        node = NodeServer(node_config(self.pki, self.workdir, org, broker_port, self.key))
+        node = NodeServer(node_config(self.pki, self.workdir, org, broker_port, self.operators))
         await node.start()
         self.running.append(node)
         return node
@@ -140,8 +176,9 @@ class NodeFactory:
 
 
 @pytest.fixture
-async def nodes(pki: Pki, tmp_path: Path, pseudonym_key: Path, policy_dir: Path) -> AsyncIterator[NodeFactory]:
-    factory = NodeFactory(pki, tmp_path, pseudonym_key)
+async def nodes(pki: Pki, tmp_path: Path, operators: list[PseudonymiserServer],
+                policy_dir: Path) -> AsyncIterator[NodeFactory]:
+    factory = NodeFactory(pki, tmp_path, (f"127.0.0.1:{operators[0].port}", f"127.0.0.1:{operators[1].port}"))
     yield factory
     for node in list(factory.running):
         await factory.stop(node)

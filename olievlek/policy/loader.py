@@ -22,7 +22,16 @@ from olievlek.kinds import BY_NAME, leaf_paths
 from . import source
 from .diagnostics import BundleError, Diagnostic
 from .engine import Decision, Engine, Request
-from .model import Agreement, Conditions, Contact, Group, Organisation, Rule
+from .model import (
+    Agreement,
+    Budget,
+    Conditions,
+    Contact,
+    Group,
+    Organisation,
+    PseudonymisationPolicy,
+    Rule,
+)
 
 FILES = ("bundle.yaml", "organisations.yaml", "groups.yaml", "rules.yaml")
 SIGNATURES = "signatures.json"
@@ -59,6 +68,8 @@ class Bundle:
     groups: dict[str, Group]
     rules: dict[str, Rule]
     file_ref_pattern: str | None
+    pseudonymisation: PseudonymisationPolicy = field(
+        default_factory=lambda: PseudonymisationPolicy({}, {}))
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -138,8 +149,13 @@ class _Loader:
             except re.error as exc:
                 raise BundleError([meta.diag(f"file_ref_pattern is not a regular expression: {exc}",
                                              "file_ref_pattern")]) from None
+        ps = m.get("pseudonymisation", {"domains": {}, "budgets": {}})
+        pseudonymisation = PseudonymisationPolicy(
+            {d: frozenset(OrgKind(k) for k in kinds) for d, kinds in ps["domains"].items()},
+            {OrgKind(k): Budget(b["per_hour"], b["per_day"], b["batch"]) for k, b in ps["budgets"].items()},
+        )
         return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern)
+                      pattern, pseudonymisation)
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

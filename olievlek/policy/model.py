@@ -98,3 +98,26 @@ class Rule:
     @property
     def allows(self) -> bool:
         return self.effect == "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Evaluations an organisation may ask per hour and per day, and per request."""
+
+    per_hour: int
+    per_day: int
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymisationPolicy:
+    """Which organisation kinds may evaluate in which domain, and their budgets."""
+
+    domains: dict[str, frozenset[OrgKind]]
+    budgets: dict[OrgKind, Budget]
+
+    def allows(self, kind: OrgKind, domain: str) -> bool:
+        return kind in self.domains.get(domain, frozenset())
+
+    def budget(self, kind: OrgKind) -> Budget:
+        return self.budgets.get(kind, Budget(0, 0, 1))

@@ -79,6 +79,54 @@ ACK_OUTCOME_REJECTED: AckOutcome.ValueType  # 3
 Global___AckOutcome: _TypeAlias = AckOutcome  # noqa: Y015
 
 @_typing.final
+class EvaluationReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """Serialized EvaluationCounts (pseudonymiser.proto)."""
+    signature: _builtins.bytes
+    signer_certificate: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        body: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        signer_certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "signature", b"signature", "signer_certificate", b"signer_certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationReport: _TypeAlias = EvaluationReport  # noqa: Y015
+
+@_typing.final
+class ReportAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    stored: _builtins.bool
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        stored: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAck: _TypeAlias = ReportAck  # noqa: Y015
+
+@_typing.final
 class SendRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -44,6 +44,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.SubscribeUp.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.SubscribeDown.FromString,
                 _registered_method=True)
+        self.ReportEvaluations = channel.unary_unary(
+                '/olievlek.v1.Broker/ReportEvaluations',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.EvaluationReport.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.ReportAck.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -66,6 +71,13 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportEvaluations(self, request, context):
+        """A pseudonymiser operator's signed evaluation counts for a period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +90,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.SubscribeUp.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.SubscribeDown.SerializeToString,
+            ),
+            'ReportEvaluations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportEvaluations,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.EvaluationReport.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.ReportAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class Broker:
             '/olievlek.v1.Broker/Subscribe',
             olievlek_dot_v1_dot_broker__pb2.SubscribeUp.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.SubscribeDown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportEvaluations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/ReportEvaluations',
+            olievlek_dot_v1_dot_broker__pb2.EvaluationReport.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.ReportAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class BrokerStub:
     """Deliveries down, acknowledgements up. One active stream per organisation:
     a new stream supersedes the old one.
     """
+    ReportEvaluations: _grpc.UnaryUnaryMultiCallable[_broker_pb2.EvaluationReport, _broker_pb2.ReportAck]
+    """A pseudonymiser operator's signed evaluation counts for a period."""
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -53,6 +55,8 @@ class BrokerAsyncStub(BrokerStub):
     """Deliveries down, acknowledgements up. One active stream per organisation:
     a new stream supersedes the old one.
     """
+    ReportEvaluations: _aio.UnaryUnaryMultiCallable[_broker_pb2.EvaluationReport, _broker_pb2.ReportAck]  # type: ignore[assignment]
+    """A pseudonymiser operator's signed evaluation counts for a period."""
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -75,5 +79,13 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         """Deliveries down, acknowledgements up. One active stream per organisation:
         a new stream supersedes the old one.
         """
+
+    @_abc_1.abstractmethod
+    def ReportEvaluations(
+        self,
+        request: _broker_pb2.EvaluationReport,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.ReportAck, _abc.Awaitable[_broker_pb2.ReportAck]]:
+        """A pseudonymiser operator's signed evaluation counts for a period."""
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -50,19 +50,23 @@ class Identity(_message.Message):
     NATIONAL_NUMBER_FIELD_NUMBER: _builtins.int
     GIVEN_NAMES_FIELD_NUMBER: _builtins.int
     FAMILY_NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
     national_number: _builtins.str
     given_names: _builtins.str
     family_name: _builtins.str
+    birth_date: _builtins.str
+    """YYYY-MM-DD, 00 for an unknown day or month; with the names, the fallback identity."""
     def __init__(
         self,
         *,
         national_number: _builtins.str = ...,
         given_names: _builtins.str = ...,
         family_name: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["family_name", b"family_name", "given_names", b"given_names", "national_number", b"national_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "family_name", b"family_name", "given_names", b"given_names", "national_number", b"national_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -291,7 +295,10 @@ class IdentifyResponse(_message.Message):
 
     MATCHED_ITEM_IDS_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    PROBABLE_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.int
+    probable: _builtins.bool
+    """True when only the fallback identity (names + birth date) matched."""
     @_builtins.property
     def matched_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -299,10 +306,11 @@ class IdentifyResponse(_message.Message):
         *,
         matched_item_ids: _abc.Iterable[_builtins.int] | None = ...,
         subject_id: _builtins.int = ...,
+        probable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["matched_item_ids", b"matched_item_ids", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matched_item_ids", b"matched_item_ids", "probable", b"probable", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,1 @@
+"""One operator of the oblivious pseudonymisation (imports as ``olievlek.pseudonymiser``)."""
