@@ -108,7 +108,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 return
             if up.WhichOneof("msg") == "ack":
                 try:
-                    wire.validate(up.ack)
+                    wire.validate(up)
                 except WireError as exc:
                     log.warning("delivery.bad_ack", org=str(origin), reason=exc.reason, field=exc.field)
                     continue
@@ -126,6 +126,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         while not superseded.is_set() and not reader.done():
             wake.clear()
             batch = await self._service.store.pending(org, last, DELIVERY_BATCH)
+            if batch:
+                # Revocation takes effect on open streams too: re-check before every batch.
+                await self._authenticate(context)
             for item in batch:
                 down = broker_pb2.SubscribeDown(
                     delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.envelope)

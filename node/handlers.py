@@ -8,7 +8,6 @@ or log line carries one.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
@@ -108,9 +107,12 @@ class NodeHandlers:
         return summary
 
     def _rule_for(self, requested: str, recipient_kind: OrgKind) -> str:
-        if requested:
-            return requested
         rules = self.bundle.rules_for("alert.move", self.org_id, recipient_kind)
+        if requested:
+            # Only a rule of the bundle is ever put on the wire (never an arbitrary string).
+            if requested not in self.bundle.rules:
+                raise RequestError("unknown_rule", "that rule id is not in the bundle; see `olievlek policy flows`")
+            return requested
         if not rules:
             raise RequestError(
                 "no_rule", f"no rule of the bundle lets {self.kind} send alert.move to {recipient_kind}"
@@ -131,7 +133,7 @@ class NodeHandlers:
             raise RequestError("unknown_field", f"cannot include {sorted(unknown)}; only 'agencies' is optional")
         rule_id = self._rule_for(req.rule_id, dest.kind)
         body = envelope_pb2.EnvelopeBody(
-            idempotency_key=uuid.uuid4().hex, kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id,
+            idempotency_key=wire.new_token(), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id,
             recipients=[dest.id], purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=rule_id,
             created_at_ms=now_ms(),
             move_alert=summary_pb2.MoveAlert(summary=self._summary(req.case_id, set(req.include_fields), row)),

@@ -13,6 +13,8 @@ import asyncio
 import random
 
 from olievlek import envelope, logs, wire
+from olievlek.clock import now_ms
+from olievlek.envelope import Signer
 from olievlek.errors import TransportError
 from olievlek.v1 import broker_pb2
 
@@ -28,9 +30,11 @@ MAX_BACKOFF_S = 10.0
 class OutboxSender:
     """Background worker draining the outbox."""
 
-    def __init__(self, store: NodeStore, client: BrokerClient, rng: random.Random | None = None) -> None:
+    def __init__(self, store: NodeStore, client: BrokerClient, signer: Signer,
+                 rng: random.Random | None = None) -> None:
         self._store = store
         self._client = client
+        self._signer = signer
         self._wake = asyncio.Event()
         self._finished: dict[int, asyncio.Event] = {}
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
@@ -42,7 +46,12 @@ class OutboxSender:
         backoff = INITIAL_BACKOFF_S
         while True:
             self._wake.clear()
-            if await self._drain():
+            try:
+                drained = await self._drain()
+            except Exception:  # never let the worker die: log, back off, retry
+                log.exception("outbox.failed")
+                drained = False
+            if drained:
                 backoff = INITIAL_BACKOFF_S
                 await self._wake.wait()
                 continue
@@ -62,18 +71,32 @@ class OutboxSender:
                 await self._store.count_attempt(row.id)
                 log.warning("outbox.retry", outbox_id=row.id, error=exc.message)
                 return False
-            await self._record(row, response)
+            if not await self._record(row, response):
+                return False
         return True
 
-    async def _record(self, row: OutboxRow, response: broker_pb2.SendResponse) -> None:
+    async def _reseal(self, row: OutboxRow) -> None:
+        env = envelope.envelope_pb2.Envelope.FromString(row.envelope)
+        body = envelope.envelope_pb2.EnvelopeBody.FromString(env.body)
+        body.created_at_ms = now_ms()
+        await self._store.replace_outbox_envelope(row.id, envelope.seal(body, self._signer))
+        log.warning("outbox.resealed", outbox_id=row.id, reason="stale")
+
+    async def _record(self, row: OutboxRow, response: broker_pb2.SendResponse) -> bool:
+        """Record the broker's answer; False when the row must wait (backoff)."""
         outcome = response.WhichOneof("outcome")
         if outcome == "receipt":
             env = envelope.envelope_pb2.Envelope.FromString(row.envelope)
             if response.receipt.body_digest != envelope.body_digest(env.body):
-                # Not our body: keep it pending rather than trust a wrong receipt.
+                # Not our body: keep it pending (and back off) rather than trust a wrong receipt.
                 log.error("outbox.bad_receipt", outbox_id=row.id)
-                return
+                return False
             status = "accepted"
+        elif response.refusal.code == broker_pb2.REFUSAL_CODE_STALE:
+            # The broker never accepted these bytes (a replay would have been answered from its
+            # idempotency record first), so the same body under a fresh created-at is safe to send.
+            await self._reseal(row)
+            return False  # retried after a backoff, so a node with a wrong clock cannot spin
         else:
             status = "refused"
             log.warning(
@@ -83,6 +106,7 @@ class OutboxSender:
         await self._store.finish_outbox(row.id, status, wire.encode(response))
         log.info("outbox.done", outbox_id=row.id, status=status)
         self._finished.setdefault(row.id, asyncio.Event()).set()
+        return True
 
     async def wait(self, outbox_id: int, timeout: float) -> None:
         """Wait until a row has an answer from the broker, or the timeout passes."""
@@ -93,3 +117,5 @@ class OutboxSender:
             await asyncio.wait_for(self._finished.setdefault(outbox_id, asyncio.Event()).wait(), timeout)
         except TimeoutError:
             pass
+        finally:
+            self._finished.pop(outbox_id, None)

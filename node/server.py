@@ -46,7 +46,7 @@ class NodeServer:
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls)
-        outbox = OutboxSender(self._store, self._client)
+        outbox = OutboxSender(self._store, self._client, signer)
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
         self._local = LocalApi(handlers, cfg.socket)

@@ -38,6 +38,8 @@ class BrokerSession:
                 backoff = 0.2
             except grpc.aio.AioRpcError as exc:
                 log.warning("stream.error", code=exc.code().name, details=exc.details())
+            except Exception:  # e.g. an unreadable revocation list: do not ack, reconnect later
+                log.exception("stream.failed")
             self.connected.clear()
             await asyncio.sleep(backoff * (0.5 + self._rng.random()))
             backoff = min(backoff * 2, 10.0)

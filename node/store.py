@@ -168,6 +168,13 @@ class NodeStore:
                 (status, response, outbox_id),
             )
 
+    async def replace_outbox_envelope(self, outbox_id: int, sealed: bytes) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE outbox SET envelope = ?, attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+                (sealed, outbox_id),
+            )
+
     async def count_attempt(self, outbox_id: int) -> None:
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,))

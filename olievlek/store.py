@@ -15,6 +15,8 @@ transaction. Nothing inside ``transaction()`` may await the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -80,15 +82,26 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception, cancellation included.
+
+        A task cancelled while BEGIN or COMMIT is in flight still has that statement
+        run by aiosqlite's thread; the rollback is queued behind it and shielded, so
+        the connection never stays inside a stale transaction.
+        """
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield Txn(self._conn)
+                await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(self._rollback())
                 raise
-            await self._conn.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        # Unconditional: statements run in order on aiosqlite's thread, so this lands after a
+        # BEGIN that was still queued; "no transaction is active" is suppressed by the caller.
+        await self._conn.execute("ROLLBACK")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._lock:

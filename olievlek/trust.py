@@ -31,25 +31,33 @@ class RevocationList:
         self._ca = ca
         self._stamp: tuple[int, int] | None = None
         self._serials: frozenset[int] = frozenset()
+        self._next_update: dt.datetime | None = None
 
     def _reload(self) -> None:
         st = os.stat(self._path)
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
-        crl = x509.load_pem_x509_crl(self._path.read_bytes())
+        try:
+            crl = x509.load_pem_x509_crl(self._path.read_bytes())
+        except ValueError as exc:
+            raise ConfigError(f"revocation list {self._path} does not parse: {exc}") from None
         public = self._ca.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(public):
             raise ConfigError(f"revocation list {self._path} is not signed by the federation CA")
+        self._next_update = crl.next_update_utc
         self._serials = frozenset(r.serial_number for r in crl)
         self._stamp = stamp
 
     def is_revoked(self, serial: int) -> bool:
+        """Fail closed: an unreadable or outdated list trusts nobody (ConfigError)."""
         try:
             self._reload()
         except OSError as exc:
-            # Fail closed: without the list nobody is trusted.
             raise ConfigError(f"cannot read revocation list {self._path}: {exc}") from exc
+        if self._next_update is not None and dt.datetime.now(dt.UTC) > self._next_update:
+            raise ConfigError(f"revocation list {self._path} is past its next update "
+                              f"({self._next_update:%Y-%m-%d %H:%M}); publish a fresh one")
         return serial in self._serials
 
 

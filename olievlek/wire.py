@@ -11,6 +11,9 @@ and a signature covers one meaning.
 
 from __future__ import annotations
 
+import base64
+import re
+import secrets
 from typing import Any, TypeVar
 
 from google.protobuf import unknown_fields
@@ -24,6 +27,10 @@ from olievlek.v1 import broker_pb2, options_pb2
 M = TypeVar("M", bound=Message)
 
 DEFAULT_MAX_BYTES = 64
+# Nine or more digits in a row (separators ignored) look like a national register number,
+# a phone number or a date of birth: never a legitimate id, rule or contact token.
+_NUMBER_LIKE = re.compile(r"\d{9,}")
+_ID_SEPARATORS = re.compile(r"[._:-]")
 
 
 def _opts(fd: Any) -> Any:
@@ -55,6 +62,11 @@ def _check_scalar(fd: Any, value: Any, path: str) -> None:
         if not ID_PATTERN.fullmatch(value):
             raise WireError(
                 f"field {path}: not an identifier token ([a-z0-9][a-z0-9._:-]*); free text is not allowed",
+                refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field=path,
+            )
+        if _NUMBER_LIKE.search(_ID_SEPARATORS.sub("", value)):
+            raise WireError(
+                f"field {path}: a token may not hold 9 or more digits in a row (it could be an identifier)",
                 refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field=path,
             )
     elif fd.type == FieldDescriptor.TYPE_BYTES:
@@ -148,6 +160,11 @@ def parse_strict(cls: type[M], data: bytes) -> M:
             refusal_code=broker_pb2.REFUSAL_CODE_NON_CANONICAL, field=cls.DESCRIPTOR.name,
         )
     return msg
+
+
+def new_token() -> str:
+    """A random idempotency key: 128 bits in lower-case base32 (no long digit runs)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
 
 
 def encode(msg: Message) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 from olievlek import wire
 from olievlek.envelope import SIGNING_CONTEXT, Signer
@@ -32,7 +31,7 @@ def summary(**overrides: object) -> summary_pb2.CaseSummary:
 
 def body(sender: str = "gent", recipients: tuple[str, ...] = ("antwerpen",), **kw: object) -> envelope_pb2.EnvelopeBody:
     b = envelope_pb2.EnvelopeBody(
-        idempotency_key=str(kw.pop("key", uuid.uuid4().hex)), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE,
+        idempotency_key=str(kw.pop("key", wire.new_token())), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE,
         sender=sender, recipients=list(recipients), purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP,
         rule_id=str(kw.pop("rule_id", "move-alert")),
         created_at_ms=int(kw.pop("created_at_ms", time.time() * 1000)),

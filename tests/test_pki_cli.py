@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from olievlek.identity import from_certificate
 
@@ -30,7 +31,8 @@ def test_init_issue_revoke(tmp_path: Path) -> None:
     tls = x509.load_pem_x509_certificate((tmp_path / "pki/orgs/jh-antwerpen/tls.pem").read_bytes())
     sign = x509.load_pem_x509_certificate((tmp_path / "pki/orgs/jh-antwerpen/sign.pem").read_bytes())
     assert str(from_certificate(tls)) == "justice_house/jh-antwerpen" == str(from_certificate(sign))
-    assert tls.public_key() != sign.public_key()
+    assert tls.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != \
+        sign.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     assert oct((tmp_path / "pki/orgs/jh-antwerpen/sign.key").stat().st_mode & 0o777) == "0o600"
     bad = pki("issue", "--dir", d, "--org", "embassy/x")
     assert bad.returncode == 2 and "unknown kind" in bad.stderr

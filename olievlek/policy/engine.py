@@ -121,7 +121,8 @@ class Engine:
         if not recipients:
             return _deny("no_recipient", "the request names no recipient", field="recipients")
         for deny in self._denies.get((req.kind, req.sender), ()):
-            if mismatch(deny, req, recipients) is None:
+            # A deny refuses when it matches for any one recipient.
+            if any(mismatch(deny, req, [org]) is None for org in recipients):
                 return _deny("denied_by_rule", f"deny rule {deny.id!r} ({deny.source}) matches this request",
                              deny, considered=(deny.id,))
         rule = self.rules.get(req.rule_id)
