@@ -107,12 +107,12 @@ async def test_budgets_domains_and_warnings(pki: Pki, operators: list[Pseudonymi
     for op in operators:  # use up to just under the hourly budget of 200
         assert op.service is not None
         await op.service.store.count("gent", "municipality", pb.DOMAIN_ROUTING, 199, _now())
-    with pytest.raises(PseudonymisationRefused, match="budget_exceeded.*199/200 this hour"):
+    with pytest.raises(PseudonymisationRefused, match=r"budget_exceeded.*199/200 this hour"):
         await client.pseudonymise([nrn_input(CANARY)] * 2)
     monitor = pki.ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId("vvsg")))
     vvsg = await client_for(pki, operators, tmp_path, "vvsg",
                             TlsFiles(pki.root / "ca.pem", monitor.tls_cert, monitor.tls_key))
-    with pytest.raises(PseudonymisationRefused, match="domain_not_allowed.*monitor may not evaluate"):
+    with pytest.raises(PseudonymisationRefused, match=r"domain_not_allowed.*monitor may not evaluate"):
         await vvsg.pseudonymise([nrn_input(CANARY)])
 
 
