@@ -12,6 +12,10 @@ COMMANDS = [
     ["broker"], ["broker", "serve"], ["node"], ["node", "serve"],
     ["case"], ["case", "open"], ["alert"], ["alert", "move"],
     ["inbox"], ["inbox", "identify"], ["up"],
+    ["policy"], ["policy", "check"], ["policy", "test"], ["policy", "explain"], ["policy", "flows"],
+    ["policy", "diff"], ["policy", "record"], ["policy", "keygen"], ["policy", "sign"], ["policy", "verify"],
+    ["policy", "root"], ["policy", "root", "init"], ["policy", "root", "rotate"],
+    ["pseudonymiser"], ["pseudonymiser", "serve"], ["pseudonymiser", "keygen"], ["pseudonymiser", "refresh"],
 ]
 
 
