@@ -119,4 +119,5 @@ def inbox_identify(socket: SocketOpt, from_file: FromFileOpt = None) -> None:
     if not r.matched_item_ids:
         out.print("no waiting item matches this person")
         raise typer.Exit(1)
-    out.print(f"matched inbox item(s) {', '.join(map(str, r.matched_item_ids))} to subject {r.subject_id}")
+    note = " (probable: matched on names and birth date only)" if r.probable else ""
+    out.print(f"matched inbox item(s) {', '.join(map(str, r.matched_item_ids))} to subject {r.subject_id}{note}")

@@ -4,7 +4,9 @@ Command-line arguments are visible to every user of the machine (ps,
 /proc/<pid>/cmdline), so no command takes an identifier as an argument.
 Stdin and files hold a JSON object::
 
-    {"national_number": "85.07.30-033.28", "given_names": "…", "family_name": "…"}
+    {"national_number": "85.07.30-033.28", "given_names": "…", "family_name": "…", "birth_date": "1985-07-30"}
+
+``birth_date`` is optional; with the names it adds the fallback identity.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import typer
 from olievlek.errors import ConfigError
 from olievlek.v1 import local_pb2
 
-FIELDS = ("national_number", "given_names", "family_name")
+FIELDS = ("national_number", "given_names", "family_name", "birth_date")
 
 
 def _from_json(text: str, source: str) -> local_pb2.Identity:
@@ -49,4 +51,5 @@ def read_identity(from_file: Path | None, *, names: bool) -> local_pb2.Identity:
         return local_pb2.Identity(national_number=number)
     given = typer.prompt("Given names")
     family = typer.prompt("Family name")
-    return local_pb2.Identity(national_number=number, given_names=given, family_name=family)
+    birth = typer.prompt("Birth date (YYYY-MM-DD, optional)", default="", show_default=False)
+    return local_pb2.Identity(national_number=number, given_names=given, family_name=family, birth_date=birth)

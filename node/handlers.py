@@ -74,13 +74,14 @@ class NodeHandlers:
         return requested
 
     async def case_open(self, req: local_pb2.CaseOpenRequest) -> local_pb2.CaseOpenResponse:
-        number = normalise_national_number(req.identity.national_number)
+        # A person without a Belgian number is held on the fallback identity alone.
+        number = normalise_national_number(req.identity.national_number) if req.identity.national_number else ""
         if not req.identity.family_name.strip():
             raise RequestError("missing_name", "a family name is required to open a case")
         if req.phase == summary_pb2.PHASE_UNSPECIFIED:
             raise RequestError("missing_phase", "a phase is required")
         contact = self._contact(req.contact_id)
-        pseudonyms = await self._pseudonyms(req.identity, require_number=True)  # network: before the transaction
+        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         today = dt.date.today()
         async with self.store.db.transaction() as tx:
             subject_id = await self.store.insert_subject_txn(

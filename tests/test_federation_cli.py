@@ -100,3 +100,47 @@ def test_olievlek_up_plays_the_scenario(tmp_path: Path) -> None:
     assert "pending identification" in r.stdout
     assert "summary.agencies" in r.stdout and "move-alert" in r.stdout
     assert "✘" not in r.stdout
+
+
+
+def test_fallback_identity_matches_as_probable(tmp_path: Path) -> None:
+    """A number matches for certain; a person known only by names and birth date matches as probable."""
+    with tempfile.TemporaryDirectory(prefix="olv-fb-") as d:
+        fed = Federation(Path(d))
+        fed.create()
+        fed.start()
+        try:
+            person = {**CANARY_IDENTITY, "birth_date": "1985-07-30"}
+            r = cli("case", "open", "--socket", str(fed.socket("gent")), "--phase", "follow-up",
+                    stdin=json.dumps(person))
+            assert r.returncode == 0, r.stderr
+            # Gent's summary carries the number's pseudonym; Antwerpen cannot match on names alone.
+            r = cli("alert", "move", "--socket", str(fed.socket("gent")), "--case", "1", "--to", "11002")
+            assert r.returncode == 0, r.stdout + r.stderr
+            deadline = time.monotonic() + 15
+            while "pending identification" not in cli("inbox", "--socket", str(fed.socket("antwerpen"))).stdout:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            by_name = {"given_names": "CANARY", "family_name": "kanarie", "birth_date": "1985-07-30"}
+            r = cli("inbox", "identify", "--socket", str(fed.socket("antwerpen")), stdin=json.dumps(by_name))
+            assert r.returncode == 1 and "no waiting item matches" in r.stdout
+            r = cli("inbox", "identify", "--socket", str(fed.socket("antwerpen")),
+                    stdin=json.dumps({**by_name, "national_number": "85.07.30-033.28"}))
+            assert r.returncode == 0 and "matched inbox item(s) 1" in r.stdout and "probable" not in r.stdout
+            # A second person has no Belgian number: Gent holds and alerts on the fallback identity.
+            foreign = {"given_names": "Ana-Sofía", "family_name": "Pérez", "birth_date": "1990-02-00"}
+            r = cli("case", "open", "--socket", str(fed.socket("gent")), "--phase", "pre-analysis",
+                    stdin=json.dumps(foreign))
+            assert r.returncode == 0 and "case 2 opened" in r.stdout, r.stderr
+            r = cli("alert", "move", "--socket", str(fed.socket("gent")), "--case", "2", "--to", "11002")
+            assert r.returncode == 0, r.stdout + r.stderr
+            deadline = time.monotonic() + 15
+            while cli("inbox", "--socket", str(fed.socket("antwerpen"))).stdout.count("pending identification") < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            typed = {"given_names": "ana sofia", "family_name": "PEREZ", "birth_date": "1990-02-00"}
+            r = cli("inbox", "identify", "--socket", str(fed.socket("antwerpen")), stdin=json.dumps(typed))
+            assert r.returncode == 0 and "matched inbox item(s) 2" in r.stdout, r.stdout + r.stderr
+            assert "probable: matched on names and birth date only" in r.stdout
+        finally:
+            fed.stop()
