@@ -39,8 +39,8 @@ def path(m: int, d: Sequence[bytes]) -> list[bytes]:
         return []
     k = 1 << ((n - 1).bit_length() - 1)
     if m < k:
-        return path(m, d[:k]) + [mth(d[k:])]
-    return path(m - k, d[k:]) + [mth(d[:k])]
+        return [*path(m, d[:k]), mth(d[k:])]
+    return [*path(m - k, d[k:]), mth(d[:k])]
 
 
 def proof(m: int, d: Sequence[bytes]) -> list[bytes]:
@@ -50,8 +50,8 @@ def proof(m: int, d: Sequence[bytes]) -> list[bytes]:
             return [] if b else [mth(d)]
         k = 1 << ((n - 1).bit_length() - 1)
         if m <= k:
-            return sub(m, d[:k], b) + [mth(d[k:])]
-        return sub(m - k, d[k:], False) + [mth(d[:k])]
+            return [*sub(m, d[:k], b), mth(d[k:])]
+        return [*sub(m - k, d[k:], False), mth(d[:k])]
     return sub(m, d, True)
 
 
