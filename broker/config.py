@@ -17,6 +17,7 @@ class BrokerConfig:
     bundle: Path  # bundle directory
     roots: Path  # directory of <n>.root.json, version 1 pinned at deployment
     database: Path
+    log_key: Path  # Ed25519 key that signs tree heads (PEM, 0600)
     ready_file: Path | None
     max_clock_skew_s: int = 300
 
@@ -30,6 +31,7 @@ class BrokerConfig:
             bundle=path_setting(doc, "bundle", path),
             roots=path_setting(doc, "roots", path),
             database=path_setting(doc, "database", path),
+            log_key=path_setting(doc, "log_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
         )

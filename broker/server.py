@@ -19,16 +19,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
+from olievlek.audit.log import AuditLog
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity, OrgKind
 from olievlek.policy import Bundle, digest_of
-from olievlek.policy.signing import load_roots, verify_bundle
+from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
+from .committer import Committer
 from .config import BrokerConfig
 from .service import BrokerService
 from .store import SqliteBrokerStore
@@ -101,6 +103,20 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
 
+    async def GetConsistency(
+        self, request: broker_pb2.ConsistencyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.ConsistencyProof:
+        """A proof that the log at ``to_size`` extends the log at ``from_size``, with the signed head."""
+        await self._authenticate(context)
+        audit = self._service.committer.audit
+        head = await audit.head(request.to_size)
+        if head is None or not 0 < request.from_size <= request.to_size:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"no signed head of size {request.to_size} after {request.from_size}")
+            raise AssertionError("unreachable")
+        return broker_pb2.ConsistencyProof(head=head, proof=await audit.consistency(request.from_size,
+                                                                                   request.to_size))
+
     async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:
             up = await context.read()
@@ -160,6 +176,7 @@ class BrokerServer:
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._store: SqliteBrokerStore | None = None
+        self._committer: Committer | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
 
@@ -167,12 +184,17 @@ class BrokerServer:
         cfg = self.config
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
         self._store = await SqliteBrokerStore.open(cfg.database)
+        audit = AuditLog(self._store.db, load_signing_key(cfg.log_key))
+        await audit.load()
+        self._committer = Committer(self._store.db, audit, self._bundle_digest)
+        self._committer.start()
         bundle = await self._verified_bundle()
         if bundle is None:
+            await self._committer.stop()
             await self._store.close()
             raise ConfigError(f"no valid signed policy bundle at {cfg.bundle}; the broker will not start without one")
         self.service = BrokerService(
-            self._store, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000
+            self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000
         )
         server = grpc.aio.server(options=transport.SERVER_OPTIONS)
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
@@ -195,24 +217,32 @@ class BrokerServer:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
 
+    def _bundle_digest(self) -> str:
+        return self.service.bundle.digest if self.service is not None else ""
+
+    async def _record_load(self, now: int, name: str, version: int, digest: str, outcome: str, reason: str) -> None:
+        assert self._store is not None and self._committer is not None
+        store = self._store
+        await self._committer.submit(
+            lambda tx, batch: store.policy_load_txn(tx, batch, now, name, version, digest, outcome, reason))
+
     async def _verified_bundle(self) -> Bundle | None:
-        """Verify the configured bundle; record and log the outcome. None when refused."""
+        """Verify the configured bundle; record (as a log leaf too) and log the outcome. None when refused."""
         assert self._store is not None
         cfg, now = self.config, now_ms()
         try:
             bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         except ConfigError as exc:
-            await self._store.record_policy_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), "refused",
-                                                 exc.message)
+            await self._record_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), "refused", exc.message)
             log.error("policy.refused", bundle=str(cfg.bundle), reason=exc.message)
             return None
         floor = await self._store.enforced_policy_version()
         if bundle.version < floor:
             reason = f"version {bundle.version} is lower than version {floor} enforced before"
-            await self._store.record_policy_load(now, bundle.name, bundle.version, bundle.digest, "refused", reason)
+            await self._record_load(now, bundle.name, bundle.version, bundle.digest, "refused", reason)
             log.error("policy.refused", bundle=bundle.name, version=bundle.version, reason=reason)
             return None
-        await self._store.record_policy_load(now, bundle.name, bundle.version, bundle.digest, "enforced", "")
+        await self._record_load(now, bundle.name, bundle.version, bundle.digest, "enforced", "")
         log.info("policy.enforced", bundle=bundle.name, version=bundle.version, digest=bundle.digest)
         return bundle
 
@@ -229,6 +259,8 @@ class BrokerServer:
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._committer is not None:
+            await self._committer.stop()
         if self._store is not None:
             await self._store.close()
         log.info("broker.stopped")

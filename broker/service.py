@@ -27,15 +27,22 @@ from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError
 from olievlek.identity import OrgIdentity
-from olievlek.policy import Bundle
+from olievlek.policy import Bundle, Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
-from .store import BrokerStore, DecisionRecord
+from .committer import Committer
+from .store import DecisionRecord, SqliteBrokerStore
 from .streams import Notifier
 
 log = logs.get("broker")
+
+
+def _decision_inputs(req: Request) -> dict[str, object]:
+    """What a replay under another bundle needs: enum values and field names, never values or pseudonyms."""
+    return {"phase": req.phase, "risk_level": req.risk_level, "concerns": sorted(req.concerns),
+            "fields": sorted(req.present_fields), "purpose": req.purpose}
 
 
 class BrokerService:
@@ -43,7 +50,8 @@ class BrokerService:
 
     def __init__(
         self,
-        store: BrokerStore,
+        store: SqliteBrokerStore,
+        committer: Committer,
         bundle: Bundle,
         trust: TrustAnchor,
         notifier: Notifier,
@@ -52,6 +60,7 @@ class BrokerService:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
+        self.committer = committer
         self.bundle = bundle
         self.trust = trust
         self.notifier = notifier
@@ -59,9 +68,10 @@ class BrokerService:
         self._clock = clock
 
     async def send(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.SendResponse:
-        """Decide on one envelope from an authenticated organisation."""
+        """Decide on one envelope from an authenticated organisation; every outcome is a log leaf."""
         now = self._clock()
         kind_name, rule_id = "unknown", ""
+        inputs: dict[str, object] = {}
         try:
             env, body, kind = envelope.parse(raw)
             kind_name, rule_id = kind.name, body.rule_id
@@ -72,22 +82,36 @@ class BrokerService:
                 log.info("send.duplicate", sender=body.sender, kind=kind_name, rule=rule_id)
                 return replay
             self._check_clock(body.created_at_ms, now)
-            decision = self.bundle.decide(request_from_envelope(opened))
+            request = request_from_envelope(opened)
+            inputs = _decision_inputs(request)
+            decision = self.bundle.decide(request)
             decision.raise_if_denied()
             assert decision.rule is not None
-            return await self._accept(opened, decision.rule.id, now)
+            return await self._accept(opened, decision.rule.id, now, inputs)
         except Refused as refusal:
-            await self.store.record(
-                DecisionRecord(
-                    now, str(origin.org_id), kind_name, refusal.rule_id or rule_id, "refused",
-                    refusal.reason, refusal.field, (),
-                )
+            record = DecisionRecord(
+                now, str(origin.org_id), kind_name, refusal.rule_id or rule_id, "refused",
+                refusal.reason, refusal.field, (),
             )
+            meta = {"event": "send", "sender": str(origin.org_id), "kind": kind_name, "rule": record.rule_id,
+                    "decision": "refused", "reason": refusal.reason, "field": refusal.field,
+                    "bundle": self.bundle.digest, **inputs}
+            index, head = await self.committer.submit(
+                lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
             log.warning(
                 "send.refused", sender=str(origin), kind=kind_name, rule=refusal.rule_id or rule_id,
-                reason=refusal.reason, field=refusal.field,
+                reason=refusal.reason, field=refusal.field, leaf=index,
             )
-            return broker_pb2.SendResponse(refusal=refusal.to_proto())
+            refused = refusal.to_proto()
+            refused.audit.CopyFrom(await self.audit_proof(index, head))
+            return broker_pb2.SendResponse(refusal=refused)
+
+    async def audit_proof(self, index: int, head: broker_pb2.TreeHead) -> broker_pb2.AuditProof:
+        """The caller's own leaf (salt and metadata) with its inclusion proof to ``head``."""
+        audit = self.committer.audit
+        salt, meta = await audit.event(index)
+        return broker_pb2.AuditProof(leaf_index=index, salt=salt, metadata=meta or b"", head=head,
+                                     inclusion=await audit.inclusion(index, head.size))
 
     def _check_sender(self, origin: OrgIdentity, sender: str) -> None:
         if sender != origin.org_id:
@@ -116,15 +140,25 @@ class BrokerService:
         prior = await self.store.idempotency(sender, key)
         if prior is None:
             return None
-        prior_digest, response = prior
+        prior_digest, response, index = prior
         if prior_digest != digest:
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
                 refusal_code=broker_pb2.REFUSAL_CODE_IDEMPOTENCY_CONFLICT, field="idempotency_key",
             )
-        return broker_pb2.SendResponse.FromString(response)
+        return await self._with_proof(response, index, None)
 
-    async def _accept(self, opened: envelope.OpenedEnvelope, rule_id: str, now: int) -> broker_pb2.SendResponse:
+    async def _with_proof(self, response: bytes, index: int,
+                          head: broker_pb2.TreeHead | None) -> broker_pb2.SendResponse:
+        """The stored receipt with a fresh proof of its leaf (to the latest head on a replay)."""
+        out = broker_pb2.SendResponse.FromString(response)
+        head = head or await self.committer.audit.head()
+        assert head is not None
+        out.receipt.audit.CopyFrom(await self.audit_proof(index, head))
+        return out
+
+    async def _accept(self, opened: envelope.OpenedEnvelope, rule_id: str, now: int,
+                      inputs: dict[str, object]) -> broker_pb2.SendResponse:
         body = opened.body
         response = broker_pb2.SendResponse(
             receipt=broker_pb2.Receipt(
@@ -135,9 +169,12 @@ class BrokerService:
         record = DecisionRecord(
             now, body.sender, opened.kind.name, rule_id, "accepted", "", "", tuple(body.recipients)
         )
-        stored = await self.store.accept(
-            body.idempotency_key, opened.digest, wire.encode(response), opened.raw, record
-        )
+        meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": rule_id,
+                "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
+                "bundle": self.bundle.digest, **inputs}
+        (stored, index), head = await self.committer.submit(
+            lambda tx, batch: self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest,
+                                                    wire.encode(response), opened.raw, record, meta))
         if not stored:  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
@@ -147,12 +184,14 @@ class BrokerService:
             self.notifier.notify(recipient)
         log.info(
             "send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
-            recipients=list(body.recipients),
+            recipients=list(body.recipients), leaf=index,
         )
-        return broker_pb2.SendResponse.FromString(stored)
+        return await self._with_proof(stored, index, head)
 
     async def ack(self, org: OrgIdentity, ack: broker_pb2.Ack) -> None:
         outcome = broker_pb2.AckOutcome.Name(ack.outcome).removeprefix("ACK_OUTCOME_").lower()
-        known = await self.store.ack(str(org.org_id), ack.seq, outcome, ack.reason_code, self._clock())
+        at = self._clock()
+        known, _head = await self.committer.submit(
+            lambda tx, batch: self.store.ack_txn(tx, batch, str(org.org_id), ack.seq, outcome, ack.reason_code, at))
         log.info("delivery.ack", recipient=str(org), seq=ack.seq, outcome=outcome,
                  reason=ack.reason_code, known=known)

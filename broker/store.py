@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from olievlek.store import Database
+from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
+from olievlek.audit.log import Batch
+from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 3  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports
+SCHEMA_VERSION = 4  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+#                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
         sender TEXT NOT NULL, key TEXT NOT NULL, body_digest BLOB NOT NULL,
-        response BLOB NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
+        response BLOB NOT NULL, at_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
     """CREATE TABLE IF NOT EXISTS queue (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, sender TEXT NOT NULL,
         idem_key TEXT NOT NULL, envelope BLOB NOT NULL, enqueued_ms INTEGER NOT NULL)""",
@@ -40,6 +43,7 @@ SCHEMA = [
         period_end_ms INTEGER NOT NULL, org_id TEXT NOT NULL, org_kind TEXT NOT NULL, domain INTEGER NOT NULL,
         requests INTEGER NOT NULL, evaluations INTEGER NOT NULL, received_ms INTEGER NOT NULL,
         PRIMARY KEY (operator, period_start_ms, org_id, domain))""",
+    *AUDIT_SCHEMA,
 ]
 
 
@@ -66,22 +70,12 @@ class Queued:
 class BrokerStore(Protocol):
     """What the broker needs from storage."""
 
-    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes] | None: ...
-
-    async def accept(
-        self, key: str, digest: bytes, response: bytes, envelope: bytes, record: DecisionRecord
-    ) -> bytes: ...
-
-    async def record(self, record: DecisionRecord) -> None: ...
+    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes, int] | None: ...
 
     async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]: ...
 
-    async def ack(self, recipient: str, seq: int, outcome: str, reason: str, at_ms: int) -> bool: ...
 
     async def decisions(self) -> list[DecisionRecord]: ...
-
-    async def record_policy_load(self, at_ms: int, name: str, version: int, digest: str, outcome: str,
-                                 reason: str) -> None: ...
 
     async def enforced_policy_version(self) -> int: ...
 
@@ -110,43 +104,50 @@ class SqliteBrokerStore:
     async def open(cls, path: Path) -> SqliteBrokerStore:
         return cls(await Database.open(path, SCHEMA))
 
-    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes] | None:
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes, int] | None:
         row = await self._db.fetchone(
-            "SELECT body_digest, response FROM idempotency WHERE sender = ? AND key = ?", (sender, key)
+            "SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?", (sender, key)
         )
-        return (bytes(row[0]), bytes(row[1])) if row else None
+        return (bytes(row[0]), bytes(row[1]), int(row[2])) if row else None
 
-    async def accept(
-        self, key: str, digest: bytes, response: bytes, envelope: bytes, record: DecisionRecord
-    ) -> bytes:
-        """Commit an accepted envelope; returns the response to send.
+    @staticmethod
+    async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
+                         record: DecisionRecord, meta: dict[str, object]) -> tuple[bytes, int]:
+        """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
-        If a concurrent call with the same key committed first, its response
-        is returned instead and nothing is queued twice.
+        Returns (response, leaf index). If a concurrent call with the same key committed
+        first, its response and leaf are returned and nothing is queued twice; with
+        another body, (b"", -1).
         """
-        async with self._db.transaction() as tx:
-            prior = await tx.fetchone(
-                "SELECT body_digest, response FROM idempotency WHERE sender = ? AND key = ?",
-                (record.sender, key),
-            )
-            if prior is not None:
-                return bytes(prior[1]) if bytes(prior[0]) == digest else b""
+        prior = await tx.fetchone(
+            "SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
+            (record.sender, key),
+        )
+        if prior is not None:
+            return (bytes(prior[1]), int(prior[2])) if bytes(prior[0]) == digest else (b"", -1)
+        index, _salt, _meta = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
+        await tx.execute(
+            "INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index) VALUES (?, ?, ?, ?, ?, ?)",
+            (record.sender, key, digest, response, record.at_ms, index),
+        )
+        for recipient in record.recipients:
             await tx.execute(
-                "INSERT INTO idempotency (sender, key, body_digest, response, at_ms) VALUES (?, ?, ?, ?, ?)",
-                (record.sender, key, digest, response, record.at_ms),
+                "INSERT INTO queue (recipient, sender, idem_key, envelope, enqueued_ms) VALUES (?, ?, ?, ?, ?)",
+                (recipient, record.sender, key, envelope, record.at_ms),
             )
-            for recipient in record.recipients:
-                await tx.execute(
-                    "INSERT INTO queue (recipient, sender, idem_key, envelope, enqueued_ms)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (recipient, record.sender, key, envelope, record.at_ms),
-                )
-            await tx.execute(_INSERT_DECISION, _decision_params(record))
-        return response
+        await tx.execute(_INSERT_DECISION, _decision_params(record))
+        return response, index
 
-    async def record(self, record: DecisionRecord) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(_INSERT_DECISION, _decision_params(record))
+    @staticmethod
+    async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord, meta: dict[str, object]) -> int:
+        """Record a refusal (or any decision without a queue row) and append its leaf."""
+        index, _salt, _meta = batch.append(meta, (record.sender,), record.at_ms)
+        await tx.execute(_INSERT_DECISION, _decision_params(record))
+        return index
 
     async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]:
         rows = await self._db.fetchall(
@@ -155,17 +156,20 @@ class SqliteBrokerStore:
         )
         return [Queued(int(r[0]), bytes(r[1])) for r in rows]
 
-    async def ack(self, recipient: str, seq: int, outcome: str, reason: str, at_ms: int) -> bool:
-        """Remove an acknowledged delivery; False if it was not queued for this recipient."""
-        async with self._db.transaction() as tx:
-            row = await tx.fetchone("SELECT 1 FROM queue WHERE seq = ? AND recipient = ?", (seq, recipient))
-            if row is None:
-                return False
-            await tx.execute("DELETE FROM queue WHERE seq = ?", (seq,))
-            await tx.execute(
-                "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
-                (seq, recipient, outcome, reason, at_ms),
-            )
+    @staticmethod
+    async def ack_txn(tx: Txn, batch: Batch, recipient: str, seq: int, outcome: str, reason: str,
+                      at_ms: int) -> bool:
+        """Remove an acknowledged delivery and log it; False if it was not queued for this recipient."""
+        row = await tx.fetchone("SELECT sender FROM queue WHERE seq = ? AND recipient = ?", (seq, recipient))
+        if row is None:
+            return False
+        await tx.execute("DELETE FROM queue WHERE seq = ?", (seq,))
+        await tx.execute(
+            "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
+            (seq, recipient, outcome, reason, at_ms),
+        )
+        batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
+                      "reason": reason}, (recipient, row[0]), at_ms)
         return True
 
     async def decisions(self) -> list[DecisionRecord]:
@@ -177,13 +181,15 @@ class SqliteBrokerStore:
             for r in rows
         ]
 
-    async def record_policy_load(self, at_ms: int, name: str, version: int, digest: str, outcome: str,
-                                 reason: str) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO policy_loads (at_ms, name, version, digest, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
-                (at_ms, name, version, digest, outcome, reason),
-            )
+    @staticmethod
+    async def policy_load_txn(tx: Txn, batch: Batch, at_ms: int, name: str, version: int, digest: str,
+                              outcome: str, reason: str) -> None:
+        await tx.execute(
+            "INSERT INTO policy_loads (at_ms, name, version, digest, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            (at_ms, name, version, digest, outcome, reason),
+        )
+        batch.append({"event": "policy.load", "bundle": name, "version": version, "digest": digest,
+                      "outcome": outcome}, (), at_ms)
 
     async def enforced_policy_version(self) -> int:
         """The highest bundle version this broker ever enforced (0 if none)."""

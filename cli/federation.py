@@ -97,6 +97,7 @@ class Federation:
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
         fed = self.workdir / "federation"
         provision_policy(fed, self.bundle_src)
+        keygen(self.broker_dir / "log")  # the broker's tree-head key; nodes get log.pub
         (self.workdir / "logs").mkdir(exist_ok=True)
         self._write(self.broker_dir / "broker.yaml", {
             "listen": "127.0.0.1:0",
@@ -107,6 +108,7 @@ class Federation:
             "bundle": str(fed / "bundle"),
             "roots": str(fed / "roots"),
             "database": "broker.sqlite",
+            "log_key": "log.key",
             "ready_file": "ready",
         })
 
@@ -130,6 +132,7 @@ class Federation:
             "bundle": str(self.workdir / "federation" / "bundle"),
             "roots": str(self.workdir / "federation" / "roots"),
             "pseudonymisers": [f"127.0.0.1:{p}" for p in self.pseudonymiser_ports],
+            "log_public_key": str(self.broker_dir / "log.pub"),
             "database": "node.sqlite",
             "socket": "node.sock",
             "ready_file": "ready",

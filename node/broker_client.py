@@ -36,6 +36,14 @@ class BrokerClient:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
         return response
 
+    async def consistency(self, from_size: int, to_size: int) -> broker_pb2.ConsistencyProof:
+        try:
+            proof: broker_pb2.ConsistencyProof = await self._stub.GetConsistency(
+                broker_pb2.ConsistencyRequest(from_size=from_size, to_size=to_size), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+        return proof
+
     def subscribe(self) -> Any:
         """Open the bidirectional delivery stream (grpc StreamStreamCall)."""
         return self._stub.Subscribe()

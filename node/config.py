@@ -31,6 +31,7 @@ class NodeConfig:
     database: Path
     socket: Path
     pseudonymisers: tuple[str, str]  # host:port of operator 1 and operator 2
+    log_public_key: Path  # the broker's tree-head key (hex), to check every audit proof
     ready_file: Path | None
 
     @classmethod
@@ -49,5 +50,6 @@ class NodeConfig:
             database=path_setting(doc, "database", path),
             socket=path_setting(doc, "socket", path),
             pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
+            log_public_key=path_setting(doc, "log_public_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
         )

@@ -15,9 +15,10 @@ import random
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
-from olievlek.errors import TransportError
+from olievlek.errors import TransportError, VerificationError
 from olievlek.v1 import broker_pb2
 
+from .audit_check import AuditChecker
 from .broker_client import BrokerClient
 from .store import NodeStore, OutboxRow
 
@@ -30,11 +31,12 @@ MAX_BACKOFF_S = 10.0
 class OutboxSender:
     """Background worker draining the outbox."""
 
-    def __init__(self, store: NodeStore, client: BrokerClient, signer: Signer,
+    def __init__(self, store: NodeStore, client: BrokerClient, signer: Signer, audit: AuditChecker,
                  rng: random.Random | None = None) -> None:
         self._store = store
         self._client = client
         self._signer = signer
+        self._audit = audit
         self._wake = asyncio.Event()
         self._finished: dict[int, asyncio.Event] = {}
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
@@ -85,6 +87,14 @@ class OutboxSender:
     async def _record(self, row: OutboxRow, response: broker_pb2.SendResponse) -> bool:
         """Record the broker's answer; False when the row must wait (backoff)."""
         outcome = response.WhichOneof("outcome")
+        sender = envelope.envelope_pb2.EnvelopeBody.FromString(
+            envelope.envelope_pb2.Envelope.FromString(row.envelope).body).sender
+        audit = response.receipt.audit if outcome == "receipt" else response.refusal.audit
+        expect = {"sender": sender, "decision": "accepted" if outcome == "receipt" else "refused"}
+        try:
+            await self._audit.check(audit, expect)
+        except VerificationError:
+            return False  # logged loudly by the checker; keep the row and try again later
         if outcome == "receipt":
             env = envelope.envelope_pb2.Envelope.FromString(row.envelope)
             if response.receipt.body_digest != envelope.body_digest(env.body):

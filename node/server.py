@@ -9,9 +9,10 @@ import signal
 from olievlek import logs
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
-from olievlek.policy.signing import load_roots, verify_bundle
+from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 
+from .audit_check import AuditChecker
 from .broker_client import BrokerClient
 from .config import NodeConfig
 from .handlers import NodeHandlers
@@ -46,7 +47,8 @@ class NodeServer:
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls)
-        outbox = OutboxSender(self._store, self._client, signer)
+        outbox = OutboxSender(self._store, self._client, signer,
+                              AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key)))
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
         self._local = LocalApi(handlers, cfg.socket)

@@ -42,6 +42,8 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS subject_pseudonyms_by_value ON subject_pseudonyms (pseudonym)",
     """CREATE TABLE IF NOT EXISTS pseudonym_keys (
         domain INTEGER NOT NULL, epoch INTEGER NOT NULL, combined BLOB NOT NULL, PRIMARY KEY (domain, epoch))""",
+    """CREATE TABLE IF NOT EXISTS tree_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), head BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS local_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
         request TEXT NOT NULL, outcome TEXT NOT NULL)""",
@@ -219,6 +221,15 @@ class NodeStore:
                 "UPDATE inbox SET status = 'identified', subject_id = ? WHERE id = ?", (subject_id, item)
             )
         return ids
+
+    # -- the last audit-log head this node accepted ---------------------
+    async def last_head(self) -> bytes | None:
+        row = await self.db.fetchone("SELECT head FROM tree_head WHERE id = 1")
+        return bytes(row[0]) if row else None
+
+    async def keep_head(self, head: bytes) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT OR REPLACE INTO tree_head (id, head) VALUES (1, ?)", (head,))
 
     # -- local request log ---------------------------------------------
     async def log_request(self, uid: int, request: str, outcome: str, now_ms: int) -> None:

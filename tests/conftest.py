@@ -27,6 +27,7 @@ from olievlek.pseudonymiser.store import PseudonymiserStore
 from olievlek import logs
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority, OrgCredentials
+from olievlek.policy.signing import keygen as keygen_log
 from olievlek.transport import TlsFiles
 
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
@@ -85,6 +86,7 @@ def pki(tmp_path: Path) -> Pki:
 def policy_dir(tmp_path: Path) -> Path:
     """A signed copy of the default bundle with its roots, under tmp_path/federation."""
     provision_policy(tmp_path / "federation", FLANDERS)
+    keygen_log(tmp_path / "federation" / "log")
     return tmp_path / "federation"
 
 
@@ -96,6 +98,7 @@ def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> Broke
         bundle=workdir / "federation" / "bundle",
         roots=workdir / "federation" / "roots",
         database=workdir / "broker" / "broker.sqlite",
+        log_key=workdir / "federation" / "log.key",
         ready_file=None,
     )
 
@@ -107,6 +110,7 @@ def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, operators: 
         tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
         crl=pki.root / "crl.pem", bundle=workdir / "federation" / "bundle",
         roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
+        log_public_key=workdir / "federation" / "log.pub",
         socket=workdir / org / "node.sock", pseudonymisers=operators, ready_file=None,
     )
 

@@ -94,14 +94,7 @@ def root_from(get: Callable[[Sequence[NodeId]], list[bytes]], n: int) -> bytes:
 
 def proof_from(get: Callable[[Sequence[NodeId]], list[bytes]], ranges: list[tuple[int, int]]) -> list[bytes]:
     """Read every node the proof needs in one call, then fold each range."""
-    per_range = [range_nodes(a, b) for a, b in ranges]
-    flat = [node for nodes in per_range for node in nodes]
-    hashes = get(flat)
-    out, i = [], 0
-    for nodes in per_range:
-        out.append(fold(hashes[i : i + len(nodes)]))
-        i += len(nodes)
-    return out
+    return fold_ranges(get([n for a, b in ranges for n in range_nodes(a, b)]), ranges)
 
 
 def new_nodes(index: int, leaf: bytes, get_left: Callable[[NodeId], bytes]) -> list[tuple[NodeId, bytes]]:
@@ -112,4 +105,14 @@ def new_nodes(index: int, leaf: bytes, get_left: Callable[[NodeId], bytes]) -> l
         h = node_hash(get_left((level, idx - 1)), h)
         level, idx = level + 1, idx // 2
         out.append(((level, idx), h))
+    return out
+
+
+def fold_ranges(hashes: Sequence[bytes], ranges: list[tuple[int, int]]) -> list[bytes]:
+    """Fold already-fetched node hashes (in ``range_nodes`` order over ``ranges``) into proof elements."""
+    out, i = [], 0
+    for a, b in ranges:
+        k = len(range_nodes(a, b))
+        out.append(fold(hashes[i : i + k]))
+        i += k
     return out

@@ -79,6 +79,123 @@ ACK_OUTCOME_REJECTED: AckOutcome.ValueType  # 3
 Global___AckOutcome: _TypeAlias = AckOutcome  # noqa: Y015
 
 @_typing.final
+class TreeHead(_message.Message):
+    """The audit log's signed tree head: one per group-commit batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    BUNDLE_DIGEST_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    root: _builtins.bytes
+    timestamp_ms: _builtins.int
+    bundle_digest: _builtins.str
+    """SHA-256 of the policy bundle enforced when this head was signed."""
+    signature: _builtins.bytes
+    """Ed25519 by the broker's log key over the fields above."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        root: _builtins.bytes = ...,
+        timestamp_ms: _builtins.int = ...,
+        bundle_digest: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_digest", b"bundle_digest", "root", b"root", "signature", b"signature", "size", b"size", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TreeHead: _TypeAlias = TreeHead  # noqa: Y015
+
+@_typing.final
+class AuditProof(_message.Message):
+    """Proof that the decision on an envelope is a leaf of the log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    SALT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    INCLUSION_FIELD_NUMBER: _builtins.int
+    leaf_index: _builtins.int
+    salt: _builtins.bytes
+    """The leaf commits to SHA-256(context || salt || metadata); both are the caller's to see."""
+    metadata: _builtins.bytes
+    @_builtins.property
+    def head(self) -> Global___TreeHead: ...
+    @_builtins.property
+    def inclusion(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        leaf_index: _builtins.int = ...,
+        salt: _builtins.bytes = ...,
+        metadata: _builtins.bytes = ...,
+        head: Global___TreeHead | None = ...,
+        inclusion: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "inclusion", b"inclusion", "leaf_index", b"leaf_index", "metadata", b"metadata", "salt", b"salt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditProof: _TypeAlias = AuditProof  # noqa: Y015
+
+@_typing.final
+class ConsistencyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_SIZE_FIELD_NUMBER: _builtins.int
+    TO_SIZE_FIELD_NUMBER: _builtins.int
+    from_size: _builtins.int
+    to_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_size: _builtins.int = ...,
+        to_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_size", b"from_size", "to_size", b"to_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsistencyRequest: _TypeAlias = ConsistencyRequest  # noqa: Y015
+
+@_typing.final
+class ConsistencyProof(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def head(self) -> Global___TreeHead: ...
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        head: Global___TreeHead | None = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "proof", b"proof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsistencyProof: _TypeAlias = ConsistencyProof  # noqa: Y015
+
+@_typing.final
 class EvaluationReport(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -154,11 +271,14 @@ class Refusal(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     RULE_ID_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
     code: Global___RefusalCode.ValueType
     detail: _builtins.str
     rule_id: _builtins.str
     """The rule considered and the field at fault, where there is one."""
     field: _builtins.str
+    @_builtins.property
+    def audit(self) -> Global___AuditProof: ...
     def __init__(
         self,
         *,
@@ -166,10 +286,11 @@ class Refusal(_message.Message):
         detail: _builtins.str = ...,
         rule_id: _builtins.str = ...,
         field: _builtins.str = ...,
+        audit: Global___AuditProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -183,12 +304,15 @@ class Receipt(_message.Message):
     ACCEPTED_AT_MS_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     RULE_ID_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
     body_digest: _builtins.bytes
     """SHA-256 of the envelope body bytes."""
     accepted_at_ms: _builtins.int
     rule_id: _builtins.str
     @_builtins.property
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def audit(self) -> Global___AuditProof: ...
     def __init__(
         self,
         *,
@@ -196,10 +320,11 @@ class Receipt(_message.Message):
         accepted_at_ms: _builtins.int = ...,
         recipients: _abc.Iterable[_builtins.str] | None = ...,
         rule_id: _builtins.str = ...,
+        audit: Global___AuditProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_ms", b"accepted_at_ms", "body_digest", b"body_digest", "recipients", b"recipients", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at_ms", b"accepted_at_ms", "audit", b"audit", "body_digest", b"body_digest", "recipients", b"recipients", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

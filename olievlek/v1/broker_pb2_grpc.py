@@ -49,6 +49,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.EvaluationReport.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.GetConsistency = channel.unary_unary(
+                '/olievlek.v1.Broker/GetConsistency',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -78,6 +83,13 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsistency(self, request, context):
+        """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +107,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.ReportEvaluations,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.EvaluationReport.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.ReportAck.SerializeToString,
+            ),
+            'GetConsistency': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistency,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class Broker:
             '/olievlek.v1.Broker/ReportEvaluations',
             olievlek_dot_v1_dot_broker__pb2.EvaluationReport.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/GetConsistency',
+            olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,8 @@ class BrokerStub:
     """
     ReportEvaluations: _grpc.UnaryUnaryMultiCallable[_broker_pb2.EvaluationReport, _broker_pb2.ReportAck]
     """A pseudonymiser operator's signed evaluation counts for a period."""
+    GetConsistency: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]
+    """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -57,6 +59,8 @@ class BrokerAsyncStub(BrokerStub):
     """
     ReportEvaluations: _aio.UnaryUnaryMultiCallable[_broker_pb2.EvaluationReport, _broker_pb2.ReportAck]  # type: ignore[assignment]
     """A pseudonymiser operator's signed evaluation counts for a period."""
+    GetConsistency: _aio.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]  # type: ignore[assignment]
+    """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -87,5 +91,13 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.ReportAck, _abc.Awaitable[_broker_pb2.ReportAck]]:
         """A pseudonymiser operator's signed evaluation counts for a period."""
+
+    @_abc_1.abstractmethod
+    def GetConsistency(
+        self,
+        request: _broker_pb2.ConsistencyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.ConsistencyProof, _abc.Awaitable[_broker_pb2.ConsistencyProof]]:
+        """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,166 @@
+"""The audit log inside the broker's single SQLite database.
+
+Every append happens inside the caller's transaction (the same one that
+queues an envelope), so a crash leaves both or neither. A *batch* collects the
+leaves of one group commit in memory; ``write_txn`` stores leaves, completed
+subtree nodes and one signed tree head for the whole batch; ``commit`` makes
+the batch the new in-memory state only after the transaction committed.
+
+A leaf is RFC 9162's leaf hash of SHA-256(context ‖ random salt ‖ canonical
+metadata). The metadata lives in ``audit_events`` next to the tree, readable
+per organisation; erasing it (``meta = NULL``) keeps the tree verifiable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from olievlek.store import Database, Txn
+from olievlek.v1 import broker_pb2
+
+from . import tree
+from .hashing import leaf_hash
+
+LEAF_CONTEXT = b"olievlek/v1/audit-leaf\x00"
+HEAD_CONTEXT = b"olievlek/v1/tree-head\x00"
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS tree_nodes (
+        level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        idx INTEGER PRIMARY KEY, salt BLOB NOT NULL, meta BLOB, orgs TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS tree_heads (
+        size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, bundle_digest TEXT NOT NULL,
+        signature BLOB NOT NULL)""",
+]
+
+
+def canonical(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def leaf_of(salt: bytes, meta: bytes) -> bytes:
+    return leaf_hash(hashlib.sha256(LEAF_CONTEXT + salt + meta).digest())
+
+
+def head_message(head: broker_pb2.TreeHead) -> bytes:
+    return HEAD_CONTEXT + struct.pack(">QQ", head.size, head.timestamp_ms) + head.root + head.bundle_digest.encode()
+
+
+@dataclass
+class Batch:
+    """Leaves of one group commit, not yet written."""
+
+    size: int
+    frontier: dict[tree.NodeId, bytes]
+    nodes: dict[tree.NodeId, bytes] = field(default_factory=dict)
+    events: list[tuple[int, bytes, bytes, str, int]] = field(default_factory=list)
+
+    def append(self, meta: dict[str, Any], orgs: Sequence[str], at_ms: int) -> tuple[int, bytes, bytes]:
+        """Add a leaf; returns (index, salt, canonical metadata)."""
+        index, salt, data = self.size, secrets.token_bytes(16), canonical(meta)
+        known = {**self.frontier, **self.nodes}
+        for node, h in tree.new_nodes(index, leaf_of(salt, data), known.__getitem__):
+            self.nodes[node] = h
+        self.events.append((index, salt, data, ",".join(sorted(set(orgs))), at_ms))
+        self.size += 1
+        return index, salt, data
+
+    def mark(self) -> tuple[int, int, dict[tree.NodeId, bytes]]:
+        return self.size, len(self.events), dict(self.nodes)
+
+    def reset(self, mark: tuple[int, int, dict[tree.NodeId, bytes]]) -> None:
+        self.size, n, self.nodes = mark[0], mark[1], mark[2]
+        del self.events[n:]
+
+
+class AuditLog:
+    """The broker's Merkle log: appends in transactions, proofs from stored nodes."""
+
+    def __init__(self, db: Database, key: ed25519.Ed25519PrivateKey) -> None:
+        self._db = db
+        self._key = key
+        self.size = 0
+        self._frontier: dict[tree.NodeId, bytes] = {}
+
+    @property
+    def public_key(self) -> ed25519.Ed25519PublicKey:
+        return self._key.public_key()
+
+    async def load(self) -> None:
+        row = await self._db.fetchone("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events")
+        self.size = int(row[0]) if row else 0
+        ids = tree.range_nodes(0, self.size)
+        self._frontier = dict(zip(ids, await self.nodes(ids), strict=True))
+
+    def begin(self) -> Batch:
+        return Batch(self.size, dict(self._frontier))
+
+    async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
+        for index, salt, data, orgs, at in batch.events:
+            await tx.execute("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
+                             (index, salt, data, orgs, at))
+        for (level, idx), h in batch.nodes.items():
+            await tx.execute("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", (level, idx, h))
+        known = {**batch.frontier, **batch.nodes}
+        root = tree.fold([known[n] for n in tree.range_nodes(0, batch.size)])
+        head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms, bundle_digest=bundle_digest)
+        head.signature = self._key.sign(head_message(head))
+        await tx.execute(
+            "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature) VALUES (?,?,?,?,?)",
+            (head.size, head.root, head.timestamp_ms, head.bundle_digest, head.signature))
+        return head
+
+    def commit(self, batch: Batch) -> None:
+        known = {**batch.frontier, **batch.nodes}
+        self.size = batch.size
+        self._frontier = {n: known[n] for n in tree.range_nodes(0, batch.size)}
+
+    async def nodes(self, ids: Sequence[tree.NodeId]) -> list[bytes]:
+        if not ids:
+            return []
+        unique = sorted(set(ids))
+        found: dict[tree.NodeId, bytes] = {}
+        for i in range(0, len(unique), 400):  # SQLite's parameter limit
+            chunk = unique[i : i + 400]
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = await self._db.fetchall(
+                f"SELECT level, idx, hash FROM tree_nodes WHERE (level, idx) IN (VALUES {values})",  # noqa: S608
+                [x for node in chunk for x in node])
+            found.update({(int(r[0]), int(r[1])): bytes(r[2]) for r in rows})
+        return [found[i] for i in ids]
+
+    async def inclusion(self, index: int, size: int) -> list[bytes]:
+        return tree.fold_ranges(await self.nodes(_flat(tree.inclusion_ranges(index, size))),
+                                            tree.inclusion_ranges(index, size))
+
+    async def consistency(self, m: int, n: int) -> list[bytes]:
+        ranges = tree.consistency_ranges(m, n)
+        return tree.fold_ranges(await self.nodes(_flat(ranges)), ranges)
+
+    async def head(self, size: int | None = None) -> broker_pb2.TreeHead | None:
+        sql = "SELECT size, root, timestamp_ms, bundle_digest, signature FROM tree_heads "
+        row = await (self._db.fetchone(sql + "WHERE size = ?", (size,)) if size is not None
+                     else self._db.fetchone(sql + "ORDER BY size DESC LIMIT 1"))
+        if row is None:
+            return None
+        return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
+                                   bundle_digest=row[3], signature=bytes(row[4]))
+
+    async def event(self, index: int) -> tuple[bytes, bytes | None]:
+        row = await self._db.fetchone("SELECT salt, meta FROM audit_events WHERE idx = ?", (index,))
+        if row is None:
+            raise KeyError(index)
+        return bytes(row[0]), (bytes(row[1]) if row[1] is not None else None)
+
+
+def _flat(ranges: list[tuple[int, int]]) -> list[tree.NodeId]:
+    return [n for a, b in ranges for n in tree.range_nodes(a, b)]

@@ -1,0 +1,52 @@
+"""Checking an audit proof as a node does: signed head, own leaf, inclusion, and consistency
+with the last head this node accepted. Pure functions; the node supplies the I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from olievlek.errors import VerificationError
+from olievlek.v1 import broker_pb2
+
+from .log import head_message, leaf_of
+from .verify import verify_consistency, verify_inclusion
+
+
+def _fail(message: str) -> VerificationError:
+    return VerificationError(message, refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE, field="audit")
+
+
+def verify_head(head: broker_pb2.TreeHead, log_key: ed25519.Ed25519PublicKey) -> None:
+    try:
+        log_key.verify(head.signature, head_message(head))
+    except InvalidSignature:
+        raise _fail(f"tree head of size {head.size} is not signed by the broker's log key") from None
+
+
+def verify_receipt(proof: broker_pb2.AuditProof, log_key: ed25519.Ed25519PublicKey,
+                   expect: dict[str, Any]) -> dict[str, Any]:
+    """Check one's own leaf: its metadata says what we were told, and it is in the signed tree.
+
+    Raises:
+        VerificationError: unsigned head, metadata that disagrees with the answer, or a bad proof.
+    """
+    verify_head(proof.head, log_key)
+    try:
+        meta: dict[str, Any] = json.loads(proof.metadata)
+    except json.JSONDecodeError:
+        raise _fail("audit metadata is not JSON") from None
+    for key, value in expect.items():
+        if meta.get(key) != value:
+            raise _fail(f"audit leaf says {key}={meta.get(key)!r}, the answer said {value!r}")
+    verify_inclusion(leaf_of(proof.salt, proof.metadata), proof.leaf_index, proof.head.size, list(proof.inclusion),
+                     proof.head.root)
+    return meta
+
+
+def check_extends(old: broker_pb2.TreeHead, new: broker_pb2.TreeHead, consistency: list[bytes]) -> None:
+    """``new`` is an append-only extension of ``old`` (both already signature-checked)."""
+    verify_consistency(old.size, new.size, consistency, old.root, new.root)
