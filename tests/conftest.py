@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,18 @@ def _seeded_random(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def _json_logs() -> None:
     logs.configure(json=True)
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    """Route this test's structured logs to a file it can read (and scan)."""
+    path = tmp_path / "test-logs.jsonl"
+    with path.open("w") as f:
+        logs.configure(json=True, stream=f)
+        try:
+            yield path
+        finally:
+            logs.configure(json=True)
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""The broker's audit log as its operator would attack it, and as a sender sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from olievlek.broker.server import BrokerServer
+from olievlek.node.broker_client import BrokerClient
+from olievlek.node.server import NodeServer
+
+from olievlek import wire
+from olievlek.audit import tree
+from olievlek.audit.log import canonical, leaf_of
+from olievlek.audit.receipts import verify_receipt
+from olievlek.policy.signing import load_public_key
+from olievlek.v1 import broker_pb2, local_pb2, summary_pb2
+
+from .conftest import NodeFactory, Pki, broker_config
+from .envelopes import body, seal_bytes, signer, summary
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def send(pki: Pki, port: int, raw: bytes, org: str = "gent") -> broker_pb2.SendResponse:
+    client = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
+    try:
+        return await client.send(raw)
+    finally:
+        await client.close()
+
+
+async def test_a_refusal_carries_a_proven_leaf_with_the_same_reason(pki: Pki, broker: BrokerServer,
+                                                                    policy_dir: Path) -> None:
+    s = summary()
+    s.agencies.append(summary_pb2.AGENCY_ROLE_CAW)
+    resp = await send(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=s)), signer(pki, "gent")))
+    refusal = resp.refusal
+    assert refusal.code == broker_pb2.REFUSAL_CODE_POLICY_DENIED
+    meta = verify_receipt(refusal.audit, load_public_key(policy_dir / "log.pub"),
+                          {"decision": "refused", "sender": "gent"})
+    assert meta["reason"] == "policy_denied" and meta["field"] == "summary.agencies" and meta["rule"] == "move-alert"
+    assert "summary.agencies" in meta["fields"] and meta["phase"] == "follow_up"
+    ok = await send(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
+    meta = verify_receipt(ok.receipt.audit, load_public_key(policy_dir / "log.pub"),
+                          {"decision": "accepted", "sender": "gent"})
+    assert meta["recipients"] == ["antwerpen"] and ok.receipt.audit.head.size > refusal.audit.head.size
+
+
+async def test_leaves_hold_no_pseudonym_or_contact(pki: Pki, broker: BrokerServer) -> None:
+    canary = bytes(range(100, 132))
+    await send(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=summary(subject_pseudonym=canary))),
+                                            signer(pki, "gent")))
+    assert broker._store is not None
+    rows = await broker._store.db.fetchall("SELECT salt, meta FROM audit_events")
+    nodes = await broker._store.db.fetchall("SELECT hash FROM tree_nodes")
+    blob = b"".join(bytes(r[0]) + bytes(r[1] or b"") for r in rows) + b"".join(bytes(n[0]) for n in nodes)
+    assert canary not in blob and canary.hex().encode() not in blob and b"gent-livc" not in blob
+    assert b"send" in blob  # positive control: the scan looks at real metadata
+
+
+async def _open_and_alert(node: NodeServer, nrn: str) -> local_pb2.AlertMoveResponse:
+    from olievlek.cli.local_client import call
+
+    ident = local_pb2.Identity(national_number=nrn, given_names="A", family_name="B")
+    case = await asyncio.to_thread(call, node.config.socket, local_pb2.LocalRequest(
+        case_open=local_pb2.CaseOpenRequest(identity=ident, phase=summary_pb2.PHASE_FOLLOW_UP)))
+    r = await asyncio.to_thread(call, node.config.socket, local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
+        case_id=case.case_open.case_id, destination_nis=11002)))
+    return r.alert_move
+
+
+def _rebuild_forged_tree(db_path: Path) -> None:
+    """What a broker operator would do: rewrite leaf 1's metadata and recompute every stored node."""
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    salt, meta = conn.execute("SELECT salt, meta FROM audit_events WHERE idx = 1").fetchone()
+    forged = json.loads(meta)
+    forged["decision"] = "refused" if forged.get("decision") == "accepted" else "accepted"
+    conn.execute("UPDATE audit_events SET meta = ? WHERE idx = 1", (canonical(forged),))
+    rows = conn.execute("SELECT idx, salt, meta FROM audit_events ORDER BY idx").fetchall()
+    conn.execute("DELETE FROM tree_nodes")
+    nodes: dict[tree.NodeId, bytes] = {}
+    for idx, s, m in rows:
+        for node, h in tree.new_nodes(idx, leaf_of(bytes(s), bytes(m)), nodes.__getitem__):
+            nodes[node] = h
+    conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                     [(lv, i, h) for (lv, i), h in nodes.items()])
+    conn.commit()
+    conn.close()
+
+
+async def test_a_rewritten_history_is_caught_by_the_node(pki: Pki, tmp_path: Path, policy_dir: Path,
+                                                         nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch,
+                                                         log_file: Path) -> None:
+    from olievlek.node import handlers
+
+    monkeypatch.setattr(handlers, "ALERT_WAIT_S", 3.0)
+    broker = BrokerServer(broker_config(pki, tmp_path))
+    port = await broker.start()
+    gent = await nodes.start("gent", port)
+    first = await _open_and_alert(gent, "85.07.30-033.28")
+    assert first.status == local_pb2.OUTBOX_STATUS_ACCEPTED  # the node now holds a verified head
+    await broker.stop(0)
+    _rebuild_forged_tree(tmp_path / "broker" / "broker.sqlite")
+    # The operator restarts on the forged file; new heads are signed with the real log key.
+    broker = BrokerServer(broker_config(pki, tmp_path, listen=f"127.0.0.1:{port}"))
+    await broker.start()
+    try:
+        second = await _open_and_alert(gent, "93.05.18-223.61")
+        assert second.status == local_pb2.OUTBOX_STATUS_PENDING  # not accepted on a forged log
+        assert gent._store is not None
+        [row] = await gent._store.pending_outbox()
+        assert row.id == second.outbox_id
+    finally:
+        await nodes.stop(gent)
+        await broker.stop(0)
+    logged = log_file.read_text()
+    assert "audit.verification_failed" in logged and "not append-only" in logged
