@@ -77,7 +77,7 @@ def _rebuild_forged_tree(db_path: Path) -> None:
     import sqlite3
 
     conn = sqlite3.connect(db_path)
-    salt, meta = conn.execute("SELECT salt, meta FROM audit_events WHERE idx = 1").fetchone()
+    _salt, meta = conn.execute("SELECT salt, meta FROM audit_events WHERE idx = 1").fetchone()
     forged = json.loads(meta)
     forged["decision"] = "refused" if forged.get("decision") == "accepted" else "accepted"
     conn.execute("UPDATE audit_events SET meta = ? WHERE idx = 1", (canonical(forged),))
