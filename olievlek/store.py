@@ -40,6 +40,9 @@ class Txn:
         async with self._conn.execute(sql, params) as cur:
             return int(cur.lastrowid or 0)
 
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._conn.execute(sql, params) as cur:
             row = await cur.fetchone()

@@ -64,22 +64,18 @@ class Batch:
     nodes: dict[tree.NodeId, bytes] = field(default_factory=dict)
     events: list[tuple[int, bytes, bytes, str, int]] = field(default_factory=list)
 
+    def _get(self, node: tree.NodeId) -> bytes:
+        h = self.nodes.get(node)
+        return h if h is not None else self.frontier[node]
+
     def append(self, meta: dict[str, Any], orgs: Sequence[str], at_ms: int) -> tuple[int, bytes, bytes]:
         """Add a leaf; returns (index, salt, canonical metadata)."""
         index, salt, data = self.size, secrets.token_bytes(16), canonical(meta)
-        known = {**self.frontier, **self.nodes}
-        for node, h in tree.new_nodes(index, leaf_of(salt, data), known.__getitem__):
+        for node, h in tree.new_nodes(index, leaf_of(salt, data), self._get):
             self.nodes[node] = h
         self.events.append((index, salt, data, ",".join(sorted(set(orgs))), at_ms))
         self.size += 1
         return index, salt, data
-
-    def mark(self) -> tuple[int, int, dict[tree.NodeId, bytes]]:
-        return self.size, len(self.events), dict(self.nodes)
-
-    def reset(self, mark: tuple[int, int, dict[tree.NodeId, bytes]]) -> None:
-        self.size, n, self.nodes = mark[0], mark[1], mark[2]
-        del self.events[n:]
 
 
 class AuditLog:
@@ -105,13 +101,11 @@ class AuditLog:
         return Batch(self.size, dict(self._frontier))
 
     async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
-        for index, salt, data, orgs, at in batch.events:
-            await tx.execute("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
-                             (index, salt, data, orgs, at))
-        for (level, idx), h in batch.nodes.items():
-            await tx.execute("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", (level, idx, h))
-        known = {**batch.frontier, **batch.nodes}
-        root = tree.fold([known[n] for n in tree.range_nodes(0, batch.size)])
+        await tx.executemany("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
+                             batch.events)
+        await tx.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                             [(level, idx, h) for (level, idx), h in batch.nodes.items()])
+        root = tree.fold([batch._get(n) for n in tree.range_nodes(0, batch.size)])
         head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms, bundle_digest=bundle_digest)
         head.signature = self._key.sign(head_message(head))
         await tx.execute(
@@ -120,22 +114,23 @@ class AuditLog:
         return head
 
     def commit(self, batch: Batch) -> None:
-        known = {**batch.frontier, **batch.nodes}
         self.size = batch.size
-        self._frontier = {n: known[n] for n in tree.range_nodes(0, batch.size)}
+        self._frontier = {n: batch._get(n) for n in tree.range_nodes(0, batch.size)}
 
     async def nodes(self, ids: Sequence[tree.NodeId]) -> list[bytes]:
         if not ids:
             return []
-        unique = sorted(set(ids))
-        found: dict[tree.NodeId, bytes] = {}
-        for i in range(0, len(unique), 400):  # SQLite's parameter limit
-            chunk = unique[i : i + 400]
-            values = ",".join("(?,?)" for _ in chunk)
-            rows = await self._db.fetchall(
-                f"SELECT level, idx, hash FROM tree_nodes WHERE (level, idx) IN (VALUES {values})",  # noqa: S608
-                [x for node in chunk for x in node])
-            found.update({(int(r[0]), int(r[1])): bytes(r[2]) for r in rows})
+        by_level: dict[int, list[int]] = {}
+        for level, idx in set(ids):
+            by_level.setdefault(level, []).append(idx)
+        # One statement; per level "level = ? AND idx IN (...)" so SQLite uses the primary key.
+        parts, params = [], []
+        for level, idxs in by_level.items():
+            marks = ",".join("?" * len(idxs))
+            parts.append(f"SELECT level, idx, hash FROM tree_nodes WHERE level = ? AND idx IN ({marks})")  # noqa: S608
+            params += [level, *idxs]
+        rows = await self._db.fetchall(" UNION ALL ".join(parts), params)
+        found = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
         return [found[i] for i in ids]
 
     async def inclusion(self, index: int, size: int) -> list[bytes]:
