@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, path_setting, tls_setting
+from olievlek.config import load_yaml, path_setting, path_settings, tls_setting
 from olievlek.transport import TlsFiles
 
 
@@ -27,10 +27,7 @@ class BrokerConfig:
         return cls(
             listen=str(doc.get("listen", "127.0.0.1:0")),
             tls=tls_setting(doc, path),
-            crl=path_setting(doc, "crl", path),
-            bundle=path_setting(doc, "bundle", path),
-            roots=path_setting(doc, "roots", path),
-            database=path_setting(doc, "database", path),
+            **path_settings(doc, path, "crl", "bundle", "roots", "database"),
             log_key=path_setting(doc, "log_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting, tls_setting
+from olievlek.config import load_yaml, need, path_setting, path_settings, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgKind, parse_org_id
 from olievlek.transport import TlsFiles
@@ -42,13 +42,7 @@ class NodeConfig:
             kind=OrgKind(str(need(doc, "kind", path))),
             broker=str(need(doc, "broker", path)),
             tls=tls_setting(doc, path),
-            sign_cert=path_setting(doc, "sign_cert", path),
-            sign_key=path_setting(doc, "sign_key", path),
-            crl=path_setting(doc, "crl", path),
-            bundle=path_setting(doc, "bundle", path),
-            roots=path_setting(doc, "roots", path),
-            database=path_setting(doc, "database", path),
-            socket=path_setting(doc, "socket", path),
+            **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database", "socket"),
             pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
             log_public_key=path_setting(doc, "log_public_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,

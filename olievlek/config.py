@@ -41,6 +41,11 @@ def write_ready_file(path: Path, port: int) -> None:
     tmp.replace(path)
 
 
+def path_settings(doc: dict[str, Any], where: Path, *keys: str) -> dict[str, Path]:
+    """Several required path settings at once, by name (for ``Config(**...)``)."""
+    return {k: path_setting(doc, k, where) for k in keys}
+
+
 def tls_setting(doc: dict[str, Any], where: Path) -> TlsFiles:
     """The ``ca``, ``tls_cert`` and ``tls_key`` settings of a service."""
     return TlsFiles(path_setting(doc, "ca", where), path_setting(doc, "tls_cert", where),

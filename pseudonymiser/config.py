@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting, tls_setting
+from olievlek.config import load_yaml, need, path_setting, path_settings, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import parse_org_id
 from olievlek.transport import TlsFiles
@@ -41,14 +41,9 @@ class PseudonymiserConfig:
             share=configured,
             listen=str(doc.get("listen", "127.0.0.1:0")),
             server_tls=tls_setting(doc, path),
+            **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database"),
             client_tls=TlsFiles(path_setting(doc, "ca", path), path_setting(doc, "client_cert", path),
                                 path_setting(doc, "client_key", path)),
-            sign_cert=path_setting(doc, "sign_cert", path),
-            sign_key=path_setting(doc, "sign_key", path),
-            crl=path_setting(doc, "crl", path),
-            bundle=path_setting(doc, "bundle", path),
-            roots=path_setting(doc, "roots", path),
-            database=path_setting(doc, "database", path),
             broker=str(doc["broker"]) if doc.get("broker") else None,
             report_interval_s=float(doc.get("report_interval_s", 300)),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,

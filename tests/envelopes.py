@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+from olievlek.node.broker_client import BrokerClient
+
 from olievlek import wire
 from olievlek.envelope import SIGNING_CONTEXT, Signer
-from olievlek.v1 import envelope_pb2, summary_pb2
+from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
 
 from .conftest import Pki
 
@@ -48,3 +50,12 @@ def seal_bytes(body_bytes: bytes, s: Signer, *, flip_signature: bool = False) ->
     if flip_signature:
         sig[0] ^= 0x01
     return wire.encode(envelope_pb2.Envelope(body=body_bytes, signature=bytes(sig), signer_certificate=s.cert_der))
+
+
+async def send_envelope(pki: Pki, port: int, raw: bytes, org: str = "gent") -> broker_pb2.SendResponse:
+    """Submit raw envelope bytes over mTLS as ``org`` and return the broker's answer."""
+    client = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
+    try:
+        return await client.send(raw)
+    finally:
+        await client.close()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from olievlek.broker.server import BrokerServer
-from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
 
 from olievlek import wire
@@ -19,31 +18,23 @@ from olievlek.policy.signing import load_public_key
 from olievlek.v1 import broker_pb2, local_pb2, summary_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
-from .envelopes import body, seal_bytes, signer, summary
+from .envelopes import body, seal_bytes, send_envelope, signer, summary
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def send(pki: Pki, port: int, raw: bytes, org: str = "gent") -> broker_pb2.SendResponse:
-    client = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
-    try:
-        return await client.send(raw)
-    finally:
-        await client.close()
 
 
 async def test_a_refusal_carries_a_proven_leaf_with_the_same_reason(pki: Pki, broker: BrokerServer,
                                                                     policy_dir: Path) -> None:
     s = summary()
     s.agencies.append(summary_pb2.AGENCY_ROLE_CAW)
-    resp = await send(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=s)), signer(pki, "gent")))
+    resp = await send_envelope(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=s)), signer(pki, "gent")))
     refusal = resp.refusal
     assert refusal.code == broker_pb2.REFUSAL_CODE_POLICY_DENIED
     meta = verify_receipt(refusal.audit, load_public_key(policy_dir / "log.pub"),
                           {"decision": "refused", "sender": "gent"})
     assert meta["reason"] == "policy_denied" and meta["field"] == "summary.agencies" and meta["rule"] == "move-alert"
     assert "summary.agencies" in meta["fields"] and meta["phase"] == "follow_up"
-    ok = await send(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
+    ok = await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
     meta = verify_receipt(ok.receipt.audit, load_public_key(policy_dir / "log.pub"),
                           {"decision": "accepted", "sender": "gent"})
     assert meta["recipients"] == ["antwerpen"] and ok.receipt.audit.head.size > refusal.audit.head.size
@@ -51,7 +42,7 @@ async def test_a_refusal_carries_a_proven_leaf_with_the_same_reason(pki: Pki, br
 
 async def test_leaves_hold_no_pseudonym_or_contact(pki: Pki, broker: BrokerServer) -> None:
     canary = bytes(range(100, 132))
-    await send(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=summary(subject_pseudonym=canary))),
+    await send_envelope(pki, broker.port, seal_bytes(wire.encode(body(summary_msg=summary(subject_pseudonym=canary))),
                                             signer(pki, "gent")))
     assert broker._store is not None
     rows = await broker._store.db.fetchall("SELECT salt, meta FROM audit_events")

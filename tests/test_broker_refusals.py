@@ -6,23 +6,18 @@ import time
 
 import pytest
 from olievlek.broker.server import BrokerServer
-from olievlek.node.broker_client import BrokerClient
 
 from olievlek import wire
 from olievlek.v1 import broker_pb2, summary_pb2
 
 from .conftest import Pki
-from .envelopes import body, seal_bytes, signer, summary
+from .envelopes import body, seal_bytes, send_envelope, signer, summary
 
 pytestmark = pytest.mark.timeout(60)
 
 
 async def send(pki: Pki, broker: BrokerServer, raw: bytes, as_org: str = "gent") -> broker_pb2.SendResponse:
-    client = BrokerClient(f"127.0.0.1:{broker.port}", pki.tls(as_org))
-    try:
-        return await client.send(raw)
-    finally:
-        await client.close()
+    return await send_envelope(pki, broker.port, raw, as_org)
 
 
 def code_name(resp: broker_pb2.SendResponse) -> str:

@@ -18,7 +18,7 @@ from olievlek import transport, wire
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 from .conftest import NodeFactory, Pki, broker_config
-from .envelopes import body, seal_bytes, signer
+from .envelopes import body, seal_bytes, send_envelope, signer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,11 +42,7 @@ async def refusals(node: NodeServer) -> list[tuple[Any, ...]]:
 
 
 async def send_as(pki: Pki, port: int, org: str, raw: bytes) -> broker_pb2.SendResponse:
-    client = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
-    try:
-        return await client.send(raw)
-    finally:
-        await client.close()
+    return await send_envelope(pki, port, raw, org)
 
 
 async def test_offline_recipient_receives_after_broker_restart(pki: Pki, tmp_path: Path, nodes: NodeFactory) -> None:

@@ -22,17 +22,9 @@ from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, envelope_pb2
 
 from .conftest import FLANDERS, NodeFactory, Pki
-from .envelopes import body, seal_bytes, signer, summary
+from .envelopes import body, seal_bytes, send_envelope, signer, summary
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def send(pki: Pki, port: int, raw: bytes, org: str = "gent") -> broker_pb2.SendResponse:
-    client = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
-    try:
-        return await client.send(raw)
-    finally:
-        await client.close()
 
 
 async def test_revocation_ends_an_open_stream_before_the_next_delivery(pki: Pki, broker: BrokerServer) -> None:
@@ -43,7 +35,7 @@ async def test_revocation_ends_an_open_stream_before_the_next_delivery(pki: Pki,
         await asyncio.sleep(0.2)
         for serial in pki.ca.serials_of("municipality/antwerpen"):
             pki.ca.revoke(serial)
-        resp = await send(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
+        resp = await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
         assert resp.WhichOneof("outcome") == "receipt"
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await asyncio.wait_for(stream.read(), 5)
@@ -114,7 +106,7 @@ def _top_level_unknown_envelope(pki: Pki) -> bytes:
 ], ids=["created-in-the-future", "unknown-field-in-envelope", "pseudonym-31-bytes", "rule-id-is-a-number",
         "key-is-a-formatted-number"])
 async def test_more_refusals(pki: Pki, broker: BrokerServer, make, code: str) -> None:
-    resp = await send(pki, broker.port, make(pki))
+    resp = await send_envelope(pki, broker.port, make(pki))
     assert broker_pb2.RefusalCode.Name(resp.refusal.code) == code, resp
     assert "85073003328" not in resp.refusal.detail and "033.28" not in resp.refusal.detail
     assert broker.service is not None
