@@ -38,7 +38,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS audit_events (
         idx INTEGER PRIMARY KEY, salt BLOB NOT NULL, meta BLOB, orgs TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS tree_heads (
-        size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, bundle_digest TEXT NOT NULL,
+        size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, bundle_digest BLOB NOT NULL,
         signature BLOB NOT NULL)""",
 ]
 
@@ -52,7 +52,7 @@ def leaf_of(salt: bytes, meta: bytes) -> bytes:
 
 
 def head_message(head: broker_pb2.TreeHead) -> bytes:
-    return HEAD_CONTEXT + struct.pack(">QQ", head.size, head.timestamp_ms) + head.root + head.bundle_digest.encode()
+    return HEAD_CONTEXT + struct.pack(">QQ", head.size, head.timestamp_ms) + head.root + head.bundle_digest
 
 
 @dataclass
@@ -106,7 +106,8 @@ class AuditLog:
         await tx.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
                              [(level, idx, h) for (level, idx), h in batch.nodes.items()])
         root = tree.fold([batch._get(n) for n in tree.range_nodes(0, batch.size)])
-        head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms, bundle_digest=bundle_digest)
+        head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms,
+                                   bundle_digest=bytes.fromhex(bundle_digest))
         head.signature = self._key.sign(head_message(head))
         await tx.execute(
             "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature) VALUES (?,?,?,?,?)",
@@ -148,7 +149,7 @@ class AuditLog:
         if row is None:
             return None
         return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
-                                   bundle_digest=row[3], signature=bytes(row[4]))
+                                   bundle_digest=bytes(row[3]), signature=bytes(row[4]))
 
     async def event(self, index: int) -> tuple[bytes, bytes | None]:
         row = await self._db.fetchone("SELECT salt, meta FROM audit_events WHERE idx = ?", (index,))

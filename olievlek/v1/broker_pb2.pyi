@@ -79,6 +79,98 @@ ACK_OUTCOME_REJECTED: AckOutcome.ValueType  # 3
 Global___AckOutcome: _TypeAlias = AckOutcome  # noqa: Y015
 
 @_typing.final
+class GetHeadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHeadRequest: _TypeAlias = GetHeadRequest  # noqa: Y015
+
+@_typing.final
+class Cosignature(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITNESS_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    witness: _builtins.str
+    """The witness's organisation id (its signing certificate must say the same)."""
+    signature: _builtins.bytes
+    """Ed25519 over "olievlek/v1/cosignature\\0" || the head's signed fields."""
+    signer_certificate: _builtins.bytes
+    @_builtins.property
+    def head(self) -> Global___TreeHead: ...
+    def __init__(
+        self,
+        *,
+        witness: _builtins.str = ...,
+        head: Global___TreeHead | None = ...,
+        signature: _builtins.bytes = ...,
+        signer_certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "signature", b"signature", "signer_certificate", b"signer_certificate", "witness", b"witness"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Cosignature: _TypeAlias = Cosignature  # noqa: Y015
+
+@_typing.final
+class WitnessedHead(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: _builtins.int
+    COSIGNATURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def head(self) -> Global___TreeHead: ...
+    @_builtins.property
+    def cosignatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cosignature]: ...
+    def __init__(
+        self,
+        *,
+        head: Global___TreeHead | None = ...,
+        cosignatures: _abc.Iterable[Global___Cosignature] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosignatures", b"cosignatures", "head", b"head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WitnessedHead: _TypeAlias = WitnessedHead  # noqa: Y015
+
+@_typing.final
+class CosignatureAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    stored: _builtins.bool
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        stored: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CosignatureAck: _TypeAlias = CosignatureAck  # noqa: Y015
+
+@_typing.final
 class TreeHead(_message.Message):
     """The audit log's signed tree head: one per group-commit batch."""
 
@@ -92,7 +184,7 @@ class TreeHead(_message.Message):
     size: _builtins.int
     root: _builtins.bytes
     timestamp_ms: _builtins.int
-    bundle_digest: _builtins.str
+    bundle_digest: _builtins.bytes
     """SHA-256 of the policy bundle enforced when this head was signed."""
     signature: _builtins.bytes
     """Ed25519 by the broker's log key over the fields above."""
@@ -102,7 +194,7 @@ class TreeHead(_message.Message):
         size: _builtins.int = ...,
         root: _builtins.bytes = ...,
         timestamp_ms: _builtins.int = ...,
-        bundle_digest: _builtins.str = ...,
+        bundle_digest: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015

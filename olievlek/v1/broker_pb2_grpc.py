@@ -54,6 +54,16 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
+        self.GetHead = channel.unary_unary(
+                '/olievlek.v1.Broker/GetHead',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.GetHeadRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.WitnessedHead.FromString,
+                _registered_method=True)
+        self.PostCosignature = channel.unary_unary(
+                '/olievlek.v1.Broker/PostCosignature',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.Cosignature.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.CosignatureAck.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -90,6 +100,20 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHead(self, request, context):
+        """The latest signed tree head with the witnesses' cosignatures collected so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostCosignature(self, request, context):
+        """A witness posts its cosignature of a head it checked for consistency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +136,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetConsistency,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'GetHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHead,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.GetHeadRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.WitnessedHead.SerializeToString,
+            ),
+            'PostCosignature': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostCosignature,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.Cosignature.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.CosignatureAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +256,60 @@ class Broker:
             '/olievlek.v1.Broker/GetConsistency',
             olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/GetHead',
+            olievlek_dot_v1_dot_broker__pb2.GetHeadRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.WitnessedHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostCosignature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/PostCosignature',
+            olievlek_dot_v1_dot_broker__pb2.Cosignature.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.CosignatureAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class BrokerStub:
     """A pseudonymiser operator's signed evaluation counts for a period."""
     GetConsistency: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]
     """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+    GetHead: _grpc.UnaryUnaryMultiCallable[_broker_pb2.GetHeadRequest, _broker_pb2.WitnessedHead]
+    """The latest signed tree head with the witnesses' cosignatures collected so far."""
+    PostCosignature: _grpc.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]
+    """A witness posts its cosignature of a head it checked for consistency."""
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -61,6 +65,10 @@ class BrokerAsyncStub(BrokerStub):
     """A pseudonymiser operator's signed evaluation counts for a period."""
     GetConsistency: _aio.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]  # type: ignore[assignment]
     """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+    GetHead: _aio.UnaryUnaryMultiCallable[_broker_pb2.GetHeadRequest, _broker_pb2.WitnessedHead]  # type: ignore[assignment]
+    """The latest signed tree head with the witnesses' cosignatures collected so far."""
+    PostCosignature: _aio.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]  # type: ignore[assignment]
+    """A witness posts its cosignature of a head it checked for consistency."""
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -99,5 +107,21 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.ConsistencyProof, _abc.Awaitable[_broker_pb2.ConsistencyProof]]:
         """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+
+    @_abc_1.abstractmethod
+    def GetHead(
+        self,
+        request: _broker_pb2.GetHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.WitnessedHead, _abc.Awaitable[_broker_pb2.WitnessedHead]]:
+        """The latest signed tree head with the witnesses' cosignatures collected so far."""
+
+    @_abc_1.abstractmethod
+    def PostCosignature(
+        self,
+        request: _broker_pb2.Cosignature,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.CosignatureAck, _abc.Awaitable[_broker_pb2.CosignatureAck]]:
+        """A witness posts its cosignature of a head it checked for consistency."""
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
