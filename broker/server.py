@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
+from olievlek.audit.cosign import verify_cosignature
 from olievlek.audit.log import AuditLog
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
@@ -116,6 +117,35 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             raise AssertionError("unreachable")
         return broker_pb2.ConsistencyProof(head=head, proof=await audit.consistency(request.from_size,
                                                                                    request.to_size))
+
+    async def GetHead(
+        self, request: broker_pb2.GetHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.WitnessedHead:
+        await self._authenticate(context)
+        head = await self._service.committer.audit.head()
+        if head is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the log has no signed head yet")
+            raise AssertionError("unreachable")
+        cosigs = [broker_pb2.Cosignature.FromString(c) for c in await self._service.store.cosignatures(head.size)]
+        return broker_pb2.WitnessedHead(head=head, cosignatures=cosigs)
+
+    async def PostCosignature(
+        self, request: broker_pb2.Cosignature, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.CosignatureAck:
+        """Keep a witness's cosignature of one of our heads (only its own, only of a head we signed)."""
+        origin = await self._authenticate(context)
+        try:
+            wire.validate(request)
+            witness = verify_cosignature(request, self._service.trust)
+        except (Refused, IdentityError) as exc:
+            return broker_pb2.CosignatureAck(stored=False, detail=exc.message)
+        ours = await self._service.committer.audit.head(request.head.size)
+        if witness != origin.org_id or ours is None or ours.SerializeToString() != request.head.SerializeToString():
+            log.warning("cosignature.refused", witness=str(origin), size=request.head.size)
+            return broker_pb2.CosignatureAck(stored=False, detail="not a head this log signed, or not your signature")
+        await self._service.store.store_cosignature(request.head.size, witness, request.SerializeToString())
+        log.info("cosignature.stored", witness=witness, size=request.head.size)
+        return broker_pb2.CosignatureAck(stored=True)
 
     async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:

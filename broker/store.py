@@ -44,6 +44,8 @@ SCHEMA = [
         requests INTEGER NOT NULL, evaluations INTEGER NOT NULL, received_ms INTEGER NOT NULL,
         PRIMARY KEY (operator, period_start_ms, org_id, domain))""",
     *AUDIT_SCHEMA,
+    """CREATE TABLE IF NOT EXISTS cosignatures (
+        size INTEGER NOT NULL, witness TEXT NOT NULL, cosignature BLOB NOT NULL, PRIMARY KEY (size, witness))""",
 ]
 
 
@@ -209,6 +211,15 @@ class SqliteBrokerStore:
                     (operator, counts.share, counts.period_start_ms, counts.period_end_ms, c.org_id, c.org_kind,
                      c.domain, c.requests, c.evaluations, received_ms),
                 )
+
+    async def store_cosignature(self, size: int, witness: str, cosignature: bytes) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("INSERT OR REPLACE INTO cosignatures (size, witness, cosignature) VALUES (?, ?, ?)",
+                             (size, witness, cosignature))
+
+    async def cosignatures(self, size: int) -> list[bytes]:
+        rows = await self._db.fetchall("SELECT cosignature FROM cosignatures WHERE size = ? ORDER BY witness", (size,))
+        return [bytes(r[0]) for r in rows]
 
     async def close(self) -> None:
         await self._db.close()

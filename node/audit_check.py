@@ -9,13 +9,18 @@ an error for the node's administrator, and the outbox entry stays pending.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Collection
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from olievlek import logs
+from olievlek.audit.cosign import check_quorum
 from olievlek.audit.receipts import check_extends, verify_head, verify_receipt
-from olievlek.errors import VerificationError
+from olievlek.errors import TransportError, VerificationError
+from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .broker_client import BrokerClient
@@ -25,10 +30,38 @@ log = logs.get("node.audit")
 
 
 class AuditChecker:
-    def __init__(self, store: NodeStore, client: BrokerClient, log_key: ed25519.Ed25519PublicKey) -> None:
+    def __init__(self, store: NodeStore, client: BrokerClient, log_key: ed25519.Ed25519PublicKey,
+                 trust: TrustAnchor | None = None, witnesses: Collection[str] = (), quorum: int = 0) -> None:
         self._store = store
         self._client = client
         self._key = log_key
+        self._trust = trust
+        self._witnesses = frozenset(witnesses)
+        self._quorum = quorum
+
+    async def check_witnessed(self) -> list[str]:
+        """The broker's latest head must carry the quorum of witness cosignatures and extend ours.
+
+        Raises:
+            VerificationError: too few cosignatures, or a head that forks from ours (logged as an alarm).
+        """
+        witnessed = await self._client.head()
+        try:
+            verify_head(witnessed.head, self._key)
+            assert self._trust is not None
+            good = check_quorum(witnessed.head, witnessed.cosignatures, self._trust, self._witnesses, self._quorum)
+            await self._advance(witnessed.head)
+        except VerificationError as exc:
+            log.error("audit.witness_alarm", reason=exc.message, size=witnessed.head.size)
+            raise
+        return good
+
+    async def watch(self, interval_s: float) -> None:
+        """Separately from sending: keep checking the witnessed head (only when a quorum is configured)."""
+        while self._quorum > 0:
+            with contextlib.suppress(VerificationError, TransportError):  # logged loudly above
+                await self.check_witnessed()
+            await asyncio.sleep(interval_s)
 
     async def check(self, proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> None:
         """Raises VerificationError (after logging it) when the broker's proof does not hold."""

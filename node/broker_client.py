@@ -44,6 +44,13 @@ class BrokerClient:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
         return proof
 
+    async def head(self) -> broker_pb2.WitnessedHead:
+        try:
+            head: broker_pb2.WitnessedHead = await self._stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+        return head
+
     def subscribe(self) -> Any:
         """Open the bidirectional delivery stream (grpc StreamStreamCall)."""
         return self._stub.Subscribe()

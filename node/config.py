@@ -33,6 +33,8 @@ class NodeConfig:
     pseudonymisers: tuple[str, str]  # host:port of operator 1 and operator 2
     log_public_key: Path  # the broker's tree-head key (hex), to check every audit proof
     ready_file: Path | None
+    witnesses: tuple[str, ...] = ()  # organisations whose cosignatures count
+    witness_quorum: int = 0  # 0: no witness check
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -46,4 +48,6 @@ class NodeConfig:
             pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
             log_public_key=path_setting(doc, "log_public_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+            witnesses=tuple(str(w) for w in doc.get("witnesses", [])),
+            witness_quorum=int(doc.get("witness_quorum", 0)),
         )

@@ -25,6 +25,8 @@ from .store import NodeStore
 
 log = logs.get("node")
 
+WITNESS_INTERVAL_S = 10.0
+
 
 class NodeServer:
     """Everything a node runs, started and stopped together."""
@@ -37,6 +39,7 @@ class NodeServer:
         self._local: LocalApi | None = None
         self._pseudonymiser: PseudonymClient | None = None
         self.session: BrokerSession | None = None
+        self.audit: AuditChecker | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -47,13 +50,16 @@ class NodeServer:
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls)
-        outbox = OutboxSender(self._store, self._client, signer,
-                              AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key)))
+        self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), trust,
+                                  cfg.witnesses, cfg.witness_quorum)
+        outbox = OutboxSender(self._store, self._client, signer, self.audit)
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
         self._local = LocalApi(handlers, cfg.socket)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run())]
+        if cfg.witness_quorum > 0:
+            self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, 0)

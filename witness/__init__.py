@@ -1,0 +1,1 @@
+"""An independent witness of the broker's log (imports as ``olievlek.witness``)."""
