@@ -22,12 +22,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 broker_app = typer.Typer(help="Run the broker.", no_args_is_help=True)
+witness_app = typer.Typer(help="Witness the broker's log: cosign consistent heads, alarm on forks.",
+                          no_args_is_help=True)
 node_app = typer.Typer(help="Run an organisation's node.", no_args_is_help=True)
 app.add_typer(pki_cmd.app, name="pki")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(pseudonymiser_cmd.app, name="pseudonymiser")
 app.add_typer(broker_app, name="broker")
 app.add_typer(node_app, name="node")
+app.add_typer(witness_app, name="witness")
 app.add_typer(cases.case_app, name="case")
 app.add_typer(cases.alert_app, name="alert")
 app.add_typer(cases.inbox_app, name="inbox")
@@ -55,6 +58,15 @@ def node_serve(config: ConfigOpt) -> None:
 
     logs.configure(json=True)
     asyncio.run(serve(NodeConfig.load(config)))
+
+
+@witness_app.command("run")
+def witness_run(config: ConfigOpt) -> None:
+    """Poll the broker's signed heads, check consistency, cosign, until SIGINT/SIGTERM."""
+    from olievlek.witness.witness import WitnessConfig, serve
+
+    logs.configure(json=True)
+    asyncio.run(serve(WitnessConfig.load(config)))
 
 
 def run() -> None:

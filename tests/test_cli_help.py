@@ -16,6 +16,7 @@ COMMANDS = [
     ["policy", "diff"], ["policy", "record"], ["policy", "keygen"], ["policy", "sign"], ["policy", "verify"],
     ["policy", "root"], ["policy", "root", "init"], ["policy", "root", "rotate"],
     ["pseudonymiser"], ["pseudonymiser", "serve"], ["pseudonymiser", "keygen"], ["pseudonymiser", "refresh"],
+    ["witness"], ["witness", "run"],
 ]
 
 
