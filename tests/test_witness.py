@@ -69,7 +69,7 @@ async def test_split_view_is_refused_by_the_witness_and_alarms_the_node(
         await send_envelope(pki, fork.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
         # The same witness (same state) is shown the fork: it refuses to cosign.
         shown_fork = Witness(dataclasses.replace(witness.config, broker=f"127.0.0.1:{fork.port}"), witness._db)
-        with pytest.raises(VerificationError, match="not append-only|forked"):
+        with pytest.raises(VerificationError, match=r"not append-only|forked"):
             await shown_fork.poll_once()
         await shown_fork._channel.close()
         assert fork.service is not None
