@@ -147,6 +147,31 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         log.info("cosignature.stored", witness=witness, size=request.head.size)
         return broker_pb2.CosignatureAck(stored=True)
 
+    async def AuditLeaves(
+        self, request: broker_pb2.AuditRange, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.AuditLeavesResponse:
+        await self._authenticate(context)
+        audit = self._service.committer.audit
+        head = await audit.head()
+        if head is None:
+            return broker_pb2.AuditLeavesResponse()
+        end = min(head.size, request.from_index + (request.limit or 10000))
+        return broker_pb2.AuditLeavesResponse(leaf_hashes=await audit.leaf_hashes(request.from_index, end), head=head)
+
+    async def AuditEvents(
+        self, request: broker_pb2.AuditRange, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.AuditEventsResponse:
+        """Access control: an organisation sees the events it is part of; a DPO of the bundle sees all."""
+        origin = await self._authenticate(context)
+        audit = self._service.committer.audit
+        limit = request.limit or 1000
+        everything = origin.org_id in self._service.bundle.data_protection_officers
+        rows = await audit.visible_events(str(origin.org_id), everything, request.from_index, limit)
+        log.info("audit.read", org=str(origin), everything=everything, events=len(rows))
+        return broker_pb2.AuditEventsResponse(
+            events=[broker_pb2.AuditEvent(index=i, salt=salt, metadata=meta or b"") for i, salt, meta in rows],
+            head=await audit.head(), next_index=rows[-1][0] + 1 if len(rows) == limit else 0)
+
     async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:
             up = await context.read()

@@ -13,7 +13,7 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import OlievlekError
 
-from . import cases, pki_cmd, policy_cmd, pseudonymiser_cmd, up
+from . import audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, up
 from .console import err
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ witness_app = typer.Typer(help="Witness the broker's log: cosign consistent head
 node_app = typer.Typer(help="Run an organisation's node.", no_args_is_help=True)
 app.add_typer(pki_cmd.app, name="pki")
 app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(pseudonymiser_cmd.app, name="pseudonymiser")
 app.add_typer(broker_app, name="broker")
 app.add_typer(node_app, name="node")

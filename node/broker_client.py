@@ -36,20 +36,31 @@ class BrokerClient:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
         return response
 
-    async def consistency(self, from_size: int, to_size: int) -> broker_pb2.ConsistencyProof:
+    async def _unary(self, method: str, request: Any) -> Any:
+        """Call a unary RPC; the one place where grpc errors become TransportError."""
         try:
-            proof: broker_pb2.ConsistencyProof = await self._stub.GetConsistency(
-                broker_pb2.ConsistencyRequest(from_size=from_size, to_size=to_size), timeout=10)
+            return await getattr(self._stub, method)(request, timeout=30)
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+
+    async def consistency(self, from_size: int, to_size: int) -> broker_pb2.ConsistencyProof:
+        proof: broker_pb2.ConsistencyProof = await self._unary(
+            "GetConsistency", broker_pb2.ConsistencyRequest(from_size=from_size, to_size=to_size))
         return proof
 
     async def head(self) -> broker_pb2.WitnessedHead:
-        try:
-            head: broker_pb2.WitnessedHead = await self._stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+        head: broker_pb2.WitnessedHead = await self._unary("GetHead", broker_pb2.GetHeadRequest())
         return head
+
+    async def audit_leaves(self, start: int, limit: int) -> broker_pb2.AuditLeavesResponse:
+        resp: broker_pb2.AuditLeavesResponse = await self._unary(
+            "AuditLeaves", broker_pb2.AuditRange(from_index=start, limit=limit))
+        return resp
+
+    async def audit_events(self, start: int, limit: int) -> broker_pb2.AuditEventsResponse:
+        resp: broker_pb2.AuditEventsResponse = await self._unary(
+            "AuditEvents", broker_pb2.AuditRange(from_index=start, limit=limit))
+        return resp
 
     def subscribe(self) -> Any:
         """Open the bidirectional delivery stream (grpc StreamStreamCall)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from olievlek.broker.server import BrokerServer
+from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
 
 from olievlek import wire
@@ -111,3 +112,24 @@ async def test_a_rewritten_history_is_caught_by_the_node(pki: Pki, tmp_path: Pat
         await broker.stop(0)
     logged = log_file.read_text()
     assert "audit.verification_failed" in logged and "not append-only" in logged
+
+
+async def test_a_data_protection_officer_sees_all_and_others_their_own(pki: Pki, broker: BrokerServer) -> None:
+    from olievlek.identity import OrgId, OrgIdentity, OrgKind
+    from olievlek.transport import TlsFiles
+
+    await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
+    await send_envelope(pki, broker.port, seal_bytes(wire.encode(body(sender="leuven", summary_msg=summary(
+        contact_id="leuven-livc"))), signer(pki, "leuven")), org="leuven")
+    dpo = pki.ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId("vvsg")))  # the bundle names vvsg as DPO
+    seen = {}
+    for org, tls in (("gent", pki.tls("gent")), ("leuven", pki.tls("leuven")),
+                     ("vvsg", TlsFiles(pki.root / "ca.pem", dpo.tls_cert, dpo.tls_key))):
+        client = BrokerClient(f"127.0.0.1:{broker.port}", tls)
+        try:
+            seen[org] = [json.loads(e.metadata) for e in (await client.audit_events(0, 100)).events]
+        finally:
+            await client.close()
+    assert [m["sender"] for m in seen["gent"]] == ["gent"]
+    assert [m["sender"] for m in seen["leuven"]] == ["leuven"]
+    assert {m.get("event") for m in seen["vvsg"]} == {"policy.load", "send"} and len(seen["vvsg"]) == 3

@@ -17,6 +17,7 @@ COMMANDS = [
     ["policy", "root"], ["policy", "root", "init"], ["policy", "root", "rotate"],
     ["pseudonymiser"], ["pseudonymiser", "serve"], ["pseudonymiser", "keygen"], ["pseudonymiser", "refresh"],
     ["witness"], ["witness", "run"],
+    ["audit"], ["audit", "verify"], ["audit", "query"], ["audit", "report"], ["audit", "proof"], ["audit", "replay"],
 ]
 
 

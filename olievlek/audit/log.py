@@ -151,6 +151,19 @@ class AuditLog:
         return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
                                    bundle_digest=bytes(row[3]), signature=bytes(row[4]))
 
+    async def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = await self._db.fetchall(
+            "SELECT hash FROM tree_nodes WHERE level = 0 AND idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        return [bytes(r[0]) for r in rows]
+
+    async def visible_events(self, org: str, everything: bool, start: int,
+                             limit: int) -> list[tuple[int, bytes, bytes | None]]:
+        """Events from ``start`` that involve ``org`` (all of them when ``everything``), in order."""
+        rows = await self._db.fetchall(
+            "SELECT idx, salt, meta FROM audit_events WHERE idx >= ? AND (? OR ',' || orgs || ',' LIKE ?) "
+            "ORDER BY idx LIMIT ?", (start, 1 if everything else 0, f"%,{org},%", limit))
+        return [(int(r[0]), bytes(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows]
+
     async def event(self, index: int) -> tuple[bytes, bytes | None]:
         row = await self._db.fetchone("SELECT salt, meta FROM audit_events WHERE idx = ?", (index,))
         if row is None:

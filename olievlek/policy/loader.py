@@ -70,6 +70,7 @@ class Bundle:
     file_ref_pattern: str | None
     pseudonymisation: PseudonymisationPolicy = field(
         default_factory=lambda: PseudonymisationPolicy({}, {}))
+    data_protection_officers: frozenset[str] = frozenset()
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -154,8 +155,13 @@ class _Loader:
             {d: frozenset(OrgKind(k) for k in kinds) for d, kinds in ps["domains"].items()},
             {OrgKind(k): Budget(b["per_hour"], b["per_day"], b["batch"]) for k, b in ps["budgets"].items()},
         )
+        dpos = frozenset(m.get("data_protection_officers", []))
+        for i, d in enumerate(sorted(dpos)):
+            if d not in orgs:
+                raise BundleError([meta.diag(f"data protection officer {d!r} is not an organisation",
+                                             "data_protection_officers", i)])
         return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern, pseudonymisation)
+                      pattern, pseudonymisation, dpos)
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

@@ -64,6 +64,16 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.Cosignature.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.CosignatureAck.FromString,
                 _registered_method=True)
+        self.AuditLeaves = channel.unary_unary(
+                '/olievlek.v1.Broker/AuditLeaves',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditLeavesResponse.FromString,
+                _registered_method=True)
+        self.AuditEvents = channel.unary_unary(
+                '/olievlek.v1.Broker/AuditEvents',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -114,6 +124,20 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditLeaves(self, request, context):
+        """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditEvents(self, request, context):
+        """The events the caller may see: its own; all of them for a data-protection officer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +170,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.PostCosignature,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.Cosignature.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.CosignatureAck.SerializeToString,
+            ),
+            'AuditLeaves': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditLeaves,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.AuditLeavesResponse.SerializeToString,
+            ),
+            'AuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditEvents,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +344,60 @@ class Broker:
             '/olievlek.v1.Broker/PostCosignature',
             olievlek_dot_v1_dot_broker__pb2.Cosignature.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.CosignatureAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditLeaves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/AuditLeaves',
+            olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.AuditLeavesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/AuditEvents',
+            olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,10 @@ class BrokerStub:
     """The latest signed tree head with the witnesses' cosignatures collected so far."""
     PostCosignature: _grpc.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]
     """A witness posts its cosignature of a head it checked for consistency."""
+    AuditLeaves: _grpc.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditLeavesResponse]
+    """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification."""
+    AuditEvents: _grpc.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditEventsResponse]
+    """The events the caller may see: its own; all of them for a data-protection officer."""
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -69,6 +73,10 @@ class BrokerAsyncStub(BrokerStub):
     """The latest signed tree head with the witnesses' cosignatures collected so far."""
     PostCosignature: _aio.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]  # type: ignore[assignment]
     """A witness posts its cosignature of a head it checked for consistency."""
+    AuditLeaves: _aio.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditLeavesResponse]  # type: ignore[assignment]
+    """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification."""
+    AuditEvents: _aio.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditEventsResponse]  # type: ignore[assignment]
+    """The events the caller may see: its own; all of them for a data-protection officer."""
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -123,5 +131,21 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.CosignatureAck, _abc.Awaitable[_broker_pb2.CosignatureAck]]:
         """A witness posts its cosignature of a head it checked for consistency."""
+
+    @_abc_1.abstractmethod
+    def AuditLeaves(
+        self,
+        request: _broker_pb2.AuditRange,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.AuditLeavesResponse, _abc.Awaitable[_broker_pb2.AuditLeavesResponse]]:
+        """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification."""
+
+    @_abc_1.abstractmethod
+    def AuditEvents(
+        self,
+        request: _broker_pb2.AuditRange,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.AuditEventsResponse, _abc.Awaitable[_broker_pb2.AuditEventsResponse]]:
+        """The events the caller may see: its own; all of them for a data-protection officer."""
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

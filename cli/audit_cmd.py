@@ -1,0 +1,249 @@
+"""``olievlek audit``: verify the broker's log, read what you may see, report, prove, replay.
+
+Every command acts as one organisation: it reads that organisation's node
+configuration (its certificate, the broker's address and log key) and asks the
+broker. The broker shows each organisation its own events and a
+data-protection officer (``data_protection_officers`` in the bundle) all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from olievlek.audit.log import leaf_of
+from olievlek.audit.receipts import check_extends, verify_head
+from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
+from olievlek.errors import VerificationError
+from olievlek.identity import OrgId
+from olievlek.policy import Bundle, Request
+from olievlek.policy.signing import load_public_key
+from olievlek.v1 import broker_pb2
+
+from .console import out
+
+app = typer.Typer(help="The transparency audit log: verify, query, report, proof, replay.", no_args_is_help=True)
+
+NodeOpt = Annotated[Path, typer.Option("--node-config", exists=True, help="The organisation's node configuration.")]
+
+
+def _client(config: Path) -> tuple[Any, Any]:
+    from olievlek.node.broker_client import BrokerClient
+    from olievlek.node.config import NodeConfig
+
+    cfg = NodeConfig.load(config)
+    return cfg, BrokerClient(cfg.broker, cfg.tls)
+
+
+async def _events(client: Any) -> tuple[list[broker_pb2.AuditEvent], broker_pb2.TreeHead]:
+    out_events: list[broker_pb2.AuditEvent] = []
+    start, head = 0, broker_pb2.TreeHead()
+    while True:
+        page = await client.audit_events(start, 1000)
+        out_events += list(page.events)
+        head = page.head
+        if not page.next_index:
+            return out_events, head
+        start = page.next_index
+
+
+def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
+    """The last head the node accepted (read-only from its store)."""
+    if not cfg.database.exists():
+        return None
+    conn = sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT head FROM tree_head WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+    return broker_pb2.TreeHead.FromString(row[0]) if row else None
+
+
+@app.command("verify")
+def verify(node_config: NodeOpt) -> None:
+    """Recompute the whole tree from its leaves, check the signed head, your events, and your node's head."""
+
+    async def run() -> None:
+        cfg, client = _client(node_config)
+        try:
+            key = load_public_key(cfg.log_public_key)
+            head = (await client.head()).head
+            verify_head(head, key)
+            leaves: list[bytes] = []
+            while len(leaves) < head.size:
+                leaves += list((await client.audit_leaves(len(leaves), 10000)).leaf_hashes)
+            if full_root(leaves[: head.size]) != head.root:
+                raise VerificationError("the leaves do not add up to the signed root", field="audit")
+            events, _ = await _events(client)
+            for e in events:
+                if e.metadata and e.index < head.size and leaf_of(e.salt, e.metadata) != leaves[e.index]:
+                    raise VerificationError(f"event {e.index} does not match its leaf", field="audit")
+            out.print(f"tree of {head.size} leaves verified against the signed head; "
+                      f"{len(events)} of your events match their leaves")
+            mine = _node_head(cfg)
+            if mine is not None and 0 < mine.size <= head.size:
+                proof = await client.consistency(mine.size, head.size)
+                check_extends(mine, head, list(proof.proof))
+                out.print(f"consistent with the head of size {mine.size} your node accepted")
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(run())
+    except VerificationError as exc:
+        out.print(f"[bold red]VERIFICATION FAILED[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+
+
+def _rows(events: list[broker_pb2.AuditEvent]) -> list[dict[str, Any]]:
+    return [{"index": e.index, **json.loads(e.metadata)} for e in events if e.metadata]
+
+
+@app.command("query")
+def query(
+    node_config: NodeOpt,
+    kind: Annotated[str | None, typer.Option(help="Message kind, e.g. alert.move.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Rule id.")] = None,
+    decision: Annotated[str | None, typer.Option(help="accepted or refused.")] = None,
+    org: Annotated[str | None, typer.Option(help="Sender or recipient organisation.")] = None,
+) -> None:
+    """The events you may see, filtered."""
+    cfg, events, _ = _visible(node_config)
+    rows = [r for r in _rows(events)
+            if (kind is None or r.get("kind") == kind) and (rule is None or r.get("rule") == rule)
+            and (decision is None or r.get("decision") == decision)
+            and (org is None or org in (r.get("sender"), r.get("recipient"), *r.get("recipients", [])))]
+    table = Table(title=f"audit events visible to {cfg.org_id}")
+    for col in ("leaf", "event", "sender", "kind", "rule", "decision", "reason", "field"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["index"]), r.get("event", ""), r.get("sender", ""), r.get("kind", ""),
+                      r.get("rule", ""), r.get("decision", r.get("outcome", "")), r.get("reason", ""),
+                      r.get("field", ""))
+    out.print(table)
+    out.print(f"{len(rows)} event(s)")
+
+
+def _visible(config: Path) -> tuple[Any, list[broker_pb2.AuditEvent], broker_pb2.TreeHead]:
+    """The events this organisation may see (the channel is made inside the event loop it runs on)."""
+
+    async def run() -> tuple[Any, list[broker_pb2.AuditEvent], broker_pb2.TreeHead]:
+        cfg, client = _client(config)
+        try:
+            events, head = await _events(client)
+            return cfg, events, head
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+@app.command("report")
+def report(node_config: NodeOpt, csv_out: Annotated[Path | None, typer.Option("--csv")] = None) -> None:
+    """Decisions per rule, sender and month, as a table (and CSV)."""
+    _cfg, events, head = _visible(node_config)
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for r in _rows(events):
+        if r.get("event") == "send":
+            counts[(r["rule"] or "-", r["sender"], r["decision"], "")] += 1
+    month = dt.datetime.fromtimestamp(head.timestamp_ms / 1000, dt.UTC).strftime("%Y-%m") if head.size else "-"
+    table = Table(title=f"decisions (log of {head.size} leaves, up to {month})")
+    for col in ("rule", "sender", "decision", "count"):
+        table.add_column(col)
+    for (rule, sender, dec, _), n in sorted(counts.items()):
+        table.add_row(rule, sender, dec, str(n))
+    out.print(table)
+    if csv_out is not None:
+        with csv_out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["rule", "sender", "decision", "count"])
+            w.writerows([(r, s, d, n) for (r, s, d, _), n in sorted(counts.items())])
+        out.print(f"wrote {csv_out}")
+
+
+@app.command("proof")
+def proof(node_config: NodeOpt,
+          leaf: Annotated[int | None, typer.Option(help="Prove the inclusion of this event (one of yours).")] = None,
+          since: Annotated[int | None, typer.Option(help="Prove consistency from this tree size.")] = None) -> None:
+    """Print and check an inclusion proof of one of your events, or a consistency proof."""
+
+    async def run() -> None:
+        cfg, client = _client(node_config)
+        try:
+            key = load_public_key(cfg.log_public_key)
+            head = (await client.head()).head
+            verify_head(head, key)
+            if leaf is not None:
+                events, _ = await _events(client)
+                event = next((e for e in events if e.index == leaf), None)
+                if event is None:
+                    raise VerificationError(f"event {leaf} is not one you may see", field="audit")
+                hashes = await client.audit_leaves(0, head.size)
+                from olievlek.audit import tree
+
+                nodes = [hashes.leaf_hashes[i] for i in range(head.size)]
+                path = tree.fold_ranges([h for a, b in tree.inclusion_ranges(leaf, head.size)
+                                         for h in _range_hashes(nodes, a, b)], tree.inclusion_ranges(leaf, head.size))
+                verify_inclusion(leaf_of(event.salt, event.metadata), leaf, head.size, path, head.root)
+                out.print(f"leaf {leaf} is included in the signed tree of size {head.size}:")
+                for p in path:
+                    out.print(f"  {p.hex()}")
+            if since is not None:
+                c = await client.consistency(since, head.size)
+                old_root = full_root(list((await client.audit_leaves(0, since)).leaf_hashes))
+                verify_consistency(since, head.size, list(c.proof), old_root, head.root)
+                out.print(f"the tree of size {head.size} extends the tree of size {since}:")
+                for p in c.proof:
+                    out.print(f"  {p.hex()}")
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(run())
+    except VerificationError as exc:
+        out.print(f"[bold red]PROOF FAILED[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+
+
+def _range_hashes(leaves: list[bytes], a: int, b: int) -> list[bytes]:
+    from olievlek.audit import tree
+
+    return [full_root(leaves[i * (1 << lv): (i + 1) * (1 << lv)]) for lv, i in tree.range_nodes(a, b)]
+
+
+@app.command("replay")
+def replay(node_config: NodeOpt, policy: Annotated[Path, typer.Option("--policy", help="Proposed bundle.")]) -> None:
+    """Re-decide the retained window's logged decisions under a proposed bundle; list what would change.
+
+    This covers only the events still retained and visible to you, and only decisions whose
+    inputs were logged (accepted sends carry their recipients; refusals before parsing do not).
+    """
+    proposed = Bundle.load(policy)
+    _cfg, events, _ = _visible(node_config)
+    changed = considered = 0
+    for r in _rows(events):
+        if r.get("event") != "send" or not r.get("recipients"):
+            continue
+        considered += 1
+        d = proposed.decide(Request(
+            kind=r["kind"], sender=OrgId(r["sender"]), recipients=tuple(OrgId(x) for x in r["recipients"]),
+            rule_id=r["rule"], present_fields=frozenset(r.get("fields", [])), phase=r.get("phase"),
+            risk_level=r.get("risk_level"), concerns=frozenset(r.get("concerns", [])), purpose=r.get("purpose")))
+        now = "accepted" if d.allowed else "refused"
+        if now != r["decision"]:
+            changed += 1
+            out.print(f"leaf {r['index']}: {r['sender']} {r['kind']} via {r['rule']} was {r['decision']}, "
+                      + escape(f"would be {now} [{d.reason}] {d.message}"), highlight=False)
+    out.print(f"{considered} logged decision(s) replayed (retained window only); {changed} would change")
