@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from olievlek.audit.cosign import check_quorum
 from olievlek.audit.log import leaf_of
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
@@ -28,6 +29,7 @@ from olievlek.errors import VerificationError
 from olievlek.identity import OrgId
 from olievlek.policy import Bundle, Request
 from olievlek.policy.signing import load_public_key
+from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .console import out
@@ -72,15 +74,25 @@ def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
 
 
 @app.command("verify")
-def verify(node_config: NodeOpt) -> None:
-    """Recompute the whole tree from its leaves, check the signed head, your events, and your node's head."""
+def verify(
+    node_config: NodeOpt,
+    witness: Annotated[list[str] | None, typer.Option(help="A witness whose cosignature counts (repeatable).")] = None,
+    quorum: Annotated[int, typer.Option(help="Cosignatures required on the latest head.")] = 0,
+) -> None:
+    """Recompute the whole tree from its leaves, check the signed head, your events, your node's head,
+    and (with --quorum) the witnesses' cosignatures."""
 
     async def run() -> None:
         cfg, client = _client(node_config)
         try:
             key = load_public_key(cfg.log_public_key)
-            head = (await client.head()).head
+            witnessed = await client.head()
+            head = witnessed.head
             verify_head(head, key)
+            if quorum:
+                trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
+                good = check_quorum(head, witnessed.cosignatures, trust, witness or [], quorum)
+                out.print(f"head of size {head.size} cosigned by {', '.join(good)}")
             leaves: list[bytes] = []
             while len(leaves) < head.size:
                 leaves += list((await client.audit_leaves(len(leaves), 10000)).leaf_hashes)

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO / "policies" / "flanders"
 READY_TIMEOUT_S = 30.0
 SHARES = (1, 2)
+WITNESS = "vvsg"
 
 
 def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2) -> Path:
@@ -92,6 +93,7 @@ class Federation:
         ca.issue_server("broker", ["localhost", "127.0.0.1"])
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
+        ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId(WITNESS)))  # VVSG runs the demo's witness
         for share in SHARES:
             ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
@@ -212,8 +214,21 @@ class Federation:
             self.pseudonymiser_ports.append(self._await_ready(f"pseudonymiser-{share}", ready))
         return self.pseudonymiser_ports
 
+    def start_witness(self) -> None:
+        org = self.pki / "orgs" / WITNESS
+        path = self.workdir / "witness" / "witness.yaml"
+        self._write(path, {
+            "org_id": WITNESS, "broker": f"127.0.0.1:{self.broker_port}", "ca": str(self.pki / "ca.pem"),
+            "tls_cert": str(org / "tls.pem"), "tls_key": str(org / "tls.key"),
+            "sign_cert": str(org / "sign.pem"), "sign_key": str(org / "sign.key"),
+            "log_public_key": str(self.broker_dir / "log.pub"), "database": "witness.sqlite",
+            "poll_interval_s": 0.5,
+        })
+        self._spawn("witness", ["witness", "run", "--config", str(path)])
+
     def start(self) -> None:
         self.start_broker()
+        self.start_witness()
         self.start_pseudonymisers()
         for spec in self.nodes:
             self.start_node(spec)

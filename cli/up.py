@@ -10,6 +10,8 @@ Exit 0 when every expectation holds.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,6 +105,15 @@ class Scenario:
         self.expect(r.refusal_field == "summary.agencies" and r.rule_id == "move-alert",
                     f"the refusal names field {r.refusal_field!r} and rule {r.rule_id!r}")
         self.expect(_inbox(fed, "leuven") == [], "Leuven still received nothing")
+
+        out.rule("7. Every decision above is a leaf of the signed log, cosigned by the witness")
+        time.sleep(1.5)  # the witness polls every 0.5 s
+        for org in ("gent", "antwerpen", "leuven"):
+            r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
+                                str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
+                               capture_output=True, text=True, timeout=60, check=False)
+            last = (r.stdout.strip().splitlines() or ["(no output)"])
+            self.expect(r.returncode == 0, escape(f"{org}: " + " / ".join(line.strip() for line in last)))
         return not self.failures
 
 
@@ -119,6 +130,8 @@ def up(
         fed.create()
         port = fed.start_broker()
         out.print(f"broker listening on 127.0.0.1:{port} (mTLS)")
+        fed.start_witness()
+        out.print("witness run by vvsg polls and cosigns the broker's log")
         for share, p in zip((1, 2), fed.start_pseudonymisers(), strict=True):
             out.print(f"pseudonymiser share {share} on 127.0.0.1:{p} (its own key share, generated there)")
         for spec in fed.nodes:
