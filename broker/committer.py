@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from olievlek import logs
+from olievlek import faults, logs
 from olievlek.audit.log import AuditLog, Batch
 from olievlek.clock import now_ms
 from olievlek.store import Database, Txn
@@ -104,5 +104,6 @@ class Committer:
                 except Exception as exc:
                     raise _OpFailed(position, exc) from exc
             head = await self.audit.write_txn(tx, batch, self._digest(), now_ms())
+            faults.point("broker.before_commit")
         self._pending = batch
         return results, head

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from olievlek import faults
 from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
 from olievlek.store import Database, Txn
@@ -132,6 +133,7 @@ class SqliteBrokerStore:
         if prior is not None:
             return (bytes(prior[1]), int(prior[2])) if bytes(prior[0]) == digest else (b"", -1)
         index, _salt, _meta = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
+        faults.point("broker.after_leaf_append")
         await tx.execute(
             "INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index) VALUES (?, ?, ?, ?, ?, ?)",
             (record.sender, key, digest, response, record.at_ms, index),

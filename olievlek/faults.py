@@ -1,0 +1,24 @@
+"""Crash points for fault-injection tests (the FoundationDB "buggify" idea, reduced to one switch).
+
+With ``OLIEVLEK_FAULT=<name>`` in its environment, a process kills itself with
+SIGKILL when it reaches the point of that name — no cleanup, no flush, exactly
+like ``kill -9`` — after passing it ``OLIEVLEK_FAULT_SKIP`` times (default 0).
+Without the variable a point costs one dictionary lookup.
+Points: ``broker.after_leaf_append`` (leaf appended, envelope not yet queued),
+``broker.before_commit`` (everything written, transaction not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_passed: dict[str, int] = {}
+
+
+def point(name: str) -> None:
+    if os.environ.get("OLIEVLEK_FAULT") != name:
+        return
+    _passed[name] = _passed.get(name, 0) + 1
+    if _passed[name] > int(os.environ.get("OLIEVLEK_FAULT_SKIP", "0")):
+        os.kill(os.getpid(), signal.SIGKILL)

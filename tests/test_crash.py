@@ -1,0 +1,74 @@
+"""kill -9 of the broker inside the decision's transaction: afterwards both or neither exist."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from olievlek import wire
+from olievlek.errors import TransportError
+
+from .conftest import Pki, broker_config
+from .envelopes import body, seal_bytes, send_envelope, signer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+
+def start_broker(pki: Pki, tmp_path: Path, fault: str | None, skip: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+    cfg = broker_config(pki, tmp_path)
+    path = tmp_path / "broker.yaml"
+    ready = tmp_path / "ready"
+    ready.unlink(missing_ok=True)
+    path.write_text(yaml.safe_dump({
+        "listen": "127.0.0.1:0", "ca": str(cfg.tls.ca), "tls_cert": str(cfg.tls.cert), "tls_key": str(cfg.tls.key),
+        "crl": str(cfg.crl), "bundle": str(cfg.bundle), "roots": str(cfg.roots), "database": str(cfg.database),
+        "log_key": str(cfg.log_key), "ready_file": str(ready)}))
+    env = {**os.environ, **({"OLIEVLEK_FAULT": fault, "OLIEVLEK_FAULT_SKIP": str(skip)} if fault else {})}
+    proc = subprocess.Popen([sys.executable, "-m", "olievlek", "broker", "serve", "--config", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "broker did not start"
+        time.sleep(0.05)
+    return proc, int(ready.read_text())
+
+
+def counts(db: Path) -> tuple[int, int, int]:
+    conn = sqlite3.connect(db)
+    try:
+        q = conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0]
+        i = conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0]
+        leaves = conn.execute(
+            "SELECT COUNT(*) FROM audit_events WHERE CAST(meta AS TEXT) LIKE '%\"event\":\"send\"%'").fetchone()[0]
+    finally:
+        conn.close()
+    return q, i, leaves
+
+
+# before_commit also fires for the start-up batch (the policy load): skip that one.
+@pytest.mark.parametrize(("fault", "skip"), [("broker.after_leaf_append", 0), ("broker.before_commit", 1)])
+async def test_kill_between_leaf_and_queue_leaves_neither(pki: Pki, tmp_path: Path, policy_dir: Path,
+                                                          fault: str, skip: int) -> None:
+    raw = seal_bytes(wire.encode(body()), signer(pki, "gent"))
+    proc, port = start_broker(pki, tmp_path, fault, skip)
+    with pytest.raises(TransportError):
+        await send_envelope(pki, port, raw)
+    assert proc.wait(10) == -9  # SIGKILL, by its own hand, inside the transaction
+    db = broker_config(pki, tmp_path).database
+    assert counts(db) == (0, 0, 0)  # neither the queue row, the idempotency key nor the leaf
+    proc, port = start_broker(pki, tmp_path, None)
+    try:
+        first = await send_envelope(pki, port, raw)
+        again = await send_envelope(pki, port, raw)
+        assert first.WhichOneof("outcome") == "receipt" and again.receipt.body_digest == first.receipt.body_digest
+        assert counts(db) == (1, 1, 1)  # both, once
+    finally:
+        proc.terminate()
+        proc.wait(10)
