@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
 from olievlek.audit.cosign import verify_cosignature
-from olievlek.audit.log import AuditLog
+from olievlek.audit.log import AuditLog, Batch
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
@@ -40,6 +40,10 @@ from .streams import Notifier, StreamRegistry
 log = logs.get("broker")
 
 DELIVERY_BATCH = 100
+
+
+async def _append(batch: Batch, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
+    return batch.append(meta, orgs, at)[0]
 
 
 class BrokerServicer(broker_pb2_grpc.BrokerServicer):
@@ -101,6 +105,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             log.warning("report.refused", operator=str(origin), reason=detail)
             return broker_pb2.ReportAck(stored=False, detail=detail)
         await self._service.store.store_evaluation_counts(str(origin.org_id), counts, now_ms())
+        at = now_ms()
+        for c in counts.counts:  # one leaf per organisation counted, visible to it and to the operator
+            meta = {"event": "pseudonymiser.counts", "operator": str(origin.org_id), "share": counts.share,
+                    "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
+                    "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
+            await self._service.committer.submit(
+                lambda tx, batch, meta=meta, org=c.org_id: _append(batch, meta, (str(origin.org_id), org), at))
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
 

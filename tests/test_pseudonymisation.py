@@ -175,6 +175,9 @@ async def test_operator_store_and_logs_hold_no_identifier_or_group_element(
     rows = await broker._store._db.fetchall(
         "SELECT operator, org_id, domain, requests, evaluations FROM evaluation_reports ORDER BY operator")
     assert rows == [("pseudonymiser-1", "gent", 1, 1, 2), ("pseudonymiser-2", "gent", 1, 1, 2)]
+    leaves = await broker._store.db.fetchall(
+        "SELECT orgs FROM audit_events WHERE CAST(meta AS TEXT) LIKE '%pseudonymiser.counts%' ORDER BY idx")
+    assert [r[0] for r in leaves] == ["gent,pseudonymiser-1", "gent,pseudonymiser-2"]  # each report is a leaf
     captured = (tmp_path / "operator-logs.txt").read_text()
     operator_files = tmp_path / "operators"
     operator_files.mkdir()
