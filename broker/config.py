@@ -20,6 +20,7 @@ class BrokerConfig:
     log_key: Path  # Ed25519 key that signs tree heads (PEM, 0600)
     ready_file: Path | None
     max_clock_skew_s: int = 300
+    audit_metadata_retention_days: int = 730  # leaves stay forever; their metadata this long
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -31,6 +32,7 @@ class BrokerConfig:
             log_key=path_setting(doc, "log_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
+            audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
         )
 
 

@@ -8,6 +8,7 @@ certificate (exactly one olievlek:// SAN, not revoked); servicers then hand
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -243,6 +244,7 @@ class BrokerServer:
         self._server: grpc.aio.Server | None = None
         self._store: SqliteBrokerStore | None = None
         self._committer: Committer | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
 
@@ -252,6 +254,7 @@ class BrokerServer:
         self._store = await SqliteBrokerStore.open(cfg.database)
         audit = AuditLog(self._store.db, load_signing_key(cfg.log_key))
         await audit.load()
+        self._retention = asyncio.create_task(self._retain_metadata(audit))
         self._committer = Committer(self._store.db, audit, self._bundle_digest)
         self._committer.start()
         bundle = await self._verified_bundle()
@@ -282,6 +285,16 @@ class BrokerServer:
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
+
+    async def _retain_metadata(self, audit: AuditLog) -> None:
+        """Daily: erase audit metadata past its retention (the tree keeps verifying)."""
+        while True:
+            cutoff = now_ms() - self.config.audit_metadata_retention_days * 86_400_000
+            erased = await audit.erase_metadata_before(cutoff)
+            if erased:
+                log.info("audit.metadata_erased", events=erased,
+                         retention_days=self.config.audit_metadata_retention_days)
+            await asyncio.sleep(86_400)
 
     def _bundle_digest(self) -> str:
         return self.service.bundle.digest if self.service is not None else ""
@@ -325,6 +338,10 @@ class BrokerServer:
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         if self._committer is not None:
             await self._committer.stop()
         if self._store is not None:

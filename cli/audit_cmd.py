@@ -99,11 +99,15 @@ def verify(
             if full_root(leaves[: head.size]) != head.root:
                 raise VerificationError("the leaves do not add up to the signed root", field="audit")
             events, _ = await _events(client)
+            erased = 0
             for e in events:
-                if e.metadata and e.index < head.size and leaf_of(e.salt, e.metadata) != leaves[e.index]:
+                if not e.metadata:
+                    erased += 1  # metadata past its retention: the leaf stays and still verifies
+                elif e.index < head.size and leaf_of(e.salt, e.metadata) != leaves[e.index]:
                     raise VerificationError(f"event {e.index} does not match its leaf", field="audit")
             out.print(f"tree of {head.size} leaves verified against the signed head; "
-                      f"{len(events)} of your events match their leaves")
+                      f"{len(events) - erased} of your events match their leaves"
+                      + (f" ({erased} erased after retention)" if erased else ""))
             mine = _node_head(cfg)
             if mine is not None and 0 < mine.size <= head.size:
                 proof = await client.consistency(mine.size, head.size)

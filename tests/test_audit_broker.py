@@ -144,3 +144,24 @@ async def test_a_data_protection_officer_sees_all_and_others_their_own(pki: Pki,
     assert [m["sender"] for m in seen["gent"]] == ["gent"]
     assert [m["sender"] for m in seen["leuven"]] == ["leuven"]
     assert {m.get("event") for m in seen["vvsg"]} == {"policy.load", "send"} and len(seen["vvsg"]) == 3
+
+
+async def test_metadata_retention_keeps_the_tree_verifiable(pki: Pki, broker: BrokerServer, policy_dir: Path) -> None:
+    from olievlek.audit.verify import full_root
+
+    await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
+    assert broker.service is not None
+    audit = broker.service.committer.audit
+    head = await audit.head()
+    assert head is not None
+    erased = await audit.erase_metadata_before(2**62)
+    assert erased == head.size
+    assert broker._store is not None
+    assert await broker._store.db.fetchall("SELECT meta FROM audit_events WHERE meta IS NOT NULL") == []
+    assert full_root(await audit.leaf_hashes(0, head.size)) == head.root  # the tree still verifies
+    client = BrokerClient(f"127.0.0.1:{broker.port}", pki.tls("gent"))
+    try:
+        events = (await client.audit_events(0, 100)).events
+    finally:
+        await client.close()
+    assert events and all(e.metadata == b"" for e in events)

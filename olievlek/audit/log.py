@@ -51,6 +51,12 @@ def leaf_of(salt: bytes, meta: bytes) -> bytes:
     return leaf_hash(hashlib.sha256(LEAF_CONTEXT + salt + meta).digest())
 
 
+def leaf_hashes_of(events: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+    """``leaf_of`` for many (salt, metadata) pairs at once: the full-verification hot loop."""
+    sha, ctx = hashlib.sha256, LEAF_CONTEXT
+    return [sha(b"\x00" + sha(ctx + salt + meta).digest()).digest() for salt, meta in events]
+
+
 def head_message(head: broker_pb2.TreeHead) -> bytes:
     return HEAD_CONTEXT + struct.pack(">QQ", head.size, head.timestamp_ms) + head.root + head.bundle_digest
 
@@ -163,6 +169,15 @@ class AuditLog:
             "SELECT idx, salt, meta FROM audit_events WHERE idx >= ? AND (? OR ',' || orgs || ',' LIKE ?) "
             "ORDER BY idx LIMIT ?", (start, 1 if everything else 0, f"%,{org},%", limit))
         return [(int(r[0]), bytes(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows]
+
+    async def erase_metadata_before(self, cutoff_ms: int) -> int:
+        """Metadata retention: drop the metadata of events older than ``cutoff_ms``; leaves and the
+        tree stay, so every head still verifies. Returns how many events were erased."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone("SELECT COUNT(*) FROM audit_events WHERE at_ms < ? AND meta IS NOT NULL",
+                                    (cutoff_ms,))
+            await tx.execute("UPDATE audit_events SET meta = NULL WHERE at_ms < ? AND meta IS NOT NULL", (cutoff_ms,))
+        return int(row[0]) if row else 0
 
     async def event(self, index: int) -> tuple[bytes, bytes | None]:
         row = await self._db.fetchone("SELECT salt, meta FROM audit_events WHERE idx = ?", (index,))
