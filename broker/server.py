@@ -134,7 +134,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: broker_pb2.GetHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.WitnessedHead:
         await self._authenticate(context)
-        head = await self._service.committer.audit.head()
+        size = await self._service.store.latest_cosigned_size() if request.cosigned else None
+        head = await self._service.committer.audit.head(size)
         if head is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the log has no signed head yet")
             raise AssertionError("unreachable")

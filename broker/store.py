@@ -219,6 +219,10 @@ class SqliteBrokerStore:
             await tx.execute("INSERT OR REPLACE INTO cosignatures (size, witness, cosignature) VALUES (?, ?, ?)",
                              (size, witness, cosignature))
 
+    async def latest_cosigned_size(self) -> int | None:
+        row = await self._db.fetchone("SELECT MAX(size) FROM cosignatures")
+        return int(row[0]) if row and row[0] is not None else None
+
     async def cosignatures(self, size: int) -> list[bytes]:
         rows = await self._db.fetchall("SELECT cosignature FROM cosignatures WHERE size = ? ORDER BY witness", (size,))
         return [bytes(r[0]) for r in rows]

@@ -135,6 +135,8 @@ class Federation:
             "roots": str(self.workdir / "federation" / "roots"),
             "pseudonymisers": [f"127.0.0.1:{p}" for p in self.pseudonymiser_ports],
             "log_public_key": str(self.broker_dir / "log.pub"),
+            "witnesses": [WITNESS],
+            "witness_quorum": 1,
             "database": "node.sqlite",
             "socket": "node.sock",
             "ready_file": "ready",

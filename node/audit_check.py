@@ -40,12 +40,13 @@ class AuditChecker:
         self._quorum = quorum
 
     async def check_witnessed(self) -> list[str]:
-        """The broker's latest head must carry the quorum of witness cosignatures and extend ours.
+        """The latest *witnessed* head must carry the quorum and be consistent with our own head
+        (either may be the newer one), so witness lag is no alarm but a private fork is.
 
         Raises:
             VerificationError: too few cosignatures, or a head that forks from ours (logged as an alarm).
         """
-        witnessed = await self._client.head()
+        witnessed = await self._client.head(cosigned=True)
         try:
             verify_head(witnessed.head, self._key)
             assert self._trust is not None
@@ -59,9 +60,9 @@ class AuditChecker:
     async def watch(self, interval_s: float) -> None:
         """Separately from sending: keep checking the witnessed head (only when a quorum is configured)."""
         while self._quorum > 0:
+            await asyncio.sleep(interval_s)  # first give the witnesses one interval to cosign
             with contextlib.suppress(VerificationError, TransportError):  # logged loudly above
                 await self.check_witnessed()
-            await asyncio.sleep(interval_s)
 
     async def check(self, proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> None:
         """Raises VerificationError (after logging it) when the broker's proof does not hold."""

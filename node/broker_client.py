@@ -48,8 +48,8 @@ class BrokerClient:
             "GetConsistency", broker_pb2.ConsistencyRequest(from_size=from_size, to_size=to_size))
         return proof
 
-    async def head(self) -> broker_pb2.WitnessedHead:
-        head: broker_pb2.WitnessedHead = await self._unary("GetHead", broker_pb2.GetHeadRequest())
+    async def head(self, cosigned: bool = False) -> broker_pb2.WitnessedHead:
+        head: broker_pb2.WitnessedHead = await self._unary("GetHead", broker_pb2.GetHeadRequest(cosigned=cosigned))
         return head
 
     async def audit_leaves(self, start: int, limit: int) -> broker_pb2.AuditLeavesResponse:

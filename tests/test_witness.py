@@ -44,11 +44,11 @@ async def test_witness_cosigns_consistent_heads_and_nodes_see_the_quorum(
         gent = await with_quorum(nodes, "gent", broker.port)
         assert gent.audit is not None
         assert await gent.audit.check_witnessed() == ["leuven"]
-        # A new head nobody cosigned yet is below the quorum until the witness catches up.
+        # Witness lag is no alarm: nodes check the latest *cosigned* head against their own.
         await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
-        with pytest.raises(VerificationError, match="0 of the 1 witness cosignatures"):
-            await gent.audit.check_witnessed()
-        await witness.poll_once()
+        assert await gent.audit.check_witnessed() == ["leuven"]
+        third = await witness.poll_once()
+        assert third is not None and third.size > second.size
         assert await gent.audit.check_witnessed() == ["leuven"]
     finally:
         await witness.close()

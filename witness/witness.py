@@ -86,6 +86,8 @@ class Witness:
         except VerificationError as exc:
             log.error("witness.alarm", reason=exc.message, size=current.size if "current" in locals() else 0)
             raise
+        if last is not None and last.SerializeToString() == current.SerializeToString():
+            return current  # already cosigned and posted
         if last is None or current.size >= last.size:
             async with self._db.transaction() as tx:
                 await tx.execute("INSERT OR REPLACE INTO cosigned (id, head) VALUES (1, ?)",

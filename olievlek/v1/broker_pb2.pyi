@@ -182,12 +182,19 @@ Global___AuditEventsResponse: _TypeAlias = AuditEventsResponse  # noqa: Y015
 class GetHeadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    COSIGNED_FIELD_NUMBER: _builtins.int
+    cosigned: _builtins.bool
+    """The latest head that witnesses have cosigned, instead of the latest head (which may not be
+    witnessed yet): what nodes check, so that witness lag is not an alarm.
+    """
     def __init__(
         self,
+        *,
+        cosigned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosigned", b"cosigned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
