@@ -55,12 +55,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self._registry = registry
 
     async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> OrgIdentity:
-        try:
-            return transport.peer_identity(context, self._service.trust)
-        except (IdentityError, ConfigError) as exc:
-            log.warning("auth.refused", reason=exc.message)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
-            raise AssertionError("unreachable") from exc
+        return await transport.authenticate(context, self._service.trust)
 
     async def Send(
         self, request: broker_pb2.SendRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -129,6 +124,18 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             raise AssertionError("unreachable")
         return broker_pb2.ConsistencyProof(head=head, proof=await audit.consistency(request.from_size,
                                                                                    request.to_size))
+
+    async def GetInclusion(
+        self, request: broker_pb2.InclusionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.InclusionProof:
+        await self._authenticate(context)
+        audit = self._service.committer.audit
+        head = await audit.head(request.size)
+        if head is None or request.index >= request.size:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"no leaf {request.index} in a signed head of size {request.size}")
+            raise AssertionError("unreachable")
+        return broker_pb2.InclusionProof(head=head, proof=await audit.inclusion(request.index, request.size))
 
     async def GetHead(
         self, request: broker_pb2.GetHeadRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -206,12 +206,7 @@ def proof(node_config: NodeOpt,
                 event = next((e for e in events if e.index == leaf), None)
                 if event is None:
                     raise VerificationError(f"event {leaf} is not one you may see", field="audit")
-                hashes = await client.audit_leaves(0, head.size)
-                from olievlek.audit import tree
-
-                nodes = [hashes.leaf_hashes[i] for i in range(head.size)]
-                path = tree.fold_ranges([h for a, b in tree.inclusion_ranges(leaf, head.size)
-                                         for h in _range_hashes(nodes, a, b)], tree.inclusion_ranges(leaf, head.size))
+                path = list((await client.inclusion(leaf, head.size)).proof)
                 verify_inclusion(leaf_of(event.salt, event.metadata), leaf, head.size, path, head.root)
                 out.print(f"leaf {leaf} is included in the signed tree of size {head.size}:")
                 for p in path:
@@ -231,12 +226,6 @@ def proof(node_config: NodeOpt,
     except VerificationError as exc:
         out.print(f"[bold red]PROOF FAILED[/] {escape(exc.message)}")
         raise typer.Exit(1) from None
-
-
-def _range_hashes(leaves: list[bytes], a: int, b: int) -> list[bytes]:
-    from olievlek.audit import tree
-
-    return [full_root(leaves[i * (1 << lv): (i + 1) * (1 << lv)]) for lv, i in tree.range_nodes(a, b)]
 
 
 @app.command("replay")

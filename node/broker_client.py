@@ -48,6 +48,11 @@ class BrokerClient:
             "GetConsistency", broker_pb2.ConsistencyRequest(from_size=from_size, to_size=to_size))
         return proof
 
+    async def inclusion(self, index: int, size: int) -> broker_pb2.InclusionProof:
+        proof: broker_pb2.InclusionProof = await self._unary(
+            "GetInclusion", broker_pb2.InclusionRequest(index=index, size=size))
+        return proof
+
     async def head(self, cosigned: bool = False) -> broker_pb2.WitnessedHead:
         head: broker_pb2.WitnessedHead = await self._unary("GetHead", broker_pb2.GetHeadRequest(cosigned=cosigned))
         return head

@@ -18,9 +18,12 @@ from typing import Any
 
 import grpc
 
-from olievlek.errors import IdentityError
+from olievlek import logs
+from olievlek.errors import ConfigError, IdentityError
 from olievlek.identity import OrgIdentity
 from olievlek.trust import TrustAnchor
+
+log = logs.get("transport")
 
 # Keepalive on both sides: a node behind NAT notices a dead broker stream
 # within ~30 s, and the broker tolerates the node's pings.
@@ -86,3 +89,13 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAncho
     if not pems:
         raise IdentityError("no client certificate was presented")
     return trust.verify_tls_peer(pems[0])
+
+
+async def authenticate(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity:
+    """The caller's identity, or the call ends UNAUTHENTICATED naming what is wrong with its certificate."""
+    try:
+        return peer_identity(context, trust)
+    except (IdentityError, ConfigError) as exc:
+        log.warning("auth.refused", reason=exc.message)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        raise AssertionError("unreachable: abort raises") from exc

@@ -13,7 +13,7 @@ from olievlek import logs, transport, wire
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
-from olievlek.errors import ConfigError, IdentityError, WireError
+from olievlek.errors import WireError
 from olievlek.policy.signing import load_roots, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.trust import TrustAnchor
@@ -34,11 +34,7 @@ class PseudonymiserServicer(pseudonymiser_pb2_grpc.PseudonymiserServicer):
     async def Evaluate(
         self, request: pseudonymiser_pb2.EvaluateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pseudonymiser_pb2.EvaluateResponse:
-        try:
-            origin = transport.peer_identity(context, self._trust)
-        except (IdentityError, ConfigError) as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
-            raise AssertionError("unreachable") from exc
+        origin = await transport.authenticate(context, self._trust)
         try:
             wire.validate(request)
         except WireError as exc:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from olievlek.v1 import options_pb2 as olievlek_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18olievlek/v1/broker.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/options.proto\"6\n\nAuditRange\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\x12\x14\n\x05limit\x18\x02 \x01(\rB\x05\xb0\xb5\x18\x90N\"O\n\x13\x41uditLeavesResponse\x12\x13\n\x0bleaf_hashes\x18\x01 \x03(\x0c\x12#\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\";\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x10\n\x08metadata\x18\x03 \x01(\x0c\"w\n\x13\x41uditEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.olievlek.v1.AuditEvent\x12#\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\x12\n\nnext_index\x18\x03 \x01(\x04\"\"\n\x0eGetHeadRequest\x12\x10\n\x08\x63osigned\x18\x01 \x01(\x08\"\x93\x01\n\x0b\x43osignature\x12\x15\n\x07witness\x18\x01 \x01(\tB\x04\xa0\xb5\x18\x01\x12)\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHeadB\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x03 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x04 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01\"d\n\rWitnessedHead\x12#\n\x04head\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12.\n\x0c\x63osignatures\x18\x02 \x03(\x0b\x32\x18.olievlek.v1.Cosignature\"0\n\x0e\x43osignatureAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"l\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x1b\n\rbundle_digest\x18\x04 \x01(\x0c\x42\x04\x98\xb5\x18 \x12\x11\n\tsignature\x18\x05 \x01(\x0c\"x\n\nAuditProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x10\n\x08metadata\x18\x03 \x01(\x0c\x12#\n\x04head\x18\x04 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\x11\n\tinclusion\x18\x05 \x03(\x0c\"D\n\x12\x43onsistencyRequest\x12\x17\n\tfrom_size\x18\x01 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12\x15\n\x07to_size\x18\x02 \x01(\x04\x42\x04\xa0\xb5\x18\x01\"F\n\x10\x43onsistencyProof\x12#\n\x04head\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\r\n\x05proof\x18\x02 \x03(\x0c\"p\n\x10\x45valuationReport\x12\x18\n\x04\x62ody\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x02 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x03 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01\"+\n\tReportAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"+\n\x0bSendRequest\x12\x1c\n\x08\x65nvelope\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x05\xa0\xb5\x18\x01\"\x89\x01\n\x07Refusal\x12&\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x18.olievlek.v1.RefusalCode\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12&\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x17.olievlek.v1.AuditProof\"\x83\x01\n\x07Receipt\x12\x13\n\x0b\x62ody_digest\x18\x01 \x01(\x0c\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x02 \x01(\x04\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12&\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x17.olievlek.v1.AuditProof\"k\n\x0cSendResponse\x12\'\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.olievlek.v1.ReceiptH\x00\x12\'\n\x07refusal\x18\x02 \x01(\x0b\x32\x14.olievlek.v1.RefusalH\x00\x42\t\n\x07outcome\")\n\x08\x44\x65livery\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"c\n\x03\x41\x63k\x12\x11\n\x03seq\x18\x01 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.olievlek.v1.AckOutcomeB\x04\xa0\xb5\x18\x01\x12\x19\n\x0breason_code\x18\x03 \x01(\tB\x04\x98\xb5\x18@\"5\n\x0bSubscribeUp\x12\x1f\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x10.olievlek.v1.AckH\x00\x42\x05\n\x03msg\"A\n\rSubscribeDown\x12)\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.DeliveryH\x00\x42\x05\n\x03msg*\xd5\x03\n\x0bRefusalCode\x12\x1c\n\x18REFUSAL_CODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REFUSAL_CODE_MALFORMED\x10\x01\x12\x1e\n\x1aREFUSAL_CODE_UNKNOWN_FIELD\x10\x02\x12\x1d\n\x19REFUSAL_CODE_INVALID_ENUM\x10\x03\x12\x1f\n\x1bREFUSAL_CODE_BOUND_EXCEEDED\x10\x04\x12\x1e\n\x1aREFUSAL_CODE_INVALID_FIELD\x10\x05\x12\x1e\n\x1aREFUSAL_CODE_NON_CANONICAL\x10\x06\x12 \n\x1cREFUSAL_CODE_SENDER_MISMATCH\x10\x07\x12\x1e\n\x1aREFUSAL_CODE_BAD_SIGNATURE\x10\x08\x12\'\n#REFUSAL_CODE_BAD_SIGNER_CERTIFICATE\x10\t\x12\x16\n\x12REFUSAL_CODE_STALE\x10\n\x12%\n!REFUSAL_CODE_IDEMPOTENCY_CONFLICT\x10\x0b\x12\x1e\n\x1aREFUSAL_CODE_POLICY_DENIED\x10\x0c\x12\"\n\x1eREFUSAL_CODE_UNKNOWN_RECIPIENT\x10\r*v\n\nAckOutcome\x12\x1b\n\x17\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_OUTCOME_STORED\x10\x01\x12\x19\n\x15\x41\x43K_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14\x41\x43K_OUTCOME_REJECTED\x10\x03\x32\xcc\x04\n\x06\x42roker\x12;\n\x04Send\x12\x18.olievlek.v1.SendRequest\x1a\x19.olievlek.v1.SendResponse\x12\x45\n\tSubscribe\x12\x18.olievlek.v1.SubscribeUp\x1a\x1a.olievlek.v1.SubscribeDown(\x01\x30\x01\x12J\n\x11ReportEvaluations\x12\x1d.olievlek.v1.EvaluationReport\x1a\x16.olievlek.v1.ReportAck\x12P\n\x0eGetConsistency\x12\x1f.olievlek.v1.ConsistencyRequest\x1a\x1d.olievlek.v1.ConsistencyProof\x12\x42\n\x07GetHead\x12\x1b.olievlek.v1.GetHeadRequest\x1a\x1a.olievlek.v1.WitnessedHead\x12H\n\x0fPostCosignature\x12\x18.olievlek.v1.Cosignature\x1a\x1b.olievlek.v1.CosignatureAck\x12H\n\x0b\x41uditLeaves\x12\x17.olievlek.v1.AuditRange\x1a .olievlek.v1.AuditLeavesResponse\x12H\n\x0b\x41uditEvents\x12\x17.olievlek.v1.AuditRange\x1a .olievlek.v1.AuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18olievlek/v1/broker.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/options.proto\"6\n\nAuditRange\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\x12\x14\n\x05limit\x18\x02 \x01(\rB\x05\xb0\xb5\x18\x90N\"O\n\x13\x41uditLeavesResponse\x12\x13\n\x0bleaf_hashes\x18\x01 \x03(\x0c\x12#\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\";\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x10\n\x08metadata\x18\x03 \x01(\x0c\"w\n\x13\x41uditEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.olievlek.v1.AuditEvent\x12#\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\x12\n\nnext_index\x18\x03 \x01(\x04\"\"\n\x0eGetHeadRequest\x12\x10\n\x08\x63osigned\x18\x01 \x01(\x08\"\x93\x01\n\x0b\x43osignature\x12\x15\n\x07witness\x18\x01 \x01(\tB\x04\xa0\xb5\x18\x01\x12)\n\x04head\x18\x02 \x01(\x0b\x32\x15.olievlek.v1.TreeHeadB\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x03 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x04 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01\"d\n\rWitnessedHead\x12#\n\x04head\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12.\n\x0c\x63osignatures\x18\x02 \x03(\x0b\x32\x18.olievlek.v1.Cosignature\"0\n\x0e\x43osignatureAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"l\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x1b\n\rbundle_digest\x18\x04 \x01(\x0c\x42\x04\x98\xb5\x18 \x12\x11\n\tsignature\x18\x05 \x01(\x0c\"x\n\nAuditProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x10\n\x08metadata\x18\x03 \x01(\x0c\x12#\n\x04head\x18\x04 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\x11\n\tinclusion\x18\x05 \x03(\x0c\"D\n\x12\x43onsistencyRequest\x12\x17\n\tfrom_size\x18\x01 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12\x15\n\x07to_size\x18\x02 \x01(\x04\x42\x04\xa0\xb5\x18\x01\"5\n\x10InclusionRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x12\n\x04size\x18\x02 \x01(\x04\x42\x04\xa0\xb5\x18\x01\"D\n\x0eInclusionProof\x12#\n\x04head\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\r\n\x05proof\x18\x02 \x03(\x0c\"F\n\x10\x43onsistencyProof\x12#\n\x04head\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.TreeHead\x12\r\n\x05proof\x18\x02 \x03(\x0c\"p\n\x10\x45valuationReport\x12\x18\n\x04\x62ody\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x04\xa0\xb5\x18\x01\x12\x1b\n\tsignature\x18\x02 \x01(\x0c\x42\x08\x90\xb5\x18@\xa0\xb5\x18\x01\x12%\n\x12signer_certificate\x18\x03 \x01(\x0c\x42\t\x98\xb5\x18\x80 \xa0\xb5\x18\x01\"+\n\tReportAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"+\n\x0bSendRequest\x12\x1c\n\x08\x65nvelope\x18\x01 \x01(\x0c\x42\n\x98\xb5\x18\x80\x80\x05\xa0\xb5\x18\x01\"\x89\x01\n\x07Refusal\x12&\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x18.olievlek.v1.RefusalCode\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12&\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x17.olievlek.v1.AuditProof\"\x83\x01\n\x07Receipt\x12\x13\n\x0b\x62ody_digest\x18\x01 \x01(\x0c\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x02 \x01(\x04\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12&\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x17.olievlek.v1.AuditProof\"k\n\x0cSendResponse\x12\'\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.olievlek.v1.ReceiptH\x00\x12\'\n\x07refusal\x18\x02 \x01(\x0b\x32\x14.olievlek.v1.RefusalH\x00\x42\t\n\x07outcome\")\n\x08\x44\x65livery\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"c\n\x03\x41\x63k\x12\x11\n\x03seq\x18\x01 \x01(\x04\x42\x04\xa0\xb5\x18\x01\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.olievlek.v1.AckOutcomeB\x04\xa0\xb5\x18\x01\x12\x19\n\x0breason_code\x18\x03 \x01(\tB\x04\x98\xb5\x18@\"5\n\x0bSubscribeUp\x12\x1f\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x10.olievlek.v1.AckH\x00\x42\x05\n\x03msg\"A\n\rSubscribeDown\x12)\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.DeliveryH\x00\x42\x05\n\x03msg*\xd5\x03\n\x0bRefusalCode\x12\x1c\n\x18REFUSAL_CODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REFUSAL_CODE_MALFORMED\x10\x01\x12\x1e\n\x1aREFUSAL_CODE_UNKNOWN_FIELD\x10\x02\x12\x1d\n\x19REFUSAL_CODE_INVALID_ENUM\x10\x03\x12\x1f\n\x1bREFUSAL_CODE_BOUND_EXCEEDED\x10\x04\x12\x1e\n\x1aREFUSAL_CODE_INVALID_FIELD\x10\x05\x12\x1e\n\x1aREFUSAL_CODE_NON_CANONICAL\x10\x06\x12 \n\x1cREFUSAL_CODE_SENDER_MISMATCH\x10\x07\x12\x1e\n\x1aREFUSAL_CODE_BAD_SIGNATURE\x10\x08\x12\'\n#REFUSAL_CODE_BAD_SIGNER_CERTIFICATE\x10\t\x12\x16\n\x12REFUSAL_CODE_STALE\x10\n\x12%\n!REFUSAL_CODE_IDEMPOTENCY_CONFLICT\x10\x0b\x12\x1e\n\x1aREFUSAL_CODE_POLICY_DENIED\x10\x0c\x12\"\n\x1eREFUSAL_CODE_UNKNOWN_RECIPIENT\x10\r*v\n\nAckOutcome\x12\x1b\n\x17\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_OUTCOME_STORED\x10\x01\x12\x19\n\x15\x41\x43K_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14\x41\x43K_OUTCOME_REJECTED\x10\x03\x32\x98\x05\n\x06\x42roker\x12;\n\x04Send\x12\x18.olievlek.v1.SendRequest\x1a\x19.olievlek.v1.SendResponse\x12\x45\n\tSubscribe\x12\x18.olievlek.v1.SubscribeUp\x1a\x1a.olievlek.v1.SubscribeDown(\x01\x30\x01\x12J\n\x11ReportEvaluations\x12\x1d.olievlek.v1.EvaluationReport\x1a\x16.olievlek.v1.ReportAck\x12P\n\x0eGetConsistency\x12\x1f.olievlek.v1.ConsistencyRequest\x1a\x1d.olievlek.v1.ConsistencyProof\x12J\n\x0cGetInclusion\x12\x1d.olievlek.v1.InclusionRequest\x1a\x1b.olievlek.v1.InclusionProof\x12\x42\n\x07GetHead\x12\x1b.olievlek.v1.GetHeadRequest\x1a\x1a.olievlek.v1.WitnessedHead\x12H\n\x0fPostCosignature\x12\x18.olievlek.v1.Cosignature\x1a\x1b.olievlek.v1.CosignatureAck\x12H\n\x0b\x41uditLeaves\x12\x17.olievlek.v1.AuditRange\x1a .olievlek.v1.AuditLeavesResponse\x12H\n\x0b\x41uditEvents\x12\x17.olievlek.v1.AuditRange\x1a .olievlek.v1.AuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,6 +48,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONSISTENCYREQUEST'].fields_by_name['from_size']._serialized_options = b'\240\265\030\001'
   _globals['_CONSISTENCYREQUEST'].fields_by_name['to_size']._loaded_options = None
   _globals['_CONSISTENCYREQUEST'].fields_by_name['to_size']._serialized_options = b'\240\265\030\001'
+  _globals['_INCLUSIONREQUEST'].fields_by_name['size']._loaded_options = None
+  _globals['_INCLUSIONREQUEST'].fields_by_name['size']._serialized_options = b'\240\265\030\001'
   _globals['_EVALUATIONREPORT'].fields_by_name['body']._loaded_options = None
   _globals['_EVALUATIONREPORT'].fields_by_name['body']._serialized_options = b'\230\265\030\200\200\004\240\265\030\001'
   _globals['_EVALUATIONREPORT'].fields_by_name['signature']._loaded_options = None
@@ -62,10 +64,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK'].fields_by_name['outcome']._serialized_options = b'\240\265\030\001'
   _globals['_ACK'].fields_by_name['reason_code']._loaded_options = None
   _globals['_ACK'].fields_by_name['reason_code']._serialized_options = b'\230\265\030@'
-  _globals['_REFUSALCODE']._serialized_start=1953
-  _globals['_REFUSALCODE']._serialized_end=2422
-  _globals['_ACKOUTCOME']._serialized_start=2424
-  _globals['_ACKOUTCOME']._serialized_end=2542
+  _globals['_REFUSALCODE']._serialized_start=2078
+  _globals['_REFUSALCODE']._serialized_end=2547
+  _globals['_ACKOUTCOME']._serialized_start=2549
+  _globals['_ACKOUTCOME']._serialized_end=2667
   _globals['_AUDITRANGE']._serialized_start=68
   _globals['_AUDITRANGE']._serialized_end=122
   _globals['_AUDITLEAVESRESPONSE']._serialized_start=124
@@ -88,28 +90,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITPROOF']._serialized_end=955
   _globals['_CONSISTENCYREQUEST']._serialized_start=957
   _globals['_CONSISTENCYREQUEST']._serialized_end=1025
-  _globals['_CONSISTENCYPROOF']._serialized_start=1027
-  _globals['_CONSISTENCYPROOF']._serialized_end=1097
-  _globals['_EVALUATIONREPORT']._serialized_start=1099
-  _globals['_EVALUATIONREPORT']._serialized_end=1211
-  _globals['_REPORTACK']._serialized_start=1213
-  _globals['_REPORTACK']._serialized_end=1256
-  _globals['_SENDREQUEST']._serialized_start=1258
-  _globals['_SENDREQUEST']._serialized_end=1301
-  _globals['_REFUSAL']._serialized_start=1304
-  _globals['_REFUSAL']._serialized_end=1441
-  _globals['_RECEIPT']._serialized_start=1444
-  _globals['_RECEIPT']._serialized_end=1575
-  _globals['_SENDRESPONSE']._serialized_start=1577
-  _globals['_SENDRESPONSE']._serialized_end=1684
-  _globals['_DELIVERY']._serialized_start=1686
-  _globals['_DELIVERY']._serialized_end=1727
-  _globals['_ACK']._serialized_start=1729
-  _globals['_ACK']._serialized_end=1828
-  _globals['_SUBSCRIBEUP']._serialized_start=1830
-  _globals['_SUBSCRIBEUP']._serialized_end=1883
-  _globals['_SUBSCRIBEDOWN']._serialized_start=1885
-  _globals['_SUBSCRIBEDOWN']._serialized_end=1950
-  _globals['_BROKER']._serialized_start=2545
-  _globals['_BROKER']._serialized_end=3133
+  _globals['_INCLUSIONREQUEST']._serialized_start=1027
+  _globals['_INCLUSIONREQUEST']._serialized_end=1080
+  _globals['_INCLUSIONPROOF']._serialized_start=1082
+  _globals['_INCLUSIONPROOF']._serialized_end=1150
+  _globals['_CONSISTENCYPROOF']._serialized_start=1152
+  _globals['_CONSISTENCYPROOF']._serialized_end=1222
+  _globals['_EVALUATIONREPORT']._serialized_start=1224
+  _globals['_EVALUATIONREPORT']._serialized_end=1336
+  _globals['_REPORTACK']._serialized_start=1338
+  _globals['_REPORTACK']._serialized_end=1381
+  _globals['_SENDREQUEST']._serialized_start=1383
+  _globals['_SENDREQUEST']._serialized_end=1426
+  _globals['_REFUSAL']._serialized_start=1429
+  _globals['_REFUSAL']._serialized_end=1566
+  _globals['_RECEIPT']._serialized_start=1569
+  _globals['_RECEIPT']._serialized_end=1700
+  _globals['_SENDRESPONSE']._serialized_start=1702
+  _globals['_SENDRESPONSE']._serialized_end=1809
+  _globals['_DELIVERY']._serialized_start=1811
+  _globals['_DELIVERY']._serialized_end=1852
+  _globals['_ACK']._serialized_start=1854
+  _globals['_ACK']._serialized_end=1953
+  _globals['_SUBSCRIBEUP']._serialized_start=1955
+  _globals['_SUBSCRIBEUP']._serialized_end=2008
+  _globals['_SUBSCRIBEDOWN']._serialized_start=2010
+  _globals['_SUBSCRIBEDOWN']._serialized_end=2075
+  _globals['_BROKER']._serialized_start=2670
+  _globals['_BROKER']._serialized_end=3334
 # @@protoc_insertion_point(module_scope)

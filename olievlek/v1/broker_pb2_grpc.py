@@ -54,6 +54,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
+        self.GetInclusion = channel.unary_unary(
+                '/olievlek.v1.Broker/GetInclusion',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.InclusionRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.InclusionProof.FromString,
+                _registered_method=True)
         self.GetHead = channel.unary_unary(
                 '/olievlek.v1.Broker/GetHead',
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.GetHeadRequest.SerializeToString,
@@ -110,6 +115,13 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInclusion(self, request, context):
+        """An inclusion proof of one leaf in a signed head (hashes only; reveals no metadata).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetHead(self, request, context):
         """The latest signed tree head with the witnesses' cosignatures collected so far.
         """
@@ -160,6 +172,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetConsistency,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'GetInclusion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusion,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.InclusionRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.InclusionProof.SerializeToString,
             ),
             'GetHead': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHead,
@@ -290,6 +307,33 @@ class Broker:
             '/olievlek.v1.Broker/GetConsistency',
             olievlek_dot_v1_dot_broker__pb2.ConsistencyRequest.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/GetInclusion',
+            olievlek_dot_v1_dot_broker__pb2.InclusionRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.InclusionProof.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,8 @@ class BrokerStub:
     """A pseudonymiser operator's signed evaluation counts for a period."""
     GetConsistency: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]
     """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+    GetInclusion: _grpc.UnaryUnaryMultiCallable[_broker_pb2.InclusionRequest, _broker_pb2.InclusionProof]
+    """An inclusion proof of one leaf in a signed head (hashes only; reveals no metadata)."""
     GetHead: _grpc.UnaryUnaryMultiCallable[_broker_pb2.GetHeadRequest, _broker_pb2.WitnessedHead]
     """The latest signed tree head with the witnesses' cosignatures collected so far."""
     PostCosignature: _grpc.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]
@@ -69,6 +71,8 @@ class BrokerAsyncStub(BrokerStub):
     """A pseudonymiser operator's signed evaluation counts for a period."""
     GetConsistency: _aio.UnaryUnaryMultiCallable[_broker_pb2.ConsistencyRequest, _broker_pb2.ConsistencyProof]  # type: ignore[assignment]
     """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+    GetInclusion: _aio.UnaryUnaryMultiCallable[_broker_pb2.InclusionRequest, _broker_pb2.InclusionProof]  # type: ignore[assignment]
+    """An inclusion proof of one leaf in a signed head (hashes only; reveals no metadata)."""
     GetHead: _aio.UnaryUnaryMultiCallable[_broker_pb2.GetHeadRequest, _broker_pb2.WitnessedHead]  # type: ignore[assignment]
     """The latest signed tree head with the witnesses' cosignatures collected so far."""
     PostCosignature: _aio.UnaryUnaryMultiCallable[_broker_pb2.Cosignature, _broker_pb2.CosignatureAck]  # type: ignore[assignment]
@@ -115,6 +119,14 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.ConsistencyProof, _abc.Awaitable[_broker_pb2.ConsistencyProof]]:
         """A consistency proof between two signed tree heads (RFC 9162 2.1.4), with the newer head."""
+
+    @_abc_1.abstractmethod
+    def GetInclusion(
+        self,
+        request: _broker_pb2.InclusionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.InclusionProof, _abc.Awaitable[_broker_pb2.InclusionProof]]:
+        """An inclusion proof of one leaf in a signed head (hashes only; reveals no metadata)."""
 
     @_abc_1.abstractmethod
     def GetHead(
