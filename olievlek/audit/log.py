@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,8 +43,12 @@ SCHEMA = [
 ]
 
 
+# One encoder for all leaves: json.dumps with non-default options would build a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical(meta: dict[str, Any]) -> bytes:
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _CANONICAL.encode(meta).encode()
 
 
 def leaf_of(salt: bytes, meta: bytes) -> bytes:
@@ -76,7 +80,7 @@ class Batch:
 
     def append(self, meta: dict[str, Any], orgs: Sequence[str], at_ms: int) -> tuple[int, bytes, bytes]:
         """Add a leaf; returns (index, salt, canonical metadata)."""
-        index, salt, data = self.size, secrets.token_bytes(16), canonical(meta)
+        index, salt, data = self.size, os.urandom(16), canonical(meta)
         for node, h in tree.new_nodes(index, leaf_of(salt, data), self._get):
             self.nodes[node] = h
         self.events.append((index, salt, data, ",".join(sorted(set(orgs))), at_ms))
