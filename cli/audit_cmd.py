@@ -86,13 +86,19 @@ def verify(
         cfg, client = _client(node_config)
         try:
             key = load_public_key(cfg.log_public_key)
-            witnessed = await client.head()
-            head = witnessed.head
+            head = (await client.head()).head
             verify_head(head, key)
             if quorum:
+                # The latest *cosigned* head (witnesses may lag the newest one) must meet the quorum
+                # and be a prefix of the newest head.
+                witnessed = await client.head(cosigned=True)
+                verify_head(witnessed.head, key)
                 trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
-                good = check_quorum(head, witnessed.cosignatures, trust, witness or [], quorum)
-                out.print(f"head of size {head.size} cosigned by {', '.join(good)}")
+                good = check_quorum(witnessed.head, witnessed.cosignatures, trust, witness or [], quorum)
+                if witnessed.head.size < head.size:
+                    link = await client.consistency(witnessed.head.size, head.size)
+                    check_extends(witnessed.head, head, list(link.proof))
+                out.print(f"head of size {witnessed.head.size} cosigned by {', '.join(good)}")
             leaves: list[bytes] = []
             while len(leaves) < head.size:
                 leaves += list((await client.audit_leaves(len(leaves), 10000)).leaf_hashes)
