@@ -21,6 +21,7 @@ class BrokerConfig:
     ready_file: Path | None
     max_clock_skew_s: int = 300
     audit_metadata_retention_days: int = 730  # leaves stay forever; their metadata this long
+    metrics_listen: str | None = None  # e.g. 127.0.0.1:9464 for Prometheus; off when absent
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -33,6 +34,7 @@ class BrokerConfig:
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
             audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
+            metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
         )
 
 

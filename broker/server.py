@@ -26,6 +26,7 @@ from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity, OrgKind
+from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
@@ -41,6 +42,7 @@ from .streams import Notifier, StreamRegistry
 log = logs.get("broker")
 
 DELIVERY_BATCH = 100
+GAUGE_INTERVAL_S = 2.0
 
 
 async def _append(batch: Batch, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
@@ -225,6 +227,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                     delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.envelope)
                 )
                 await context.write(down)
+                self._service.metrics.deliveries.inc()
                 last = item.seq
             if batch:
                 continue
@@ -253,6 +256,8 @@ class BrokerServer:
         self._store: SqliteBrokerStore | None = None
         self._committer: Committer | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._gauges: asyncio.Task[None] | None = None
+        self.metrics: Metrics | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
 
@@ -270,9 +275,14 @@ class BrokerServer:
             await self._committer.stop()
             await self._store.close()
             raise ConfigError(f"no valid signed policy bundle at {cfg.bundle}; the broker will not start without one")
+        self.metrics = Metrics("broker")
         self.service = BrokerService(
-            self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000
+            self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
+            metrics=self.metrics,
         )
+        if cfg.metrics_listen:
+            log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
+        self._gauges = asyncio.create_task(self._update_gauges())
         server = grpc.aio.server(options=transport.SERVER_OPTIONS)
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
         health_servicer = health.aio.HealthServicer()
@@ -293,6 +303,22 @@ class BrokerServer:
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
+
+    async def _update_gauges(self) -> None:
+        """Queue depth and oldest undelivered age per recipient (collectors may not touch the database)."""
+        assert self._store is not None
+        seen: set[str] = set()
+        while True:
+            stats = await self._store.queue_stats()
+            now = now_ms()
+            for recipient in seen - {r for r, _, _ in stats}:
+                self.metrics.queue_depth.labels(recipient=recipient).set(0)
+                self.metrics.oldest_age.labels(recipient=recipient).set(0)
+            for recipient, depth, oldest in stats:
+                self.metrics.queue_depth.labels(recipient=recipient).set(depth)
+                self.metrics.oldest_age.labels(recipient=recipient).set(max(0, now - oldest) / 1000)
+            seen = {r for r, _, _ in stats} | seen
+            await asyncio.sleep(GAUGE_INTERVAL_S)
 
     async def _retain_metadata(self, audit: AuditLog) -> None:
         """Daily: erase audit metadata past its retention (the tree keeps verifying)."""
@@ -346,10 +372,13 @@ class BrokerServer:
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+        for task in (self._retention, self._gauges):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.metrics is not None:
+            self.metrics.close()
         if self._committer is not None:
             await self._committer.stop()
         if self._store is not None:

@@ -27,6 +27,7 @@ from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError
 from olievlek.identity import OrgIdentity
+from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.trust import TrustAnchor
@@ -58,7 +59,9 @@ class BrokerService:
         *,
         max_skew_ms: int = 300_000,
         clock: Callable[[], int] = now_ms,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics("broker")
         self.store = store
         self.committer = committer
         self.bundle = bundle
@@ -80,6 +83,7 @@ class BrokerService:
             replay = await self._replayed(body.sender, body.idempotency_key, opened.digest)
             if replay is not None:
                 log.info("send.duplicate", sender=body.sender, kind=kind_name, rule=rule_id)
+                self.metrics.sends.labels(decision="duplicate").inc()
                 return replay
             self._check_clock(body.created_at_ms, now)
             request = request_from_envelope(opened)
@@ -102,6 +106,7 @@ class BrokerService:
                 "send.refused", sender=str(origin), kind=kind_name, rule=refusal.rule_id or rule_id,
                 reason=refusal.reason, field=refusal.field, leaf=index,
             )
+            self.metrics.sends.labels(decision="refused").inc()
             refused = refusal.to_proto()
             refused.audit.CopyFrom(await self.audit_proof(index, head))
             return broker_pb2.SendResponse(refusal=refused)
@@ -186,6 +191,7 @@ class BrokerService:
             "send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
             recipients=list(body.recipients), leaf=index,
         )
+        self.metrics.sends.labels(decision="accepted").inc()
         return await self._with_proof(stored, index, head)
 
     async def ack(self, org: OrgIdentity, ack: broker_pb2.Ack) -> None:
@@ -193,5 +199,6 @@ class BrokerService:
         at = self._clock()
         known, _head = await self.committer.submit(
             lambda tx, batch: self.store.ack_txn(tx, batch, str(org.org_id), ack.seq, outcome, ack.reason_code, at))
+        self.metrics.acks.labels(outcome=outcome).inc()
         log.info("delivery.ack", recipient=str(org), seq=ack.seq, outcome=outcome,
                  reason=ack.reason_code, known=known)

@@ -176,6 +176,11 @@ class SqliteBrokerStore:
                       "reason": reason}, (recipient, row[0]), at_ms)
         return True
 
+    async def queue_stats(self) -> list[tuple[str, int, int]]:
+        """(recipient, undelivered count, oldest enqueued ms) per recipient with anything queued."""
+        rows = await self._db.fetchall("SELECT recipient, COUNT(*), MIN(enqueued_ms) FROM queue GROUP BY recipient")
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
     async def decisions(self) -> list[DecisionRecord]:
         rows = await self._db.fetchall(
             "SELECT at_ms, sender, kind, rule_id, decision, reason, field, recipients FROM decisions ORDER BY id"

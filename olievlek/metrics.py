@@ -1,0 +1,44 @@
+"""Prometheus metrics for a service: one registry per server instance, served on loopback.
+
+Each service owns a ``Metrics`` (so several in one test process do not collide)
+and updates gauges that need the database from its own async task, because
+Prometheus collectors are synchronous and must never touch the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class Metrics:
+    """Counters and gauges of one broker or node."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.port = 0
+        self._server: Any = None
+        ns = f"olievlek_{service}"
+        self.sends = Counter(f"{ns}_sends", "Envelopes decided, by outcome.", ["decision"], registry=self.registry)
+        self.deliveries = Counter(f"{ns}_deliveries", "Envelopes delivered on streams.", registry=self.registry)
+        self.acks = Counter(f"{ns}_acks", "Acknowledgements, by outcome.", ["outcome"], registry=self.registry)
+        self.queue_depth = Gauge(f"{ns}_queue_depth", "Undelivered envelopes per recipient.", ["recipient"],
+                                 registry=self.registry)
+        self.oldest_age = Gauge(f"{ns}_oldest_undelivered_seconds", "Age of the oldest undelivered envelope.",
+                                ["recipient"], registry=self.registry)
+        self.outbox_pending = Gauge(f"{ns}_outbox_pending", "Outbox entries without a broker answer.",
+                                    registry=self.registry)
+
+    def serve(self, listen: str) -> int:
+        """Serve /metrics on ``host:port`` (port 0 picks one); returns the bound port."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        self._server = server
+        self.port = int(server.server_port)
+        return self.port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
