@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,26 @@ pytestmark = pytest.mark.timeout(60)
 CANARY = "85073003328"
 
 
+_opened: list[tuple[PseudonymClient, NodeStore]] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Close every client and store a test opened, inside the test's own event loop."""
+    yield
+    while _opened:
+        client, store = _opened.pop()
+        await client.close()
+        await store.close()
+
+
 async def client_for(pki: Pki, ops: list[PseudonymiserServer], tmp_path: Path, org: str,
                      tls: TlsFiles | None = None) -> PseudonymClient:
     store = await NodeStore.open(tmp_path / f"{org}-{id(ops)}.sqlite")
     trust = TrustAnchor.load(pki.root / "ca.pem", pki.root / "crl.pem")
-    return PseudonymClient([f"127.0.0.1:{o.port}" for o in ops], tls or pki.tls(org), trust, store)
+    client = PseudonymClient([f"127.0.0.1:{o.port}" for o in ops], tls or pki.tls(org), trust, store)
+    _opened.append((client, store))
+    return client
 
 
 async def test_same_identifier_same_pseudonym_across_nodes_and_domains_unlinkable(
