@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity, OrgKind
+from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
@@ -390,10 +390,5 @@ async def serve(config: BrokerConfig) -> None:
     """Run until SIGINT or SIGTERM."""
     server = BrokerServer(config)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload_policy()))
-    await stop.wait()
+    await until_stopped(on_reload=server.reload_policy)
     await server.stop()

@@ -3,15 +3,15 @@
 Everything lives in one SQLite file so that accepting an envelope is one
 transaction: the decision row, the idempotency record and one queue row per
 recipient commit together or not at all. The receipt is answered only after
-that commit. ``BrokerStore`` is the narrow interface a PostgreSQL backend
-will implement too.
+that commit. Transaction functions (``*_txn``) take the caller's transaction
+so the group committer can batch them; a PostgreSQL backend will implement the
+same methods (the interface is extracted when that second backend exists).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from olievlek import faults
 from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
@@ -68,23 +68,6 @@ class DecisionRecord:
 class Queued:
     seq: int
     envelope: bytes
-
-
-class BrokerStore(Protocol):
-    """What the broker needs from storage."""
-
-    async def idempotency(self, sender: str, key: str) -> tuple[bytes, bytes, int] | None: ...
-
-    async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]: ...
-
-
-    async def decisions(self) -> list[DecisionRecord]: ...
-
-    async def enforced_policy_version(self) -> int: ...
-
-    async def store_evaluation_counts(self, operator: str, counts: object, received_ms: int) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 _INSERT_DECISION = (

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +58,15 @@ async def _events(client: Any) -> tuple[list[broker_pb2.AuditEvent], broker_pb2.
         if not page.next_index:
             return out_events, head
         start = page.next_index
+
+
+def _checked(run: Callable[[], Coroutine[Any, Any, None]], label: str) -> None:
+    """Run a check; a failed proof is shown plainly and exits 1."""
+    try:
+        asyncio.run(run())
+    except VerificationError as exc:
+        out.print(f"[bold red]{label}[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
 
 
 def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
@@ -122,11 +132,7 @@ def verify(
         finally:
             await client.close()
 
-    try:
-        asyncio.run(run())
-    except VerificationError as exc:
-        out.print(f"[bold red]VERIFICATION FAILED[/] {escape(exc.message)}")
-        raise typer.Exit(1) from None
+    _checked(run, "VERIFICATION FAILED")
 
 
 def _rows(events: list[broker_pb2.AuditEvent]) -> list[dict[str, Any]]:
@@ -227,11 +233,7 @@ def proof(node_config: NodeOpt,
         finally:
             await client.close()
 
-    try:
-        asyncio.run(run())
-    except VerificationError as exc:
-        out.print(f"[bold red]PROOF FAILED[/] {escape(exc.message)}")
-        raise typer.Exit(1) from None
+    _checked(run, "PROOF FAILED")
 
 
 @app.command("replay")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 from olievlek import logs
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
+from olievlek.lifecycle import until_stopped
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 
@@ -85,9 +85,5 @@ async def serve(config: NodeConfig) -> None:
     """Run until SIGINT or SIGTERM."""
     node = NodeServer(config)
     await node.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await node.stop()

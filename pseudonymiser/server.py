@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from typing import Any
 
 import grpc
@@ -14,6 +13,7 @@ from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
 from olievlek.errors import WireError
+from olievlek.lifecycle import until_stopped
 from olievlek.policy.signing import load_roots, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.trust import TrustAnchor
@@ -114,9 +114,5 @@ class PseudonymiserServer:
 async def serve(config: PseudonymiserConfig) -> None:
     server = PseudonymiserServer(config)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await server.stop()

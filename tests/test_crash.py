@@ -58,9 +58,14 @@ async def test_kill_between_leaf_and_queue_leaves_neither(pki: Pki, tmp_path: Pa
                                                           fault: str, skip: int) -> None:
     raw = seal_bytes(wire.encode(body()), signer(pki, "gent"))
     proc, port = start_broker(pki, tmp_path, fault, skip)
-    with pytest.raises(TransportError):
-        await send_envelope(pki, port, raw)
-    assert proc.wait(10) == -9  # SIGKILL, by its own hand, inside the transaction
+    try:
+        with pytest.raises(TransportError):
+            await send_envelope(pki, port, raw)
+        assert proc.wait(10) == -9  # SIGKILL, by its own hand, inside the transaction
+    finally:
+        if proc.poll() is None:  # the crash point was never reached: do not leave it running
+            proc.kill()
+            proc.wait(10)
     db = broker_config(pki, tmp_path).database
     assert counts(db) == (0, 0, 0)  # neither the queue row, the idempotency key nor the leaf
     proc, port = start_broker(pki, tmp_path, None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.config import load_yaml, need, path_settings, tls_setting
 from olievlek.envelope import Signer
 from olievlek.errors import TransportError, VerificationError
+from olievlek.lifecycle import until_stopped
 from olievlek.policy.signing import load_public_key
 from olievlek.store import Database
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
@@ -124,11 +124,11 @@ class Witness:
 async def serve(config: WitnessConfig) -> None:
     witness = await Witness.open(config)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    watching = asyncio.create_task(witness.run(stop))
     try:
-        await witness.run(stop)
+        await until_stopped()
+        stop.set()
+        await watching
     finally:
         await witness.close()
 
