@@ -22,6 +22,13 @@ class BrokerConfig:
     max_clock_skew_s: int = 300
     audit_metadata_retention_days: int = 730  # leaves stay forever; their metadata this long
     metrics_listen: str | None = None  # e.g. 127.0.0.1:9464 for Prometheus; off when absent
+    # Flow control: at most this many undelivered items per recipient; more is refused (QUEUE_FULL).
+    max_queue_per_recipient: int = 10_000
+    # How often expired deliveries are looked for (their time-to-live comes from the rule).
+    expiry_interval_s: float = 30.0
+    # Keepalive pings are allowed this often; must not exceed the nodes' keepalive interval,
+    # or the server answers pings with GOAWAY too_many_pings.
+    min_ping_interval_s: float = 5.0
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -35,6 +42,9 @@ class BrokerConfig:
             max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
             audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
             metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
+            max_queue_per_recipient=int(doc.get("max_queue_per_recipient", 10_000)),
+            expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
+            min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
         )
 
 

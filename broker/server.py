@@ -35,14 +35,33 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
 from .committer import Committer
 from .config import BrokerConfig
-from .service import BrokerService
-from .store import SqliteBrokerStore
+from .service import EXPIRY_BATCH, BrokerService
+from .store import Queued, SqliteBrokerStore
 from .streams import Notifier, StreamRegistry
 
 log = logs.get("broker")
 
 DELIVERY_BATCH = 100
+# Unacknowledged deliveries in flight per stream: a slow node holds the broker back here
+# (backpressure) instead of letting HTTP/2 buffers and memory grow.
+WINDOW = 256
 GAUGE_INTERVAL_S = 2.0
+
+
+class _Window:
+    """The seqs delivered on one stream and not acknowledged yet."""
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self.size = size
+        self.inflight: set[int] = set()
+        self.freed = asyncio.Event()
+
+    def room(self) -> int:
+        return self.size - len(self.inflight)
+
+    def acked(self, seqs: list[int]) -> None:
+        self.inflight.difference_update(seqs)
+        self.freed.set()
 
 
 async def _append(batch: Batch, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
@@ -55,6 +74,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     def __init__(self, service: BrokerService, registry: StreamRegistry) -> None:
         self._service = service
         self._registry = registry
+        # Highest seq delivered per recipient since start: a lower or equal one is a redelivery.
+        self._delivered: dict[str, int] = {}
 
     async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> OrgIdentity:
         return await transport.authenticate(context, self._service.trust)
@@ -69,6 +90,17 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             return broker_pb2.SendResponse(refusal=exc.to_proto())
         return await self._service.send(origin, request.envelope)
 
+    async def SendBatch(
+        self, request: broker_pb2.SendBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.SendBatchResponse:
+        origin = await self._authenticate(context)
+        try:
+            wire.validate(request)
+        except WireError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            raise AssertionError("unreachable") from exc
+        return broker_pb2.SendBatchResponse(responses=await self._service.send_batch(origin, list(request.envelopes)))
+
     async def Subscribe(
         self, request_iterator: AsyncIterator[broker_pb2.SubscribeUp], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
@@ -76,9 +108,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         org = str(origin.org_id)
         superseded = self._registry.claim(org)
         log.info("stream.open", org=str(origin))
-        reader = asyncio.ensure_future(self._read_acks(origin, context))
+        window = _Window()
+        reader = asyncio.ensure_future(self._read_acks(origin, context, window))
         try:
-            await self._deliver(org, context, superseded, reader)
+            await self._deliver(org, context, superseded, reader, window)
         finally:
             reader.cancel()
             self._registry.release(org, superseded)
@@ -194,18 +227,32 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             events=[broker_pb2.AuditEvent(index=i, salt=salt, metadata=meta or b"") for i, salt, meta in rows],
             head=await audit.head(), next_index=rows[-1][0] + 1 if len(rows) == limit else 0)
 
-    async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any],
+                         window: _Window) -> None:
         while True:
             up = await context.read()
             if up is grpc.aio.EOF:
                 return
-            if up.WhichOneof("msg") == "ack":
-                try:
-                    wire.validate(up)
-                except WireError as exc:
-                    log.warning("delivery.bad_ack", org=str(origin), reason=exc.reason, field=exc.field)
-                    continue
-                await self._service.ack(origin, up.ack)
+            try:
+                wire.validate(up)
+            except WireError as exc:
+                log.warning("delivery.bad_ack", org=str(origin), reason=exc.reason, field=exc.field)
+                continue
+            which = up.WhichOneof("msg")
+            acks = [up.ack] if which == "ack" else list(up.acks.acks) if which == "acks" else []
+            if acks:
+                await self._service.ack(origin, acks)
+                window.acked([a.seq for a in acks])
+
+    async def _down(self, item: Queued) -> broker_pb2.SubscribeDown:
+        if item.item == "envelope":
+            return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload))
+        notice = broker_pb2.ExpiryNotice.FromString(item.payload)
+        notice.seq = item.seq
+        head = await self._service.committer.audit.head()
+        assert head is not None
+        notice.audit.CopyFrom(await self._service.audit_proof(item.leaf_index, head))
+        return broker_pb2.SubscribeDown(expired=notice)
 
     async def _deliver(
         self,
@@ -213,25 +260,30 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         context: grpc.aio.ServicerContext[Any, Any],
         superseded: asyncio.Event,
         reader: asyncio.Future[None],
+        window: _Window,
     ) -> None:
         wake = self._service.notifier.event(org)
         last = 0
+        metrics = self._service.metrics
         while not superseded.is_set() and not reader.done():
             wake.clear()
-            batch = await self._service.store.pending(org, last, DELIVERY_BATCH)
+            window.freed.clear()
+            room = window.room()
+            batch = await self._service.store.pending(org, last, min(DELIVERY_BATCH, room)) if room > 0 else []
             if batch:
                 # Revocation takes effect on open streams too: re-check before every batch.
                 await self._authenticate(context)
             for item in batch:
-                down = broker_pb2.SubscribeDown(
-                    delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.envelope)
-                )
-                await context.write(down)
-                self._service.metrics.deliveries.inc()
+                await context.write(await self._down(item))  # awaits HTTP/2 flow control too
+                window.inflight.add(item.seq)
+                metrics.deliveries.inc()
+                if item.seq <= self._delivered.get(org, 0):
+                    metrics.redeliveries.inc()
+                self._delivered[org] = max(item.seq, self._delivered.get(org, 0))
                 last = item.seq
             if batch:
                 continue
-            waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(superseded.wait())]
+            waits = [asyncio.ensure_future(e.wait()) for e in (wake, superseded, window.freed)]
             try:
                 await asyncio.wait([*waits, reader], return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -257,9 +309,11 @@ class BrokerServer:
         self._committer: Committer | None = None
         self._retention: asyncio.Task[None] | None = None
         self._gauges: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self.metrics: Metrics | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
+        self._health: health.aio.HealthServicer | None = None
 
     async def start(self) -> int:
         cfg = self.config
@@ -278,12 +332,13 @@ class BrokerServer:
         self.metrics = Metrics("broker")
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
-            metrics=self.metrics,
+            metrics=self.metrics, queue_limit=cfg.max_queue_per_recipient,
         )
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._gauges = asyncio.create_task(self._update_gauges())
-        server = grpc.aio.server(options=transport.SERVER_OPTIONS)
+        self._expiry = asyncio.create_task(self._expire())
+        server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s))
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -298,6 +353,7 @@ class BrokerServer:
             raise ConfigError(f"cannot bind {cfg.listen}")
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._health = health_servicer
         self._server = server
         log.info("broker.started", port=self.port, bundle_digest=bundle.digest, bundle_version=bundle.version)
         if cfg.ready_file is not None:
@@ -319,6 +375,17 @@ class BrokerServer:
                 self.metrics.oldest_age.labels(recipient=recipient).set(max(0, now - oldest) / 1000)
             seen = {r for r, _, _ in stats} | seen
             await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    async def _expire(self) -> None:
+        """Expire deliveries past their rule's time-to-live; never let the task die."""
+        assert self.service is not None
+        while True:
+            try:
+                while await self.service.expire_due() >= EXPIRY_BATCH:
+                    pass
+            except Exception:
+                log.exception("expiry.failed")
+            await asyncio.sleep(self.config.expiry_interval_s)
 
     async def _retain_metadata(self, audit: AuditLog) -> None:
         """Daily: erase audit metadata past its retention (the tree keeps verifying)."""
@@ -367,12 +434,19 @@ class BrokerServer:
         self.service.bundle = bundle
         return True
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stop accepting, let in-flight calls finish, close the store."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Drain: stop accepting, let in-flight calls finish, commit what was decided, close.
+
+        Open streams end first (what they delivered unacknowledged is redelivered on the
+        next stream); Send calls in flight get ``grace`` seconds and their commits are flushed.
+        """
+        log.info("broker.draining", grace_s=grace)
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
-        for task in (self._retention, self._gauges):
+        for task in (self._retention, self._gauges, self._expiry):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -13,15 +13,25 @@ as a decision):
    long outage still gets its receipt;
 5. created-at is within the allowed skew of the broker's clock;
 6. the rule bundle decides (default deny);
-7. one transaction records the decision, the idempotency key and one queue
-   row per recipient; only then is the receipt returned.
+7. each recipient's queue is below its limit (else QUEUE_FULL: nothing is
+   queued, the sender retries later);
+8. one transaction records the decision, the idempotency key and one queue
+   row per recipient (under the recipient's next sequence number, with the
+   rule's delivery deadline); only then is the receipt returned.
+
+``send_batch`` runs steps 1-6 for all envelopes concurrently, then queues the
+commits in the envelopes' order, so a sender's order is the recipients'
+delivery order, and the whole batch shares one commit.
 
 This module does not import grpc.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
@@ -34,7 +44,7 @@ from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .committer import Committer
-from .store import DecisionRecord, SqliteBrokerStore
+from .store import NEVER, DecisionRecord, Due, QueueFull, SqliteBrokerStore
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -44,6 +54,30 @@ def _decision_inputs(req: Request) -> dict[str, object]:
     """What a replay under another bundle needs: enum values and field names, never values or pseudonyms."""
     return {"phase": req.phase, "risk_level": req.risk_level, "concerns": sorted(req.concerns),
             "fields": sorted(req.present_fields), "purpose": req.purpose}
+
+
+EXPIRY_BATCH = 500
+
+
+@dataclass
+class _Plan:
+    """One envelope after the checks that need no commit."""
+
+    kind_name: str = "unknown"
+    rule_id: str = ""
+    inputs: dict[str, object] = field(default_factory=dict)
+    answer: broker_pb2.SendResponse | None = None  # a replay, answered from the idempotency record
+    refusal: Refused | None = None
+    opened: envelope.OpenedEnvelope | None = None
+    ttl_ms: int = 0
+
+
+def _queue_full(exc: QueueFull) -> Refused:
+    return Refused(
+        f"the queue for {exc.recipient} holds {exc.depth} undelivered envelopes, its limit is {exc.limit}; "
+        "nothing was queued, send again later",
+        refusal_code=broker_pb2.REFUSAL_CODE_QUEUE_FULL, field="recipients",
+    )
 
 
 class BrokerService:
@@ -60,6 +94,7 @@ class BrokerService:
         max_skew_ms: int = 300_000,
         clock: Callable[[], int] = now_ms,
         metrics: Metrics | None = None,
+        queue_limit: int = 10_000,
     ) -> None:
         self.metrics = metrics or Metrics("broker")
         self.store = store
@@ -69,47 +104,93 @@ class BrokerService:
         self.notifier = notifier
         self._max_skew_ms = max_skew_ms
         self._clock = clock
+        self.queue_limit = queue_limit
 
     async def send(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.SendResponse:
         """Decide on one envelope from an authenticated organisation; every outcome is a log leaf."""
+        [response] = await self.send_batch(origin, [raw])
+        return response
+
+    async def send_batch(self, origin: OrgIdentity, raws: list[bytes]) -> list[broker_pb2.SendResponse]:
+        """Decide on envelopes in order; one answer each, in the same order."""
         now = self._clock()
-        kind_name, rule_id = "unknown", ""
-        inputs: dict[str, object] = {}
+        plans = await asyncio.gather(*(self._prepare(origin, raw, now) for raw in raws))
+        # Queued synchronously, in order: the committer runs them in this order, in one batch.
+        commits = [self._enqueue_accept(p, now) for p in plans]
+        return [await self._answer(origin, p, c, now) for p, c in zip(plans, commits, strict=True)]
+
+    async def _prepare(self, origin: OrgIdentity, raw: bytes, now: int) -> _Plan:
+        plan = _Plan()
         try:
             env, body, kind = envelope.parse(raw)
-            kind_name, rule_id = kind.name, body.rule_id
+            plan.kind_name, plan.rule_id = kind.name, body.rule_id
             self._check_sender(origin, body.sender)
             opened = envelope.verify(raw, env, body, kind, self.trust)
-            replay = await self._replayed(body.sender, body.idempotency_key, opened.digest)
-            if replay is not None:
-                log.info("send.duplicate", sender=body.sender, kind=kind_name, rule=rule_id)
+            plan.answer = await self._replayed(body.sender, body.idempotency_key, opened.digest)
+            if plan.answer is not None:
+                log.info("send.duplicate", sender=body.sender, kind=plan.kind_name, rule=plan.rule_id)
                 self.metrics.sends.labels(decision="duplicate").inc()
-                return replay
+                return plan
             self._check_clock(body.created_at_ms, now)
             request = request_from_envelope(opened)
-            inputs = _decision_inputs(request)
+            plan.inputs = _decision_inputs(request)
             decision = self.bundle.decide(request)
             decision.raise_if_denied()
             assert decision.rule is not None
-            return await self._accept(opened, decision.rule.id, now, inputs)
+            plan.rule_id, plan.opened = decision.rule.id, opened
+            plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
         except Refused as refusal:
-            record = DecisionRecord(
-                now, str(origin.org_id), kind_name, refusal.rule_id or rule_id, "refused",
-                refusal.reason, refusal.field, (),
+            plan.refusal = refusal
+        return plan
+
+    def _enqueue_accept(self, plan: _Plan, now: int) -> asyncio.Future[Any] | None:
+        if plan.opened is None:
+            return None
+        opened, body = plan.opened, plan.opened.body
+        response = broker_pb2.SendResponse(
+            receipt=broker_pb2.Receipt(
+                body_digest=opened.digest, accepted_at_ms=now, recipients=list(body.recipients), rule_id=plan.rule_id,
             )
-            meta = {"event": "send", "sender": str(origin.org_id), "kind": kind_name, "rule": record.rule_id,
-                    "decision": "refused", "reason": refusal.reason, "field": refusal.field,
-                    "bundle": self.bundle.digest, **inputs}
-            index, head = await self.committer.submit(
-                lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
-            log.warning(
-                "send.refused", sender=str(origin), kind=kind_name, rule=refusal.rule_id or rule_id,
-                reason=refusal.reason, field=refusal.field, leaf=index,
-            )
-            self.metrics.sends.labels(decision="refused").inc()
-            refused = refusal.to_proto()
-            refused.audit.CopyFrom(await self.audit_proof(index, head))
-            return broker_pb2.SendResponse(refusal=refused)
+        )
+        record = DecisionRecord(now, body.sender, opened.kind.name, plan.rule_id, "accepted", "", "",
+                                tuple(body.recipients))
+        meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": plan.rule_id,
+                "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
+                "bundle": self.bundle.digest, **plan.inputs}
+        expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
+        encoded, limit = wire.encode(response), self.queue_limit
+        return self.committer.enqueue(
+            lambda tx, batch: self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
+                                                    opened.raw, record, meta, expires, limit))
+
+    async def _answer(self, origin: OrgIdentity, plan: _Plan, commit: asyncio.Future[Any] | None,
+                      now: int) -> broker_pb2.SendResponse:
+        if plan.answer is not None:
+            return plan.answer
+        if commit is not None:
+            assert plan.opened is not None
+            try:
+                return await self._accepted(plan.opened, plan.rule_id, commit)
+            except QueueFull as exc:
+                plan.refusal = _queue_full(exc)
+            except Refused as refusal:
+                plan.refusal = refusal
+        assert plan.refusal is not None
+        return await self._refuse(origin, plan, plan.refusal, now)
+
+    async def _refuse(self, origin: OrgIdentity, plan: _Plan, refusal: Refused, now: int) -> broker_pb2.SendResponse:
+        record = DecisionRecord(now, str(origin.org_id), plan.kind_name, refusal.rule_id or plan.rule_id, "refused",
+                                refusal.reason, refusal.field, ())
+        meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
+                "decision": "refused", "reason": refusal.reason, "field": refusal.field,
+                "bundle": self.bundle.digest, **plan.inputs}
+        index, head = await self.committer.submit(lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
+        log.warning("send.refused", sender=str(origin), kind=plan.kind_name, rule=record.rule_id,
+                    reason=refusal.reason, field=refusal.field, leaf=index)
+        self.metrics.sends.labels(decision="refused").inc()
+        refused = refusal.to_proto()
+        refused.audit.CopyFrom(await self.audit_proof(index, head))
+        return broker_pb2.SendResponse(refusal=refused)
 
     async def audit_proof(self, index: int, head: broker_pb2.TreeHead) -> broker_pb2.AuditProof:
         """The caller's own leaf (salt and metadata) with its inclusion proof to ``head``."""
@@ -162,24 +243,10 @@ class BrokerService:
         out.receipt.audit.CopyFrom(await self.audit_proof(index, head))
         return out
 
-    async def _accept(self, opened: envelope.OpenedEnvelope, rule_id: str, now: int,
-                      inputs: dict[str, object]) -> broker_pb2.SendResponse:
+    async def _accepted(self, opened: envelope.OpenedEnvelope, rule_id: str,
+                        commit: asyncio.Future[Any]) -> broker_pb2.SendResponse:
         body = opened.body
-        response = broker_pb2.SendResponse(
-            receipt=broker_pb2.Receipt(
-                body_digest=opened.digest, accepted_at_ms=now,
-                recipients=list(body.recipients), rule_id=rule_id,
-            )
-        )
-        record = DecisionRecord(
-            now, body.sender, opened.kind.name, rule_id, "accepted", "", "", tuple(body.recipients)
-        )
-        meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": rule_id,
-                "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
-                "bundle": self.bundle.digest, **inputs}
-        (stored, index), head = await self.committer.submit(
-            lambda tx, batch: self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest,
-                                                    wire.encode(response), opened.raw, record, meta))
+        (stored, index), head = await commit
         if not stored:  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
@@ -187,18 +254,47 @@ class BrokerService:
             )
         for recipient in body.recipients:
             self.notifier.notify(recipient)
-        log.info(
-            "send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
-            recipients=list(body.recipients), leaf=index,
-        )
+        log.info("send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
+                 recipients=list(body.recipients), leaf=index)
         self.metrics.sends.labels(decision="accepted").inc()
         return await self._with_proof(stored, index, head)
 
-    async def ack(self, org: OrgIdentity, ack: broker_pb2.Ack) -> None:
-        outcome = broker_pb2.AckOutcome.Name(ack.outcome).removeprefix("ACK_OUTCOME_").lower()
-        at = self._clock()
-        known, _head = await self.committer.submit(
-            lambda tx, batch: self.store.ack_txn(tx, batch, str(org.org_id), ack.seq, outcome, ack.reason_code, at))
-        self.metrics.acks.labels(outcome=outcome).inc()
-        log.info("delivery.ack", recipient=str(org), seq=ack.seq, outcome=outcome,
-                 reason=ack.reason_code, known=known)
+    async def ack(self, org: OrgIdentity, acks: list[broker_pb2.Ack]) -> None:
+        """Record a batch of acknowledgements in one commit."""
+        at, recipient = self._clock(), str(org.org_id)
+        outcomes = [broker_pb2.AckOutcome.Name(a.outcome).removeprefix("ACK_OUTCOME_").lower() for a in acks]
+
+        async def op(tx: Any, batch: Any) -> list[bool]:
+            return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at)
+                    for a, o in zip(acks, outcomes, strict=True)]
+
+        known, _head = await self.committer.submit(op)
+        for a, o, k in zip(acks, outcomes, known, strict=True):
+            self.metrics.acks.labels(outcome=o).inc()
+            if o != "stored" or not k:
+                log.info("delivery.ack", recipient=recipient, seq=a.seq, outcome=o, reason=a.reason_code, known=k)
+        log.debug("delivery.acks", recipient=recipient, count=len(acks))
+
+    async def expire_due(self) -> int:
+        """Expire every envelope past its delivery deadline; the sender is told on its stream."""
+        now = self._clock()
+        due = await self.store.due(now, EXPIRY_BATCH)
+        commits = [self.committer.enqueue(lambda tx, batch, d=d: self._expire_op(tx, batch, d, now)) for d in due]
+        expired = 0
+        for d, c in zip(due, commits, strict=True):
+            index, _head = await c
+            if index is None:
+                continue
+            expired += 1
+            self.metrics.expiries.inc()
+            self.notifier.notify(d.sender)
+            log.warning("delivery.expired", sender=d.sender, recipient=d.recipient, rule=d.rule_id,
+                        queued_s=(now - d.enqueued_ms) // 1000, leaf=index)
+        return expired
+
+    async def _expire_op(self, tx: Any, batch: Any, due: Due, now: int) -> int | None:
+        notice = broker_pb2.ExpiryNotice(idempotency_key=due.idem_key, recipient=due.recipient, rule_id=due.rule_id,
+                                         enqueued_at_ms=due.enqueued_ms, expired_at_ms=now)
+        meta = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient, "rule": due.rule_id,
+                "key": due.idem_key}
+        return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now)

@@ -18,17 +18,24 @@ from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
 from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 4  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
-#                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index
+SCHEMA_VERSION = 5  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+#                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
+#                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
+#                       (envelope, expiry notice) with a delivery deadline
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
         sender TEXT NOT NULL, key TEXT NOT NULL, body_digest BLOB NOT NULL,
         response BLOB NOT NULL, at_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
+    # item: 'envelope' (payload = the envelope as sent) or 'expiry' (payload = an ExpiryNotice
+    # for the sender, without seq and proof, which are added at delivery).
     """CREATE TABLE IF NOT EXISTS queue (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, sender TEXT NOT NULL,
-        idem_key TEXT NOT NULL, envelope BLOB NOT NULL, enqueued_ms INTEGER NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq)",
+        recipient TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL, sender TEXT NOT NULL,
+        idem_key TEXT NOT NULL, rule_id TEXT NOT NULL, payload BLOB NOT NULL, enqueued_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (recipient, seq)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (expires_ms) WHERE item = 'envelope'",
+    """CREATE TABLE IF NOT EXISTS recipients (
+        recipient TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, depth INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS decisions (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,
         kind TEXT NOT NULL, rule_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
@@ -66,8 +73,32 @@ class DecisionRecord:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
+    """One item of a recipient's queue, in sequence order."""
+
     seq: int
-    envelope: bytes
+    item: str  # "envelope" | "expiry"
+    payload: bytes
+    leaf_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An envelope past its delivery deadline, still unacknowledged."""
+
+    recipient: str
+    seq: int
+    sender: str
+    idem_key: str
+    rule_id: str
+    enqueued_ms: int
+
+
+class QueueFull(Exception):
+    """A recipient's queue is at its limit (turned into a QUEUE_FULL refusal by the service)."""
+
+    def __init__(self, recipient: str, depth: int, limit: int) -> None:
+        super().__init__(recipient)
+        self.recipient, self.depth, self.limit = recipient, depth, limit
 
 
 _INSERT_DECISION = (
@@ -78,6 +109,32 @@ _INSERT_DECISION = (
 
 def _decision_params(r: DecisionRecord) -> tuple[object, ...]:
     return (r.at_ms, r.sender, r.kind, r.rule_id, r.decision, r.reason, r.field, ",".join(r.recipients))
+
+
+NEVER = 1 << 62  # the deadline of items that do not expire (expiry notices)
+
+
+async def _enqueue(tx: Txn, recipient: str, item: str, sender: str, key: str, rule_id: str, payload: bytes,
+                   at_ms: int, expires_ms: int, leaf_index: int) -> int:
+    """Append to a recipient's queue under its next sequence number; returns that number."""
+    await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)", (recipient,))
+    row = await tx.fetchone(
+        "UPDATE recipients SET next_seq = next_seq + 1, depth = depth + 1 WHERE recipient = ? RETURNING next_seq - 1",
+        (recipient,),
+    )
+    assert row is not None
+    seq = int(row[0])
+    await tx.execute(
+        "INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
+        " leaf_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (recipient, seq, item, sender, key, rule_id, payload, at_ms, expires_ms, leaf_index),
+    )
+    return seq
+
+
+async def _dequeue(tx: Txn, recipient: str, seq: int) -> None:
+    await tx.execute("DELETE FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
+    await tx.execute("UPDATE recipients SET depth = depth - 1 WHERE recipient = ?", (recipient,))
 
 
 class SqliteBrokerStore:
@@ -102,12 +159,14 @@ class SqliteBrokerStore:
 
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
-                         record: DecisionRecord, meta: dict[str, object]) -> tuple[bytes, int]:
+                         record: DecisionRecord, meta: dict[str, object], expires_ms: int,
+                         queue_limit: int) -> tuple[bytes, int]:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
         Returns (response, leaf index). If a concurrent call with the same key committed
         first, its response and leaf are returned and nothing is queued twice; with
-        another body, (b"", -1).
+        another body, (b"", -1). Raises QueueFull (before anything is written) when a
+        recipient's queue is at ``queue_limit``.
         """
         prior = await tx.fetchone(
             "SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
@@ -115,6 +174,10 @@ class SqliteBrokerStore:
         )
         if prior is not None:
             return (bytes(prior[1]), int(prior[2])) if bytes(prior[0]) == digest else (b"", -1)
+        for recipient in record.recipients:
+            row = await tx.fetchone("SELECT depth FROM recipients WHERE recipient = ?", (recipient,))
+            if row is not None and int(row[0]) >= queue_limit:
+                raise QueueFull(recipient, int(row[0]), queue_limit)
         index, _salt, _meta = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
         faults.point("broker.after_leaf_append")
         await tx.execute(
@@ -122,10 +185,8 @@ class SqliteBrokerStore:
             (record.sender, key, digest, response, record.at_ms, index),
         )
         for recipient in record.recipients:
-            await tx.execute(
-                "INSERT INTO queue (recipient, sender, idem_key, envelope, enqueued_ms) VALUES (?, ?, ?, ?, ?)",
-                (recipient, record.sender, key, envelope, record.at_ms),
-            )
+            await _enqueue(tx, recipient, "envelope", record.sender, key, record.rule_id, envelope, record.at_ms,
+                           expires_ms, index)
         await tx.execute(_INSERT_DECISION, _decision_params(record))
         return response, index
 
@@ -138,31 +199,75 @@ class SqliteBrokerStore:
 
     async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]:
         rows = await self._db.fetchall(
-            "SELECT seq, envelope FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, item, payload, leaf_index FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?",
             (recipient, after_seq, limit),
         )
-        return [Queued(int(r[0]), bytes(r[1])) for r in rows]
+        return [Queued(int(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
 
     @staticmethod
     async def ack_txn(tx: Txn, batch: Batch, recipient: str, seq: int, outcome: str, reason: str,
                       at_ms: int) -> bool:
-        """Remove an acknowledged delivery and log it; False if it was not queued for this recipient."""
-        row = await tx.fetchone("SELECT sender FROM queue WHERE seq = ? AND recipient = ?", (seq, recipient))
+        """Remove an acknowledged item and log it; False if it was not queued for this recipient."""
+        row = await tx.fetchone("SELECT sender, item FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
         if row is None:
             return False
-        await tx.execute("DELETE FROM queue WHERE seq = ?", (seq,))
+        await _dequeue(tx, recipient, seq)
         await tx.execute(
             "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
             (seq, recipient, outcome, reason, at_ms),
         )
-        batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
-                      "reason": reason}, (recipient, row[0]), at_ms)
+        if row[1] == "envelope":  # an expiry notice's ack is bookkeeping, not an event of its own
+            batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
+                          "reason": reason}, (recipient, row[0]), at_ms)
         return True
+
+    async def due(self, now_ms: int, limit: int) -> list[Due]:
+        """Envelopes whose delivery deadline has passed, oldest deadline first."""
+        rows = await self._db.fetchall(
+            "SELECT recipient, seq, sender, idem_key, rule_id, enqueued_ms FROM queue"
+            " WHERE item = 'envelope' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
+            (now_ms, limit),
+        )
+        return [Due(r[0], int(r[1]), r[2], r[3], r[4], int(r[5])) for r in rows]
+
+    @staticmethod
+    async def expire_txn(tx: Txn, batch: Batch, due: Due, notice: bytes, meta: dict[str, object],
+                         at_ms: int) -> int | None:
+        """Remove an expired envelope from its recipient's queue and queue a notice for its sender.
+
+        Returns the expiry's leaf index, or None when it was acknowledged meanwhile.
+        """
+        row = await tx.fetchone("SELECT 1 FROM queue WHERE recipient = ? AND seq = ?", (due.recipient, due.seq))
+        if row is None:
+            return None
+        await _dequeue(tx, due.recipient, due.seq)
+        index, _salt, _meta = batch.append(meta, (due.sender, due.recipient), at_ms)
+        await _enqueue(tx, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
+        return index
+
+    @staticmethod
+    async def seed_txn(tx: Txn, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,
+                       expires_ms: int) -> None:
+        """Queue envelopes directly, in bulk (restart benches and tests; no decision, no leaf)."""
+        await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)",
+                         (recipient,))
+        row = await tx.fetchone("SELECT next_seq FROM recipients WHERE recipient = ?", (recipient,))
+        assert row is not None
+        first = int(row[0])
+        await tx.executemany(
+            "INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
+            " leaf_index) VALUES (?, ?, 'envelope', ?, ?, '', ?, ?, ?, -1)",
+            [(recipient, first + i, sender, key, env, at_ms, expires_ms) for i, (key, env) in enumerate(items)],
+        )
+        await tx.execute("UPDATE recipients SET next_seq = next_seq + ?, depth = depth + ? WHERE recipient = ?",
+                         (len(items), len(items), recipient))
 
     async def queue_stats(self) -> list[tuple[str, int, int]]:
         """(recipient, undelivered count, oldest enqueued ms) per recipient with anything queued."""
-        rows = await self._db.fetchall("SELECT recipient, COUNT(*), MIN(enqueued_ms) FROM queue GROUP BY recipient")
-        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+        rows = await self._db.fetchall(
+            "SELECT r.recipient, r.depth, (SELECT q.enqueued_ms FROM queue q WHERE q.recipient = r.recipient"
+            " ORDER BY q.seq LIMIT 1) FROM recipients r WHERE r.depth > 0")
+        return [(r[0], int(r[1]), int(r[2] or 0)) for r in rows]
 
     async def decisions(self) -> list[DecisionRecord]:
         rows = await self._db.fetchall(

@@ -17,9 +17,10 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc
 class BrokerClient:
     """Send envelopes and open the delivery stream."""
 
-    def __init__(self, target: str, tls: transport.TlsFiles) -> None:
+    def __init__(self, target: str, tls: transport.TlsFiles, keepalive_s: float = transport.KEEPALIVE_S,
+                 keepalive_timeout_s: float = transport.KEEPALIVE_TIMEOUT_S) -> None:
         self.target = target
-        self._channel = transport.secure_channel(target, tls)
+        self._channel = transport.secure_channel(target, tls, keepalive_s, keepalive_timeout_s)
         self._stub = broker_pb2_grpc.BrokerStub(self._channel)
 
     async def send(self, envelope: bytes, timeout: float = 10.0) -> broker_pb2.SendResponse:
@@ -36,10 +37,20 @@ class BrokerClient:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
         return response
 
-    async def _unary(self, method: str, request: Any) -> Any:
+    async def send_batch(self, envelopes: list[bytes], timeout: float = 15.0) -> list[broker_pb2.SendResponse]:
+        """Submit envelopes in one call; one answer each, in order.
+
+        Raises:
+            TransportError: the broker could not be reached, or the deadline passed.
+        """
+        response: broker_pb2.SendBatchResponse = await self._unary(
+            "SendBatch", broker_pb2.SendBatchRequest(envelopes=envelopes), timeout)
+        return list(response.responses)
+
+    async def _unary(self, method: str, request: Any, timeout: float = 30.0) -> Any:
         """Call a unary RPC; the one place where grpc errors become TransportError."""
         try:
-            return await getattr(self._stub, method)(request, timeout=30)
+            return await getattr(self._stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
 

@@ -35,6 +35,12 @@ class NodeConfig:
     ready_file: Path | None
     witnesses: tuple[str, ...] = ()  # organisations whose cosignatures count
     witness_quorum: int = 0  # 0: no witness check
+    metrics_listen: str | None = None  # e.g. 127.0.0.1:9465 for Prometheus; off when absent
+    # A partition sends no reset: keepalive pings find a dead broker stream within
+    # keepalive_s + keepalive_timeout_s. The broker's min_ping_interval_s must allow it.
+    keepalive_s: float = 15.0
+    keepalive_timeout_s: float = 10.0
+    drain_grace_s: float = 10.0  # SIGTERM: how long in-flight sends and acks may take
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -50,4 +56,8 @@ class NodeConfig:
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             witnesses=tuple(str(w) for w in doc.get("witnesses", [])),
             witness_quorum=int(doc.get("witness_quorum", 0)),
+            metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
+            keepalive_s=float(doc.get("keepalive_s", 15.0)),
+            keepalive_timeout_s=float(doc.get("keepalive_timeout_s", 10.0)),
+            drain_grace_s=float(doc.get("drain_grace_s", 10.0)),
         )

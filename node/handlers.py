@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from olievlek import envelope, logs, wire
+from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
 from olievlek.errors import ConfigError, InvalidIdentifier, OlievlekError
@@ -17,11 +17,20 @@ from olievlek.identity import OrgKind
 from olievlek.normalise import PrfInput, fallback_input, nrn_input
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
+from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
-from .store import NodeStore
+from .store import CaseRow, NodeStore, OutboxRow
+
+ALERT_MOVE = "alert.move"
+# Outbox states as the local API reports them; "failed" (could not be built) reads as refused.
+_STATUS = {
+    "queued": local_pb2.OUTBOX_STATUS_QUEUED, "pending": local_pb2.OUTBOX_STATUS_PENDING,
+    "accepted": local_pb2.OUTBOX_STATUS_ACCEPTED, "refused": local_pb2.OUTBOX_STATUS_REFUSED,
+    "failed": local_pb2.OUTBOX_STATUS_REFUSED, "expired": local_pb2.OUTBOX_STATUS_EXPIRED,
+}
 
 log = logs.get("node")
 
@@ -48,6 +57,7 @@ class NodeHandlers:
         self.signer = signer
         self.pseudonymiser = pseudonymiser
         self.outbox = outbox
+        outbox.register(ALERT_MOVE, self.build_alert_move)
 
     async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
         """(kind, pseudonym) for every identifier given: the number first, then the fallback identity."""
@@ -94,10 +104,8 @@ class NodeHandlers:
         log.info("case.opened", case_id=case_id)
         return local_pb2.CaseOpenResponse(case_id=case_id)
 
-    def _summary(self, case_id: int, include: set[str], row: object) -> summary_pb2.CaseSummary:
-        from .store import CaseRow
-
-        assert isinstance(row, CaseRow)
+    @staticmethod
+    def _summary(row: CaseRow, include: set[str]) -> summary_pb2.CaseSummary:
         summary = summary_pb2.CaseSummary(
             subject_pseudonym=row.pseudonym, phase=row.phase, concerns=row.concerns,
             risk_level=row.risk_level, contact_id=row.contact_id,
@@ -121,6 +129,7 @@ class NodeHandlers:
         return rules[0].id
 
     async def alert_move(self, req: local_pb2.AlertMoveRequest) -> local_pb2.AlertMoveResponse:
+        """Commit the intent to alert the destination; the outbox worker builds, signs and sends it."""
         row = await self.store.case(req.case_id)
         if row is None:
             raise RequestError("unknown_case", f"there is no case {req.case_id}")
@@ -133,37 +142,51 @@ class NodeHandlers:
         if unknown:
             raise RequestError("unknown_field", f"cannot include {sorted(unknown)}; only 'agencies' is optional")
         rule_id = self._rule_for(req.rule_id, dest.kind)
-        body = envelope_pb2.EnvelopeBody(
-            idempotency_key=wire.new_token(), kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id,
-            recipients=[dest.id], purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=rule_id,
-            created_at_ms=now_ms(),
-            move_alert=summary_pb2.MoveAlert(summary=self._summary(req.case_id, set(req.include_fields), row)),
-        )
-        wire.validate(body)  # our own output must pass the checks we demand of others
-        sealed = envelope.seal(body, self.signer)
-        outbox_id = await self.store.add_outbox(body.idempotency_key, dest.id, rule_id, sealed, now_ms())
+        intent = {"case_id": req.case_id, "include": sorted(set(req.include_fields))}
+        key = wire.new_token()
+
+        async def op(tx: Txn) -> int:
+            return await self.store.add_intent_txn(tx, key, ALERT_MOVE, dest.id, rule_id, intent, now_ms())
+
+        outbox_id = await self.store.writer.write(op)
         log.info("alert.queued", outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
         self.outbox.kick()
-        await self.outbox.wait(outbox_id, ALERT_WAIT_S)
+        if not req.no_wait:
+            await self.outbox.wait(outbox_id, ALERT_WAIT_S)
         return await self._outbox_status(outbox_id)
+
+    async def build_alert_move(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        """The envelope of an alert.move intent, from the case as it is now."""
+        case = await self.store.case(int(row.intent["case_id"]))
+        if case is None:
+            raise RequestError("unknown_case", f"case {row.intent['case_id']} no longer exists")
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=row.rule_id,
+            move_alert=summary_pb2.MoveAlert(summary=self._summary(case, set(row.intent["include"]))),
+        )
 
     async def _outbox_status(self, outbox_id: int) -> local_pb2.AlertMoveResponse:
         row = await self.store.outbox(outbox_id)
         assert row is not None
-        out = local_pb2.AlertMoveResponse(outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id)
-        if row.status == "pending" or row.response is None:
-            out.status = local_pb2.OUTBOX_STATUS_PENDING
-            return out
-        response = broker_pb2.SendResponse.FromString(row.response)
-        if response.WhichOneof("outcome") == "receipt":
-            out.status = local_pb2.OUTBOX_STATUS_ACCEPTED
-        else:
-            out.status = local_pb2.OUTBOX_STATUS_REFUSED
-            out.refusal_code = broker_pb2.RefusalCode.Name(response.refusal.code).removeprefix("REFUSAL_CODE_").lower()
-            out.refusal_detail = response.refusal.detail
-            out.refusal_field = response.refusal.field
-            out.rule_id = response.refusal.rule_id or row.rule_id
+        out = local_pb2.AlertMoveResponse(outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id,
+                                          status=_STATUS[row.status])
+        if row.status == "refused" and row.response is not None:
+            refusal = broker_pb2.SendResponse.FromString(row.response).refusal
+            out.refusal_code = broker_pb2.RefusalCode.Name(refusal.code).removeprefix("REFUSAL_CODE_").lower()
+            out.refusal_detail = refusal.detail
+            out.refusal_field = refusal.field
+            out.rule_id = refusal.rule_id or row.rule_id
+        elif row.status in ("failed", "expired"):
+            out.refusal_detail = row.detail
         return out
+
+    async def outbox_list(self) -> local_pb2.OutboxListResponse:
+        return local_pb2.OutboxListResponse(items=[
+            local_pb2.OutboxItem(outbox_id=r.id, kind=r.kind, recipient=r.recipient, rule_id=r.rule_id,
+                                 status=_STATUS[r.status], created_at_ms=r.created_ms, attempts=r.attempts,
+                                 detail=r.detail)
+            for r in await self.store.all_outbox()])
 
     async def inbox_list(self) -> local_pb2.InboxListResponse:
         items = []

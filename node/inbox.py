@@ -1,21 +1,29 @@
-"""The recipient side: verify each delivery, refuse what is not ours, store, acknowledge.
+"""The recipient side: verify each delivery, refuse what is not ours, store a batch, acknowledge it.
 
-A delivery is stored keyed by (sender, idempotency key) so a redelivery is
-acknowledged as a duplicate and never applied twice. An envelope that fails
+Deliveries are verified one by one (no transaction open), then stored in one
+transaction keyed by (sender, idempotency key), then acknowledged together: a
+redelivery is acknowledged as a duplicate and never applied twice, and a
+tombstone keeps an erased item from coming back. An envelope that fails
 verification or is not addressed to this organisation is refused: recorded
 locally and acknowledged as REJECTED, so the broker stops redelivering it and
 logs the rejection.
+
+An expiry notice (our envelope was not acknowledged by its recipient within
+the rule's time-to-live) is believed only with a valid audit proof of the
+expiry's leaf; the outbox entry then shows ``expired`` to the regisseur.
 """
 
 from __future__ import annotations
 
 from olievlek import envelope, logs
 from olievlek.clock import now_ms
-from olievlek.errors import Refused
+from olievlek.errors import Refused, TransportError, VerificationError
+from olievlek.metrics import Metrics
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
-from .store import NodeStore
+from .audit_check import AuditChecker
+from .store import NewDelivery, NodeStore
 
 log = logs.get("node.inbox")
 
@@ -23,13 +31,42 @@ log = logs.get("node.inbox")
 class Inbox:
     """Accepts deliveries for one organisation."""
 
-    def __init__(self, org_id: str, store: NodeStore, trust: TrustAnchor) -> None:
+    def __init__(self, org_id: str, store: NodeStore, trust: TrustAnchor, audit: AuditChecker,
+                 metrics: Metrics | None = None) -> None:
         self._org_id = org_id
         self._store = store
         self._trust = trust
+        self._audit = audit
+        self._metrics = metrics or Metrics("node")
 
-    async def accept(self, delivery: broker_pb2.Delivery) -> broker_pb2.Ack:
+    async def accept(self, downs: list[broker_pb2.SubscribeDown]) -> list[broker_pb2.Ack]:
+        """Acks for the items handled (in order); an item without a valid proof gets none (redelivered)."""
         now = now_ms()
+        acks: list[broker_pb2.Ack | None] = []
+        store: list[tuple[int, int, NewDelivery]] = []  # (position, seq, delivery)
+        for down in downs:
+            which = down.WhichOneof("msg")
+            if which == "delivery":
+                item = await self._verify(down.delivery, now)
+                if isinstance(item, NewDelivery):
+                    store.append((len(acks), down.delivery.seq, item))
+                    acks.append(None)
+                else:
+                    acks.append(item)
+            elif which == "expired":
+                acks.append(await self._expired(down.expired))
+        fresh = await self._store.store_deliveries([d for _, _, d in store], now) if store else []
+        for (position, seq, d), new in zip(store, fresh, strict=True):
+            outcome = broker_pb2.ACK_OUTCOME_STORED if new else broker_pb2.ACK_OUTCOME_DUPLICATE
+            acks[position] = broker_pb2.Ack(seq=seq, outcome=outcome)
+            (self._metrics.deliveries if new else self._metrics.duplicates).inc()
+            if not new:
+                log.info("delivery.duplicate", seq=seq, sender=d.sender, kind=d.kind)
+        if store:
+            log.info("delivery.stored", count=sum(fresh), duplicates=len(fresh) - sum(fresh))
+        return [a for a in acks if a is not None]
+
+    async def _verify(self, delivery: broker_pb2.Delivery, now: int) -> NewDelivery | broker_pb2.Ack:
         try:
             opened = envelope.open_envelope(delivery.envelope, self._trust)
         except Refused as exc:
@@ -43,13 +80,22 @@ class Inbox:
             )
         summary = getattr(opened.payload, "summary", None)
         pseudonym = bytes(summary.subject_pseudonym) if summary is not None else b""
-        fresh = await self._store.store_delivery(
-            opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope, pseudonym, now
-        )
-        log.info("delivery.stored" if fresh else "delivery.duplicate", seq=delivery.seq,
-                 sender=opened.body.sender, kind=opened.kind.name)
-        outcome = broker_pb2.ACK_OUTCOME_STORED if fresh else broker_pb2.ACK_OUTCOME_DUPLICATE
-        return broker_pb2.Ack(seq=delivery.seq, outcome=outcome)
+        return NewDelivery(opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope,
+                           pseudonym)
+
+    async def _expired(self, notice: broker_pb2.ExpiryNotice) -> broker_pb2.Ack | None:
+        expect = {"event": "delivery.expired", "sender": self._org_id, "recipient": notice.recipient,
+                  "key": notice.idempotency_key}
+        try:
+            await self._audit.check(notice.audit, expect)
+        except (VerificationError, TransportError):
+            return None  # logged by the checker; the broker redelivers the notice on the next stream
+        known = await self._store.expire_outbox(
+            notice.idempotency_key, notice.recipient,
+            f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}")
+        self._metrics.expiries.inc()
+        log.warning("outbox.expired", recipient=notice.recipient, rule=notice.rule_id, known=known)
+        return broker_pb2.Ack(seq=notice.seq, outcome=broker_pb2.ACK_OUTCOME_STORED)
 
     async def _reject(self, seq: int, reason: str, detail: str, now: int) -> broker_pb2.Ack:
         await self._store.refuse_delivery(seq, reason, detail, now)

@@ -100,4 +100,6 @@ class LocalApi:
             return local_pb2.LocalResponse(inbox_list=await h.inbox_list())
         if op == "identify":
             return local_pb2.LocalResponse(identify=await h.identify(request.identify))
+        if op == "outbox_list":
+            return local_pb2.LocalResponse(outbox_list=await h.outbox_list())
         raise RequestError("unknown_request", f"unknown request {op!r}")

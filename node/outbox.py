@@ -1,22 +1,35 @@
-"""The sender side: signed envelope bytes are stored before the first send
-and resent unchanged until the broker answers with a receipt or a refusal.
+"""The sender side: intents become signed envelopes, sent until the broker answers.
 
-A transport failure leaves the row pending and retries with jittered
-exponential backoff; the broker's idempotency record makes a resend of the
-same bytes return the original receipt. No network call happens inside a
-database transaction: the worker reads the row, sends, then records.
+1. A business change writes an *intent* row (status ``queued``) in its own
+   transaction (``NodeStore.add_intent_txn``), so the change and the intent to
+   tell others commit together or not at all.
+2. This worker builds each intent's envelope (a builder per kind), signs it
+   and stores the bytes (``pending``) before the first send.
+3. Pending rows are sent in batches (``SendBatch``), the same bytes on every
+   retry, with a deadline and jittered exponential backoff after a transport
+   failure; the broker's idempotency record answers a resend with the
+   original receipt.
+4. A row is finished (``accepted``/``refused``) only after the answer's audit
+   proof verified and, for a receipt, its digest is our body's. ``STALE``
+   (outage longer than the clock window) re-seals the same body under a fresh
+   created-at; ``QUEUE_FULL`` keeps the row pending and backs off.
+
+No network call happens inside a database transaction: the worker reads rows,
+sends, then records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
-from olievlek.errors import TransportError, VerificationError
-from olievlek.v1 import broker_pb2
+from olievlek.errors import OlievlekError, TransportError, VerificationError
+from olievlek.metrics import Metrics
+from olievlek.v1 import broker_pb2, envelope_pb2
 
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
@@ -26,105 +39,189 @@ log = logs.get("node.outbox")
 
 INITIAL_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
+BATCH = 128
+SEND_DEADLINE_S = 15.0
+IDLE_POLL_S = 30.0  # a kick is the normal wake-up; this catches rows written behind the worker's back
+# Refusals that say "not now" rather than "no": the row stays pending and is sent again.
+TRANSIENT = frozenset({broker_pb2.REFUSAL_CODE_STALE, broker_pb2.REFUSAL_CODE_QUEUE_FULL})
+
+Builder = Callable[[OutboxRow], Awaitable[envelope_pb2.EnvelopeBody]]
+
+
+def _sender_of(raw: bytes) -> str:
+    return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body).sender
 
 
 class OutboxSender:
     """Background worker draining the outbox."""
 
     def __init__(self, store: NodeStore, client: BrokerClient, signer: Signer, audit: AuditChecker,
-                 rng: random.Random | None = None) -> None:
+                 metrics: Metrics | None = None, rng: random.Random | None = None) -> None:
         self._store = store
         self._client = client
         self._signer = signer
         self._audit = audit
+        self._metrics = metrics or Metrics("node")
+        self._builders: dict[str, Builder] = {}
         self._wake = asyncio.Event()
         self._finished: dict[int, asyncio.Event] = {}
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    def register(self, kind: str, builder: Builder) -> None:
+        self._builders[kind] = builder
 
     def kick(self) -> None:
         self._wake.set()
 
+    async def stop(self, grace: float) -> None:
+        """Drain: finish the batch in flight (bounded by its deadline), then stop."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._stopped.wait(), grace)
+        except TimeoutError:
+            log.warning("outbox.stop_timeout", grace_s=grace)
+
     async def run(self) -> None:
         backoff = INITIAL_BACKOFF_S
-        while True:
-            self._wake.clear()
-            try:
-                drained = await self._drain()
-            except Exception:  # never let the worker die: log, back off, retry
-                log.exception("outbox.failed")
-                drained = False
-            if drained:
-                backoff = INITIAL_BACKOFF_S
-                await self._wake.wait()
-                continue
-            delay = backoff * (0.5 + self._rng.random())
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    drained = await self._drain()
+                except Exception:  # never let the worker die: log, back off, retry
+                    log.exception("outbox.failed")
+                    drained = False
+                if self._stopping:
+                    break
+                if drained:
+                    backoff, delay = INITIAL_BACKOFF_S, IDLE_POLL_S
+                else:
+                    delay = backoff * (0.5 + self._rng.random())
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        finally:
+            self._stopped.set()
 
     async def _drain(self) -> bool:
-        """Send every pending row; False when the broker could not be reached."""
-        for row in await self._store.pending_outbox():
+        """Build queued intents, then send every pending row; False when something must wait."""
+        await self._seal_intents()
+        while not self._stopping:
+            rows = await self._store.outbox_rows("pending", BATCH)
+            if not rows:
+                return True
             try:
-                response = await self._client.send(row.envelope)
+                responses = await self._client.send_batch([r.envelope or b"" for r in rows], SEND_DEADLINE_S)
             except TransportError as exc:
-                await self._store.count_attempt(row.id)
-                log.warning("outbox.retry", outbox_id=row.id, error=exc.message)
+                await self._store.count_attempts([r.id for r in rows], exc.message)
+                self._metrics.sends.labels(decision="retry").inc(len(rows))
+                log.warning("outbox.retry", entries=len(rows), error=exc.message)
                 return False
-            if not await self._record(row, response):
+            if not await self._record(rows, responses):
                 return False
         return True
 
+    async def _seal_intents(self) -> None:
+        while rows := await self._store.outbox_rows("queued", BATCH):
+            sealed: list[tuple[int, bytes]] = []
+            failed: list[tuple[int, str]] = []
+            for row in rows:
+                try:
+                    body = await self._build(row)
+                    wire.validate(body)  # our own output must pass the checks we demand of others
+                    sealed.append((row.id, envelope.seal(body, self._signer)))
+                except OlievlekError as exc:
+                    log.error("outbox.build_failed", outbox_id=row.id, kind=row.kind, error=exc.message)
+                    failed.append((row.id, exc.message))
+            await self._store.seal_outbox(sealed, failed)
+            for outbox_id, _ in failed:
+                self._finish_event(outbox_id)
+
+    async def _build(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        builder = self._builders.get(row.kind)
+        if builder is None:
+            raise OlievlekError(f"no envelope builder for outbox kind {row.kind!r}")
+        body = await builder(row)
+        body.idempotency_key = row.idem_key  # fixed at intent time: a rebuilt envelope is the same message
+        body.created_at_ms = now_ms()
+        return body
+
     async def _reseal(self, row: OutboxRow) -> None:
-        env = envelope.envelope_pb2.Envelope.FromString(row.envelope)
-        body = envelope.envelope_pb2.EnvelopeBody.FromString(env.body)
+        assert row.envelope is not None
+        body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(row.envelope).body)
         body.created_at_ms = now_ms()
         await self._store.replace_outbox_envelope(row.id, envelope.seal(body, self._signer))
         log.warning("outbox.resealed", outbox_id=row.id, reason="stale")
 
-    async def _record(self, row: OutboxRow, response: broker_pb2.SendResponse) -> bool:
-        """Record the broker's answer; False when the row must wait (backoff)."""
+    async def _record(self, rows: list[OutboxRow], responses: list[broker_pb2.SendResponse]) -> bool:
+        """Record the broker's answers; False when some row must wait (backoff)."""
+        if len(responses) != len(rows):
+            log.error("outbox.bad_batch_answer", sent=len(rows), answers=len(responses))
+            return False
+        answers: list[tuple[int, str, bytes, str]] = []
+        waiting = False
+        for row, response in zip(rows, responses, strict=True):
+            answer = await self._answer(row, response)
+            if answer is None:
+                waiting = True
+            else:
+                answers.append(answer)
+        await self._store.finish_outbox(answers)
+        for outbox_id, status, _, _ in answers:
+            self._metrics.sends.labels(decision=status).inc()
+            self._finish_event(outbox_id)
+        log.info("outbox.sent", answered=len(answers), waiting=len(rows) - len(answers))
+        return not waiting
+
+    async def _answer(self, row: OutboxRow, response: broker_pb2.SendResponse) -> tuple[int, str, bytes, str] | None:
+        """(id, status, response, detail) to record, or None when the row stays pending."""
+        assert row.envelope is not None
         outcome = response.WhichOneof("outcome")
-        sender = envelope.envelope_pb2.EnvelopeBody.FromString(
-            envelope.envelope_pb2.Envelope.FromString(row.envelope).body).sender
         audit = response.receipt.audit if outcome == "receipt" else response.refusal.audit
-        expect = {"sender": sender, "decision": "accepted" if outcome == "receipt" else "refused"}
+        expect = {"sender": _sender_of(row.envelope), "decision": "accepted" if outcome == "receipt" else "refused"}
         try:
             await self._audit.check(audit, expect)
-        except VerificationError:
-            return False  # logged loudly by the checker; keep the row and try again later
+        except (VerificationError, TransportError):
+            return None  # logged loudly by the checker; keep the row and try again later
         if outcome == "receipt":
-            env = envelope.envelope_pb2.Envelope.FromString(row.envelope)
+            env = envelope_pb2.Envelope.FromString(row.envelope)
             if response.receipt.body_digest != envelope.body_digest(env.body):
                 # Not our body: keep it pending (and back off) rather than trust a wrong receipt.
                 log.error("outbox.bad_receipt", outbox_id=row.id)
-                return False
-            status = "accepted"
-        elif response.refusal.code == broker_pb2.REFUSAL_CODE_STALE:
+                return None
+            return row.id, "accepted", wire.encode(response), ""
+        refusal = response.refusal
+        code = broker_pb2.RefusalCode.Name(refusal.code)
+        if refusal.code == broker_pb2.REFUSAL_CODE_STALE:
             # The broker never accepted these bytes (a replay would have been answered from its
             # idempotency record first), so the same body under a fresh created-at is safe to send.
             await self._reseal(row)
-            return False  # retried after a backoff, so a node with a wrong clock cannot spin
-        else:
-            status = "refused"
-            log.warning(
-                "outbox.refused", outbox_id=row.id, rule=response.refusal.rule_id,
-                code=broker_pb2.RefusalCode.Name(response.refusal.code), field=response.refusal.field,
-            )
-        await self._store.finish_outbox(row.id, status, wire.encode(response))
-        log.info("outbox.done", outbox_id=row.id, status=status)
-        self._finished.setdefault(row.id, asyncio.Event()).set()
-        return True
+            return None  # retried after a backoff, so a node with a wrong clock cannot spin
+        if refusal.code in TRANSIENT:
+            await self._store.count_attempts([row.id], refusal.detail)
+            log.warning("outbox.deferred", outbox_id=row.id, code=code)
+            return None
+        log.warning("outbox.refused", outbox_id=row.id, rule=refusal.rule_id, code=code, field=refusal.field)
+        return row.id, "refused", wire.encode(response), refusal.detail
+
+    def _finish_event(self, outbox_id: int) -> None:
+        event = self._finished.get(outbox_id)  # only rows someone waits for
+        if event is not None:
+            event.set()
 
     async def wait(self, outbox_id: int, timeout: float) -> None:
         """Wait until a row has an answer from the broker, or the timeout passes."""
-        row = await self._store.outbox(outbox_id)
-        if row is not None and row.status != "pending":
-            return
+        event = self._finished.setdefault(outbox_id, asyncio.Event())  # before reading: no missed finish
         try:
-            await asyncio.wait_for(self._finished.setdefault(outbox_id, asyncio.Event()).wait(), timeout)
+            row = await self._store.outbox(outbox_id)
+            if row is not None and row.status not in ("queued", "pending"):
+                return
+            await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             pass
         finally:

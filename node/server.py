@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 
 from olievlek import logs
+from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
 from olievlek.lifecycle import until_stopped
+from olievlek.metrics import Metrics
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 
@@ -26,6 +28,7 @@ from .store import NodeStore
 log = logs.get("node")
 
 WITNESS_INTERVAL_S = 10.0
+GAUGE_INTERVAL_S = 2.0
 
 
 class NodeServer:
@@ -40,6 +43,8 @@ class NodeServer:
         self._pseudonymiser: PseudonymClient | None = None
         self.session: BrokerSession | None = None
         self.audit: AuditChecker | None = None
+        self.outbox: OutboxSender | None = None
+        self.metrics = Metrics("node")
 
     async def start(self) -> None:
         cfg = self.config
@@ -49,24 +54,45 @@ class NodeServer:
         self._store = await NodeStore.open(cfg.database)
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
-        self._client = BrokerClient(cfg.broker, cfg.tls)
+        self._client = BrokerClient(cfg.broker, cfg.tls, cfg.keepalive_s, cfg.keepalive_timeout_s)
         self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), trust,
                                   cfg.witnesses, cfg.witness_quorum)
-        outbox = OutboxSender(self._store, self._client, signer, self.audit)
-        self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust))
+        outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
+        self.outbox = outbox
+        self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit, self.metrics))
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
+        if cfg.metrics_listen:
+            log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._local = LocalApi(handlers, cfg.socket)
         await self._local.start()
-        self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run())]
+        self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
+                       asyncio.create_task(self._update_gauges())]
         if cfg.witness_quorum > 0:
             self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, 0)
 
+    async def _update_gauges(self) -> None:
+        """Outbox depth and oldest unanswered age (collectors may not touch the database)."""
+        assert self._store is not None
+        while True:
+            pending, oldest = await self._store.outbox_stats()
+            self.metrics.outbox_pending.set(pending)
+            self.metrics.outbox_oldest.set(max(0, now_ms() - oldest) / 1000 if oldest else 0)
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
     async def stop(self) -> None:
+        """Drain (SIGTERM): stop taking local requests, finish the send and the ack batch in
+        flight, flush the store's writes, close."""
+        grace = self.config.drain_grace_s
+        log.info("node.draining", grace_s=grace)
         if self._local is not None:
             await self._local.stop()
+        if self.outbox is not None:
+            await self.outbox.stop(grace)
+        if self.session is not None:
+            await self.session.stop(grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -76,6 +102,7 @@ class NodeServer:
             await self._client.close()
         if self._pseudonymiser is not None:
             await self._pseudonymiser.close()
+        self.metrics.close()
         if self._store is not None:
             await self._store.close()
         log.info("node.stopped", org=self.config.org_id)

@@ -2,13 +2,19 @@
 
 Nodes dial out: municipal networks do not accept inbound connections. The
 stream is reopened after any failure with jittered exponential backoff; the
-broker redelivers whatever was not acknowledged.
+broker redelivers whatever was not acknowledged. Deliveries are read by one
+task into a bounded queue (when it is full the reader stops reading, and
+HTTP/2 flow control holds the broker back); the other task takes whatever has
+arrived, up to ``MAX_BATCH``, stores it in one transaction and acknowledges it
+in one message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from typing import Any
 
 import grpc
 
@@ -20,6 +26,9 @@ from .inbox import Inbox
 
 log = logs.get("node.session")
 
+MAX_BATCH = 256
+_END = object()
+
 
 class BrokerSession:
     """Keeps the Subscribe stream open and feeds the inbox."""
@@ -29,10 +38,12 @@ class BrokerSession:
         self._inbox = inbox
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.connected = asyncio.Event()
+        self._busy = asyncio.Lock()
+        self._stopping = False
 
     async def run(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 await self._stream()
                 backoff = 0.2
@@ -44,19 +55,52 @@ class BrokerSession:
             await asyncio.sleep(backoff * (0.5 + self._rng.random()))
             backoff = min(backoff * 2, 10.0)
 
+    async def stop(self, grace: float) -> None:
+        """Drain: let the batch being stored be acknowledged, then take no more."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._busy.acquire(), grace)  # held for good: no new batch starts
+        except TimeoutError:
+            log.warning("stream.stop_timeout", grace_s=grace)
+
     async def _stream(self) -> None:
         call = self._client.subscribe()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * MAX_BATCH)
+        reader = asyncio.create_task(self._read(call, queue))
         try:
             await call.wait_for_connection()
             self.connected.set()
             log.info("stream.open", broker=self._client.target)
+            while not self._stopping:
+                items = [await queue.get()]
+                while len(items) < MAX_BATCH and not queue.empty():
+                    items.append(queue.get_nowait())
+                downs = [i for i in items if isinstance(i, broker_pb2.SubscribeDown)]
+                if downs:
+                    async with self._busy:
+                        acks = await self._inbox.accept(downs)
+                        if acks:
+                            await call.write(broker_pb2.SubscribeUp(acks=broker_pb2.AckBatch(acks=acks)))
+                for item in items:
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is _END:
+                        log.info("stream.ended")
+                        return
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            call.cancel()
+
+    @staticmethod
+    async def _read(call: Any, queue: asyncio.Queue[Any]) -> None:
+        try:
             while True:
                 down = await call.read()
                 if down is grpc.aio.EOF:
-                    log.info("stream.ended")
-                    return
-                if down.WhichOneof("msg") == "delivery":
-                    ack = await self._inbox.accept(down.delivery)
-                    await call.write(broker_pb2.SubscribeUp(ack=ack))
-        finally:
-            call.cancel()
+                    break
+                await queue.put(down)
+        except Exception as exc:  # handed to the consumer, which raises it after acking what came before
+            await queue.put(exc)
+        await queue.put(_END)

@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from olievlek.groupcommit import Writer
 from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 2  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
-#                    2: subject_pseudonyms, pseudonym_keys
+SCHEMA_VERSION = 3  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+#                    2: subject_pseudonyms, pseudonym_keys;
+#                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones
+
+# Outbox states: queued (the intent, committed with the business change) -> pending (envelope
+# built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
+# accepted -> expired when the broker reports the recipient did not acknowledge in time.
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS subjects (
@@ -26,13 +33,18 @@ SCHEMA = [
         agencies TEXT NOT NULL, contact_id TEXT NOT NULL, opened_year INTEGER NOT NULL,
         opened_month INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL,
-        rule_id TEXT NOT NULL, envelope BLOB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
-        response BLOB, created_ms INTEGER NOT NULL)""",
+        id INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+        recipient TEXT NOT NULL, rule_id TEXT NOT NULL, intent TEXT NOT NULL, envelope BLOB,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL, response BLOB, detail TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, id)",
     """CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, idem_key TEXT NOT NULL,
         kind TEXT NOT NULL, envelope BLOB NOT NULL, pseudonym BLOB NOT NULL, received_ms INTEGER NOT NULL,
         status TEXT NOT NULL, subject_id INTEGER, UNIQUE (sender, idem_key))""",
+    # What was erased from the inbox: a redelivery of it is acknowledged, never stored again.
+    """CREATE TABLE IF NOT EXISTS tombstones (
+        sender TEXT NOT NULL, idem_key TEXT NOT NULL, erased_ms INTEGER NOT NULL, PRIMARY KEY (sender, idem_key))""",
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
@@ -68,11 +80,39 @@ class CaseRow:
 class OutboxRow:
     id: int
     idem_key: str
+    kind: str
     recipient: str
     rule_id: str
-    envelope: bytes
+    intent: dict[str, Any]
+    envelope: bytes | None
     status: str
+    attempts: int
     response: bytes | None
+    detail: str
+    created_ms: int
+
+
+_OUTBOX_SELECT = ("SELECT id, idem_key, kind, recipient, rule_id, intent, envelope, status, attempts, response,"
+                  " detail, created_ms FROM outbox")
+_OUTBOX_BY_STATUS = _OUTBOX_SELECT + " WHERE status = ? ORDER BY id LIMIT ?"
+_OUTBOX_ALL = _OUTBOX_SELECT + " ORDER BY id"
+_OUTBOX_ONE = _OUTBOX_SELECT + " WHERE id = ?"
+
+
+def _outbox_row(r: tuple[Any, ...]) -> OutboxRow:
+    return OutboxRow(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), bytes(r[6]) if r[6] is not None else None,
+                     r[7], int(r[8]), bytes(r[9]) if r[9] is not None else None, r[10], int(r[11]))
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A verified delivery addressed to us, ready to store."""
+
+    sender: str
+    idem_key: str
+    kind: str
+    envelope: bytes
+    pseudonym: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +131,14 @@ class NodeStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Concurrent writes (intents, inbox batches, outbox answers) share one commit and fsync.
+        self.writer = Writer(db)
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
-        return cls(await Database.open(path, SCHEMA))
+        store = cls(await Database.open(path, SCHEMA))
+        store.writer.start()
+        return store
 
     # -- subjects and cases -------------------------------------------
     @staticmethod
@@ -141,69 +185,112 @@ class NodeStore:
                        json.loads(row[6]), row[7], int(row[8]), int(row[9]))
 
     # -- outbox ---------------------------------------------------------
-    async def add_outbox(self, idem_key: str, recipient: str, rule_id: str, envelope: bytes, now_ms: int) -> int:
-        async with self.db.transaction() as tx:
-            return await tx.execute(
-                "INSERT INTO outbox (idem_key, recipient, rule_id, envelope, status, attempts, created_ms)"
-                " VALUES (?, ?, ?, ?, 'pending', 0, ?)",
-                (idem_key, recipient, rule_id, envelope, now_ms),
-            )
-
-    async def pending_outbox(self) -> list[OutboxRow]:
-        rows = await self.db.fetchall(
-            "SELECT id, idem_key, recipient, rule_id, envelope, status, response FROM outbox"
-            " WHERE status = 'pending' ORDER BY id"
+    @staticmethod
+    async def add_intent_txn(tx: Txn, idem_key: str, kind: str, recipient: str, rule_id: str,
+                             intent: dict[str, Any], now_ms: int) -> int:
+        """The intent to send, in the caller's transaction (the business change that causes it)."""
+        return await tx.execute(
+            "INSERT INTO outbox (idem_key, kind, recipient, rule_id, intent, status, attempts, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (idem_key, kind, recipient, rule_id, json.dumps(intent, sort_keys=True), now_ms),
         )
-        return [OutboxRow(int(r[0]), r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows]
+
+    async def outbox_rows(self, status: str, limit: int = 1000) -> list[OutboxRow]:
+        rows = await self.db.fetchall(_OUTBOX_BY_STATUS, (status, limit))
+        return [_outbox_row(r) for r in rows]
+
+    async def all_outbox(self) -> list[OutboxRow]:
+        return [_outbox_row(r) for r in await self.db.fetchall(_OUTBOX_ALL)]
 
     async def outbox(self, outbox_id: int) -> OutboxRow | None:
-        r = await self.db.fetchone(
-            "SELECT id, idem_key, recipient, rule_id, envelope, status, response FROM outbox WHERE id = ?",
-            (outbox_id,),
-        )
-        return OutboxRow(int(r[0]), r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) if r else None
+        r = await self.db.fetchone(_OUTBOX_ONE, (outbox_id,))
+        return _outbox_row(r) if r else None
 
-    async def finish_outbox(self, outbox_id: int, status: str, response: bytes) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE outbox SET status = ?, response = ?, attempts = attempts + 1 WHERE id = ?",
-                (status, response, outbox_id),
-            )
+    async def outbox_stats(self) -> tuple[int, int]:
+        """(entries without a broker answer, created-at of the oldest of them or 0)."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*), MIN(created_ms) FROM outbox WHERE status IN ('queued', 'pending')")
+        return (int(row[0]), int(row[1] or 0)) if row else (0, 0)
+
+    async def seal_outbox(self, sealed: list[tuple[int, bytes]], failed: list[tuple[int, str]]) -> None:
+        """Store built and signed envelopes (queued -> pending); mark intents that cannot be built."""
+        async def op(tx: Txn) -> None:
+            await tx.executemany(
+                "UPDATE outbox SET envelope = ?, status = 'pending' WHERE id = ? AND status = 'queued'",
+                [(env, i) for i, env in sealed])
+            await tx.executemany(
+                "UPDATE outbox SET status = 'failed', detail = ? WHERE id = ? AND status = 'queued'",
+                [(d, i) for i, d in failed])
+        await self.writer.write(op)
+
+    async def finish_outbox(self, answers: list[tuple[int, str, bytes, str]]) -> None:
+        """Record the broker's answers: (id, status, response, detail)."""
+        async def op(tx: Txn) -> None:
+            await tx.executemany(
+                "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
+                " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
+        await self.writer.write(op)
 
     async def replace_outbox_envelope(self, outbox_id: int, sealed: bytes) -> None:
-        async with self.db.transaction() as tx:
+        async def op(tx: Txn) -> None:
             await tx.execute(
                 "UPDATE outbox SET envelope = ?, attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
-                (sealed, outbox_id),
-            )
+                (sealed, outbox_id))
+        await self.writer.write(op)
 
-    async def count_attempt(self, outbox_id: int) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,))
+    async def count_attempts(self, outbox_ids: list[int], detail: str) -> None:
+        async def op(tx: Txn) -> None:
+            await tx.executemany("UPDATE outbox SET attempts = attempts + 1, detail = ? WHERE id = ?",
+                                 [(detail, i) for i in outbox_ids])
+        await self.writer.write(op)
+
+    async def expire_outbox(self, idem_key: str, recipient: str, detail: str) -> bool:
+        """The broker expired our envelope at ``recipient``; False if we sent no such thing."""
+        async def op(tx: Txn) -> bool:
+            row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ? AND recipient = ?", (idem_key, recipient))
+            if row is None:
+                return False
+            await tx.execute("UPDATE outbox SET status = 'expired', detail = ? WHERE id = ?", (detail, row[0]))
+            return True
+        return await self.writer.write(op)
 
     # -- inbox ----------------------------------------------------------
-    async def store_delivery(self, sender: str, idem_key: str, kind: str, envelope: bytes, pseudonym: bytes,
-                             now_ms: int) -> bool:
-        """Store one delivery; False when (sender, key) is already there (a redelivery)."""
-        async with self.db.transaction() as tx:
-            existing = await tx.fetchone(
-                "SELECT 1 FROM inbox WHERE sender = ? AND idem_key = ?", (sender, idem_key)
-            )
-            if existing is not None:
+    async def store_deliveries(self, items: list[NewDelivery], now_ms: int) -> list[bool]:
+        """Store a batch in one transaction; per item False when (sender, key) is already there
+        or was erased (a redelivery: acknowledged, never applied twice, never resurrected)."""
+        async def op(tx: Txn) -> list[bool]:
+            fresh: list[bool] = []
+            for d in items:
+                seen = await tx.fetchone(
+                    "SELECT 1 FROM inbox WHERE sender = ? AND idem_key = ?"
+                    " UNION ALL SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?",
+                    (d.sender, d.idem_key, d.sender, d.idem_key))
+                if seen is None:
+                    await tx.execute(
+                        "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 'pending_identification')",
+                        (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms))
+                fresh.append(seen is None)
+            return fresh
+        return await self.writer.write(op)
+
+    async def erase_inbox_item(self, item_id: int, now_ms: int) -> bool:
+        """Erase one inbox item, keeping only its tombstone (sender, key, when)."""
+        async def op(tx: Txn) -> bool:
+            row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ?", (item_id,))
+            if row is None:
                 return False
-            await tx.execute(
-                "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'pending_identification')",
-                (sender, idem_key, kind, envelope, pseudonym, now_ms),
-            )
-        return True
+            await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
+                             (row[0], row[1], now_ms))
+            await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
+            return True
+        return await self.writer.write(op)
 
     async def refuse_delivery(self, seq: int, reason: str, detail: str, now_ms: int) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO delivery_refusals (seq, reason, detail, at_ms) VALUES (?, ?, ?, ?)",
-                (seq, reason, detail, now_ms),
-            )
+        async def op(tx: Txn) -> None:
+            await tx.execute("INSERT INTO delivery_refusals (seq, reason, detail, at_ms) VALUES (?, ?, ?, ?)",
+                             (seq, reason, detail, now_ms))
+        await self.writer.write(op)
 
     async def inbox(self) -> list[InboxRow]:
         rows = await self.db.fetchall(
@@ -233,11 +320,11 @@ class NodeStore:
 
     # -- local request log ---------------------------------------------
     async def log_request(self, uid: int, request: str, outcome: str, now_ms: int) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO local_requests (at_ms, uid, request, outcome) VALUES (?, ?, ?, ?)",
-                (now_ms, uid, request, outcome),
-            )
+        async def op(tx: Txn) -> None:
+            await tx.execute("INSERT INTO local_requests (at_ms, uid, request, outcome) VALUES (?, ?, ?, ?)",
+                             (now_ms, uid, request, outcome))
+        await self.writer.write(op)
 
     async def close(self) -> None:
+        await self.writer.stop()  # flush what was submitted
         await self.db.close()

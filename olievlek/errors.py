@@ -7,6 +7,7 @@
     ├── IdentityError              a certificate does not carry exactly one olievlek identity
     ├── InvalidIdentifier          an identifier failed validation (never echoes it)
     ├── TransportError             the far side could not be reached
+    ├── ShuttingDown               the service is draining and takes nothing new
     ├── LocalApiError              the node's local API answered with an error
     └── Refused                    an envelope or request was refused (carries a RefusalCode)
         ├── WireError              malformed, unknown field, bad enum, bound, non-canonical
@@ -32,6 +33,7 @@ class ErrorCode(StrEnum):
     INVALID_IDENTIFIER = "invalid_identifier"
     TRANSPORT = "transport"
     LOCAL_API = "local_api"
+    SHUTTING_DOWN = "shutting_down"
     REFUSED = "refused"
 
 
@@ -136,3 +138,9 @@ class PolicyDenied(Refused):
     """The rule bundle does not allow the request (default deny)."""
 
     refusal_code = broker_pb2.REFUSAL_CODE_POLICY_DENIED
+
+
+class ShuttingDown(OlievlekError):
+    """The service is draining (SIGTERM): what was accepted is finished, nothing new is taken."""
+
+    code = ErrorCode.SHUTTING_DOWN

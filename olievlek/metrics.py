@@ -27,6 +27,14 @@ class Metrics:
                                  registry=self.registry)
         self.oldest_age = Gauge(f"{ns}_oldest_undelivered_seconds", "Age of the oldest undelivered envelope.",
                                 ["recipient"], registry=self.registry)
+        self.redeliveries = Counter(f"{ns}_redeliveries", "Deliveries of an item delivered before.",
+                                    registry=self.registry)
+        self.expiries = Counter(f"{ns}_expiries", "Deliveries expired (not acknowledged within the rule's TTL).",
+                                registry=self.registry)
+        self.duplicates = Counter(f"{ns}_duplicates", "Deliveries already stored (acknowledged, not applied).",
+                                  registry=self.registry)
+        self.outbox_oldest = Gauge(f"{ns}_outbox_oldest_seconds", "Age of the oldest outbox entry without an answer.",
+                                   registry=self.registry)
         self.outbox_pending = Gauge(f"{ns}_outbox_pending", "Outbox entries without a broker answer.",
                                     registry=self.registry)
 

@@ -25,26 +25,42 @@ from olievlek.trust import TrustAnchor
 
 log = logs.get("transport")
 
-# Keepalive on both sides: a node behind NAT notices a dead broker stream
-# within ~30 s, and the broker tolerates the node's pings.
-SERVER_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.so_reuseport", 0),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 1 << 20),
-]
-CLIENT_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.keepalive_time_ms", 15_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 1 << 20),
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5_000),
-]
+# Keepalive on both sides: a partition sends no reset, so only pings find a dead
+# connection. A node notices a dead broker stream within keepalive + timeout
+# (~25 s in production); the broker must permit pings at least that often, or it
+# answers them with GOAWAY too_many_pings. Tests shorten both (about 2 s).
+KEEPALIVE_S = 15.0
+KEEPALIVE_TIMEOUT_S = 10.0
+MIN_PING_INTERVAL_S = 5.0
+
+
+def server_options(min_ping_interval_s: float = MIN_PING_INTERVAL_S) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(min_ping_interval_s * 1000)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_receive_message_length", 1 << 24),
+    ]
+
+
+def client_options(keepalive_s: float = KEEPALIVE_S, timeout_s: float = KEEPALIVE_TIMEOUT_S) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_receive_message_length", 1 << 24),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+    ]
+
+
+SERVER_OPTIONS = server_options()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +90,10 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     )
 
 
-def secure_channel(target: str, files: TlsFiles) -> grpc.aio.Channel:
-    return grpc.aio.secure_channel(target, channel_credentials(files), options=CLIENT_OPTIONS)
+def secure_channel(target: str, files: TlsFiles, keepalive_s: float = KEEPALIVE_S,
+                   keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S) -> grpc.aio.Channel:
+    options = client_options(keepalive_s, keepalive_timeout_s)
+    return grpc.aio.secure_channel(target, channel_credentials(files), options=options)
 
 
 def peer_identity(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity:

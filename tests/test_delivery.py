@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from olievlek.broker.server import BrokerServer
+from olievlek.broker.store import NEVER
 from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
 
@@ -84,13 +85,12 @@ async def test_redelivery_is_not_applied_twice(pki: Pki, broker: BrokerServer, n
     # The broker loses the ack (as after a crash) and redelivers the same envelope.
     assert broker.service is not None
     store: Any = broker.service.store
-    async with store._db.transaction() as tx:
-        await tx.execute("INSERT INTO queue (recipient, sender, idem_key, envelope, enqueued_ms) VALUES (?,?,?,?,0)",
-                         ("antwerpen", "gent", "once", raw))
+    async with store.db.transaction() as tx:
+        await store.seed_txn(tx, "antwerpen", "gent", [("once", raw)], 0, NEVER)
     broker.service.notifier.notify("antwerpen")
     await eventually(lambda: _queue_empty(broker, "antwerpen"))
     assert len(await inbox_rows(antwerpen)) == 1
-    acks = await store._db.fetchall("SELECT outcome FROM acks ORDER BY rowid")
+    acks = await store.db.fetchall("SELECT outcome FROM acks ORDER BY rowid")
     assert [a[0] for a in acks] == ["stored", "duplicate"]
 
 
@@ -115,7 +115,7 @@ class RogueBroker(broker_pb2_grpc.BrokerServicer):
     async def Subscribe(self, request_iterator: Any, context: Any) -> Any:
         yield broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=7, envelope=self.envelope))
         async for up in request_iterator:
-            self.acks.append(up.ack)
+            self.acks.extend([up.ack] if up.WhichOneof("msg") == "ack" else up.acks.acks)
             return
 
 

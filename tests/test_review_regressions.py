@@ -3,6 +3,8 @@ number-like tokens, top-level unknown fields, our own expiry check, denies with 
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import datetime as dt
 import time
@@ -73,7 +75,15 @@ async def test_an_alert_written_before_a_long_outage_is_resent_not_lost(
     assert gent._store is not None
     old = body(created_at_ms=int(time.time() * 1000) - 20 * 60 * 1000)  # sealed 20 minutes ago
     raw = seal_bytes(wire.encode(old), signer(pki, "gent"))
-    outbox_id = await gent._store.add_outbox(old.idempotency_key, "antwerpen", "move-alert", raw, 0)
+    store = gent._store
+
+    async def intent(tx: Any) -> int:
+        return await store.add_intent_txn(tx, old.idempotency_key, "alert.move", "antwerpen", "move-alert", {}, 0)
+
+    outbox_id = await store.writer.write(intent)
+    await store.seal_outbox([(outbox_id, raw)], [])  # as if built before the outage
+    assert gent.outbox is not None
+    gent.outbox.kick()
     deadline = asyncio.get_running_loop().time() + 20
     gent_outbox = gent._store
     while (row := await gent_outbox.outbox(outbox_id)) is not None and row.status == "pending":

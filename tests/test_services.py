@@ -66,7 +66,7 @@ async def test_unreachable_broker_keeps_the_alert_pending_and_resends(
         case_id=opened.case_open.case_id, destination_nis=11002)))
     assert r.alert_move.status == local_pb2.OUTBOX_STATUS_PENDING
     assert gent._store is not None
-    [row] = await gent._store.pending_outbox()
+    [row] = await gent._store.outbox_rows("pending")
     restarted = BrokerServer(broker_config(pki, tmp_path, listen=f"127.0.0.1:{port}"))
     await restarted.start()
     try:
@@ -78,7 +78,7 @@ async def test_unreachable_broker_keeps_the_alert_pending_and_resends(
         assert done is not None and done.status == "accepted"
         assert done.envelope == row.envelope  # the same bytes, not a rebuilt envelope
         assert restarted.service is not None
-        assert [q.envelope for q in await restarted.service.store.pending("antwerpen", 0, 10)] == [row.envelope]
+        assert [q.payload for q in await restarted.service.store.pending("antwerpen", 0, 10)] == [row.envelope]
     finally:
         await nodes.stop(gent)
         await restarted.stop(0)

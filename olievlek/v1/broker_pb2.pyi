@@ -39,6 +39,8 @@ class _RefusalCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefusalCo
     REFUSAL_CODE_IDEMPOTENCY_CONFLICT: _RefusalCode.ValueType  # 11
     REFUSAL_CODE_POLICY_DENIED: _RefusalCode.ValueType  # 12
     REFUSAL_CODE_UNKNOWN_RECIPIENT: _RefusalCode.ValueType  # 13
+    REFUSAL_CODE_QUEUE_FULL: _RefusalCode.ValueType  # 14
+    """A recipient's queue is at its limit: nothing was queued; retry later (never a silent drop)."""
 
 class RefusalCode(_RefusalCode, metaclass=_RefusalCodeEnumTypeWrapper):
     """Stable reason codes; the text in Refusal.detail is for people."""
@@ -57,6 +59,8 @@ REFUSAL_CODE_STALE: RefusalCode.ValueType  # 10
 REFUSAL_CODE_IDEMPOTENCY_CONFLICT: RefusalCode.ValueType  # 11
 REFUSAL_CODE_POLICY_DENIED: RefusalCode.ValueType  # 12
 REFUSAL_CODE_UNKNOWN_RECIPIENT: RefusalCode.ValueType  # 13
+REFUSAL_CODE_QUEUE_FULL: RefusalCode.ValueType  # 14
+"""A recipient's queue is at its limit: nothing was queued; retry later (never a silent drop)."""
 Global___RefusalCode: _TypeAlias = RefusalCode  # noqa: Y015
 
 class _AckOutcome:
@@ -489,6 +493,48 @@ class ReportAck(_message.Message):
 Global___ReportAck: _TypeAlias = ReportAck  # noqa: Y015
 
 @_typing.final
+class SendBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def envelopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Serialized Envelopes, each as in SendRequest.envelope."""
+
+    def __init__(
+        self,
+        *,
+        envelopes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelopes", b"envelopes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendBatchRequest: _TypeAlias = SendBatchRequest  # noqa: Y015
+
+@_typing.final
+class SendBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendResponse]: ...
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___SendResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendBatchResponse: _TypeAlias = SendBatchResponse  # noqa: Y015
+
+@_typing.final
 class SendRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -608,7 +654,7 @@ class Delivery(_message.Message):
     SEQ_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    """Broker-assigned, increasing per recipient."""
+    """Broker-assigned per recipient: 1, 2, 3, ... in the order the broker accepted the envelopes."""
     envelope: _builtins.bytes
     """Serialized Envelope, exactly as the sender submitted it."""
     def __init__(
@@ -652,22 +698,93 @@ class Ack(_message.Message):
 Global___Ack: _TypeAlias = Ack  # noqa: Y015
 
 @_typing.final
+class AckBatch(_message.Message):
+    """Many acknowledgements in one message (a node stores a batch in one transaction, then acks it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ack]: ...
+    def __init__(
+        self,
+        *,
+        acks: _abc.Iterable[Global___Ack] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckBatch: _TypeAlias = AckBatch  # noqa: Y015
+
+@_typing.final
+class ExpiryNotice(_message.Message):
+    """Told to the sender on its own stream: an envelope was not acknowledged by a recipient within
+    the delivery time-to-live of its rule and was removed from that recipient's queue.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    ENQUEUED_AT_MS_FIELD_NUMBER: _builtins.int
+    EXPIRED_AT_MS_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """In the sender's queue, like a Delivery's seq; acknowledged the same way."""
+    idempotency_key: _builtins.str
+    recipient: _builtins.str
+    rule_id: _builtins.str
+    enqueued_at_ms: _builtins.int
+    expired_at_ms: _builtins.int
+    @_builtins.property
+    def audit(self) -> Global___AuditProof:
+        """The expiry's own log leaf, so the sender can check the broker's word."""
+
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        enqueued_at_ms: _builtins.int = ...,
+        expired_at_ms: _builtins.int = ...,
+        audit: Global___AuditProof | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "enqueued_at_ms", b"enqueued_at_ms", "expired_at_ms", b"expired_at_ms", "idempotency_key", b"idempotency_key", "recipient", b"recipient", "rule_id", b"rule_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpiryNotice: _TypeAlias = ExpiryNotice  # noqa: Y015
+
+@_typing.final
 class SubscribeUp(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACK_FIELD_NUMBER: _builtins.int
+    ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ack(self) -> Global___Ack: ...
+    @_builtins.property
+    def acks(self) -> Global___AckBatch: ...
     def __init__(
         self,
         *,
         ack: Global___Ack | None = ...,
+        acks: Global___AckBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "msg", b"msg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "acks", b"acks", "msg", b"msg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "msg", b"msg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "acks", b"acks", "msg", b"msg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["ack"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["ack", "acks"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -678,18 +795,22 @@ class SubscribeDown(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delivery(self) -> Global___Delivery: ...
+    @_builtins.property
+    def expired(self) -> Global___ExpiryNotice: ...
     def __init__(
         self,
         *,
         delivery: Global___Delivery | None = ...,
+        expired: Global___ExpiryNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "msg", b"msg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "expired", b"expired", "msg", b"msg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "msg", b"msg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "expired", b"expired", "msg", b"msg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["delivery"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["delivery", "expired"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

@@ -39,6 +39,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.SendRequest.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.SendResponse.FromString,
                 _registered_method=True)
+        self.SendBatch = channel.unary_unary(
+                '/olievlek.v1.Broker/SendBatch',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.SendBatchRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.SendBatchResponse.FromString,
+                _registered_method=True)
         self.Subscribe = channel.stream_stream(
                 '/olievlek.v1.Broker/Subscribe',
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.SubscribeUp.SerializeToString,
@@ -88,6 +93,14 @@ class BrokerServicer:
         """Submit one envelope. A policy or validation refusal is a normal answer
         (SendResponse.refusal); gRPC error statuses are kept for transport and
         authentication failures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendBatch(self, request, context):
+        """Submit many envelopes in one call; one answer per envelope, in the same order. They are
+        decided in that order (so a sender's order is kept) and share one commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +171,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.SendRequest.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.SendResponse.SerializeToString,
             ),
+            'SendBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendBatch,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.SendBatchRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.SendBatchResponse.SerializeToString,
+            ),
             'Subscribe': grpc.stream_stream_rpc_method_handler(
                     servicer.Subscribe,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.SubscribeUp.FromString,
@@ -226,6 +244,33 @@ class Broker:
             '/olievlek.v1.Broker/Send',
             olievlek_dot_v1_dot_broker__pb2.SendRequest.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/SendBatch',
+            olievlek_dot_v1_dot_broker__pb2.SendBatchRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.SendBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

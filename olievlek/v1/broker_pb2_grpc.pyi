@@ -36,6 +36,10 @@ class BrokerStub:
     (SendResponse.refusal); gRPC error statuses are kept for transport and
     authentication failures.
     """
+    SendBatch: _grpc.UnaryUnaryMultiCallable[_broker_pb2.SendBatchRequest, _broker_pb2.SendBatchResponse]
+    """Submit many envelopes in one call; one answer per envelope, in the same order. They are
+    decided in that order (so a sender's order is kept) and share one commit.
+    """
     Subscribe: _grpc.StreamStreamMultiCallable[_broker_pb2.SubscribeUp, _broker_pb2.SubscribeDown]
     """Deliveries down, acknowledgements up. One active stream per organisation:
     a new stream supersedes the old one.
@@ -62,6 +66,10 @@ class BrokerAsyncStub(BrokerStub):
     """Submit one envelope. A policy or validation refusal is a normal answer
     (SendResponse.refusal); gRPC error statuses are kept for transport and
     authentication failures.
+    """
+    SendBatch: _aio.UnaryUnaryMultiCallable[_broker_pb2.SendBatchRequest, _broker_pb2.SendBatchResponse]  # type: ignore[assignment]
+    """Submit many envelopes in one call; one answer per envelope, in the same order. They are
+    decided in that order (so a sender's order is kept) and share one commit.
     """
     Subscribe: _aio.StreamStreamMultiCallable[_broker_pb2.SubscribeUp, _broker_pb2.SubscribeDown]  # type: ignore[assignment]
     """Deliveries down, acknowledgements up. One active stream per organisation:
@@ -92,6 +100,16 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         """Submit one envelope. A policy or validation refusal is a normal answer
         (SendResponse.refusal); gRPC error statuses are kept for transport and
         authentication failures.
+        """
+
+    @_abc_1.abstractmethod
+    def SendBatch(
+        self,
+        request: _broker_pb2.SendBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.SendBatchResponse, _abc.Awaitable[_broker_pb2.SendBatchResponse]]:
+        """Submit many envelopes in one call; one answer per envelope, in the same order. They are
+        decided in that order (so a sender's order is kept) and share one commit.
         """
 
     @_abc_1.abstractmethod

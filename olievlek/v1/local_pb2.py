@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from olievlek.v1 import summary_pb2 as olievlek_dot_v1_dot_summary__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17olievlek/v1/local.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/summary.proto\"a\n\x08Identity\x12\x17\n\x0fnational_number\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\"\xf8\x01\n\x0f\x43\x61seOpenRequest\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.Identity\x12!\n\x05phase\x18\x02 \x01(\x0e\x32\x12.olievlek.v1.Phase\x12.\n\x08\x63oncerns\x18\x03 \x03(\x0e\x32\x1c.olievlek.v1.ConcernCategory\x12*\n\nrisk_level\x18\x04 \x01(\x0e\x32\x16.olievlek.v1.RiskLevel\x12)\n\x08\x61gencies\x18\x05 \x03(\x0e\x32\x17.olievlek.v1.AgencyRole\x12\x12\n\ncontact_id\x18\x06 \x01(\t\"#\n\x10\x43\x61seOpenResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\x04\"e\n\x10\x41lertMoveRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x64\x65stination_nis\x18\x02 \x01(\r\x12\x16\n\x0einclude_fields\x18\x03 \x03(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\"\xba\x01\n\x11\x41lertMoveResponse\x12\x11\n\toutbox_id\x18\x01 \x01(\x04\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.olievlek.v1.OutboxStatus\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12\x14\n\x0crefusal_code\x18\x05 \x01(\t\x12\x16\n\x0erefusal_detail\x18\x06 \x01(\t\x12\x15\n\rrefusal_field\x18\x07 \x01(\t\"\x12\n\x10InboxListRequest\"\xa9\x01\n\tInboxItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0ereceived_at_ms\x18\x04 \x01(\x04\x12\x0e\n\x06status\x18\x05 \x01(\t\x12)\n\x07summary\x18\x06 \x01(\x0b\x32\x18.olievlek.v1.CaseSummary\x12\x1a\n\x12matched_subject_id\x18\x07 \x01(\x04\":\n\x11InboxListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.olievlek.v1.InboxItem\":\n\x0fIdentifyRequest\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.Identity\"R\n\x10IdentifyResponse\x12\x18\n\x10matched_item_ids\x18\x01 \x03(\x04\x12\x12\n\nsubject_id\x18\x02 \x01(\x04\x12\x10\n\x08probable\x18\x03 \x01(\x08\"\xe8\x01\n\x0cLocalRequest\x12\x31\n\tcase_open\x18\x01 \x01(\x0b\x32\x1c.olievlek.v1.CaseOpenRequestH\x00\x12\x33\n\nalert_move\x18\x02 \x01(\x0b\x32\x1d.olievlek.v1.AlertMoveRequestH\x00\x12\x33\n\ninbox_list\x18\x03 \x01(\x0b\x32\x1d.olievlek.v1.InboxListRequestH\x00\x12\x30\n\x08identify\x18\x04 \x01(\x0b\x32\x1c.olievlek.v1.IdentifyRequestH\x00\x42\t\n\x07request\"+\n\nLocalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x02\n\rLocalResponse\x12\x32\n\tcase_open\x18\x01 \x01(\x0b\x32\x1d.olievlek.v1.CaseOpenResponseH\x00\x12\x34\n\nalert_move\x18\x02 \x01(\x0b\x32\x1e.olievlek.v1.AlertMoveResponseH\x00\x12\x34\n\ninbox_list\x18\x03 \x01(\x0b\x32\x1e.olievlek.v1.InboxListResponseH\x00\x12\x31\n\x08identify\x18\x04 \x01(\x0b\x32\x1d.olievlek.v1.IdentifyResponseH\x00\x12(\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x17.olievlek.v1.LocalErrorH\x00\x42\n\n\x08response*\x7f\n\x0cOutboxStatus\x12\x1d\n\x19OUTBOX_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTBOX_STATUS_PENDING\x10\x01\x12\x1a\n\x16OUTBOX_STATUS_ACCEPTED\x10\x02\x12\x19\n\x15OUTBOX_STATUS_REFUSED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17olievlek/v1/local.proto\x12\x0bolievlek.v1\x1a\x19olievlek/v1/summary.proto\"a\n\x08Identity\x12\x17\n\x0fnational_number\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x12\n\nbirth_date\x18\x04 \x01(\t\"\xf8\x01\n\x0f\x43\x61seOpenRequest\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.Identity\x12!\n\x05phase\x18\x02 \x01(\x0e\x32\x12.olievlek.v1.Phase\x12.\n\x08\x63oncerns\x18\x03 \x03(\x0e\x32\x1c.olievlek.v1.ConcernCategory\x12*\n\nrisk_level\x18\x04 \x01(\x0e\x32\x16.olievlek.v1.RiskLevel\x12)\n\x08\x61gencies\x18\x05 \x03(\x0e\x32\x17.olievlek.v1.AgencyRole\x12\x12\n\ncontact_id\x18\x06 \x01(\t\"#\n\x10\x43\x61seOpenResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\x04\"v\n\x10\x41lertMoveRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x64\x65stination_nis\x18\x02 \x01(\r\x12\x16\n\x0einclude_fields\x18\x03 \x03(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12\x0f\n\x07no_wait\x18\x05 \x01(\x08\"\xba\x01\n\x11\x41lertMoveResponse\x12\x11\n\toutbox_id\x18\x01 \x01(\x04\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.olievlek.v1.OutboxStatus\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12\x14\n\x0crefusal_code\x18\x05 \x01(\t\x12\x16\n\x0erefusal_detail\x18\x06 \x01(\t\x12\x15\n\rrefusal_field\x18\x07 \x01(\t\"\x13\n\x11OutboxListRequest\"\xb5\x01\n\nOutboxItem\x12\x11\n\toutbox_id\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.olievlek.v1.OutboxStatus\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"<\n\x12OutboxListResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.olievlek.v1.OutboxItem\"\x12\n\x10InboxListRequest\"\xa9\x01\n\tInboxItem\x12\x0f\n\x07item_id\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0ereceived_at_ms\x18\x04 \x01(\x04\x12\x0e\n\x06status\x18\x05 \x01(\t\x12)\n\x07summary\x18\x06 \x01(\x0b\x32\x18.olievlek.v1.CaseSummary\x12\x1a\n\x12matched_subject_id\x18\x07 \x01(\x04\":\n\x11InboxListResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.olievlek.v1.InboxItem\":\n\x0fIdentifyRequest\x12\'\n\x08identity\x18\x01 \x01(\x0b\x32\x15.olievlek.v1.Identity\"R\n\x10IdentifyResponse\x12\x18\n\x10matched_item_ids\x18\x01 \x03(\x04\x12\x12\n\nsubject_id\x18\x02 \x01(\x04\x12\x10\n\x08probable\x18\x03 \x01(\x08\"\x9f\x02\n\x0cLocalRequest\x12\x31\n\tcase_open\x18\x01 \x01(\x0b\x32\x1c.olievlek.v1.CaseOpenRequestH\x00\x12\x33\n\nalert_move\x18\x02 \x01(\x0b\x32\x1d.olievlek.v1.AlertMoveRequestH\x00\x12\x33\n\ninbox_list\x18\x03 \x01(\x0b\x32\x1d.olievlek.v1.InboxListRequestH\x00\x12\x30\n\x08identify\x18\x04 \x01(\x0b\x32\x1c.olievlek.v1.IdentifyRequestH\x00\x12\x35\n\x0boutbox_list\x18\x05 \x01(\x0b\x32\x1e.olievlek.v1.OutboxListRequestH\x00\x42\t\n\x07request\"+\n\nLocalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd0\x02\n\rLocalResponse\x12\x32\n\tcase_open\x18\x01 \x01(\x0b\x32\x1d.olievlek.v1.CaseOpenResponseH\x00\x12\x34\n\nalert_move\x18\x02 \x01(\x0b\x32\x1e.olievlek.v1.AlertMoveResponseH\x00\x12\x34\n\ninbox_list\x18\x03 \x01(\x0b\x32\x1e.olievlek.v1.InboxListResponseH\x00\x12\x31\n\x08identify\x18\x04 \x01(\x0b\x32\x1d.olievlek.v1.IdentifyResponseH\x00\x12\x36\n\x0boutbox_list\x18\x05 \x01(\x0b\x32\x1f.olievlek.v1.OutboxListResponseH\x00\x12(\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x17.olievlek.v1.LocalErrorH\x00\x42\n\n\x08response*\xb4\x01\n\x0cOutboxStatus\x12\x1d\n\x19OUTBOX_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OUTBOX_STATUS_PENDING\x10\x01\x12\x1a\n\x16OUTBOX_STATUS_ACCEPTED\x10\x02\x12\x19\n\x15OUTBOX_STATUS_REFUSED\x10\x03\x12\x19\n\x15OUTBOX_STATUS_EXPIRED\x10\x04\x12\x18\n\x14OUTBOX_STATUS_QUEUED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'olievlek.v1.local_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTBOXSTATUS']._serialized_start=1705
-  _globals['_OUTBOXSTATUS']._serialized_end=1832
+  _globals['_OUTBOXSTATUS']._serialized_start=2101
+  _globals['_OUTBOXSTATUS']._serialized_end=2281
   _globals['_IDENTITY']._serialized_start=67
   _globals['_IDENTITY']._serialized_end=164
   _globals['_CASEOPENREQUEST']._serialized_start=167
@@ -41,23 +41,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CASEOPENRESPONSE']._serialized_start=417
   _globals['_CASEOPENRESPONSE']._serialized_end=452
   _globals['_ALERTMOVEREQUEST']._serialized_start=454
-  _globals['_ALERTMOVEREQUEST']._serialized_end=555
-  _globals['_ALERTMOVERESPONSE']._serialized_start=558
-  _globals['_ALERTMOVERESPONSE']._serialized_end=744
-  _globals['_INBOXLISTREQUEST']._serialized_start=746
-  _globals['_INBOXLISTREQUEST']._serialized_end=764
-  _globals['_INBOXITEM']._serialized_start=767
-  _globals['_INBOXITEM']._serialized_end=936
-  _globals['_INBOXLISTRESPONSE']._serialized_start=938
-  _globals['_INBOXLISTRESPONSE']._serialized_end=996
-  _globals['_IDENTIFYREQUEST']._serialized_start=998
-  _globals['_IDENTIFYREQUEST']._serialized_end=1056
-  _globals['_IDENTIFYRESPONSE']._serialized_start=1058
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1140
-  _globals['_LOCALREQUEST']._serialized_start=1143
-  _globals['_LOCALREQUEST']._serialized_end=1375
-  _globals['_LOCALERROR']._serialized_start=1377
-  _globals['_LOCALERROR']._serialized_end=1420
-  _globals['_LOCALRESPONSE']._serialized_start=1423
-  _globals['_LOCALRESPONSE']._serialized_end=1703
+  _globals['_ALERTMOVEREQUEST']._serialized_end=572
+  _globals['_ALERTMOVERESPONSE']._serialized_start=575
+  _globals['_ALERTMOVERESPONSE']._serialized_end=761
+  _globals['_OUTBOXLISTREQUEST']._serialized_start=763
+  _globals['_OUTBOXLISTREQUEST']._serialized_end=782
+  _globals['_OUTBOXITEM']._serialized_start=785
+  _globals['_OUTBOXITEM']._serialized_end=966
+  _globals['_OUTBOXLISTRESPONSE']._serialized_start=968
+  _globals['_OUTBOXLISTRESPONSE']._serialized_end=1028
+  _globals['_INBOXLISTREQUEST']._serialized_start=1030
+  _globals['_INBOXLISTREQUEST']._serialized_end=1048
+  _globals['_INBOXITEM']._serialized_start=1051
+  _globals['_INBOXITEM']._serialized_end=1220
+  _globals['_INBOXLISTRESPONSE']._serialized_start=1222
+  _globals['_INBOXLISTRESPONSE']._serialized_end=1280
+  _globals['_IDENTIFYREQUEST']._serialized_start=1282
+  _globals['_IDENTIFYREQUEST']._serialized_end=1340
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1342
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1424
+  _globals['_LOCALREQUEST']._serialized_start=1427
+  _globals['_LOCALREQUEST']._serialized_end=1714
+  _globals['_LOCALERROR']._serialized_start=1716
+  _globals['_LOCALERROR']._serialized_end=1759
+  _globals['_LOCALRESPONSE']._serialized_start=1762
+  _globals['_LOCALRESPONSE']._serialized_end=2098
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,10 @@ class _OutboxStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutboxSt
     OUTBOX_STATUS_PENDING: _OutboxStatus.ValueType  # 1
     OUTBOX_STATUS_ACCEPTED: _OutboxStatus.ValueType  # 2
     OUTBOX_STATUS_REFUSED: _OutboxStatus.ValueType  # 3
+    OUTBOX_STATUS_EXPIRED: _OutboxStatus.ValueType  # 4
+    """Accepted by the broker, but not acknowledged by the recipient within the rule's time-to-live."""
+    OUTBOX_STATUS_QUEUED: _OutboxStatus.ValueType  # 5
+    """Committed; the envelope is not built and signed yet."""
 
 class OutboxStatus(_OutboxStatus, metaclass=_OutboxStatusEnumTypeWrapper): ...
 
@@ -41,6 +45,10 @@ OUTBOX_STATUS_UNSPECIFIED: OutboxStatus.ValueType  # 0
 OUTBOX_STATUS_PENDING: OutboxStatus.ValueType  # 1
 OUTBOX_STATUS_ACCEPTED: OutboxStatus.ValueType  # 2
 OUTBOX_STATUS_REFUSED: OutboxStatus.ValueType  # 3
+OUTBOX_STATUS_EXPIRED: OutboxStatus.ValueType  # 4
+"""Accepted by the broker, but not acknowledged by the recipient within the rule's time-to-live."""
+OUTBOX_STATUS_QUEUED: OutboxStatus.ValueType  # 5
+"""Committed; the envelope is not built and signed yet."""
 Global___OutboxStatus: _TypeAlias = OutboxStatus  # noqa: Y015
 
 @_typing.final
@@ -136,9 +144,12 @@ class AlertMoveRequest(_message.Message):
     DESTINATION_NIS_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELDS_FIELD_NUMBER: _builtins.int
     RULE_ID_FIELD_NUMBER: _builtins.int
+    NO_WAIT_FIELD_NUMBER: _builtins.int
     case_id: _builtins.int
     destination_nis: _builtins.int
     rule_id: _builtins.str
+    no_wait: _builtins.bool
+    """Return as soon as the alert is committed to the outbox, without waiting for the broker."""
     @_builtins.property
     def include_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Field names of CaseSummary beyond the rule's defaults to include."""
@@ -150,10 +161,11 @@ class AlertMoveRequest(_message.Message):
         destination_nis: _builtins.int = ...,
         include_fields: _abc.Iterable[_builtins.str] | None = ...,
         rule_id: _builtins.str = ...,
+        no_wait: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "destination_nis", b"destination_nis", "include_fields", b"include_fields", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "destination_nis", b"destination_nis", "include_fields", b"include_fields", "no_wait", b"no_wait", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,6 +207,81 @@ class AlertMoveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AlertMoveResponse: _TypeAlias = AlertMoveResponse  # noqa: Y015
+
+@_typing.final
+class OutboxListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxListRequest: _TypeAlias = OutboxListRequest  # noqa: Y015
+
+@_typing.final
+class OutboxItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTBOX_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    outbox_id: _builtins.int
+    kind: _builtins.str
+    recipient: _builtins.str
+    rule_id: _builtins.str
+    status: Global___OutboxStatus.ValueType
+    created_at_ms: _builtins.int
+    attempts: _builtins.int
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        outbox_id: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        status: Global___OutboxStatus.ValueType = ...,
+        created_at_ms: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at_ms", b"created_at_ms", "detail", b"detail", "kind", b"kind", "outbox_id", b"outbox_id", "recipient", b"recipient", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxItem: _TypeAlias = OutboxItem  # noqa: Y015
+
+@_typing.final
+class OutboxListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutboxItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___OutboxItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxListResponse: _TypeAlias = OutboxListResponse  # noqa: Y015
 
 @_typing.final
 class InboxListRequest(_message.Message):
@@ -324,6 +411,7 @@ class LocalRequest(_message.Message):
     ALERT_MOVE_FIELD_NUMBER: _builtins.int
     INBOX_LIST_FIELD_NUMBER: _builtins.int
     IDENTIFY_FIELD_NUMBER: _builtins.int
+    OUTBOX_LIST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -332,6 +420,8 @@ class LocalRequest(_message.Message):
     def inbox_list(self) -> Global___InboxListRequest: ...
     @_builtins.property
     def identify(self) -> Global___IdentifyRequest: ...
+    @_builtins.property
+    def outbox_list(self) -> Global___OutboxListRequest: ...
     def __init__(
         self,
         *,
@@ -339,12 +429,13 @@ class LocalRequest(_message.Message):
         alert_move: Global___AlertMoveRequest | None = ...,
         inbox_list: Global___InboxListRequest | None = ...,
         identify: Global___IdentifyRequest | None = ...,
+        outbox_list: Global___OutboxListRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "request", b"request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -380,6 +471,7 @@ class LocalResponse(_message.Message):
     ALERT_MOVE_FIELD_NUMBER: _builtins.int
     INBOX_LIST_FIELD_NUMBER: _builtins.int
     IDENTIFY_FIELD_NUMBER: _builtins.int
+    OUTBOX_LIST_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -390,6 +482,8 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def identify(self) -> Global___IdentifyResponse: ...
     @_builtins.property
+    def outbox_list(self) -> Global___OutboxListResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -398,13 +492,14 @@ class LocalResponse(_message.Message):
         alert_move: Global___AlertMoveResponse | None = ...,
         inbox_list: Global___InboxListResponse | None = ...,
         identify: Global___IdentifyResponse | None = ...,
+        outbox_list: Global___OutboxListResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "response", b"response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

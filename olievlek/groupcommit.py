@@ -1,0 +1,148 @@
+"""Group commit: many concurrent writes share one transaction and one fsync.
+
+Callers submit transaction functions; one task runs whatever is queued (up to
+``max_batch``) in one ``BEGIN IMMEDIATE`` … ``COMMIT`` and only then answers
+every caller. Ops run in submission order, so a caller that submits A before B
+(without awaiting in between) sees A committed no later than B. If one op
+raises, the transaction rolls back, that op gets its error, and the batch is
+committed again without it (no savepoint, which would cost every op a round
+trip). ``stop`` drains: everything submitted before it is committed.
+
+Subclasses add work to every batch through the hooks (the broker appends the
+batch's audit leaves and signs one tree head before the commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from olievlek import logs
+from olievlek.errors import ShuttingDown
+from olievlek.store import Database, Txn
+
+log = logs.get("groupcommit")
+
+T = TypeVar("T")
+Ctx = TypeVar("Ctx")
+Extra = TypeVar("Extra")
+Op = Callable[[Txn, Any], Awaitable[Any]]
+_Item = tuple[Op, "asyncio.Future[tuple[Any, Any]]"]
+
+MAX_BATCH = 512
+
+
+class _OpFailed(Exception):
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.position = position
+        self.error = error
+
+
+class GroupCommitter(Generic[Ctx, Extra]):
+    """One writer task per database."""
+
+    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.batches = 0
+
+    # -- hooks ----------------------------------------------------------
+    def _begin(self) -> Ctx:
+        return None  # type: ignore[return-value]
+
+    async def _before_commit(self, tx: Txn, ctx: Ctx) -> Extra:
+        return None  # type: ignore[return-value]
+
+    def _after_commit(self, ctx: Ctx) -> None:
+        return None
+
+    # -- API ------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Commit everything already submitted, then stop."""
+        if self._task is None or self._stopping:
+            return
+        self._stopping = True
+        self._queue.put_nowait(None)
+        await self._task
+
+    def enqueue(self, op: Callable[[Txn, Ctx], Awaitable[T]]) -> asyncio.Future[tuple[T, Extra]]:
+        """Queue ``op`` now (order is submission order); await the future for (result, extra)."""
+        if self._stopping:
+            raise ShuttingDown("the service is shutting down; nothing new is accepted")
+        fut: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, fut))
+        return fut
+
+    async def submit(self, op: Callable[[Txn, Ctx], Awaitable[T]]) -> tuple[T, Extra]:
+        # A cancelled caller cancels only its future: the batch still commits without answering it.
+        result, extra = await self.enqueue(op)
+        return result, extra
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            items: list[_Item] = [] if first is None else [first]
+            done = first is None
+            while len(items) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    done = True
+                    continue
+                items.append(nxt)
+            if items:
+                try:
+                    await self._commit(items)
+                except Exception as exc:  # the database failed: every caller of the batch learns it
+                    log.exception("commit.failed")
+                    for _, fut in items:
+                        if not fut.done():
+                            fut.set_exception(exc)
+            if done and self._queue.empty():
+                return
+
+    async def _commit(self, items: list[_Item]) -> None:
+        try:
+            results, ctx, extra = await self._attempt(items)
+        except _OpFailed as failed:
+            _, fut = items.pop(failed.position)
+            if not fut.done():
+                fut.set_exception(failed.error)
+            if items:
+                await self._commit(items)
+            return
+        self._after_commit(ctx)
+        self.batches += 1
+        for value, (_, fut) in zip(results, items, strict=True):
+            if not fut.done():
+                fut.set_result((value, extra))
+
+    async def _attempt(self, items: list[_Item]) -> tuple[list[Any], Ctx, Extra]:
+        results: list[Any] = []
+        async with self._db.transaction() as tx:
+            ctx = self._begin()
+            for position, (op, _) in enumerate(items):
+                try:
+                    results.append(await op(tx, ctx))
+                except Exception as exc:
+                    raise _OpFailed(position, exc) from exc
+            extra = await self._before_commit(tx, ctx)
+        return results, ctx, extra
+
+
+class Writer(GroupCommitter[None, None]):
+    """Group commit without extras: ``write(op)`` with ``op(tx)``, for a node's store."""
+
+    async def write(self, op: Callable[[Txn], Awaitable[T]]) -> T:
+        async def run(tx: Txn, _ctx: None) -> T:
+            return await op(tx)
+
+        result, _ = await self.submit(run)
+        return result
