@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -301,8 +301,9 @@ def digest_or_none(directory: Path) -> str:
 class BrokerServer:
     """A running broker: store, service and gRPC server."""
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, clock: Callable[[], int] = now_ms) -> None:
         self.config = config
+        self._clock = clock
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._store: SqliteBrokerStore | None = None
@@ -332,7 +333,7 @@ class BrokerServer:
         self.metrics = Metrics("broker")
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
-            metrics=self.metrics, queue_limit=cfg.max_queue_per_recipient,
+            metrics=self.metrics, queue_limit=cfg.max_queue_per_recipient, clock=self._clock,
         )
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+from olievlek.cli.local_client import call
 from olievlek.node.broker_client import BrokerClient
+from olievlek.node.server import NodeServer
 
 from olievlek import wire
 from olievlek.envelope import SIGNING_CONTEXT, Signer
-from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
+from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .conftest import Pki
 
@@ -59,3 +62,19 @@ async def send_envelope(pki: Pki, port: int, raw: bytes, org: str = "gent") -> b
         return await client.send(raw)
     finally:
         await client.close()
+
+
+async def local(node: NodeServer, request: local_pb2.LocalRequest) -> local_pb2.LocalResponse:
+    """One request over the node's local socket, as the CLI sends it."""
+    return await asyncio.to_thread(call, node.config.socket, request)
+
+
+async def open_and_alert(node: NodeServer, nrn: str, nis: int = 11002, no_wait: bool = False
+                         ) -> local_pb2.AlertMoveResponse:
+    """Open a case for ``nrn`` and send a move alert to the municipality of ``nis`` (Antwerpen by default)."""
+    ident = local_pb2.Identity(national_number=nrn, given_names="A", family_name="B")
+    case = await local(node, local_pb2.LocalRequest(
+        case_open=local_pb2.CaseOpenRequest(identity=ident, phase=summary_pb2.PHASE_FOLLOW_UP)))
+    r = await local(node, local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
+        case_id=case.case_open.case_id, destination_nis=nis, no_wait=no_wait)))
+    return r.alert_move

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from olievlek.broker.server import BrokerServer
 from olievlek.node.broker_client import BrokerClient
-from olievlek.node.server import NodeServer
 
 from olievlek import wire
 from olievlek.audit import tree
@@ -19,7 +17,7 @@ from olievlek.policy.signing import load_public_key
 from olievlek.v1 import broker_pb2, local_pb2, summary_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
-from .envelopes import body, seal_bytes, send_envelope, signer, summary
+from .envelopes import body, open_and_alert, seal_bytes, send_envelope, signer, summary
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,17 +49,6 @@ async def test_leaves_hold_no_pseudonym_or_contact(pki: Pki, broker: BrokerServe
     blob = b"".join(bytes(r[0]) + bytes(r[1] or b"") for r in rows) + b"".join(bytes(n[0]) for n in nodes)
     assert canary not in blob and canary.hex().encode() not in blob and b"gent-livc" not in blob
     assert b"send" in blob  # positive control: the scan looks at real metadata
-
-
-async def _open_and_alert(node: NodeServer, nrn: str) -> local_pb2.AlertMoveResponse:
-    from olievlek.cli.local_client import call
-
-    ident = local_pb2.Identity(national_number=nrn, given_names="A", family_name="B")
-    case = await asyncio.to_thread(call, node.config.socket, local_pb2.LocalRequest(
-        case_open=local_pb2.CaseOpenRequest(identity=ident, phase=summary_pb2.PHASE_FOLLOW_UP)))
-    r = await asyncio.to_thread(call, node.config.socket, local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
-        case_id=case.case_open.case_id, destination_nis=11002)))
-    return r.alert_move
 
 
 def _rebuild_forged_tree(db_path: Path, how: str) -> None:
@@ -104,7 +91,7 @@ async def test_a_rewritten_history_is_caught_by_the_node(how: str, pki: Pki, tmp
     broker = BrokerServer(broker_config(pki, tmp_path))
     port = await broker.start()
     gent = await nodes.start("gent", port)
-    first = await _open_and_alert(gent, "85.07.30-033.28")
+    first = await open_and_alert(gent, "85.07.30-033.28")
     assert first.status == local_pb2.OUTBOX_STATUS_ACCEPTED  # the node now holds a verified head
     await broker.stop(0)
     _rebuild_forged_tree(tmp_path / "broker" / "broker.sqlite", how)
@@ -112,7 +99,7 @@ async def test_a_rewritten_history_is_caught_by_the_node(how: str, pki: Pki, tmp
     broker = BrokerServer(broker_config(pki, tmp_path, listen=f"127.0.0.1:{port}"))
     await broker.start()
     try:
-        second = await _open_and_alert(gent, "93.05.18-223.61")
+        second = await open_and_alert(gent, "93.05.18-223.61")
         assert second.status == local_pb2.OUTBOX_STATUS_PENDING  # not accepted on a forged log
         assert gent._store is not None
         [row] = await gent._store.outbox_rows("pending")

@@ -3,12 +3,11 @@ number-like tokens, top-level unknown fields, our own expiry check, denies with 
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest

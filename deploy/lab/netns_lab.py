@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import datetime as dt
 import json
 import os
 import re
@@ -46,10 +47,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 try:
     import yaml
-
     from olievlek.cli.federation import SHARES, Federation, NodeSpec
     from olievlek.cli.local_client import call
     from olievlek.cli.up import NIS
+
     from olievlek.errors import LocalApiError, OlievlekError
     from olievlek.pki import CertificateAuthority
     from olievlek.v1 import local_pb2
@@ -59,7 +60,7 @@ except ImportError:
     _venv = REPO / ".venv" / "bin" / "python"
     if _venv.exists() and not os.environ.get("OLIEVLEK_LAB_REEXEC"):
         os.environ["OLIEVLEK_LAB_REEXEC"] = "1"
-        os.execv(_venv, [str(_venv), *sys.argv])
+        os.execv(_venv, [str(_venv), *sys.argv])  # noqa: S606 - argv as given, no shell
     raise
 
 SKIP = 77  # the exit code test harnesses (automake, meson, our test) read as "skipped"
@@ -310,7 +311,7 @@ class Lab:
         try:
             items = call(self.fed.socket(SENDER), req).outbox_list.items
         except LocalApiError as exc:
-            if "unknown" in str(exc):
+            if exc.remote_code == "unknown_request":
                 return None
             raise
         return [i for i in items if is_org(i.recipient, RECIPIENT)]
@@ -419,8 +420,6 @@ class Lab:
 def _log_time(rec: dict[str, Any]) -> float:
     ts = rec.get("timestamp")
     if isinstance(ts, str):
-        import datetime as dt
-
         with contextlib.suppress(ValueError):
             return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
     return float("inf")  # undated lines count: better a spurious event than a hidden one
@@ -447,6 +446,8 @@ def signals_raise(timeout_s: float) -> Iterator[None]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         raise LabTimeout
 
+    # Also SIGINT: a shell starts background jobs with it ignored, and Python keeps that.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_alarm = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
@@ -456,6 +457,7 @@ def signals_raise(timeout_s: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,10 +529,11 @@ def main(argv: list[str] | None = None) -> int:
                 # A second Ctrl-C or a late alarm must not cut the clean-up short.
                 old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                problems: list[str] = []
                 try:
                     fed.shutdown()
-                    problems = net.cleanup()
                 finally:
+                    problems = net.cleanup()
                     signal.signal(signal.SIGINT, old_int)
                 for p in problems:
                     say(f"clean-up: {p}")
