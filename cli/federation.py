@@ -68,6 +68,9 @@ class Federation:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker_port: int = 0
     pseudonymiser_ports: list[int] = field(default_factory=list)
+    # Extra settings merged into every broker / node configuration (tests: keepalive, limits).
+    broker_settings: dict[str, object] = field(default_factory=dict)
+    node_settings: dict[str, object] = field(default_factory=dict)
 
     @property
     def pki(self) -> Path:
@@ -112,6 +115,7 @@ class Federation:
             "database": "broker.sqlite",
             "log_key": "log.key",
             "ready_file": "ready",
+            **self.broker_settings,
         })
 
     def _write(self, path: Path, doc: dict[str, object]) -> None:
@@ -140,6 +144,7 @@ class Federation:
             "database": "node.sqlite",
             "socket": "node.sock",
             "ready_file": "ready",
+            **self.node_settings,
         })
         return path
 
@@ -165,11 +170,25 @@ class Federation:
         raise ConfigError(f"{name} did not become ready within {READY_TIMEOUT_S:.0f} s; see {self.log(name)}")
 
     def start_broker(self) -> int:
+        """Start the broker; after the first start it keeps its port, so a restart is where nodes look."""
         ready = self.broker_dir / "ready"
         ready.unlink(missing_ok=True)
-        self._spawn("broker", ["broker", "serve", "--config", str(self.broker_dir / "broker.yaml")])
+        config = self.broker_dir / "broker.yaml"
+        self._spawn("broker", ["broker", "serve", "--config", str(config)])
         self.broker_port = self._await_ready("broker", ready)
+        doc = yaml.safe_load(config.read_text())
+        if doc["listen"].endswith(":0"):
+            self._write(config, {**doc, "listen": f"127.0.0.1:{self.broker_port}"})
         return self.broker_port
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a power cut: no cleanup, no flush."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
+
+    def spec(self, org_id: str) -> NodeSpec:
+        return next(s for s in self.nodes if s.org_id == org_id)
 
     def start_node(self, spec: NodeSpec) -> None:
         config = self.write_node_config(spec)
