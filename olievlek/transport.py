@@ -39,6 +39,7 @@ def server_options(min_ping_interval_s: float = MIN_PING_INTERVAL_S) -> list[tup
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.ping_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", int(min_ping_interval_s * 1000)),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_ping_interval_s * 1000)),
@@ -54,6 +55,13 @@ def client_options(keepalive_s: float = KEEPALIVE_S, timeout_s: float = KEEPALIV
         ("grpc.keepalive_timeout_ms", int(timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # Without this, a client that sends no data may ping only every 5 minutes (gRPC core's
+        # default), and a partition of an idle stream would go unnoticed that long.
+        ("grpc.http2.min_time_between_pings_ms", int(keepalive_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 1000)),
+        # gRPC core 1.85 enforces an unanswered ping only through this (keepalive_timeout_ms alone
+        # relies on the kernel's TCP_USER_TIMEOUT, which never fires when a middlebox still ACKs).
+        ("grpc.http2.ping_timeout_ms", int(timeout_s * 1000)),
         ("grpc.max_receive_message_length", 1 << 24),
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 5_000),

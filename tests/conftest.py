@@ -6,11 +6,13 @@ grpcio aio servers with mTLS on 127.0.0.1 port 0, stores are SQLite files.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -179,9 +181,11 @@ class NodeFactory:
         self.pki, self.workdir, self.operators = pki, workdir, operators
         self.running: list[NodeServer] = []
 
-    async def start(self, org: str, broker_port: int) -> NodeServer:
+    async def start(self, org: str, broker_port: int, **settings: Any) -> NodeServer:
+        """An in-process node; ``settings`` override NodeConfig fields (keepalive, grace, ...)."""
         (self.workdir / org).mkdir(parents=True, exist_ok=True)
-        node = NodeServer(node_config(self.pki, self.workdir, org, broker_port, self.operators))
+        config = dataclasses.replace(node_config(self.pki, self.workdir, org, broker_port, self.operators), **settings)
+        node = NodeServer(config)
         await node.start()
         self.running.append(node)
         return node

@@ -194,7 +194,6 @@ class NetnsFederation(Federation):
 
     namespaces: dict[str, str] = field(default_factory=dict)  # process name -> namespace
     server_ip: str = HOSTS["broker"]
-    overrides: dict[str, dict[str, object]] = field(default_factory=dict)  # "node"/"broker" -> settings
 
     def create(self) -> None:
         super().create()
@@ -213,16 +212,13 @@ class NetnsFederation(Federation):
             return {k: self._rehost(v) for k, v in value.items()}
         return value
 
-    def _relocate(self, config: Path, name: str) -> None:
+    def _relocate(self, config: Path) -> None:
         doc = self._rehost(yaml.safe_load(config.read_text()))
-        assert isinstance(doc, dict)
-        role = "node" if name in {s.org_id for s in self.nodes} else name
-        doc.update(self.overrides.get(role, {}))
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         if "--config" in args:
-            self._relocate(Path(args[args.index("--config") + 1]), name)
+            self._relocate(Path(args[args.index("--config") + 1]))
         ns = self.namespaces.get(name, self.namespaces["broker"])
         with self.log(name).open("ab") as logf:
             proc = subprocess.Popen(
@@ -349,10 +345,13 @@ class Lab:
         self.net.set_forwarding(RECIPIENT, False)
         t_part, wall_part = time.monotonic(), time.time()
         say(f"partition: Antwerpen's switch port disabled (silent drop both ways) for {self.partition_s:.0f} s")
-        during = 0
-        while time.monotonic() - t_part < self.partition_s or during == 0:
+        during, last = 0, 0.0
+        # Stop starting alerts that would end after the partition should: it is held N s, not N + one alert.
+        while time.monotonic() - t_part + last < self.partition_s or during == 0:
             during += 1
+            t_send = time.monotonic()
             say(f"  alert {len(self.outcomes) + 1} during the partition: {self.send_alert()}")
+            last = time.monotonic() - t_send
         leaked = len(self.inbox()) - baseline
         time.sleep(max(0.0, self.partition_s - (time.monotonic() - t_part)))
         leaked = max(leaked, len(self.inbox()) - baseline)
@@ -484,17 +483,17 @@ def main(argv: list[str] | None = None) -> int:
     run_id = f"olv-{os.getpid()}"
     net = Network(run_id)
     workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-lab-"))
-    overrides: dict[str, dict[str, object]] = {}
+    node_settings: dict[str, object] = {}
+    broker_settings: dict[str, object] = {}
     if args.keepalive_seconds:
         k = args.keepalive_seconds
-        # Settings a node or broker without them ignores; the broker must accept pings at the
-        # nodes' rate, or it answers with GOAWAY too_many_pings.
-        overrides = {"node": {"keepalive_s": k, "keepalive_timeout_s": k},
-                     "broker": {"min_ping_interval_s": k / 2}}
+        # The broker must accept pings at the nodes' rate, or it answers with GOAWAY too_many_pings.
+        node_settings = {"keepalive_s": k, "keepalive_timeout_s": k}
+        broker_settings = {"min_ping_interval_s": k / 2}
     fed = NetnsFederation(
         workdir, nodes=(NodeSpec(SENDER), NodeSpec(RECIPIENT)),
         namespaces={"broker": net.ns("broker"), SENDER: net.ns(SENDER), RECIPIENT: net.ns(RECIPIENT)},
-        overrides=overrides,
+        node_settings=node_settings, broker_settings=broker_settings,
     )
     timeout = args.timeout or 120.0 + args.partition_seconds + args.deliver_timeout
     code = 1
