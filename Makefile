@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck protos clean
+.PHONY: demo test chaos bench lint typecheck protos clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,20 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy olievlek
 	$(BIN)/python -m pytest -n 2 -q
+
+# The long delivery runs: 10,000 alerts with 10 broker kills (random seed, printed for replay),
+# a 30 s partition with production keepalive, and the same partition across network namespaces.
+chaos: $(STAMP)
+	CHAOS_ALERTS=10000 CHAOS_KILLS=10 CHAOS_SEED=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	PARTITION_SECONDS=30 PARTITION_KEEPALIVE=production \
+	$(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_partition.py
+	$(BIN)/python deploy/lab/netns_lab.py --partition-seconds 30 || test $$? -eq 77
+
+bench: $(STAMP)
+	$(BIN)/python bench/route_bench.py
+	$(BIN)/python bench/audit_bench.py
+	$(BIN)/python bench/policy_bench.py
+	$(BIN)/python bench/pseudonym_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
