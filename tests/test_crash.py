@@ -77,3 +77,44 @@ async def test_kill_between_leaf_and_queue_leaves_neither(pki: Pki, tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_sigterm_drains_the_broker_and_every_receipt_given_is_durable(pki: Pki, tmp_path: Path,
+                                                                            policy_dir: Path) -> None:
+    """Graceful drain: stop accepting, finish in-flight sends, flush, close; exit 0."""
+    import asyncio
+    import signal
+
+    from olievlek.node.broker_client import BrokerClient
+
+    s = signer(pki, "gent")
+    raws = [seal_bytes(wire.encode(body(key=f"drain{i}")), s) for i in range(300)]
+    proc, port = start_broker(pki, tmp_path, None)
+    client = BrokerClient(f"127.0.0.1:{port}", pki.tls("gent"))
+    try:
+        tasks = [asyncio.create_task(client.send(raw, timeout=20)) for raw in raws]
+        await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert await asyncio.to_thread(proc.wait, 20) == 0  # a clean exit, not a kill
+    finally:
+        await client.close()
+        if proc.poll() is None:
+            proc.kill()
+    answered = {f"drain{i}" for i, r in enumerate(results) if not isinstance(r, BaseException)}
+    conn = sqlite3.connect(broker_config(pki, tmp_path).database)
+    try:
+        durable = {k for (k,) in conn.execute("SELECT key FROM idempotency")}
+    finally:
+        conn.close()
+    print(f"drain: {len(answered)} of {len(raws)} answered before the broker stopped")
+    assert answered <= durable  # every receipt handed out survived the shutdown
+    proc, port = start_broker(pki, tmp_path, None)  # the sender resends what got no answer
+    try:
+        for i, raw in enumerate(raws):
+            if f"drain{i}" not in answered:
+                assert (await send_envelope(pki, port, raw)).WhichOneof("outcome") == "receipt"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert counts(broker_config(pki, tmp_path).database)[:2] == (len(raws), len(raws))  # each queued once

@@ -12,7 +12,7 @@ from olievlek.broker import server as broker_server
 from olievlek.broker.server import BrokerServer
 
 from olievlek import wire
-from olievlek.v1 import summary_pb2
+from olievlek.v1 import local_pb2, summary_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
 from .envelopes import body, seal_bytes, send_envelope, signer, summary
@@ -55,3 +55,33 @@ async def test_metrics_endpoint(pki: Pki, tmp_path: Path, policy_dir: Path, node
         for n in list(nodes.running):
             await nodes.stop(n)
         await broker.stop(0)
+
+
+async def test_node_metrics_endpoint(pki: Pki, broker: BrokerServer, nodes: NodeFactory,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender's outbox and a recipient's deliveries and duplicates, as Prometheus shows them."""
+    from olievlek.broker.store import NEVER
+    from olievlek.node import server as node_server
+
+    from .envelopes import open_and_alert
+
+    monkeypatch.setattr(node_server, "GAUGE_INTERVAL_S", 0.1)
+    gent = await nodes.start("gent", broker.port, metrics_listen="127.0.0.1:0")
+    antwerpen = await nodes.start("antwerpen", broker.port, metrics_listen="127.0.0.1:0")
+    assert (await open_and_alert(gent, "85.07.30-033.28")).status == local_pb2.OUTBOX_STATUS_ACCEPTED
+    raw = seal_bytes(wire.encode(body(key="twice")), signer(pki, "gent"))
+    await send_envelope(pki, broker.port, raw)
+    assert broker.service is not None
+    store = broker.service.store
+    async with store.db.transaction() as tx:  # a redelivery, as after a lost ack
+        await store.seed_txn(tx, "antwerpen", "gent", [("twice", raw)], 0, NEVER)
+    broker.service.notifier.notify("antwerpen")
+    for _ in range(50):
+        text = await asyncio.to_thread(scrape, antwerpen.metrics.port)
+        if "olievlek_node_duplicates_total 1.0" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert "olievlek_node_deliveries_total 2.0" in text and "olievlek_node_duplicates_total 1.0" in text
+    sender = await asyncio.to_thread(scrape, gent.metrics.port)
+    assert 'olievlek_node_sends_total{decision="accepted"} 1.0' in sender
+    assert "olievlek_node_outbox_pending 0.0" in sender and "olievlek_node_outbox_oldest_seconds 0.0" in sender
