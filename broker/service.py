@@ -184,18 +184,22 @@ class BrokerService:
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
                 "decision": "refused", "reason": refusal.reason, "field": refusal.field,
                 "bundle": self.bundle.digest, **plan.inputs}
-        index, head = await self.committer.submit(lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
+        (index, leaf), head = await self.committer.submit(
+            lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
         log.warning("send.refused", sender=str(origin), kind=plan.kind_name, rule=record.rule_id,
                     reason=refusal.reason, field=refusal.field, leaf=index)
         self.metrics.sends.labels(decision="refused").inc()
         refused = refusal.to_proto()
-        refused.audit.CopyFrom(await self.audit_proof(index, head))
+        refused.audit.CopyFrom(await self.audit_proof(index, head, leaf))
         return broker_pb2.SendResponse(refusal=refused)
 
-    async def audit_proof(self, index: int, head: broker_pb2.TreeHead) -> broker_pb2.AuditProof:
-        """The caller's own leaf (salt and metadata) with its inclusion proof to ``head``."""
+    async def audit_proof(self, index: int, head: broker_pb2.TreeHead,
+                          leaf: tuple[bytes, bytes] | None = None) -> broker_pb2.AuditProof:
+        """The caller's own leaf (salt and metadata) with its inclusion proof to ``head``.
+
+        ``leaf`` is (salt, metadata) when the caller just appended it (saves reading it back)."""
         audit = self.committer.audit
-        salt, meta = await audit.event(index)
+        salt, meta = leaf or await audit.event(index)
         return broker_pb2.AuditProof(leaf_index=index, salt=salt, metadata=meta or b"", head=head,
                                      inclusion=await audit.inclusion(index, head.size))
 
@@ -234,19 +238,19 @@ class BrokerService:
             )
         return await self._with_proof(response, index, None)
 
-    async def _with_proof(self, response: bytes, index: int,
-                          head: broker_pb2.TreeHead | None) -> broker_pb2.SendResponse:
+    async def _with_proof(self, response: bytes, index: int, head: broker_pb2.TreeHead | None,
+                          leaf: tuple[bytes, bytes] | None = None) -> broker_pb2.SendResponse:
         """The stored receipt with a fresh proof of its leaf (to the latest head on a replay)."""
         out = broker_pb2.SendResponse.FromString(response)
         head = head or await self.committer.audit.head()
         assert head is not None
-        out.receipt.audit.CopyFrom(await self.audit_proof(index, head))
+        out.receipt.audit.CopyFrom(await self.audit_proof(index, head, leaf))
         return out
 
     async def _accepted(self, opened: envelope.OpenedEnvelope, rule_id: str,
                         commit: asyncio.Future[Any]) -> broker_pb2.SendResponse:
         body = opened.body
-        (stored, index), head = await commit
+        (stored, index, leaf), head = await commit
         if not stored:  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
@@ -257,7 +261,7 @@ class BrokerService:
         log.info("send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
                  recipients=list(body.recipients), leaf=index)
         self.metrics.sends.labels(decision="accepted").inc()
-        return await self._with_proof(stored, index, head)
+        return await self._with_proof(stored, index, head, leaf)
 
     async def ack(self, org: OrgIdentity, acks: list[broker_pb2.Ack]) -> None:
         """Record a batch of acknowledgements in one commit."""

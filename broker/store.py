@@ -160,12 +160,12 @@ class SqliteBrokerStore:
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
-                         queue_limit: int) -> tuple[bytes, int]:
+                         queue_limit: int) -> tuple[bytes, int, tuple[bytes, bytes] | None]:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
-        Returns (response, leaf index). If a concurrent call with the same key committed
-        first, its response and leaf are returned and nothing is queued twice; with
-        another body, (b"", -1). Raises QueueFull (before anything is written) when a
+        Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
+        with the same key committed first, its response and leaf are returned and nothing is
+        queued twice; with another body, (b"", -1, None). Raises QueueFull (before anything is written) when a
         recipient's queue is at ``queue_limit``.
         """
         prior = await tx.fetchone(
@@ -173,12 +173,12 @@ class SqliteBrokerStore:
             (record.sender, key),
         )
         if prior is not None:
-            return (bytes(prior[1]), int(prior[2])) if bytes(prior[0]) == digest else (b"", -1)
+            return (bytes(prior[1]), int(prior[2]), None) if bytes(prior[0]) == digest else (b"", -1, None)
         for recipient in record.recipients:
             row = await tx.fetchone("SELECT depth FROM recipients WHERE recipient = ?", (recipient,))
             if row is not None and int(row[0]) >= queue_limit:
                 raise QueueFull(recipient, int(row[0]), queue_limit)
-        index, _salt, _meta = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
+        index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
         faults.point("broker.after_leaf_append")
         await tx.execute(
             "INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index) VALUES (?, ?, ?, ?, ?, ?)",
@@ -188,14 +188,15 @@ class SqliteBrokerStore:
             await _enqueue(tx, recipient, "envelope", record.sender, key, record.rule_id, envelope, record.at_ms,
                            expires_ms, index)
         await tx.execute(_INSERT_DECISION, _decision_params(record))
-        return response, index
+        return response, index, (salt, data)
 
     @staticmethod
-    async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord, meta: dict[str, object]) -> int:
-        """Record a refusal (or any decision without a queue row) and append its leaf."""
-        index, _salt, _meta = batch.append(meta, (record.sender,), record.at_ms)
+    async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord,
+                         meta: dict[str, object]) -> tuple[int, tuple[bytes, bytes]]:
+        """Record a refusal (or any decision without a queue row); its leaf's index, salt and metadata."""
+        index, salt, data = batch.append(meta, (record.sender,), record.at_ms)
         await tx.execute(_INSERT_DECISION, _decision_params(record))
-        return index
+        return index, (salt, data)
 
     async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]:
         rows = await self._db.fetchall(

@@ -38,6 +38,11 @@ class AuditChecker:
         self._trust = trust
         self._witnesses = frozenset(witnesses)
         self._quorum = quorum
+        # The last head this node accepted: kept in its store, cached here (read once per receipt
+        # otherwise), advanced under a lock so two checks never race past each other.
+        self._head: broker_pb2.TreeHead | None = None
+        self._loaded = False
+        self._advancing = asyncio.Lock()
 
     async def check_witnessed(self) -> list[str]:
         """The latest *witnessed* head must carry the quorum and be consistent with our own head
@@ -74,11 +79,21 @@ class AuditChecker:
             raise
 
     async def _advance(self, new: broker_pb2.TreeHead) -> None:
-        raw = await self._store.last_head()
-        if raw is None:
-            await self._store.keep_head(new.SerializeToString())
-            return
-        old = broker_pb2.TreeHead.FromString(raw)
+        async with self._advancing:
+            if not self._loaded:
+                raw = await self._store.last_head()
+                self._head = broker_pb2.TreeHead.FromString(raw) if raw is not None else None
+                self._loaded = True
+            if self._head is None:
+                await self._keep(new)
+                return
+            await self._check_against(self._head, new)
+
+    async def _keep(self, head: broker_pb2.TreeHead) -> None:
+        await self._store.keep_head(head.SerializeToString())
+        self._head = head
+
+    async def _check_against(self, old: broker_pb2.TreeHead, new: broker_pb2.TreeHead) -> None:
         if new.size <= old.size:
             # An older head than ours: it must be consistent with ours.
             if new.size == old.size and new.root != old.root:
@@ -94,4 +109,4 @@ class AuditChecker:
         if proof.head.root != new.root:
             raise VerificationError("the broker's head for this size differs from the receipt's", field="audit")
         check_extends(old, new, list(proof.proof))
-        await self._store.keep_head(new.SerializeToString())
+        await self._keep(new)

@@ -315,8 +315,9 @@ class NodeStore:
         return bytes(row[0]) if row else None
 
     async def keep_head(self, head: bytes) -> None:
-        async with self.db.transaction() as tx:
+        async def op(tx: Txn) -> None:
             await tx.execute("INSERT OR REPLACE INTO tree_head (id, head) VALUES (1, ?)", (head,))
+        await self.writer.write(op)
 
     # -- local request log ---------------------------------------------
     async def log_request(self, uid: int, request: str, outcome: str, now_ms: int) -> None:

@@ -22,6 +22,8 @@ def configure(json: bool = True, stream: TextIO | None = None, level: int = logg
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # A plain traceback (source lines, never local variables: those could hold identifiers).
+            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

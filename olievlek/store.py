@@ -7,9 +7,12 @@ Settings, asserted on every connection at start-up:
   what lets the broker answer a receipt only after its commit;
 - ``foreign_keys=ON``.
 
-Each service owns one connection and serialises transactions on it with a
-lock, so statements of two coroutines never interleave inside one
-transaction. Nothing inside ``transaction()`` may await the network.
+Each service owns one writer connection and serialises transactions on it
+with a lock, so statements of two coroutines never interleave inside one
+transaction; reads outside a transaction go to a second, read-only
+connection, which WAL lets run while a write transaction is open (a reader
+sees the last committed state). Nothing inside ``transaction()`` may await
+the network.
 """
 
 from __future__ import annotations
@@ -54,34 +57,45 @@ class Txn:
 
 
 class Database:
-    """One SQLite file behind one connection."""
+    """One SQLite file behind a writer and a reader connection."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
+        self._reader = conn  # until open() has the schema in place
         self._lock = asyncio.Lock()
+        # One statement at a time on the reader: overlapping statements would share (and keep open)
+        # one read snapshot, and a read after a commit could miss it.
+        self._read_lock = asyncio.Lock()
         self.path = path
 
     @classmethod
     async def open(cls, path: Path, schema: Iterable[str]) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
-        db = cls(conn, path)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=FULL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await db._assert_settings()
-        async with db.transaction() as tx:
-            for stmt in schema:
-                await tx.execute(stmt)
+        db = cls(await cls._connect(path), path)
+        try:
+            async with db.transaction() as tx:
+                for stmt in schema:
+                    await tx.execute(stmt)
+            db._reader = await cls._connect(path, read_only=True)
+        except BaseException:
+            await db._conn.close()
+            raise
         return db
 
-    async def _assert_settings(self) -> None:
-        async with self._conn.execute("PRAGMA journal_mode") as cur:
-            mode = (await cur.fetchone() or ("",))[0]
-        async with self._conn.execute("PRAGMA synchronous") as cur:
-            sync = (await cur.fetchone() or (0,))[0]
-        if str(mode).lower() != "wal" or int(sync) != 2:
-            raise ConfigError(f"{self.path}: expected WAL and synchronous=FULL, got {mode} and {sync}")
+    @staticmethod
+    async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                await conn.execute("PRAGMA query_only=ON")
+            await _assert_settings(conn, path)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
@@ -107,13 +121,25 @@ class Database:
         await self._conn.execute("ROLLBACK")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._lock:
-            return await Txn(self._conn).fetchall(sql, params)
+        """A read of committed state, not waiting for a write transaction in progress."""
+        async with self._read_lock:
+            return await Txn(self._reader).fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self._lock:
-            return await Txn(self._conn).fetchone(sql, params)
+        async with self._read_lock:
+            return await Txn(self._reader).fetchone(sql, params)
 
     async def close(self) -> None:
         async with self._lock:
+            if self._reader is not self._conn:
+                await self._reader.close()
             await self._conn.close()
+
+
+async def _assert_settings(conn: aiosqlite.Connection, path: Path) -> None:
+    async with conn.execute("PRAGMA journal_mode") as cur:
+        mode = (await cur.fetchone() or ("",))[0]
+    async with conn.execute("PRAGMA synchronous") as cur:
+        sync = (await cur.fetchone() or (0,))[0]
+    if str(mode).lower() != "wal" or int(sync) != 2:
+        raise ConfigError(f"{path}: expected WAL and synchronous=FULL, got {mode} and {sync}")

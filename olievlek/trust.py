@@ -22,6 +22,8 @@ from olievlek.identity import OrgIdentity, describe, from_certificate
 from olievlek.pki import load_cert
 from olievlek.v1 import broker_pb2
 
+CERT_CACHE_SIZE = 4096
+
 
 class RevocationList:
     """The CA's CRL, verified against the CA and reloaded when the file changes."""
@@ -67,17 +69,30 @@ class TrustAnchor:
     def __init__(self, ca: x509.Certificate, crl: RevocationList) -> None:
         self.ca = ca
         self.crl = crl
+        # Certificates whose CA signature already verified, by their exact bytes: the signature
+        # check (ECDSA) is the costly part and never changes; validity and revocation are checked
+        # on every use.
+        self._issued: dict[bytes, x509.Certificate] = {}
+
+    def _issued_by_ca(self, raw: bytes, cert: x509.Certificate) -> x509.Certificate:
+        if raw in self._issued:
+            return cert
+        try:
+            cert.verify_directly_issued_by(self.ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise IdentityError(f"{describe(cert)} is not issued by the federation CA") from None
+        if len(self._issued) >= CERT_CACHE_SIZE:
+            self._issued.clear()
+        self._issued[raw] = cert
+        return cert
 
     @classmethod
     def load(cls, ca_path: Path, crl_path: Path) -> TrustAnchor:
         ca = load_cert(ca_path)
         return cls(ca, RevocationList(crl_path, ca))
 
-    def _check(self, cert: x509.Certificate, now: dt.datetime) -> OrgIdentity:
-        try:
-            cert.verify_directly_issued_by(self.ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise IdentityError(f"{describe(cert)} is not issued by the federation CA") from None
+    def _check(self, raw: bytes, cert: x509.Certificate, now: dt.datetime) -> OrgIdentity:
+        cert = self._issued_by_ca(raw, cert)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise IdentityError(f"{describe(cert)} is expired or not yet valid")
         if self.crl.is_revoked(cert.serial_number):
@@ -90,8 +105,8 @@ class TrustAnchor:
         Raises:
             IdentityError: not ours, expired, revoked, or not exactly one identity.
         """
-        cert = x509.load_pem_x509_certificate(pem)
-        return self._check(cert, now or dt.datetime.now(dt.UTC))
+        cert = self._issued.get(pem) or x509.load_pem_x509_certificate(pem)
+        return self._check(pem, cert, now or dt.datetime.now(dt.UTC))
 
     def verify_signer(
         self, der: bytes, now: dt.datetime | None = None
@@ -103,14 +118,14 @@ class TrustAnchor:
         """
         code = broker_pb2.REFUSAL_CODE_BAD_SIGNER_CERTIFICATE
         try:
-            cert = x509.load_der_x509_certificate(der)
+            cert = self._issued.get(der) or x509.load_der_x509_certificate(der)
         except ValueError:
             raise VerificationError(
                 "signer_certificate is not a DER certificate", refusal_code=code,
                 field="signer_certificate",
             ) from None
         try:
-            identity = self._check(cert, now or dt.datetime.now(dt.UTC))
+            identity = self._check(der, cert, now or dt.datetime.now(dt.UTC))
         except IdentityError as exc:
             raise VerificationError(exc.message, refusal_code=code, field="signer_certificate") from exc
         key = cert.public_key()
