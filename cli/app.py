@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from olievlek import logs
-from olievlek.errors import OlievlekError
+from olievlek.errors import ConfigError, OlievlekError
 
 from . import audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, up
 from .console import err
@@ -59,6 +59,20 @@ def node_serve(config: ConfigOpt) -> None:
 
     logs.configure(json=True)
     asyncio.run(serve(NodeConfig.load(config)))
+
+
+@node_app.command("keygen")
+def node_keygen(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the key (created with mode 0600).")],
+) -> None:
+    """Create the node's key-encryption key for its case file (keep it outside the database and its backups)."""
+    from olievlek.fieldcrypt import KeyEncryptionKey
+
+    try:
+        KeyEncryptionKey.generate(out)
+    except FileExistsError:
+        raise ConfigError(f"{out} exists; a key-encryption key is never overwritten") from None
+    err.print(f"key-encryption key written to {out} (mode 0600); set kek_file: {out} in the node's configuration")
 
 
 @witness_app.command("run")

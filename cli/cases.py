@@ -54,6 +54,71 @@ def case_open(
     out.print(f"case {response.case_open.case_id} opened")
 
 
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _case_row(c: local_pb2.CaseInfo) -> tuple[str, ...]:
+    return (str(c.case_id), enums.name_of(enums.PHASES, c.phase), enums.name_of(enums.RISKS, c.risk_level),
+            ", ".join(enums.name_of(enums.CONCERNS, x) for x in c.concerns),
+            ", ".join(enums.name_of(enums.AGENCIES, x) for x in c.agencies), c.contact_id,
+            f"{c.opened_year}-{c.opened_month:02d}")
+
+
+_CASE_COLUMNS = ("case", "phase", "risk", "concerns", "agencies", "contact", "opened")
+
+
+@case_app.command("list")
+def case_list(socket: SocketOpt) -> None:
+    """The node's cases, without identifying fields."""
+    cases = list(call(socket, local_pb2.LocalRequest(case_list=local_pb2.CaseListRequest())).case_list.cases)
+    if not cases:
+        out.print("no cases")
+        return
+    table = Table(title="Cases")
+    for col in _CASE_COLUMNS:
+        table.add_column(col)
+    for c in cases:
+        table.add_row(*_case_row(c))
+    out.print(table)
+
+
+@case_app.command("show")
+def case_show(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    purpose: Annotated[str, typer.Option(help=f"Why you open the identity: {', '.join(enums.PURPOSES)}.")],
+) -> None:
+    """A case with its subject's identity; the read is written to the node's access log."""
+    r = call(socket, local_pb2.LocalRequest(case_show=local_pb2.CaseShowRequest(
+        case_id=case, purpose=enums.parse(enums.PURPOSES, "purpose", purpose)))).case_show
+    table = Table(title=f"Case {case}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for name, value in zip(_CASE_COLUMNS, _case_row(r.case), strict=True):
+        table.add_row(name, value)
+    for field in ("national_number", "given_names", "family_name", "birth_date", "address"):
+        table.add_row(field.replace("_", " "), escape(getattr(r.identity, field)) or "-")
+    out.print(table)
+
+
+@case_app.command("access-log")
+def case_access_log(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Only this case (default: all).")] = 0,
+) -> None:
+    """Who opened which case's identifying fields, when and why."""
+    entries = list(call(socket, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest(case_id=case)))
+                   .access_log.entries)
+    table = Table(title="Access log")
+    for col in ("when", "uid", "case", "fields", "purpose"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(_when(e.at_ms), str(e.uid), str(e.case_id), ", ".join(e.fields),
+                      enums.name_of(enums.PURPOSES, e.purpose))
+    out.print(table if entries else "no reads logged")
+
+
 @alert_app.command("move")
 def alert_move(
     socket: SocketOpt,
@@ -84,8 +149,7 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
     for it in items:
         s = it.summary
         table.add_row(
-            str(it.item_id), it.sender, it.kind,
-            dt.datetime.fromtimestamp(it.received_at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M"),
+            str(it.item_id), it.sender, it.kind, _when(it.received_at_ms),
             it.status.replace("_", " "),
             enums.name_of(enums.PHASES, s.phase), enums.name_of(enums.RISKS, s.risk_level),
             ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id,

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from olievlek.v1 import summary_pb2
+from olievlek.v1 import local_pb2, summary_pb2
 
 
 def names(enum: Any, prefix: str) -> dict[str, int]:
@@ -21,6 +21,7 @@ PHASES = names(summary_pb2.Phase, "PHASE_")
 CONCERNS = names(summary_pb2.ConcernCategory, "CONCERN_CATEGORY_")
 RISKS = names(summary_pb2.RiskLevel, "RISK_LEVEL_")
 AGENCIES = names(summary_pb2.AgencyRole, "AGENCY_ROLE_")
+PURPOSES = names(local_pb2.AccessPurpose, "ACCESS_PURPOSE_")
 
 
 def parse(table: dict[str, int], what: str, value: str) -> int:

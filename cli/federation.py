@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from olievlek.errors import ConfigError
+from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority
 from olievlek.policy.signing import keygen, load_signing_key, make_root, sign_bundle
@@ -100,6 +101,8 @@ class Federation:
         for share in SHARES:
             ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
+        for spec in self.nodes:  # each node's key-encryption key, outside its database
+            KeyEncryptionKey.generate(self.node_dir(spec.org_id) / "kek.hex")
         fed = self.workdir / "federation"
         provision_policy(fed, self.bundle_src)
         keygen(self.broker_dir / "log")  # the broker's tree-head key; nodes get log.pub
@@ -143,6 +146,7 @@ class Federation:
             "witness_quorum": 1,
             "database": "node.sqlite",
             "socket": "node.sock",
+            "kek_file": "kek.hex",
             "ready_file": "ready",
             **self.node_settings,
         })

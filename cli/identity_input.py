@@ -6,7 +6,7 @@ Stdin and files hold a JSON object::
 
     {"national_number": "85.07.30-033.28", "given_names": "…", "family_name": "…", "birth_date": "1985-07-30"}
 
-``birth_date`` is optional; with the names it adds the fallback identity.
+``birth_date`` and ``address`` are optional; with the names, the birth date adds the fallback identity.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from olievlek.errors import ConfigError
 from olievlek.v1 import local_pb2
 
-FIELDS = ("national_number", "given_names", "family_name", "birth_date")
+FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
 
 
 def _from_json(text: str, source: str) -> local_pb2.Identity:
@@ -52,4 +52,6 @@ def read_identity(from_file: Path | None, *, names: bool) -> local_pb2.Identity:
     given = typer.prompt("Given names")
     family = typer.prompt("Family name")
     birth = typer.prompt("Birth date (YYYY-MM-DD, optional)", default="", show_default=False)
-    return local_pb2.Identity(national_number=number, given_names=given, family_name=family, birth_date=birth)
+    address = typer.prompt("Address (optional)", default="", show_default=False)
+    return local_pb2.Identity(national_number=number, given_names=given, family_name=family, birth_date=birth,
+                              address=address)

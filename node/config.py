@@ -41,6 +41,10 @@ class NodeConfig:
     keepalive_s: float = 15.0
     keepalive_timeout_s: float = 10.0
     drain_grace_s: float = 10.0  # SIGTERM: how long in-flight sends and acks may take
+    # The key-encryption key of the case file: a 0600 file, or the name of an environment variable
+    # holding it (hex); see docs/case-file.md.
+    kek_file: Path | None = None
+    kek_env: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -60,4 +64,6 @@ class NodeConfig:
             keepalive_s=float(doc.get("keepalive_s", 15.0)),
             keepalive_timeout_s=float(doc.get("keepalive_timeout_s", 10.0)),
             drain_grace_s=float(doc.get("drain_grace_s", 10.0)),
+            kek_file=path_setting(doc, "kek_file", path) if "kek_file" in doc else None,
+            kek_env=str(doc["kek_env"]) if doc.get("kek_env") else None,
         )

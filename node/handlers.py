@@ -20,6 +20,7 @@ from olievlek.policy import Bundle
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
+from .casefile import CaseFile
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .store import CaseRow, NodeStore, OutboxRow
@@ -49,7 +50,7 @@ class NodeHandlers:
     """The local API's operations."""
 
     def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
-                 pseudonymiser: PseudonymClient, outbox: OutboxSender) -> None:
+                 pseudonymiser: PseudonymClient, outbox: OutboxSender, casefile: CaseFile) -> None:
         self.org_id = org_id
         self.kind = kind
         self.store = store
@@ -57,6 +58,7 @@ class NodeHandlers:
         self.signer = signer
         self.pseudonymiser = pseudonymiser
         self.outbox = outbox
+        self.casefile = casefile
         outbox.register(ALERT_MOVE, self.build_alert_move)
 
     async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
@@ -94,9 +96,7 @@ class NodeHandlers:
         pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         today = dt.date.today()
         async with self.store.db.transaction() as tx:
-            subject_id = await self.store.insert_subject_txn(
-                tx, number, req.identity.given_names, req.identity.family_name, pseudonyms
-            )
+            subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
             case_id = await self.store.insert_case_txn(
                 tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
                 today.year, today.month,
@@ -154,6 +154,34 @@ class NodeHandlers:
         if not req.no_wait:
             await self.outbox.wait(outbox_id, ALERT_WAIT_S)
         return await self._outbox_status(outbox_id)
+
+    @staticmethod
+    def _info(row: CaseRow) -> local_pb2.CaseInfo:
+        return local_pb2.CaseInfo(case_id=row.id, phase=row.phase, concerns=row.concerns, risk_level=row.risk_level,
+                                  agencies=row.agencies, contact_id=row.contact_id, opened_year=row.opened_year,
+                                  opened_month=row.opened_month)
+
+    async def case_show(self, uid: int, req: local_pb2.CaseShowRequest) -> local_pb2.CaseShowResponse:
+        """A case with its subject's identity, opened for a stated purpose and logged."""
+        if req.purpose == local_pb2.ACCESS_PURPOSE_UNSPECIFIED:
+            raise RequestError("missing_purpose", "say why you open this case's identity (--purpose)")
+        row = await self.store.case(req.case_id)
+        if row is None:
+            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+        identity, fields = await self.casefile.identity(row.subject_id)
+        await self.store.log_access(uid, row.id, fields, req.purpose, now_ms())
+        log.info("case.shown", case_id=row.id, uid=uid, fields=fields,
+                 purpose=local_pb2.AccessPurpose.Name(req.purpose))
+        return local_pb2.CaseShowResponse(case=self._info(row), identity=identity)
+
+    async def case_list(self) -> local_pb2.CaseListResponse:
+        """Cases without identifying fields (nothing to log)."""
+        return local_pb2.CaseListResponse(cases=[self._info(r) for r in await self.store.cases()])
+
+    async def access_log(self, req: local_pb2.AccessLogRequest) -> local_pb2.AccessLogResponse:
+        return local_pb2.AccessLogResponse(entries=[
+            local_pb2.AccessLogEntry(at_ms=at, uid=uid, case_id=case, fields=fields, purpose=purpose)  # type: ignore[arg-type]
+            for at, uid, case, fields, purpose in await self.store.access_log(req.case_id)])
 
     async def build_alert_move(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
         """The envelope of an alert.move intent, from the case as it is now."""
@@ -216,9 +244,7 @@ class NodeHandlers:
             if not hits:
                 # Minimisation: an identity that matches nothing is not kept.
                 return local_pb2.IdentifyResponse()
-            subject_id = await self.store.insert_subject_txn(
-                tx, number, req.identity.given_names, req.identity.family_name, pseudonyms
-            )
+            subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
             matched: list[int] = []
             for _kind, p in pseudonyms:
                 matched += await self.store.match_inbox_txn(tx, p, subject_id)

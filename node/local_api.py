@@ -73,7 +73,7 @@ class LocalApi:
         try:
             request.ParseFromString(frame)
             op = request.WhichOneof("request") or "empty"
-            response = await self._handle(request, op)
+            response = await self._handle(request, op, uid)
             outcome = "ok"
         except RequestError as exc:
             response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=exc.local_code,
@@ -90,7 +90,7 @@ class LocalApi:
         log.info("local.request", uid=uid, op=op, outcome=outcome)
         return response
 
-    async def _handle(self, request: local_pb2.LocalRequest, op: str) -> local_pb2.LocalResponse:
+    async def _handle(self, request: local_pb2.LocalRequest, op: str, uid: int) -> local_pb2.LocalResponse:
         h = self._handlers
         if op == "case_open":
             return local_pb2.LocalResponse(case_open=await h.case_open(request.case_open))
@@ -102,4 +102,10 @@ class LocalApi:
             return local_pb2.LocalResponse(identify=await h.identify(request.identify))
         if op == "outbox_list":
             return local_pb2.LocalResponse(outbox_list=await h.outbox_list())
+        if op == "case_show":
+            return local_pb2.LocalResponse(case_show=await h.case_show(uid, request.case_show))
+        if op == "case_list":
+            return local_pb2.LocalResponse(case_list=await h.case_list())
+        if op == "access_log":
+            return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
         raise RequestError("unknown_request", f"unknown request {op!r}")

@@ -9,6 +9,8 @@ from olievlek import logs
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
+from olievlek.errors import ConfigError
+from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
@@ -16,6 +18,7 @@ from olievlek.trust import TrustAnchor
 
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
+from .casefile import CaseFile
 from .config import NodeConfig
 from .handlers import NodeHandlers
 from .inbox import Inbox
@@ -44,6 +47,7 @@ class NodeServer:
         self.session: BrokerSession | None = None
         self.audit: AuditChecker | None = None
         self.outbox: OutboxSender | None = None
+        self.casefile: CaseFile | None = None
         self.metrics = Metrics("node")
 
     async def start(self) -> None:
@@ -51,7 +55,16 @@ class NodeServer:
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
         bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
+        kek = KeyEncryptionKey.load(cfg.kek_file, cfg.kek_env)
         self._store = await NodeStore.open(cfg.database)
+        casefile = CaseFile(self._store, kek)
+        self.casefile = casefile
+        try:
+            await casefile.check_key()
+        except ConfigError:
+            await self._store.close()
+            self._store = None
+            raise
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls, cfg.keepalive_s, cfg.keepalive_timeout_s)
@@ -60,7 +73,7 @@ class NodeServer:
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit, self.metrics))
-        handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox)
+        handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile)
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._local = LocalApi(handlers, cfg.socket)

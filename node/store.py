@@ -1,7 +1,8 @@
-"""The node's own store: subjects, cases, outbox, inbox, local request log.
+"""The node's own store: subjects, cases, outbox, inbox, access and request logs.
 
-Identifiers are stored in clear in this first version (field encryption comes
-with the case-file issue); they never leave this file.
+Identifying fields are stored only sealed under their case's data key
+(``olievlek.fieldcrypt``; ``node/casefile.py`` seals and opens them); a copied
+database file reveals no identity. Lookups by identifier use a blind index.
 """
 
 from __future__ import annotations
@@ -14,24 +15,39 @@ from typing import Any
 from olievlek.groupcommit import Writer
 from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 3  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
 #                    2: subject_pseudonyms, pseudonym_keys;
-#                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones
+#                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
+#                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
+#                       node_meta (the KEK check value)
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
 # accepted -> expired when the broker reports the recipient did not acknowledge in time.
 
 SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS node_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    # wrapped: the data key sealed by the KEK; NULL once destroyed (crypto-shredding).
+    """CREATE TABLE IF NOT EXISTS data_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, version INTEGER NOT NULL, wrapped BLOB, destroyed_ms INTEGER)""",
+    # Identifying columns hold AES-256-GCM ciphertexts (empty: not given).
     """CREATE TABLE IF NOT EXISTS subjects (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, national_number TEXT NOT NULL,
-        given_names TEXT NOT NULL, family_name TEXT NOT NULL, pseudonym BLOB NOT NULL)""",
+        id INTEGER PRIMARY KEY AUTOINCREMENT, data_key_id INTEGER NOT NULL REFERENCES data_keys(id),
+        national_number BLOB NOT NULL, given_names BLOB NOT NULL, family_name BLOB NOT NULL,
+        birth_date BLOB NOT NULL, address BLOB NOT NULL, pseudonym BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS subjects_by_pseudonym ON subjects (pseudonym)",
+    """CREATE TABLE IF NOT EXISTS subject_index (
+        mac BLOB NOT NULL, subject_id INTEGER NOT NULL REFERENCES subjects(id), kind TEXT NOT NULL,
+        PRIMARY KEY (mac, subject_id))""",
     """CREATE TABLE IF NOT EXISTS cases (
         id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id INTEGER NOT NULL REFERENCES subjects(id),
         phase INTEGER NOT NULL, concerns TEXT NOT NULL, risk_level INTEGER NOT NULL,
         agencies TEXT NOT NULL, contact_id TEXT NOT NULL, opened_year INTEGER NOT NULL,
         opened_month INTEGER NOT NULL)""",
+    # Every read of an identifying field: who (uid), when, which case, which fields, why.
+    """CREATE TABLE IF NOT EXISTS access_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
+        case_id INTEGER NOT NULL, fields TEXT NOT NULL, purpose INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
         recipient TEXT NOT NULL, rule_id TEXT NOT NULL, intent TEXT NOT NULL, envelope BLOB,
@@ -74,6 +90,16 @@ class CaseRow:
     contact_id: str
     opened_year: int
     opened_month: int
+
+
+SUBJECT_FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
+_CASE_SELECT = ("SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.risk_level, c.agencies, c.contact_id,"
+                " c.opened_year, c.opened_month FROM cases c JOIN subjects s ON s.id = c.subject_id")
+
+
+def _case_row(row: tuple[Any, ...]) -> CaseRow:
+    return CaseRow(int(row[0]), int(row[1]), bytes(row[2]), int(row[3]), json.loads(row[4]), int(row[5]),
+                   json.loads(row[6]), row[7], int(row[8]), int(row[9]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +168,80 @@ class NodeStore:
 
     # -- subjects and cases -------------------------------------------
     @staticmethod
-    async def insert_subject_txn(tx: Txn, national_number: str, given: str, family: str,
-                                 pseudonyms: list[tuple[str, bytes]]) -> int:
-        """A subject and every pseudonym of its identifiers; the first is the one summaries carry."""
+    async def insert_data_key_txn(tx: Txn, version: int) -> int:
+        return await tx.execute("INSERT INTO data_keys (version) VALUES (?)", (version,))
+
+    @staticmethod
+    async def set_wrapped_key_txn(tx: Txn, key_id: int, wrapped: bytes) -> None:
+        await tx.execute("UPDATE data_keys SET wrapped = ? WHERE id = ?", (wrapped, key_id))
+
+    async def wrapped_key(self, key_id: int) -> tuple[int, bytes | None]:
+        row = await self.db.fetchone("SELECT version, wrapped FROM data_keys WHERE id = ?", (key_id,))
+        if row is None:
+            raise KeyError(key_id)
+        return int(row[0]), bytes(row[1]) if row[1] is not None else None
+
+    @staticmethod
+    async def insert_subject_txn(tx: Txn, data_key_id: int, pseudonyms: list[tuple[str, bytes]]) -> int:
+        """A subject row (sealed fields follow, as they need its id) and every pseudonym of its
+        identifiers; the first is the one summaries carry."""
         subject_id = await tx.execute(
-            "INSERT INTO subjects (national_number, given_names, family_name, pseudonym) VALUES (?, ?, ?, ?)",
-            (national_number, given, family, pseudonyms[0][1]),
+            "INSERT INTO subjects (data_key_id, national_number, given_names, family_name, birth_date, address,"
+            " pseudonym) VALUES (?, x'', x'', x'', x'', x'', ?)",
+            (data_key_id, pseudonyms[0][1]),
         )
         for kind, p in pseudonyms:
             await tx.execute("INSERT OR IGNORE INTO subject_pseudonyms (subject_id, kind, pseudonym) VALUES (?, ?, ?)",
                              (subject_id, kind, p))
         return subject_id
+
+    @staticmethod
+    async def seal_subject_txn(tx: Txn, subject_id: int, sealed: dict[str, bytes],
+                               index: list[tuple[str, bytes]]) -> None:
+        for column, blob in sealed.items():
+            assert column in SUBJECT_FIELDS
+            await tx.execute(f"UPDATE subjects SET {column} = ? WHERE id = ?", (blob, subject_id))  # noqa: S608
+        for kind, mac in index:
+            await tx.execute("INSERT OR IGNORE INTO subject_index (mac, subject_id, kind) VALUES (?, ?, ?)",
+                             (mac, subject_id, kind))
+
+    async def sealed_subject(self, subject_id: int) -> tuple[int, dict[str, bytes]]:
+        """(data key id, sealed fields) of a subject."""
+        row = await self.db.fetchone(
+            "SELECT data_key_id, national_number, given_names, family_name, birth_date, address FROM subjects"
+            " WHERE id = ?", (subject_id,))
+        if row is None:
+            raise KeyError(subject_id)
+        return int(row[0]), dict(zip(SUBJECT_FIELDS, (bytes(v) for v in row[1:]), strict=True))
+
+    async def subjects_by_index(self, mac: bytes) -> list[int]:
+        rows = await self.db.fetchall("SELECT subject_id FROM subject_index WHERE mac = ?", (mac,))
+        return [int(r[0]) for r in rows]
+
+    async def meta(self, name: str) -> bytes | None:
+        row = await self.db.fetchone("SELECT value FROM node_meta WHERE name = ?", (name,))
+        return bytes(row[0]) if row else None
+
+    async def set_meta(self, name: str, value: bytes) -> None:
+        async def op(tx: Txn) -> None:
+            await tx.execute("INSERT INTO node_meta (name, value) VALUES (?, ?)", (name, value))
+        await self.writer.write(op)
+
+    async def log_access(self, uid: int, case_id: int, fields: list[str], purpose: int, now_ms: int) -> None:
+        async def op(tx: Txn) -> None:
+            await tx.execute("INSERT INTO access_log (at_ms, uid, case_id, fields, purpose) VALUES (?, ?, ?, ?, ?)",
+                             (now_ms, uid, case_id, ",".join(fields), purpose))
+        await self.writer.write(op)
+
+    async def access_log(self, case_id: int) -> list[tuple[int, int, int, list[str], int]]:
+        rows = await self.db.fetchall(
+            "SELECT at_ms, uid, case_id, fields, purpose FROM access_log WHERE ? = 0 OR case_id = ? ORDER BY id",
+            (case_id, case_id))
+        return [(int(r[0]), int(r[1]), int(r[2]), [f for f in r[3].split(",") if f], int(r[4])) for r in rows]
+
+    async def cases(self) -> list[CaseRow]:
+        rows = await self.db.fetchall(_CASE_SELECT + " ORDER BY c.id")
+        return [_case_row(r) for r in rows]
 
     async def pinned_key(self, domain: int, epoch: int) -> bytes | None:
         row = await self.db.fetchone("SELECT combined FROM pseudonym_keys WHERE domain = ? AND epoch = ?",
@@ -174,15 +263,8 @@ class NodeStore:
         )
 
     async def case(self, case_id: int) -> CaseRow | None:
-        row = await self.db.fetchone(
-            "SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.risk_level, c.agencies, c.contact_id,"
-            " c.opened_year, c.opened_month FROM cases c JOIN subjects s ON s.id = c.subject_id WHERE c.id = ?",
-            (case_id,),
-        )
-        if row is None:
-            return None
-        return CaseRow(int(row[0]), int(row[1]), bytes(row[2]), int(row[3]), json.loads(row[4]), int(row[5]),
-                       json.loads(row[6]), row[7], int(row[8]), int(row[9]))
+        row = await self.db.fetchone(_CASE_SELECT + " WHERE c.id = ?", (case_id,))
+        return _case_row(row) if row is not None else None
 
     # -- outbox ---------------------------------------------------------
     @staticmethod

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     TRANSPORT = "transport"
     LOCAL_API = "local_api"
     SHUTTING_DOWN = "shutting_down"
+    DECRYPTION = "decryption"
     REFUSED = "refused"
 
 

@@ -27,6 +27,7 @@ from olievlek.pseudonymiser.service import keygen
 from olievlek.pseudonymiser.store import PseudonymiserStore
 
 from olievlek import logs
+from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority, OrgCredentials
 from olievlek.policy.signing import keygen as keygen_log
@@ -119,13 +120,16 @@ def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> Broke
 
 def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, operators: tuple[str, str]) -> NodeConfig:
     c = pki.org(org)
+    kek = workdir / org / "kek.hex"
+    if not kek.exists():
+        KeyEncryptionKey.generate(kek)
     return NodeConfig(
         org_id=org, kind=OrgKind.MUNICIPALITY, broker=f"127.0.0.1:{broker_port}",
         tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
         crl=pki.root / "crl.pem", bundle=workdir / "federation" / "bundle",
         roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
         log_public_key=workdir / "federation" / "log.pub",
-        socket=workdir / org / "node.sock", pseudonymisers=operators, ready_file=None,
+        socket=workdir / org / "node.sock", pseudonymisers=operators, ready_file=None, kek_file=kek,
     )
 
 

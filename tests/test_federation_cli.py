@@ -1,9 +1,10 @@
 """End to end through the real entry points: `olievlek` processes, real sockets, real files.
 
 A canary national register number is given to Gent's node only (through
-stdin, never argv) and must appear in no file of the broker or any other
-node, and in no log — Gent's own log included. Gent's database must hold it
-(the positive control that the scan looks in the right place).
+stdin, never argv) and must appear in no file of the federation — Gent's own
+database, WAL and log included, since identifying fields are stored only
+encrypted. The positive control: Gent's node gives it back to its regisseur
+(`case show`), so it was stored, and the read is in the access log.
 """
 
 from __future__ import annotations
@@ -78,13 +79,20 @@ def test_move_alert_through_the_cli_and_canary_stays_home(federation: Federation
     assert r.returncode == 2
     assert "check digits" in r.stderr and "85073003399" not in r.stderr + r.stdout
 
+    r = cli("case", "show", "--socket", gent, "--case", "1", "--purpose", "follow-up")
+    assert r.returncode == 0 and "85073003328" in r.stdout and "Kanarie" in r.stdout, r.stdout + r.stderr
+    r = cli("case", "access-log", "--socket", gent)
+    assert "national_number" in r.stdout and "follow-up" in r.stdout
+    r = cli("case", "show", "--socket", gent, "--case", "1", "--purpose", "curiosity")
+    assert r.returncode == 2 and "unknown purpose" in r.stderr
+
     federation.stop()  # flush and close every file before scanning
     needles = forms(CANARY)
     gent_db = federation.node_dir("gent") / "node.sqlite"
-    own_store = {gent_db, Path(f"{gent_db}-wal"), Path(f"{gent_db}-shm")}
-    assert scan(federation.workdir, needles, exclude=own_store) == []
-    # Positive control on the real run: the holder's own store does hold it.
-    assert any(p in own_store for p, _ in scan(federation.node_dir("gent"), needles))
+    assert gent_db.stat().st_size > 0
+    # Nothing anywhere: not in the broker's or other nodes' files, not in Gent's database, WAL or logs.
+    assert scan(federation.workdir, needles) == []
+    assert scan(federation.workdir, {"utf-8": b"Kanarie", "utf-16": "Kanarie".encode("utf-16-le")}) == []
     logs = federation.workdir / "logs"
     assert (logs / "gent.log").stat().st_size > 0 and (logs / "broker.log").stat().st_size > 0
     for line in (logs / "broker.log").read_text().splitlines():

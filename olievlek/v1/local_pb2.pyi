@@ -51,6 +51,30 @@ OUTBOX_STATUS_QUEUED: OutboxStatus.ValueType  # 5
 """Committed; the envelope is not built and signed yet."""
 Global___OutboxStatus: _TypeAlias = OutboxStatus  # noqa: Y015
 
+class _AccessPurpose:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessPurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessPurpose.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_PURPOSE_UNSPECIFIED: _AccessPurpose.ValueType  # 0
+    ACCESS_PURPOSE_FOLLOW_UP: _AccessPurpose.ValueType  # 1
+    ACCESS_PURPOSE_TABLE_MEETING: _AccessPurpose.ValueType  # 2
+    ACCESS_PURPOSE_ACCESS_REQUEST: _AccessPurpose.ValueType  # 3
+    ACCESS_PURPOSE_CORRECTION: _AccessPurpose.ValueType  # 4
+    ACCESS_PURPOSE_SUPERVISION: _AccessPurpose.ValueType  # 5
+
+class AccessPurpose(_AccessPurpose, metaclass=_AccessPurposeEnumTypeWrapper):
+    """Why someone reads a case's identifying fields: recorded in the node's access log."""
+
+ACCESS_PURPOSE_UNSPECIFIED: AccessPurpose.ValueType  # 0
+ACCESS_PURPOSE_FOLLOW_UP: AccessPurpose.ValueType  # 1
+ACCESS_PURPOSE_TABLE_MEETING: AccessPurpose.ValueType  # 2
+ACCESS_PURPOSE_ACCESS_REQUEST: AccessPurpose.ValueType  # 3
+ACCESS_PURPOSE_CORRECTION: AccessPurpose.ValueType  # 4
+ACCESS_PURPOSE_SUPERVISION: AccessPurpose.ValueType  # 5
+Global___AccessPurpose: _TypeAlias = AccessPurpose  # noqa: Y015
+
 @_typing.final
 class Identity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -59,11 +83,13 @@ class Identity(_message.Message):
     GIVEN_NAMES_FIELD_NUMBER: _builtins.int
     FAMILY_NAME_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     national_number: _builtins.str
     given_names: _builtins.str
     family_name: _builtins.str
     birth_date: _builtins.str
     """YYYY-MM-DD, 00 for an unknown day or month; with the names, the fallback identity."""
+    address: _builtins.str
     def __init__(
         self,
         *,
@@ -71,10 +97,11 @@ class Identity(_message.Message):
         given_names: _builtins.str = ...,
         family_name: _builtins.str = ...,
         birth_date: _builtins.str = ...,
+        address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "family_name", b"family_name", "given_names", b"given_names", "national_number", b"national_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "family_name", b"family_name", "given_names", b"given_names", "national_number", b"national_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,6 +311,201 @@ class OutboxListResponse(_message.Message):
 Global___OutboxListResponse: _TypeAlias = OutboxListResponse  # noqa: Y015
 
 @_typing.final
+class CaseInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    CONCERNS_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    OPENED_YEAR_FIELD_NUMBER: _builtins.int
+    OPENED_MONTH_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    phase: _summary_pb2.Phase.ValueType
+    risk_level: _summary_pb2.RiskLevel.ValueType
+    contact_id: _builtins.str
+    opened_year: _builtins.int
+    opened_month: _builtins.int
+    @_builtins.property
+    def concerns(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.ConcernCategory.ValueType]: ...
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.AgencyRole.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        phase: _summary_pb2.Phase.ValueType = ...,
+        concerns: _abc.Iterable[_summary_pb2.ConcernCategory.ValueType] | None = ...,
+        risk_level: _summary_pb2.RiskLevel.ValueType = ...,
+        agencies: _abc.Iterable[_summary_pb2.AgencyRole.ValueType] | None = ...,
+        contact_id: _builtins.str = ...,
+        opened_year: _builtins.int = ...,
+        opened_month: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "case_id", b"case_id", "concerns", b"concerns", "contact_id", b"contact_id", "opened_month", b"opened_month", "opened_year", b"opened_year", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseInfo: _TypeAlias = CaseInfo  # noqa: Y015
+
+@_typing.final
+class CaseShowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    purpose: Global___AccessPurpose.ValueType
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        purpose: Global___AccessPurpose.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseShowRequest: _TypeAlias = CaseShowRequest  # noqa: Y015
+
+@_typing.final
+class CaseShowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def case(self) -> Global___CaseInfo: ...
+    @_builtins.property
+    def identity(self) -> Global___Identity: ...
+    def __init__(
+        self,
+        *,
+        case: Global___CaseInfo | None = ...,
+        identity: Global___Identity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "identity", b"identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseShowResponse: _TypeAlias = CaseShowResponse  # noqa: Y015
+
+@_typing.final
+class CaseListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseListRequest: _TypeAlias = CaseListRequest  # noqa: Y015
+
+@_typing.final
+class CaseListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseInfo]: ...
+    def __init__(
+        self,
+        *,
+        cases: _abc.Iterable[Global___CaseInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseListResponse: _TypeAlias = CaseListResponse  # noqa: Y015
+
+@_typing.final
+class AccessLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    """0: every case."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessLogRequest: _TypeAlias = AccessLogRequest  # noqa: Y015
+
+@_typing.final
+class AccessLogEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    uid: _builtins.int
+    case_id: _builtins.int
+    purpose: Global___AccessPurpose.ValueType
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        uid: _builtins.int = ...,
+        case_id: _builtins.int = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        purpose: Global___AccessPurpose.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "case_id", b"case_id", "fields", b"fields", "purpose", b"purpose", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessLogEntry: _TypeAlias = AccessLogEntry  # noqa: Y015
+
+@_typing.final
+class AccessLogResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessLogEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AccessLogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessLogResponse: _TypeAlias = AccessLogResponse  # noqa: Y015
+
+@_typing.final
 class InboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -412,6 +634,9 @@ class LocalRequest(_message.Message):
     INBOX_LIST_FIELD_NUMBER: _builtins.int
     IDENTIFY_FIELD_NUMBER: _builtins.int
     OUTBOX_LIST_FIELD_NUMBER: _builtins.int
+    CASE_SHOW_FIELD_NUMBER: _builtins.int
+    CASE_LIST_FIELD_NUMBER: _builtins.int
+    ACCESS_LOG_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -422,6 +647,12 @@ class LocalRequest(_message.Message):
     def identify(self) -> Global___IdentifyRequest: ...
     @_builtins.property
     def outbox_list(self) -> Global___OutboxListRequest: ...
+    @_builtins.property
+    def case_show(self) -> Global___CaseShowRequest: ...
+    @_builtins.property
+    def case_list(self) -> Global___CaseListRequest: ...
+    @_builtins.property
+    def access_log(self) -> Global___AccessLogRequest: ...
     def __init__(
         self,
         *,
@@ -430,12 +661,15 @@ class LocalRequest(_message.Message):
         inbox_list: Global___InboxListRequest | None = ...,
         identify: Global___IdentifyRequest | None = ...,
         outbox_list: Global___OutboxListRequest | None = ...,
+        case_show: Global___CaseShowRequest | None = ...,
+        case_list: Global___CaseListRequest | None = ...,
+        access_log: Global___AccessLogRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -472,6 +706,9 @@ class LocalResponse(_message.Message):
     INBOX_LIST_FIELD_NUMBER: _builtins.int
     IDENTIFY_FIELD_NUMBER: _builtins.int
     OUTBOX_LIST_FIELD_NUMBER: _builtins.int
+    CASE_SHOW_FIELD_NUMBER: _builtins.int
+    CASE_LIST_FIELD_NUMBER: _builtins.int
+    ACCESS_LOG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -484,6 +721,12 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def outbox_list(self) -> Global___OutboxListResponse: ...
     @_builtins.property
+    def case_show(self) -> Global___CaseShowResponse: ...
+    @_builtins.property
+    def case_list(self) -> Global___CaseListResponse: ...
+    @_builtins.property
+    def access_log(self) -> Global___AccessLogResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -493,13 +736,16 @@ class LocalResponse(_message.Message):
         inbox_list: Global___InboxListResponse | None = ...,
         identify: Global___IdentifyResponse | None = ...,
         outbox_list: Global___OutboxListResponse | None = ...,
+        case_show: Global___CaseShowResponse | None = ...,
+        case_list: Global___CaseListResponse | None = ...,
+        access_log: Global___AccessLogResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_move", b"alert_move", "case_open", b"case_open", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
