@@ -102,6 +102,19 @@ def case_show(
     out.print(table)
 
 
+@case_app.command("assign")
+def case_assign(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    uid: Annotated[int, typer.Option("--uid", help="The table member's uid.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Take the assignment away.")] = False,
+) -> None:
+    """Let a table member see a case (need-to-know), or take that away."""
+    r = call(socket, local_pb2.LocalRequest(case_assign=local_pb2.CaseAssignRequest(
+        case_id=case, uid=uid, remove=remove))).case_assign
+    out.print(f"case {case} is assigned to uid(s): {', '.join(map(str, r.uids)) or 'none'}")
+
+
 @case_app.command("access-log")
 def case_access_log(
     socket: SocketOpt,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -147,6 +148,9 @@ class Federation:
             "database": "node.sqlite",
             "socket": "node.sock",
             "kek_file": "kek.hex",
+            # The developer running the federation is each node's regisseur (and, running the node,
+            # its administrator).
+            "users": [{"uid": os.getuid(), "role": "regisseur"}],
             "ready_file": "ready",
             **self.node_settings,
         })

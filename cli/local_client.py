@@ -16,7 +16,10 @@ _HEADER = struct.Struct(">I")
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        try:
+            chunk = sock.recv(n - len(buf))
+        except TimeoutError:
+            raise TransportError(f"the node did not answer within {sock.gettimeout():.0f} s") from None
         if not chunk:
             raise TransportError("the node closed the local socket mid-answer")
         buf += chunk

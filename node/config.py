@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,11 @@ class NodeConfig:
     # holding it (hex); see docs/case-file.md.
     kek_file: Path | None = None
     kek_env: str | None = None
+    # Local users: these uids administer the node without being registered (default: the account
+    # that runs it); ``users`` are registered at start-up (more with `olievlek user add`).
+    administrators: frozenset[int] = frozenset()
+    users: tuple[tuple[int, str, str], ...] = ()  # (uid, role, agency)
+    socket_group: str | None = None  # the group whose members may reach the local socket
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -66,4 +72,7 @@ class NodeConfig:
             drain_grace_s=float(doc.get("drain_grace_s", 10.0)),
             kek_file=path_setting(doc, "kek_file", path) if "kek_file" in doc else None,
             kek_env=str(doc["kek_env"]) if doc.get("kek_env") else None,
+            administrators=frozenset(int(u) for u in doc.get("administrators", [os.getuid()])),
+            users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
+            socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
         )

@@ -12,7 +12,7 @@ import datetime as dt
 from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
-from olievlek.errors import ConfigError, InvalidIdentifier, OlievlekError
+from olievlek.errors import ConfigError, InvalidIdentifier
 from olievlek.identity import OrgKind
 from olievlek.normalise import PrfInput, fallback_input, nrn_input
 from olievlek.nrn import normalise_national_number
@@ -20,9 +20,11 @@ from olievlek.policy import Bundle
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
+from .access import Caller
 from .casefile import CaseFile
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
+from .request_error import RequestError
 from .store import CaseRow, NodeStore, OutboxRow
 
 ALERT_MOVE = "alert.move"
@@ -36,14 +38,6 @@ _STATUS = {
 log = logs.get("node")
 
 ALERT_WAIT_S = 10.0
-
-
-class RequestError(OlievlekError):
-    """A local request cannot be carried out; the message is shown to the user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.local_code = code
 
 
 class NodeHandlers:
@@ -161,22 +155,54 @@ class NodeHandlers:
                                   agencies=row.agencies, contact_id=row.contact_id, opened_year=row.opened_year,
                                   opened_month=row.opened_month)
 
-    async def case_show(self, uid: int, req: local_pb2.CaseShowRequest) -> local_pb2.CaseShowResponse:
+    async def _visible_case(self, caller: Caller, case_id: int) -> CaseRow:
+        """The case, if the caller may see it (need-to-know); an unknown and a hidden case read the same."""
+        row = await self.store.case(case_id)
+        if row is None or not (caller.sees_every_case() or await self.store.is_assigned(case_id, caller.uid)):
+            raise RequestError("unknown_case", f"there is no case {case_id} that you are assigned to")
+        return row
+
+    async def case_show(self, caller: Caller, req: local_pb2.CaseShowRequest) -> local_pb2.CaseShowResponse:
         """A case with its subject's identity, opened for a stated purpose and logged."""
         if req.purpose == local_pb2.ACCESS_PURPOSE_UNSPECIFIED:
             raise RequestError("missing_purpose", "say why you open this case's identity (--purpose)")
-        row = await self.store.case(req.case_id)
-        if row is None:
-            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+        row = await self._visible_case(caller, req.case_id)
+        uid = caller.uid
         identity, fields = await self.casefile.identity(row.subject_id)
         await self.store.log_access(uid, row.id, fields, req.purpose, now_ms())
         log.info("case.shown", case_id=row.id, uid=uid, fields=fields,
                  purpose=local_pb2.AccessPurpose.Name(req.purpose))
         return local_pb2.CaseShowResponse(case=self._info(row), identity=identity)
 
-    async def case_list(self) -> local_pb2.CaseListResponse:
-        """Cases without identifying fields (nothing to log)."""
-        return local_pb2.CaseListResponse(cases=[self._info(r) for r in await self.store.cases()])
+    async def case_list(self, caller: Caller) -> local_pb2.CaseListResponse:
+        """Cases without identifying fields (nothing to log): all for a regisseur, else the assigned ones."""
+        rows = await self.store.cases(None if caller.sees_every_case() else caller.uid)
+        return local_pb2.CaseListResponse(cases=[self._info(r) for r in rows])
+
+    async def case_assign(self, req: local_pb2.CaseAssignRequest) -> local_pb2.CaseAssignResponse:
+        if await self.store.case(req.case_id) is None:
+            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+        roles = {r for r, _ in await self.store.roles_of(req.uid)}
+        if not req.remove and local_pb2.USER_ROLE_TABLE_MEMBER not in roles:
+            raise RequestError("not_a_table_member", f"uid {req.uid} is not a table member of this node")
+        uids = await self.store.assign(req.case_id, req.uid, not req.remove)
+        log.info("case.assigned", case_id=req.case_id, uid=req.uid, removed=req.remove)
+        return local_pb2.CaseAssignResponse(case_id=req.case_id, uids=uids)
+
+    async def user_set(self, user: local_pb2.User, present: bool) -> local_pb2.UserListResponse:
+        if user.role == local_pb2.USER_ROLE_UNSPECIFIED:
+            raise RequestError("missing_role", "a role is required: regisseur, table-member or administrator")
+        if present and user.role == local_pb2.USER_ROLE_TABLE_MEMBER and not user.agency:
+            raise RequestError("missing_agency", "a table member sits at the table for an agency (--agency)")
+        await self.store.set_user(user.uid, user.role, user.agency, present, now_ms())
+        log.info("user.added" if present else "user.removed", uid=user.uid,
+                 role=local_pb2.UserRole.Name(user.role))
+        return await self.user_list()
+
+    async def user_list(self) -> local_pb2.UserListResponse:
+        return local_pb2.UserListResponse(users=[
+            local_pb2.User(uid=u, role=r, agency=a)  # type: ignore[arg-type]
+            for u, r, a in await self.store.users()])
 
     async def access_log(self, req: local_pb2.AccessLogRequest) -> local_pb2.AccessLogResponse:
         return local_pb2.AccessLogResponse(entries=[

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import struct
 from pathlib import Path
@@ -20,7 +21,9 @@ from olievlek.errors import OlievlekError
 from olievlek.framing import FrameError, read_frame, write_frame
 from olievlek.v1 import local_pb2
 
-from .handlers import NodeHandlers, RequestError
+from .access import ADMINISTRATOR, Caller, authorise
+from .handlers import NodeHandlers
+from .request_error import RequestError
 
 log = logs.get("node.local")
 
@@ -36,16 +39,21 @@ def peer_uid(writer: asyncio.StreamWriter) -> int:
 class LocalApi:
     """Serves the node's handlers to local users."""
 
-    def __init__(self, handlers: NodeHandlers, path: Path) -> None:
+    def __init__(self, handlers: NodeHandlers, path: Path, administrators: frozenset[int] = frozenset(),
+                 socket_group: str | None = None) -> None:
         self._handlers = handlers
         self._path = path
+        self._administrators = administrators
+        self._socket_group = socket_group
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         if self._path.exists():
             self._path.unlink()
         self._server = await asyncio.start_unix_server(self._client, path=str(self._path))
-        os.chmod(self._path, 0o660)
+        os.chmod(self._path, 0o660)  # the node's users reach it through the socket's group
+        if self._socket_group:
+            shutil.chown(self._path, group=self._socket_group)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -73,7 +81,9 @@ class LocalApi:
         try:
             request.ParseFromString(frame)
             op = request.WhichOneof("request") or "empty"
-            response = await self._handle(request, op, uid)
+            caller = await self._caller(uid)
+            authorise(caller, op)
+            response = await self._handle(request, op, caller)
             outcome = "ok"
         except RequestError as exc:
             response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=exc.local_code,
@@ -90,7 +100,12 @@ class LocalApi:
         log.info("local.request", uid=uid, op=op, outcome=outcome)
         return response
 
-    async def _handle(self, request: local_pb2.LocalRequest, op: str, uid: int) -> local_pb2.LocalResponse:
+    async def _caller(self, uid: int) -> Caller:
+        held = await self._handlers.store.roles_of(uid)
+        roles = {r for r, _ in held} | ({ADMINISTRATOR} if uid in self._administrators else set())
+        return Caller(uid, frozenset(roles), frozenset(a for _, a in held if a))
+
+    async def _handle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
         h = self._handlers
         if op == "case_open":
             return local_pb2.LocalResponse(case_open=await h.case_open(request.case_open))
@@ -103,9 +118,16 @@ class LocalApi:
         if op == "outbox_list":
             return local_pb2.LocalResponse(outbox_list=await h.outbox_list())
         if op == "case_show":
-            return local_pb2.LocalResponse(case_show=await h.case_show(uid, request.case_show))
+            return local_pb2.LocalResponse(case_show=await h.case_show(caller, request.case_show))
         if op == "case_list":
-            return local_pb2.LocalResponse(case_list=await h.case_list())
+            return local_pb2.LocalResponse(case_list=await h.case_list(caller))
+        if op == "case_assign":
+            return local_pb2.LocalResponse(case_assign=await h.case_assign(request.case_assign))
+        if op in ("user_add", "user_remove"):
+            user = request.user_add.user if op == "user_add" else request.user_remove.user
+            return local_pb2.LocalResponse(user_list=await h.user_set(user, op == "user_add"))
+        if op == "user_list":
+            return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
         raise RequestError("unknown_request", f"unknown request {op!r}")

@@ -16,6 +16,7 @@ from olievlek.metrics import Metrics
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 
+from .access import parse_user
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
 from .casefile import CaseFile
@@ -65,6 +66,9 @@ class NodeServer:
             await self._store.close()
             self._store = None
             raise
+        for uid, role, agency in cfg.users:  # provisioned from the configuration
+            user = parse_user(uid, role, agency)
+            await self._store.set_user(user.uid, user.role, user.agency, True, now_ms())
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls, cfg.keepalive_s, cfg.keepalive_timeout_s)
@@ -76,7 +80,7 @@ class NodeServer:
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile)
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        self._local = LocalApi(handlers, cfg.socket)
+        self._local = LocalApi(handlers, cfg.socket, cfg.administrators, cfg.socket_group)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges())]

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
-#                       node_meta (the KEK check value)
+#                       node_meta (the KEK check value); users (uid, role, agency), case_assignments
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -44,6 +44,11 @@ SCHEMA = [
         phase INTEGER NOT NULL, concerns TEXT NOT NULL, risk_level INTEGER NOT NULL,
         agencies TEXT NOT NULL, contact_id TEXT NOT NULL, opened_year INTEGER NOT NULL,
         opened_month INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS users (
+        uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL, added_ms INTEGER NOT NULL,
+        PRIMARY KEY (uid, role))""",
+    """CREATE TABLE IF NOT EXISTS case_assignments (
+        case_id INTEGER NOT NULL REFERENCES cases(id), uid INTEGER NOT NULL, PRIMARY KEY (case_id, uid))""",
     # Every read of an identifying field: who (uid), when, which case, which fields, why.
     """CREATE TABLE IF NOT EXISTS access_log (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
@@ -239,9 +244,48 @@ class NodeStore:
             (case_id, case_id))
         return [(int(r[0]), int(r[1]), int(r[2]), [f for f in r[3].split(",") if f], int(r[4])) for r in rows]
 
-    async def cases(self) -> list[CaseRow]:
-        rows = await self.db.fetchall(_CASE_SELECT + " ORDER BY c.id")
+    async def cases(self, assigned_to: int | None = None) -> list[CaseRow]:
+        """Every case, or only those assigned to a uid."""
+        if assigned_to is None:
+            rows = await self.db.fetchall(_CASE_SELECT + " ORDER BY c.id")
+        else:
+            rows = await self.db.fetchall(
+                _CASE_SELECT + " JOIN case_assignments a ON a.case_id = c.id WHERE a.uid = ? ORDER BY c.id",
+                (assigned_to,))
         return [_case_row(r) for r in rows]
+
+    # -- users and need-to-know ----------------------------------------
+    async def roles_of(self, uid: int) -> list[tuple[int, int]]:
+        """(role, agency) of a local user."""
+        rows = await self.db.fetchall("SELECT role, agency FROM users WHERE uid = ?", (uid,))
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def users(self) -> list[tuple[int, int, int]]:
+        rows = await self.db.fetchall("SELECT uid, role, agency FROM users ORDER BY uid, role")
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def set_user(self, uid: int, role: int, agency: int, present: bool, now_ms: int) -> None:
+        async def op(tx: Txn) -> None:
+            if present:
+                await tx.execute("INSERT OR REPLACE INTO users (uid, role, agency, added_ms) VALUES (?, ?, ?, ?)",
+                                 (uid, role, agency, now_ms))
+            else:
+                await tx.execute("DELETE FROM users WHERE uid = ? AND role = ?", (uid, role))
+        await self.writer.write(op)
+
+    async def assign(self, case_id: int, uid: int, present: bool) -> list[int]:
+        async def op(tx: Txn) -> list[int]:
+            if present:
+                await tx.execute("INSERT OR IGNORE INTO case_assignments (case_id, uid) VALUES (?, ?)", (case_id, uid))
+            else:
+                await tx.execute("DELETE FROM case_assignments WHERE case_id = ? AND uid = ?", (case_id, uid))
+            rows = await tx.fetchall("SELECT uid FROM case_assignments WHERE case_id = ? ORDER BY uid", (case_id,))
+            return [int(r[0]) for r in rows]
+        return await self.writer.write(op)
+
+    async def is_assigned(self, case_id: int, uid: int) -> bool:
+        row = await self.db.fetchone("SELECT 1 FROM case_assignments WHERE case_id = ? AND uid = ?", (case_id, uid))
+        return row is not None
 
     async def pinned_key(self, domain: int, epoch: int) -> bytes | None:
         row = await self.db.fetchone("SELECT combined FROM pseudonym_keys WHERE domain = ? AND epoch = ?",

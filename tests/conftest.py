@@ -130,6 +130,7 @@ def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, operators: 
         roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
         log_public_key=workdir / "federation" / "log.pub",
         socket=workdir / org / "node.sock", pseudonymisers=operators, ready_file=None, kek_file=kek,
+        administrators=frozenset({os.getuid()}), users=((os.getuid(), "regisseur", ""),),
     )
 
 

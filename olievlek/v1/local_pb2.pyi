@@ -75,6 +75,32 @@ ACCESS_PURPOSE_CORRECTION: AccessPurpose.ValueType  # 4
 ACCESS_PURPOSE_SUPERVISION: AccessPurpose.ValueType  # 5
 Global___AccessPurpose: _TypeAlias = AccessPurpose  # noqa: Y015
 
+class _UserRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_ROLE_UNSPECIFIED: _UserRole.ValueType  # 0
+    USER_ROLE_REGISSEUR: _UserRole.ValueType  # 1
+    """Every case of the node."""
+    USER_ROLE_TABLE_MEMBER: _UserRole.ValueType  # 2
+    """Only the cases they are assigned to, for their agency."""
+    USER_ROLE_ADMINISTRATOR: _UserRole.ValueType  # 3
+    """Users, keys, retention runs; never case contents."""
+
+class UserRole(_UserRole, metaclass=_UserRoleEnumTypeWrapper):
+    """A local user's role at the node (a uid may hold several)."""
+
+USER_ROLE_UNSPECIFIED: UserRole.ValueType  # 0
+USER_ROLE_REGISSEUR: UserRole.ValueType  # 1
+"""Every case of the node."""
+USER_ROLE_TABLE_MEMBER: UserRole.ValueType  # 2
+"""Only the cases they are assigned to, for their agency."""
+USER_ROLE_ADMINISTRATOR: UserRole.ValueType  # 3
+"""Users, keys, retention runs; never case contents."""
+Global___UserRole: _TypeAlias = UserRole  # noqa: Y015
+
 @_typing.final
 class Identity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -506,6 +532,155 @@ class AccessLogResponse(_message.Message):
 Global___AccessLogResponse: _TypeAlias = AccessLogResponse  # noqa: Y015
 
 @_typing.final
+class User(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    uid: _builtins.int
+    role: Global___UserRole.ValueType
+    agency: _summary_pb2.AgencyRole.ValueType
+    def __init__(
+        self,
+        *,
+        uid: _builtins.int = ...,
+        role: Global___UserRole.ValueType = ...,
+        agency: _summary_pb2.AgencyRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "role", b"role", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___User: _TypeAlias = User  # noqa: Y015
+
+@_typing.final
+class UserAddRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserAddRequest: _TypeAlias = UserAddRequest  # noqa: Y015
+
+@_typing.final
+class UserRemoveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserRemoveRequest: _TypeAlias = UserRemoveRequest  # noqa: Y015
+
+@_typing.final
+class UserListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserListRequest: _TypeAlias = UserListRequest  # noqa: Y015
+
+@_typing.final
+class UserListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]: ...
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___User] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserListResponse: _TypeAlias = UserListResponse  # noqa: Y015
+
+@_typing.final
+class CaseAssignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    REMOVE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    uid: _builtins.int
+    remove: _builtins.bool
+    """Remove the assignment instead."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        uid: _builtins.int = ...,
+        remove: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "remove", b"remove", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseAssignRequest: _TypeAlias = CaseAssignRequest  # noqa: Y015
+
+@_typing.final
+class CaseAssignResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    UIDS_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    @_builtins.property
+    def uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        uids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "uids", b"uids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseAssignResponse: _TypeAlias = CaseAssignResponse  # noqa: Y015
+
+@_typing.final
 class InboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -637,6 +812,10 @@ class LocalRequest(_message.Message):
     CASE_SHOW_FIELD_NUMBER: _builtins.int
     CASE_LIST_FIELD_NUMBER: _builtins.int
     ACCESS_LOG_FIELD_NUMBER: _builtins.int
+    USER_ADD_FIELD_NUMBER: _builtins.int
+    USER_REMOVE_FIELD_NUMBER: _builtins.int
+    USER_LIST_FIELD_NUMBER: _builtins.int
+    CASE_ASSIGN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -653,6 +832,14 @@ class LocalRequest(_message.Message):
     def case_list(self) -> Global___CaseListRequest: ...
     @_builtins.property
     def access_log(self) -> Global___AccessLogRequest: ...
+    @_builtins.property
+    def user_add(self) -> Global___UserAddRequest: ...
+    @_builtins.property
+    def user_remove(self) -> Global___UserRemoveRequest: ...
+    @_builtins.property
+    def user_list(self) -> Global___UserListRequest: ...
+    @_builtins.property
+    def case_assign(self) -> Global___CaseAssignRequest: ...
     def __init__(
         self,
         *,
@@ -664,12 +851,16 @@ class LocalRequest(_message.Message):
         case_show: Global___CaseShowRequest | None = ...,
         case_list: Global___CaseListRequest | None = ...,
         access_log: Global___AccessLogRequest | None = ...,
+        user_add: Global___UserAddRequest | None = ...,
+        user_remove: Global___UserRemoveRequest | None = ...,
+        user_list: Global___UserListRequest | None = ...,
+        case_assign: Global___CaseAssignRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -709,6 +900,8 @@ class LocalResponse(_message.Message):
     CASE_SHOW_FIELD_NUMBER: _builtins.int
     CASE_LIST_FIELD_NUMBER: _builtins.int
     ACCESS_LOG_FIELD_NUMBER: _builtins.int
+    USER_LIST_FIELD_NUMBER: _builtins.int
+    CASE_ASSIGN_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -727,6 +920,10 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def access_log(self) -> Global___AccessLogResponse: ...
     @_builtins.property
+    def user_list(self) -> Global___UserListResponse: ...
+    @_builtins.property
+    def case_assign(self) -> Global___CaseAssignResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -739,13 +936,15 @@ class LocalResponse(_message.Message):
         case_show: Global___CaseShowResponse | None = ...,
         case_list: Global___CaseListResponse | None = ...,
         access_log: Global___AccessLogResponse | None = ...,
+        user_list: Global___UserListResponse | None = ...,
+        case_assign: Global___CaseAssignResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
