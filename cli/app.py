@@ -13,7 +13,7 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import ConfigError, OlievlekError
 
-from . import audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, up, users
+from . import audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, retention_cmd, up, users
 from .console import err
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ app.add_typer(cases.case_app, name="case")
 app.add_typer(cases.alert_app, name="alert")
 app.add_typer(cases.inbox_app, name="inbox")
 app.add_typer(users.user_app, name="user")
+app.add_typer(retention_cmd.retention_app, name="retention")
+app.add_typer(retention_cmd.subject_app, name="subject")
 app.command("up")(up.up)
 
 

@@ -39,6 +39,8 @@ def case_open(
     risk: Annotated[str | None, typer.Option(help=f"One of: {', '.join(enums.RISKS)}.")] = None,
     agency: Annotated[list[str] | None, typer.Option(help="Agency at the table (repeatable).")] = None,
     contact: Annotated[str, typer.Option(help="Registered contact id (default: the first).")] = "",
+    basis: Annotated[str, typer.Option(help="Lawful-basis code of the node's configuration (sets retention).")]
+    = "default",
     from_file: FromFileOpt = None,
 ) -> None:
     """Open a case. The person's identity is read from a prompt, stdin or --from-file, never from arguments."""
@@ -48,7 +50,7 @@ def case_open(
         concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
         risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else 0,
         agencies=[enums.parse(enums.AGENCIES, "agency", a) for a in agency or []],
-        contact_id=contact,
+        contact_id=contact, lawful_basis=basis,
     )
     response = call(socket, local_pb2.LocalRequest(case_open=request))
     out.print(f"case {response.case_open.case_id} opened")

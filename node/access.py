@@ -37,6 +37,11 @@ ALLOWED: dict[str, frozenset[int]] = {
     "user_add": frozenset({ADMINISTRATOR}),
     "user_remove": frozenset({ADMINISTRATOR}),
     "user_list": frozenset({ADMINISTRATOR}),
+    "case_close": frozenset({REGISSEUR}),
+    "retention_extend": frozenset({REGISSEUR}),
+    "retention_due": frozenset({REGISSEUR, ADMINISTRATOR}),
+    "retention_run": frozenset({REGISSEUR, ADMINISTRATOR}),
+    "subject_erase": frozenset({REGISSEUR}),
 }
 
 

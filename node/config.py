@@ -51,6 +51,8 @@ class NodeConfig:
     administrators: frozenset[int] = frozenset()
     users: tuple[tuple[int, str, str], ...] = ()  # (uid, role, agency)
     socket_group: str | None = None  # the group whose members may reach the local socket
+    # Retention counted from a case's closure, per lawful-basis code (a case names one at opening).
+    retention_days: tuple[tuple[str, int], ...] = (("default", 730),)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -75,4 +77,5 @@ class NodeConfig:
             administrators=frozenset(int(u) for u in doc.get("administrators", [os.getuid()])),
             users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
             socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
+            retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
         )

@@ -44,7 +44,8 @@ class NodeHandlers:
     """The local API's operations."""
 
     def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
-                 pseudonymiser: PseudonymClient, outbox: OutboxSender, casefile: CaseFile) -> None:
+                 pseudonymiser: PseudonymClient, outbox: OutboxSender, casefile: CaseFile,
+                 bases: frozenset[str] = frozenset({"default"})) -> None:
         self.org_id = org_id
         self.kind = kind
         self.store = store
@@ -53,6 +54,7 @@ class NodeHandlers:
         self.pseudonymiser = pseudonymiser
         self.outbox = outbox
         self.casefile = casefile
+        self.bases = bases
         outbox.register(ALERT_MOVE, self.build_alert_move)
 
     async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
@@ -87,13 +89,17 @@ class NodeHandlers:
         if req.phase == summary_pb2.PHASE_UNSPECIFIED:
             raise RequestError("missing_phase", "a phase is required")
         contact = self._contact(req.contact_id)
+        basis = req.lawful_basis or "default"
+        if basis not in self.bases:
+            raise RequestError("unknown_basis",
+                               f"lawful basis {basis!r} is not configured; one of {sorted(self.bases)}")
         pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         today = dt.date.today()
         async with self.store.db.transaction() as tx:
             subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
             case_id = await self.store.insert_case_txn(
                 tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
-                today.year, today.month,
+                today.year, today.month, basis,
             )
         log.info("case.opened", case_id=case_id)
         return local_pb2.CaseOpenResponse(case_id=case_id)

@@ -48,7 +48,9 @@ class Inbox:
             which = down.WhichOneof("msg")
             if which == "delivery":
                 item = await self._verify(down.delivery, now)
-                if isinstance(item, NewDelivery):
+                if isinstance(item, NewDelivery) and item.kind == "erasure.notice":
+                    acks.append(await self._erase(down.delivery.seq, item, now))
+                elif isinstance(item, NewDelivery):
                     store.append((len(acks), down.delivery.seq, item))
                     acks.append(None)
                 else:
@@ -79,9 +81,17 @@ class Inbox:
                 now,
             )
         summary = getattr(opened.payload, "summary", None)
-        pseudonym = bytes(summary.subject_pseudonym) if summary is not None else b""
+        holder = summary if summary is not None else opened.payload
+        pseudonym = bytes(getattr(holder, "subject_pseudonym", b""))
         return NewDelivery(opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope,
                            pseudonym)
+
+    async def _erase(self, seq: int, notice: NewDelivery, now: int) -> broker_pb2.Ack:
+        """An erasure notice: erase what its sender sent about the pseudonym, keep tombstones, ack."""
+        fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym, now)
+        log.info("erasure.applied" if fresh else "erasure.duplicate", sender=notice.sender, items=erased, seq=seq)
+        return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
+                              else broker_pb2.ACK_OUTCOME_DUPLICATE)
 
     async def _expired(self, notice: broker_pb2.ExpiryNotice) -> broker_pb2.Ack | None:
         expect = {"event": "delivery.expired", "sender": self._org_id, "recipient": notice.recipient,

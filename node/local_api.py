@@ -24,6 +24,7 @@ from olievlek.v1 import local_pb2
 from .access import ADMINISTRATOR, Caller, authorise
 from .handlers import NodeHandlers
 from .request_error import RequestError
+from .retention import Retention
 
 log = logs.get("node.local")
 
@@ -39,9 +40,10 @@ def peer_uid(writer: asyncio.StreamWriter) -> int:
 class LocalApi:
     """Serves the node's handlers to local users."""
 
-    def __init__(self, handlers: NodeHandlers, path: Path, administrators: frozenset[int] = frozenset(),
-                 socket_group: str | None = None) -> None:
+    def __init__(self, handlers: NodeHandlers, retention: Retention, path: Path,
+                 administrators: frozenset[int] = frozenset(), socket_group: str | None = None) -> None:
         self._handlers = handlers
+        self._retention = retention
         self._path = path
         self._administrators = administrators
         self._socket_group = socket_group
@@ -130,4 +132,18 @@ class LocalApi:
             return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
+        return await self._lifecycle(request, op, caller)
+
+    async def _lifecycle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
+        r = self._retention
+        if op == "case_close":
+            return local_pb2.LocalResponse(case_close=await r.close(request.case_close))
+        if op == "retention_extend":
+            return local_pb2.LocalResponse(retention_due=await r.extend(caller.uid, request.retention_extend))
+        if op == "retention_due":
+            return local_pb2.LocalResponse(retention_due=await r.due(request.retention_due))
+        if op == "retention_run":
+            return local_pb2.LocalResponse(erasure=await r.run(caller.uid))
+        if op == "subject_erase":
+            return local_pb2.LocalResponse(erasure=await r.erase(caller.uid, request.subject_erase))
         raise RequestError("unknown_request", f"unknown request {op!r}")

@@ -26,6 +26,7 @@ from .inbox import Inbox
 from .local_api import LocalApi
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
+from .retention import Retention
 from .session import BrokerSession
 from .store import NodeStore
 
@@ -77,10 +78,13 @@ class NodeServer:
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit, self.metrics))
-        handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile)
+        bases = dict(cfg.retention_days)
+        handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile,
+                                frozenset(bases))
+        retention = Retention(cfg.org_id, self._store, bundle, outbox, bases)
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        self._local = LocalApi(handlers, cfg.socket, cfg.administrators, cfg.socket_group)
+        self._local = LocalApi(handlers, retention, cfg.socket, cfg.administrators, cfg.socket_group)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges())]

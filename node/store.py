@@ -19,7 +19,8 @@ SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
-#                       node_meta (the KEK check value); users (uid, role, agency), case_assignments
+#                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
+#                       case status/closure/retention, retention_extensions, erasures, received_erasures
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -43,7 +44,19 @@ SCHEMA = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id INTEGER NOT NULL REFERENCES subjects(id),
         phase INTEGER NOT NULL, concerns TEXT NOT NULL, risk_level INTEGER NOT NULL,
         agencies TEXT NOT NULL, contact_id TEXT NOT NULL, opened_year INTEGER NOT NULL,
-        opened_month INTEGER NOT NULL)""",
+        opened_month INTEGER NOT NULL, lawful_basis TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
+        closed_ms INTEGER,
+        retain_until_ms INTEGER, erased_ms INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS retention_extensions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+        uid INTEGER NOT NULL, days INTEGER NOT NULL, reason INTEGER NOT NULL)""",
+    # The holder's tombstone of an erased case: what, when, why, by whom, who was told. No identity.
+    """CREATE TABLE IF NOT EXISTS erasures (
+        case_id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, reason INTEGER NOT NULL, uid INTEGER NOT NULL,
+        notified TEXT NOT NULL)""",
+    # At a recipient: an erasure notice applied (which sender, how many items; no pseudonym).
+    """CREATE TABLE IF NOT EXISTS received_erasures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, at_ms INTEGER NOT NULL, items INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS users (
         uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL, added_ms INTEGER NOT NULL,
         PRIMARY KEY (uid, role))""",
@@ -167,7 +180,7 @@ class NodeStore:
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
-        store = cls(await Database.open(path, SCHEMA))
+        store = cls(await Database.open(path, SCHEMA, secure_delete=True))
         store.writer.start()
         return store
 
@@ -283,6 +296,94 @@ class NodeStore:
             return [int(r[0]) for r in rows]
         return await self.writer.write(op)
 
+    # -- closure, retention, erasure -----------------------------------
+    async def close_case(self, case_id: int, now_ms: int, retain_until_ms: int) -> bool:
+        async def op(tx: Txn) -> bool:
+            row = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
+            if row is None or row[0] != "open":
+                return False
+            await tx.execute("UPDATE cases SET status = 'closed', closed_ms = ?, retain_until_ms = ? WHERE id = ?",
+                             (now_ms, retain_until_ms, case_id))
+            return True
+        return await self.writer.write(op)
+
+    async def case_status(self, case_id: int) -> tuple[str, str] | None:
+        """(status, lawful basis) of a case."""
+        row = await self.db.fetchone("SELECT status, lawful_basis FROM cases WHERE id = ?", (case_id,))
+        return (row[0], row[1]) if row else None
+
+    async def extend_retention(self, case_id: int, days: int, reason: int, uid: int, now_ms: int) -> int:
+        async def op(tx: Txn) -> int:
+            await tx.execute("UPDATE cases SET retain_until_ms = retain_until_ms + ? WHERE id = ?",
+                             (days * 86_400_000, case_id))
+            await tx.execute("INSERT INTO retention_extensions (case_id, at_ms, uid, days, reason)"
+                             " VALUES (?, ?, ?, ?, ?)", (case_id, now_ms, uid, days, reason))
+            row = await tx.fetchone("SELECT retain_until_ms FROM cases WHERE id = ?", (case_id,))
+            return int(row[0]) if row else 0
+        return await self.writer.write(op)
+
+    async def retention_due(self, until_ms: int) -> list[tuple[int, str, int, int]]:
+        """Closed cases whose retention ends by ``until_ms``: (case, status, closed, retain until)."""
+        rows = await self.db.fetchall(
+            "SELECT id, status, closed_ms, retain_until_ms FROM cases WHERE status = 'closed'"
+            " AND retain_until_ms <= ? ORDER BY retain_until_ms", (until_ms,))
+        return [(int(r[0]), r[1], int(r[2]), int(r[3])) for r in rows]
+
+    @staticmethod
+    async def erase_case_txn(tx: Txn, case_id: int, now_ms: int) -> tuple[bytes, list[str]]:
+        """Crypto-shred a case's subject and strip what it sent; returns (pseudonym, recipients told before).
+
+        The wrapped data key is destroyed (the sealed fields can never open again) and the sealed
+        fields, blind index and pseudonyms deleted; alerts about the case keep their metadata, not
+        their bytes; the case row stays as a tombstone with status 'erased'.
+        """
+        row = await tx.fetchone(
+            "SELECT s.id, s.data_key_id, s.pseudonym FROM cases c JOIN subjects s ON s.id = c.subject_id"
+            " WHERE c.id = ?", (case_id,))
+        assert row is not None
+        subject_id, key_id, pseudonym = int(row[0]), int(row[1]), bytes(row[2])
+        sent = await tx.fetchall(
+            "SELECT DISTINCT recipient FROM outbox WHERE kind = 'alert.move' AND json_extract(intent, '$.case_id') = ?"
+            " AND status NOT IN ('refused', 'failed') ORDER BY recipient", (case_id,))
+        await tx.execute("UPDATE data_keys SET wrapped = NULL, destroyed_ms = ? WHERE id = ?", (now_ms, key_id))
+        await tx.execute("UPDATE subjects SET national_number = x'', given_names = x'', family_name = x'',"
+                         " birth_date = x'', address = x'', pseudonym = x'' WHERE id = ?", (subject_id,))
+        await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
+        await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
+        await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
+                         " THEN 'cancelled' ELSE status END WHERE kind = 'alert.move'"
+                         " AND json_extract(intent, '$.case_id') = ?", (case_id,))
+        await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ? WHERE id = ?", (now_ms, case_id))
+        return pseudonym, [r[0] for r in sent]
+
+    @staticmethod
+    async def record_erasure_txn(tx: Txn, case_id: int, now_ms: int, reason: int, uid: int,
+                                 notified: list[str]) -> None:
+        await tx.execute("INSERT INTO erasures (case_id, at_ms, reason, uid, notified) VALUES (?, ?, ?, ?, ?)",
+                         (case_id, now_ms, reason, uid, ",".join(notified)))
+
+    async def apply_erasure(self, sender: str, idem_key: str, pseudonym: bytes, now_ms: int) -> tuple[bool, int]:
+        """At a recipient: erase what ``sender`` sent about ``pseudonym`` (tombstones stay).
+
+        Returns (fresh, items erased); a redelivered notice is not fresh and erases nothing more.
+        """
+        async def op(tx: Txn) -> tuple[bool, int]:
+            seen = await tx.fetchone("SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?", (sender, idem_key))
+            if seen is not None:
+                return False, 0
+            rows = await tx.fetchall("SELECT id, idem_key FROM inbox WHERE sender = ? AND pseudonym = ?",
+                                     (sender, pseudonym))
+            for item_id, key in rows:
+                await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
+                                 (sender, key, now_ms))
+                await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
+            await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
+                             (sender, idem_key, now_ms))
+            await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
+                             (sender, now_ms, len(rows)))
+            return True, len(rows)
+        return await self.writer.write(op)
+
     async def is_assigned(self, case_id: int, uid: int) -> bool:
         row = await self.db.fetchone("SELECT 1 FROM case_assignments WHERE case_id = ? AND uid = ?", (case_id, uid))
         return row is not None
@@ -299,11 +400,11 @@ class NodeStore:
 
     @staticmethod
     async def insert_case_txn(tx: Txn, subject_id: int, phase: int, concerns: list[int], risk: int,
-                              agencies: list[int], contact_id: str, year: int, month: int) -> int:
+                              agencies: list[int], contact_id: str, year: int, month: int, basis: str) -> int:
         return await tx.execute(
             "INSERT INTO cases (subject_id, phase, concerns, risk_level, agencies, contact_id, opened_year,"
-            " opened_month) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (subject_id, phase, json.dumps(concerns), risk, json.dumps(agencies), contact_id, year, month),
+            " opened_month, lawful_basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (subject_id, phase, json.dumps(concerns), risk, json.dumps(agencies), contact_id, year, month, basis),
         )
 
     async def case(self, case_id: int) -> CaseRow | None:
@@ -355,6 +456,9 @@ class NodeStore:
             await tx.executemany(
                 "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
                 " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
+            # An accepted erasure notice needs its pseudonym no more: keep only what was sent to whom.
+            await tx.executemany("UPDATE outbox SET envelope = NULL, intent = '{}' WHERE id = ?"
+                                 " AND kind = 'erasure.notice' AND status = 'accepted'", [(i,) for i, *_ in answers])
         await self.writer.write(op)
 
     async def replace_outbox_envelope(self, outbox_id: int, sealed: bytes) -> None:

@@ -69,10 +69,14 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path, schema: Iterable[str]) -> Database:
+    async def open(cls, path: Path, schema: Iterable[str], *, secure_delete: bool = False) -> Database:
+        """Open (creating) the file; ``secure_delete`` overwrites deleted content with zeros, for
+        stores that erase personal data."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = cls(await cls._connect(path), path)
         try:
+            if secure_delete:
+                await db._conn.execute("PRAGMA secure_delete=ON")
             async with db.transaction() as tx:
                 for stmt in schema:
                     await tx.execute(stmt)
@@ -128,6 +132,23 @@ class Database:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._read_lock:
             return await Txn(self._reader).fetchone(sql, params)
+
+    async def checkpoint_truncate(self, attempts: int = 50, pause_s: float = 0.05) -> None:
+        """Copy the WAL into the database and truncate it, on the writer connection; retried until
+        SQLite reports no busy frames (a reader holding an old snapshot), so erased content is gone
+        from the WAL too.
+
+        Raises:
+            ConfigError: still busy after ``attempts`` tries.
+        """
+        for _ in range(attempts):
+            async with self._lock:
+                async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                    busy, _log, _done = await cur.fetchone() or (1, 0, 0)
+            if int(busy) == 0:
+                return
+            await asyncio.sleep(pause_s)
+        raise ConfigError(f"{self.path}: the WAL checkpoint stayed busy; erased content may remain in the WAL")
 
     async def close(self) -> None:
         async with self._lock:

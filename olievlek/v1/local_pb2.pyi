@@ -101,6 +101,26 @@ USER_ROLE_ADMINISTRATOR: UserRole.ValueType  # 3
 """Users, keys, retention runs; never case contents."""
 Global___UserRole: _TypeAlias = UserRole  # noqa: Y015
 
+class _RetentionReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RetentionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RetentionReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RETENTION_REASON_UNSPECIFIED: _RetentionReason.ValueType  # 0
+    RETENTION_REASON_STILL_FOLLOWED_UP: _RetentionReason.ValueType  # 1
+    RETENTION_REASON_LEGAL_HOLD: _RetentionReason.ValueType  # 2
+    RETENTION_REASON_ACCESS_REQUEST_PENDING: _RetentionReason.ValueType  # 3
+
+class RetentionReason(_RetentionReason, metaclass=_RetentionReasonEnumTypeWrapper):
+    """Why a case is kept past its retention date (a code, never free text)."""
+
+RETENTION_REASON_UNSPECIFIED: RetentionReason.ValueType  # 0
+RETENTION_REASON_STILL_FOLLOWED_UP: RetentionReason.ValueType  # 1
+RETENTION_REASON_LEGAL_HOLD: RetentionReason.ValueType  # 2
+RETENTION_REASON_ACCESS_REQUEST_PENDING: RetentionReason.ValueType  # 3
+Global___RetentionReason: _TypeAlias = RetentionReason  # noqa: Y015
+
 @_typing.final
 class Identity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -143,9 +163,12 @@ class CaseOpenRequest(_message.Message):
     RISK_LEVEL_FIELD_NUMBER: _builtins.int
     AGENCIES_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
+    LAWFUL_BASIS_FIELD_NUMBER: _builtins.int
     phase: _summary_pb2.Phase.ValueType
     risk_level: _summary_pb2.RiskLevel.ValueType
     contact_id: _builtins.str
+    lawful_basis: _builtins.str
+    """A lawful-basis code of the node's configuration (retention_days); it decides the retention."""
     @_builtins.property
     def identity(self) -> Global___Identity: ...
     @_builtins.property
@@ -161,10 +184,11 @@ class CaseOpenRequest(_message.Message):
         risk_level: _summary_pb2.RiskLevel.ValueType = ...,
         agencies: _abc.Iterable[_summary_pb2.AgencyRole.ValueType] | None = ...,
         contact_id: _builtins.str = ...,
+        lawful_basis: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "concerns", b"concerns", "contact_id", b"contact_id", "identity", b"identity", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "concerns", b"concerns", "contact_id", b"contact_id", "identity", b"identity", "lawful_basis", b"lawful_basis", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -681,6 +705,225 @@ class CaseAssignResponse(_message.Message):
 Global___CaseAssignResponse: _TypeAlias = CaseAssignResponse  # noqa: Y015
 
 @_typing.final
+class CaseCloseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseCloseRequest: _TypeAlias = CaseCloseRequest  # noqa: Y015
+
+@_typing.final
+class CaseCloseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    RETAIN_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    retain_until_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        retain_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "retain_until_ms", b"retain_until_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseCloseResponse: _TypeAlias = CaseCloseResponse  # noqa: Y015
+
+@_typing.final
+class RetentionExtendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    days: _builtins.int
+    reason: Global___RetentionReason.ValueType
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        days: _builtins.int = ...,
+        reason: Global___RetentionReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "days", b"days", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionExtendRequest: _TypeAlias = RetentionExtendRequest  # noqa: Y015
+
+@_typing.final
+class RetentionDueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHIN_DAYS_FIELD_NUMBER: _builtins.int
+    within_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        within_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["within_days", b"within_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionDueRequest: _TypeAlias = RetentionDueRequest  # noqa: Y015
+
+@_typing.final
+class RetentionItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CLOSED_MS_FIELD_NUMBER: _builtins.int
+    RETAIN_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    status: _builtins.str
+    closed_ms: _builtins.int
+    retain_until_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        status: _builtins.str = ...,
+        closed_ms: _builtins.int = ...,
+        retain_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "closed_ms", b"closed_ms", "retain_until_ms", b"retain_until_ms", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionItem: _TypeAlias = RetentionItem  # noqa: Y015
+
+@_typing.final
+class RetentionDueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RetentionItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___RetentionItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionDueResponse: _TypeAlias = RetentionDueResponse  # noqa: Y015
+
+@_typing.final
+class RetentionRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionRunRequest: _TypeAlias = RetentionRunRequest  # noqa: Y015
+
+@_typing.final
+class EraseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CONFIRM_OPEN_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    reason: _summary_pb2.ErasureReason.ValueType
+    confirm_open: _builtins.bool
+    """An open case is erased only with this set."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        reason: _summary_pb2.ErasureReason.ValueType = ...,
+        confirm_open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "confirm_open", b"confirm_open", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseRequest: _TypeAlias = EraseRequest  # noqa: Y015
+
+@_typing.final
+class ErasureDone(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    NOTIFIED_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    @_builtins.property
+    def notified(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Organisations told with an erasure.notice."""
+
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        notified: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "notified", b"notified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasureDone: _TypeAlias = ErasureDone  # noqa: Y015
+
+@_typing.final
+class ErasureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def erased(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasureDone]: ...
+    def __init__(
+        self,
+        *,
+        erased: _abc.Iterable[Global___ErasureDone] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased", b"erased"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasureResponse: _TypeAlias = ErasureResponse  # noqa: Y015
+
+@_typing.final
 class InboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -816,6 +1059,11 @@ class LocalRequest(_message.Message):
     USER_REMOVE_FIELD_NUMBER: _builtins.int
     USER_LIST_FIELD_NUMBER: _builtins.int
     CASE_ASSIGN_FIELD_NUMBER: _builtins.int
+    CASE_CLOSE_FIELD_NUMBER: _builtins.int
+    RETENTION_EXTEND_FIELD_NUMBER: _builtins.int
+    RETENTION_DUE_FIELD_NUMBER: _builtins.int
+    RETENTION_RUN_FIELD_NUMBER: _builtins.int
+    SUBJECT_ERASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -840,6 +1088,16 @@ class LocalRequest(_message.Message):
     def user_list(self) -> Global___UserListRequest: ...
     @_builtins.property
     def case_assign(self) -> Global___CaseAssignRequest: ...
+    @_builtins.property
+    def case_close(self) -> Global___CaseCloseRequest: ...
+    @_builtins.property
+    def retention_extend(self) -> Global___RetentionExtendRequest: ...
+    @_builtins.property
+    def retention_due(self) -> Global___RetentionDueRequest: ...
+    @_builtins.property
+    def retention_run(self) -> Global___RetentionRunRequest: ...
+    @_builtins.property
+    def subject_erase(self) -> Global___EraseRequest: ...
     def __init__(
         self,
         *,
@@ -855,12 +1113,17 @@ class LocalRequest(_message.Message):
         user_remove: Global___UserRemoveRequest | None = ...,
         user_list: Global___UserListRequest | None = ...,
         case_assign: Global___CaseAssignRequest | None = ...,
+        case_close: Global___CaseCloseRequest | None = ...,
+        retention_extend: Global___RetentionExtendRequest | None = ...,
+        retention_due: Global___RetentionDueRequest | None = ...,
+        retention_run: Global___RetentionRunRequest | None = ...,
+        subject_erase: Global___EraseRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -902,6 +1165,9 @@ class LocalResponse(_message.Message):
     ACCESS_LOG_FIELD_NUMBER: _builtins.int
     USER_LIST_FIELD_NUMBER: _builtins.int
     CASE_ASSIGN_FIELD_NUMBER: _builtins.int
+    CASE_CLOSE_FIELD_NUMBER: _builtins.int
+    RETENTION_DUE_FIELD_NUMBER: _builtins.int
+    ERASURE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -924,6 +1190,12 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def case_assign(self) -> Global___CaseAssignResponse: ...
     @_builtins.property
+    def case_close(self) -> Global___CaseCloseResponse: ...
+    @_builtins.property
+    def retention_due(self) -> Global___RetentionDueResponse: ...
+    @_builtins.property
+    def erasure(self) -> Global___ErasureResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -938,13 +1210,16 @@ class LocalResponse(_message.Message):
         access_log: Global___AccessLogResponse | None = ...,
         user_list: Global___UserListResponse | None = ...,
         case_assign: Global___CaseAssignResponse | None = ...,
+        case_close: Global___CaseCloseResponse | None = ...,
+        retention_due: Global___RetentionDueResponse | None = ...,
+        erasure: Global___ErasureResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

@@ -1,0 +1,102 @@
+"""``olievlek case close``, ``case retention extend``, ``retention due|run``, ``subject erase``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from olievlek.v1 import local_pb2, summary_pb2
+
+from . import enums
+from .cases import SocketOpt, case_app
+from .console import out
+from .local_client import call
+
+retention_app = typer.Typer(help="Retention at this node: what is due, and erasing it.", no_args_is_help=True)
+case_retention_app = typer.Typer(help="One case's retention.", no_args_is_help=True)
+subject_app = typer.Typer(help="A person's data at this node.", no_args_is_help=True)
+case_app.add_typer(case_retention_app, name="retention")
+
+REASONS = enums.names(local_pb2.RetentionReason, "RETENTION_REASON_")
+ERASURE_REASONS = enums.names(summary_pb2.ErasureReason, "ERASURE_REASON_")
+CaseOpt = Annotated[int, typer.Option("--case", help="Case id at this node.")]
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d") if ms else "-"
+
+
+def _days(text: str) -> int:
+    m = re.fullmatch(r"(\d{1,5})d?", text)
+    if m is None:
+        raise typer.BadParameter(f"{text!r} is not a number of days such as 30d", param_hint="--within")
+    return int(m.group(1))
+
+
+def _erased(r: local_pb2.ErasureResponse) -> None:
+    if not r.erased:
+        out.print("nothing to erase")
+    for e in r.erased:
+        told = ", ".join(e.notified) or "nobody (no summary was sent)"
+        out.print(f"case {e.case_id} erased (data key destroyed); erasure notice to: {told}")
+
+
+@case_app.command("close")
+def case_close(socket: SocketOpt, case: CaseOpt) -> None:
+    """Close a case: its retention starts now (per its lawful basis)."""
+    r = call(socket, local_pb2.LocalRequest(case_close=local_pb2.CaseCloseRequest(case_id=case))).case_close
+    out.print(f"case {case} closed; kept until {_day(r.retain_until_ms)}")
+
+
+@case_retention_app.command("extend")
+def case_retention_extend(
+    socket: SocketOpt, case: CaseOpt,
+    days: Annotated[int, typer.Option(help="How many days longer.", min=1, max=3650)],
+    reason: Annotated[str, typer.Option(help=f"One of: {', '.join(REASONS)}.")],
+) -> None:
+    """Keep a closed case longer, for a logged reason."""
+    r = call(socket, local_pb2.LocalRequest(retention_extend=local_pb2.RetentionExtendRequest(
+        case_id=case, days=days, reason=enums.parse(REASONS, "reason", reason)))).retention_due  # type: ignore[arg-type]
+    out.print(f"case {case} kept until {_day(r.items[0].retain_until_ms)}")
+
+
+@retention_app.command("due")
+def retention_due(
+    socket: SocketOpt,
+    within: Annotated[str, typer.Option(help="Look ahead, e.g. 30d.")] = "0d",
+) -> None:
+    """Closed cases whose retention ends within the given time."""
+    r = call(socket, local_pb2.LocalRequest(retention_due=local_pb2.RetentionDueRequest(
+        within_days=_days(within)))).retention_due
+    if not r.items:
+        out.print("nothing due")
+        return
+    table = Table(title="Retention due")
+    for col in ("case", "closed", "erase on"):
+        table.add_column(col)
+    for i in r.items:
+        table.add_row(str(i.case_id), _day(i.closed_ms), _day(i.retain_until_ms))
+    out.print(table)
+
+
+@retention_app.command("run")
+def retention_run(socket: SocketOpt) -> None:
+    """Erase every closed case whose retention has ended, and tell every recipient."""
+    _erased(call(socket, local_pb2.LocalRequest(retention_run=local_pb2.RetentionRunRequest())).erasure)
+
+
+@subject_app.command("erase")
+def subject_erase(
+    socket: SocketOpt, case: CaseOpt,
+    reason: Annotated[str, typer.Option(help=f"One of: {', '.join(ERASURE_REASONS)}.")],
+    confirm_open: Annotated[bool, typer.Option("--confirm-open", help="Erase even though the case is open.")] = False,
+) -> None:
+    """Erase one case's subject now (an access or erasure request), and tell every recipient."""
+    r = call(socket, local_pb2.LocalRequest(subject_erase=local_pb2.EraseRequest(
+        case_id=case, reason=enums.parse(ERASURE_REASONS, "reason", reason),  # type: ignore[arg-type]
+        confirm_open=confirm_open))).erasure
+    _erased(r)

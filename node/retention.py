@@ -1,0 +1,129 @@
+"""Closure, retention and erasure at the holder, and its propagation to every recipient.
+
+Retention is counted from a case's closure, per lawful-basis code (node
+configuration ``retention_days``). ``run`` erases closed cases past their date;
+``erase`` erases one case on request (an open case only with confirmation).
+Erasing is one transaction through the node's single writer: the subject's
+wrapped data key is destroyed (crypto-shredding), its sealed fields, blind
+index and pseudonyms deleted (``secure_delete`` is on), the alerts' bytes
+dropped, a tombstone kept, and one ``erasure.notice`` intent queued for every
+organisation that was sent a summary — so the notices go out even after a
+crash. Then the WAL is checkpointed and truncated until SQLite reports no busy
+frame. Recipients erase what they hold about the pseudonym, keep tombstones
+and acknowledge; the broker's audit log holds each notice and each ack.
+"""
+
+from __future__ import annotations
+
+from olievlek import logs, wire
+from olievlek.clock import now_ms
+from olievlek.identity import OrgKind
+from olievlek.policy import Bundle
+from olievlek.store import Txn
+from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
+
+from .outbox import OutboxSender
+from .request_error import RequestError
+from .store import NodeStore, OutboxRow
+
+log = logs.get("node.retention")
+
+DAY_MS = 86_400_000
+ERASURE_NOTICE = "erasure.notice"
+
+
+class Retention:
+    """The lifecycle end of a case."""
+
+    def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
+                 retention_days: dict[str, int]) -> None:
+        self._org_id = org_id
+        self._store = store
+        self._bundle = bundle
+        self._outbox = outbox
+        self._days = retention_days
+        outbox.register(ERASURE_NOTICE, self.build_notice)
+
+    async def close(self, req: local_pb2.CaseCloseRequest) -> local_pb2.CaseCloseResponse:
+        status = await self._store.case_status(req.case_id)
+        if status is None:
+            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+        if status[0] != "open":
+            raise RequestError("not_open", f"case {req.case_id} is {status[0]}")
+        now = now_ms()
+        until = now + self._days[status[1]] * DAY_MS
+        await self._store.close_case(req.case_id, now, until)
+        log.info("case.closed", case_id=req.case_id, basis=status[1], retain_until_ms=until)
+        return local_pb2.CaseCloseResponse(case_id=req.case_id, retain_until_ms=until)
+
+    async def extend(self, uid: int, req: local_pb2.RetentionExtendRequest) -> local_pb2.RetentionDueResponse:
+        if req.reason == local_pb2.RETENTION_REASON_UNSPECIFIED or req.days == 0:
+            raise RequestError("missing_reason", "give --days and a --reason code to keep a case longer")
+        status = await self._store.case_status(req.case_id)
+        if status is None or status[0] != "closed":
+            raise RequestError("not_closed", f"case {req.case_id} is not a closed case awaiting erasure")
+        until = await self._store.extend_retention(req.case_id, req.days, req.reason, uid, now_ms())
+        log.info("retention.extended", case_id=req.case_id, days=req.days, uid=uid,
+                 reason=local_pb2.RetentionReason.Name(req.reason))
+        return local_pb2.RetentionDueResponse(items=[local_pb2.RetentionItem(
+            case_id=req.case_id, status="closed", retain_until_ms=until)])
+
+    async def due(self, req: local_pb2.RetentionDueRequest) -> local_pb2.RetentionDueResponse:
+        rows = await self._store.retention_due(now_ms() + req.within_days * DAY_MS)
+        return local_pb2.RetentionDueResponse(items=[
+            local_pb2.RetentionItem(case_id=c, status=s, closed_ms=closed, retain_until_ms=until)
+            for c, s, closed, until in rows])
+
+    async def run(self, uid: int) -> local_pb2.ErasureResponse:
+        """Erase every closed case whose retention has ended."""
+        done = []
+        for case_id, *_ in await self._store.retention_due(now_ms()):
+            done.append(await self._erase(case_id, summary_pb2.ERASURE_REASON_RETENTION_ENDED, uid))
+        await self._finish(done)
+        return local_pb2.ErasureResponse(erased=done)
+
+    async def erase(self, uid: int, req: local_pb2.EraseRequest) -> local_pb2.ErasureResponse:
+        status = await self._store.case_status(req.case_id)
+        if status is None or status[0] == "erased":
+            raise RequestError("unknown_case", f"there is no case {req.case_id} to erase")
+        if req.reason == summary_pb2.ERASURE_REASON_UNSPECIFIED:
+            raise RequestError("missing_reason", "give a --reason for the erasure")
+        if status[0] == "open" and not req.confirm_open:
+            raise RequestError("case_open", f"case {req.case_id} is still open; erase it only with --confirm-open")
+        done = [await self._erase(req.case_id, req.reason, uid)]
+        await self._finish(done)
+        return local_pb2.ErasureResponse(erased=done)
+
+    async def _erase(self, case_id: int, reason: int, uid: int) -> local_pb2.ErasureDone:
+        now = now_ms()
+        store = self._store
+
+        async def op(tx: Txn) -> list[str]:
+            pseudonym, recipients = await store.erase_case_txn(tx, case_id, now)
+            for recipient in recipients:
+                org = self._bundle.org(recipient)
+                rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind if org else OrgKind.MUNICIPALITY)
+                rule_id = rules[0].id if rules else ""
+                await store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient, rule_id,
+                                           {"pseudonym": pseudonym.hex(), "reason": reason}, now)
+            await store.record_erasure_txn(tx, case_id, now, reason, uid, recipients)
+            return recipients
+
+        notified = await store.writer.write(op)
+        log.info("case.erased", case_id=case_id, uid=uid, reason=summary_pb2.ErasureReason.Name(reason),  # type: ignore[arg-type]
+                 notified=notified)
+        return local_pb2.ErasureDone(case_id=case_id, notified=notified)
+
+    async def _finish(self, done: list[local_pb2.ErasureDone]) -> None:
+        if not done:
+            return
+        await self._store.db.checkpoint_truncate()  # erased content leaves the WAL too
+        self._outbox.kick()
+
+    async def build_notice(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_ERASURE_NOTICE, sender=self._org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_ERASURE_PROPAGATION, rule_id=row.rule_id,
+            erasure_notice=summary_pb2.ErasureNotice(subject_pseudonym=bytes.fromhex(row.intent["pseudonym"]),
+                                                     reason=int(row.intent["reason"])),  # type: ignore[arg-type]
+        )
