@@ -106,7 +106,19 @@ class Scenario:
                     f"the refusal names field {r.refusal_field!r} and rule {r.rule_id!r}")
         self.expect(_inbox(fed, "leuven") == [], "Leuven still received nothing")
 
-        out.rule("7. Every decision above is a leaf of the signed log, cosigned by the witness")
+        out.rule("7. The person asks Gent to erase their data: the erasure propagates")
+        shown = call(fed.socket("gent"), local_pb2.LocalRequest(case_show=local_pb2.CaseShowRequest(
+            case_id=case_id, purpose=local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST))).case_show
+        self.expect(shown.identity.family_name == DEMO_IDENTITY.family_name,
+                    "Gent's regisseur opens the case for the access request (written to Gent's access log)")
+        erased = call(fed.socket("gent"), local_pb2.LocalRequest(subject_erase=local_pb2.EraseRequest(
+            case_id=case_id, reason=summary_pb2.ERASURE_REASON_SUBJECT_REQUEST, confirm_open=True))).erasure
+        told = [list(e.notified) for e in erased.erased]
+        self.expect(told == [["antwerpen"]], f"Gent destroyed the case's data key; erasure notice to {told}")
+        self.expect(_wait_for(lambda: _inbox(fed, "antwerpen") == []),
+                    "Antwerpen erased what Gent had sent (a tombstone stays) and acknowledged")
+
+        out.rule("8. Every decision above is a leaf of the signed log, cosigned by the witness")
         time.sleep(1.5)  # the witness polls every 0.5 s
         for org in ("gent", "antwerpen", "leuven"):
             r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
