@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -87,6 +89,19 @@ def retention_due(
 def retention_run(socket: SocketOpt) -> None:
     """Erase every closed case whose retention has ended, and tell every recipient."""
     _erased(call(socket, local_pb2.LocalRequest(retention_run=local_pb2.RetentionRunRequest())).erasure)
+
+
+@subject_app.command("export")
+def subject_export(
+    socket: SocketOpt, case: CaseOpt,
+    to: Annotated[Path, typer.Option("--out", help="Where to write the JSON (created with mode 0600).")],
+) -> None:
+    """Everything this node holds about a case's subject, for an access request (the read is logged)."""
+    r = call(socket, local_pb2.LocalRequest(subject_export=local_pb2.SubjectExportRequest(case_id=case)))
+    fd = os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(r.subject_export.document)
+    out.print(f"wrote what this node holds about case {case}'s subject to {to} (mode 0600)")
 
 
 @subject_app.command("erase")

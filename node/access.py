@@ -42,6 +42,7 @@ ALLOWED: dict[str, frozenset[int]] = {
     "retention_due": frozenset({REGISSEUR, ADMINISTRATOR}),
     "retention_run": frozenset({REGISSEUR, ADMINISTRATOR}),
     "subject_erase": frozenset({REGISSEUR}),
+    "subject_export": frozenset({REGISSEUR}),
 }
 
 

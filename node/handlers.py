@@ -8,6 +8,9 @@ or log line carries one.
 from __future__ import annotations
 
 import datetime as dt
+import json
+
+from google.protobuf import json_format
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
@@ -179,6 +182,25 @@ class NodeHandlers:
         log.info("case.shown", case_id=row.id, uid=uid, fields=fields,
                  purpose=local_pb2.AccessPurpose.Name(req.purpose))
         return local_pb2.CaseShowResponse(case=self._info(row), identity=identity)
+
+    async def subject_export(self, caller: Caller, req: local_pb2.SubjectExportRequest
+                             ) -> local_pb2.SubjectExportResponse:
+        """Everything held about a case's subject (GDPR art. 15), as JSON; the read is logged."""
+        row = await self._visible_case(caller, req.case_id)
+        identity, fields = await self.casefile.identity(row.subject_id)
+        await self.store.log_access(caller.uid, row.id, fields, local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST, now_ms())
+        sent = [{"kind": o.kind, "recipient": o.recipient, "rule": o.rule_id, "status": o.status,
+                 "created_ms": o.created_ms} for o in await self.store.all_outbox()
+                if o.kind == ALERT_MOVE and o.intent.get("case_id") == row.id]
+        doc = {
+            "holder": self.org_id, "case": json_format.MessageToDict(self._info(row)),
+            "identity": json_format.MessageToDict(identity),
+            "sent_summaries": sent,
+            "access_log": [{"at_ms": at, "uid": uid, "fields": f, "purpose": local_pb2.AccessPurpose.Name(p)}  # type: ignore[arg-type]
+                           for at, uid, _c, f, p in await self.store.access_log(row.id)],
+        }
+        log.info("subject.exported", case_id=row.id, uid=caller.uid)
+        return local_pb2.SubjectExportResponse(document=json.dumps(doc, indent=2, sort_keys=True).encode())
 
     async def case_list(self, caller: Caller) -> local_pb2.CaseListResponse:
         """Cases without identifying fields (nothing to log): all for a regisseur, else the assigned ones."""

@@ -132,6 +132,8 @@ class LocalApi:
             return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
+        if op == "subject_export":
+            return local_pb2.LocalResponse(subject_export=await h.subject_export(caller, request.subject_export))
         return await self._lifecycle(request, op, caller)
 
     async def _lifecycle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:

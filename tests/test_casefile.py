@@ -116,3 +116,17 @@ async def test_a_wrong_or_exposed_key_encryption_key_is_a_clear_error_at_start_u
         await node.stop()
     finally:
         del os.environ["OLIEVLEK_TEST_KEK"]
+
+
+async def test_subject_export_gives_everything_held_and_is_logged(nodes: NodeFactory) -> None:
+    import json
+
+    gent = await nodes.start("gent", 1)
+    case_id = await _open(gent, PERSON)
+    r = await local(gent, local_pb2.LocalRequest(subject_export=local_pb2.SubjectExportRequest(case_id=case_id)))
+    doc = json.loads(r.subject_export.document)
+    assert doc["holder"] == "gent" and doc["identity"]["familyName"] == "Kanarie"
+    assert doc["identity"]["nationalNumber"] == "85073003328" and doc["case"]["caseId"] == str(case_id)
+    assert doc["sent_summaries"] == []
+    log = (await local(gent, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest()))).access_log.entries
+    assert [e.purpose for e in log] == [local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST]

@@ -85,6 +85,14 @@ def test_move_alert_through_the_cli_and_canary_stays_home(federation: Federation
     assert "national_number" in r.stdout and "follow-up" in r.stdout
     r = cli("case", "show", "--socket", gent, "--case", "1", "--purpose", "curiosity")
     assert r.returncode == 2 and "unknown purpose" in r.stderr
+    with tempfile.TemporaryDirectory() as elsewhere:  # the export is the person's data: not in the workdir
+        target = Path(elsewhere) / "export.json"
+        r = cli("subject", "export", "--socket", gent, "--case", "1", "--out", str(target))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert target.stat().st_mode & 0o777 == 0o600
+        exported = json.loads(target.read_text())
+        assert exported["identity"]["familyName"] == "Kanarie"
+        assert exported["sent_summaries"][0]["recipient"] == "antwerpen"
 
     federation.stop()  # flush and close every file before scanning
     needles = forms(CANARY)

@@ -924,6 +924,45 @@ class ErasureResponse(_message.Message):
 Global___ErasureResponse: _TypeAlias = ErasureResponse  # noqa: Y015
 
 @_typing.final
+class SubjectExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubjectExportRequest: _TypeAlias = SubjectExportRequest  # noqa: Y015
+
+@_typing.final
+class SubjectExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """Everything this node holds about the case's subject, as JSON (for an access request)."""
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubjectExportResponse: _TypeAlias = SubjectExportResponse  # noqa: Y015
+
+@_typing.final
 class InboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1064,6 +1103,7 @@ class LocalRequest(_message.Message):
     RETENTION_DUE_FIELD_NUMBER: _builtins.int
     RETENTION_RUN_FIELD_NUMBER: _builtins.int
     SUBJECT_ERASE_FIELD_NUMBER: _builtins.int
+    SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1098,6 +1138,8 @@ class LocalRequest(_message.Message):
     def retention_run(self) -> Global___RetentionRunRequest: ...
     @_builtins.property
     def subject_erase(self) -> Global___EraseRequest: ...
+    @_builtins.property
+    def subject_export(self) -> Global___SubjectExportRequest: ...
     def __init__(
         self,
         *,
@@ -1118,12 +1160,13 @@ class LocalRequest(_message.Message):
         retention_due: Global___RetentionDueRequest | None = ...,
         retention_run: Global___RetentionRunRequest | None = ...,
         subject_erase: Global___EraseRequest | None = ...,
+        subject_export: Global___SubjectExportRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -1168,6 +1211,7 @@ class LocalResponse(_message.Message):
     CASE_CLOSE_FIELD_NUMBER: _builtins.int
     RETENTION_DUE_FIELD_NUMBER: _builtins.int
     ERASURE_FIELD_NUMBER: _builtins.int
+    SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1196,6 +1240,8 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def erasure(self) -> Global___ErasureResponse: ...
     @_builtins.property
+    def subject_export(self) -> Global___SubjectExportResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1213,13 +1259,14 @@ class LocalResponse(_message.Message):
         case_close: Global___CaseCloseResponse | None = ...,
         retention_due: Global___RetentionDueResponse | None = ...,
         erasure: Global___ErasureResponse | None = ...,
+        subject_export: Global___SubjectExportResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
