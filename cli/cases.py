@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from olievlek.v1 import local_pb2
+from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
 from .console import out
@@ -20,6 +20,9 @@ from .local_client import call
 case_app = typer.Typer(help="Case files at this node.", no_args_is_help=True)
 alert_app = typer.Typer(help="Send alerts to other organisations.", no_args_is_help=True)
 inbox_app = typer.Typer(help="What other organisations sent to this node.", invoke_without_command=True)
+handover_app = typer.Typer(help="Hand follow-up over to the municipality of release (justice house, prison).",
+                           no_args_is_help=True)
+outbox_app = typer.Typer(help="What this node sent, and what became of it.", invoke_without_command=True)
 
 SocketOpt = Annotated[
     Path,
@@ -145,16 +148,7 @@ def alert_move(
     """Tell the municipality a followed-up person moves to. Exit 1 when the broker refuses."""
     request = local_pb2.AlertMoveRequest(case_id=case, destination_nis=to, include_fields=include or [],
                                          rule_id=rule)
-    r = call(socket, local_pb2.LocalRequest(alert_move=request)).alert_move
-    if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
-        out.print(f"move alert for case {case} accepted by the broker for {r.recipient} (rule {r.rule_id})")
-    elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
-        out.print("[bold red]refused[/] " + escape(f"[{r.refusal_code}] {r.refusal_detail}"), highlight=False)
-        if r.refusal_field:
-            out.print(f"  field: {r.refusal_field}   rule: {r.rule_id}", highlight=False)
-        raise typer.Exit(1)
-    else:
-        out.print(f"move alert {r.outbox_id} queued; the broker has not answered yet (it will be resent)")
+    _sent(call(socket, local_pb2.LocalRequest(alert_move=request)).alert_move, f"move alert for case {case}")
 
 
 def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
@@ -200,3 +194,79 @@ def inbox_identify(socket: SocketOpt, from_file: FromFileOpt = None) -> None:
         raise typer.Exit(1)
     note = " (probable: matched on names and birth date only)" if r.probable else ""
     out.print(f"matched inbox item(s) {', '.join(map(str, r.matched_item_ids))} to subject {r.subject_id}{note}")
+
+
+def _sent(r: local_pb2.AlertMoveResponse, what: str) -> None:
+    if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
+        out.print(f"{what} accepted by the broker for {r.recipient} (rule {r.rule_id})")
+    elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
+        out.print("[bold red]refused[/] " + escape(f"[{r.refusal_code}] {r.refusal_detail}"), highlight=False)
+        if r.refusal_field:
+            out.print(f"  field: {r.refusal_field}   rule: {r.rule_id}", highlight=False)
+        raise typer.Exit(1)
+    else:
+        out.print(f"{what} {r.outbox_id} queued; the broker has not answered yet (it will be resent)")
+
+
+NEEDS = enums.names(summary_pb2.FollowUpNeed, "FOLLOW_UP_NEED_")
+
+
+@handover_app.command("send")
+def handover_send(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    to: Annotated[int, typer.Option("--to", help="NIS code of the municipality of release.")],
+    expected: Annotated[str, typer.Option(help="Expected release month, YYYY-MM.")],
+    need: Annotated[list[str] | None, typer.Option(help=f"Follow-up need (repeatable): {', '.join(NEEDS)}.")] = None,
+) -> None:
+    """Hand a person's follow-up over to the LIVC where they will live. Exit 1 when refused."""
+    try:
+        year, month = (int(x) for x in expected.split("-"))
+    except ValueError:
+        raise typer.BadParameter("expected YYYY-MM", param_hint="--expected") from None
+    r = call(socket, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
+        case_id=case, destination_nis=to, expected_year=year, expected_month=month,
+        needs=[enums.parse(NEEDS, "need", n) for n in need or []]))).alert_move  # type: ignore[misc]
+    _sent(r, f"handover for case {case}")
+
+
+@inbox_app.command("accept")
+def inbox_accept(socket: SocketOpt, item: Annotated[int, typer.Option("--item", help="Inbox item id.")]) -> None:
+    """Take an identified item over: a case opens in pre-analysis and the sender is told."""
+    r = call(socket, local_pb2.LocalRequest(inbox_decide=local_pb2.InboxDecisionRequest(item_id=item))).inbox_decide
+    out.print(f"item {item} accepted: case {r.case_id} opened in pre-analysis; the sender is told")
+
+
+@inbox_app.command("return")
+def inbox_return(
+    socket: SocketOpt, item: Annotated[int, typer.Option("--item", help="Inbox item id.")],
+    suggest: Annotated[int, typer.Option(help="NIS code where the person may live instead.")] = 0,
+) -> None:
+    """Not our municipality: return the item to its sender (nothing of it stays here but a tombstone)."""
+    call(socket, local_pb2.LocalRequest(inbox_decide=local_pb2.InboxDecisionRequest(
+        item_id=item, return_it=True, suggested_nis=suggest)))
+    out.print(f"item {item} returned to its sender" + (f", suggesting NIS {suggest}" if suggest else ""))
+
+
+_OUTBOX_STATUS = {v: k.removeprefix("OUTBOX_STATUS_").lower() for k, v in local_pb2.OutboxStatus.items()}
+
+
+@outbox_app.callback()
+def outbox(
+    ctx: typer.Context,
+    socket: Annotated[Path | None, typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET",
+                                                help="The node's local socket.")] = None,
+) -> None:
+    """What this node sent: delivery status, and what the recipient did with it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if socket is None:
+        raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
+    items = list(call(socket, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())).outbox_list.items)
+    table = Table(title="Outbox")
+    for col in ("id", "kind", "to", "rule", "sent", "status", "outcome", "detail"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(str(i.outbox_id), i.kind, i.recipient, i.rule_id, _when(i.created_at_ms),
+                      _OUTBOX_STATUS[i.status], i.outcome or "-", escape(i.detail))
+    out.print(table if items else "outbox is empty")

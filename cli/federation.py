@@ -57,7 +57,8 @@ class NodeSpec:
     kind: OrgKind = OrgKind.MUNICIPALITY
 
 
-DEMO_NODES = (NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven"))
+DEMO_NODES = (NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven"),
+              NodeSpec("jh-antwerpen", OrgKind.JUSTICE_HOUSE))
 
 
 @dataclass

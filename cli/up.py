@@ -33,6 +33,10 @@ from .local_client import call
 DEMO_IDENTITY = local_pb2.Identity(
     national_number="93.05.18-223.61", given_names="Demo", family_name="Persoon"
 )
+# A second fictional person, released from prison, followed up by the justice house.
+RELEASED_IDENTITY = local_pb2.Identity(
+    national_number="85.07.30-033.28", given_names="Vrij", family_name="Gelaten"
+)
 NIS = {"gent": 44021, "antwerpen": 11002, "leuven": 24062}
 
 
@@ -118,9 +122,11 @@ class Scenario:
         self.expect(_wait_for(lambda: _inbox(fed, "antwerpen") == []),
                     "Antwerpen erased what Gent had sent (a tombstone stays) and acknowledged")
 
-        out.rule("8. Every decision above is a leaf of the signed log, cosigned by the witness")
+        self._handover()
+
+        out.rule("9. Every decision above is a leaf of the signed log, cosigned by the witness")
         time.sleep(1.5)  # the witness polls every 0.5 s
-        for org in ("gent", "antwerpen", "leuven"):
+        for org in ("gent", "antwerpen", "leuven", "jh-antwerpen"):
             r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
                                 str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
                                capture_output=True, text=True, timeout=60, check=False)
@@ -128,12 +134,41 @@ class Scenario:
             self.expect(r.returncode == 0, escape(f"{org}: " + " / ".join(line.strip() for line in last)))
         return not self.failures
 
+    def _handover(self) -> None:
+        fed = self.fed
+        out.rule("8. The justice house hands a person released in March 2027 over to Antwerpen")
+        jh, antwerpen = fed.socket("jh-antwerpen"), fed.socket("antwerpen")
+        case_id = call(jh, local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+            identity=RELEASED_IDENTITY, phase=summary_pb2.PHASE_FOLLOW_UP,
+            concerns=[summary_pb2.CONCERN_CATEGORY_ISLAMIST], risk_level=summary_pb2.RISK_LEVEL_HIGH,
+            agencies=[summary_pb2.AGENCY_ROLE_JUSTICE_HOUSE]))).case_open.case_id
+        r = call(jh, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
+            case_id=case_id, destination_nis=NIS["antwerpen"], expected_year=2027, expected_month=3,
+            needs=[summary_pb2.FOLLOW_UP_NEED_HOUSING, summary_pb2.FOLLOW_UP_NEED_EMPLOYMENT]))).alert_move
+        self.expect(r.status == local_pb2.OUTBOX_STATUS_ACCEPTED, f"handover accepted by the broker (rule {r.rule_id})")
+        self.expect(_wait_for(lambda: any(i.kind == "handover" for i in _inbox(fed, "antwerpen"))),
+                    "the handover waits at Antwerpen, pending identification")
+        ident = call(antwerpen, local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(
+            identity=RELEASED_IDENTITY))).identify
+        [item] = ident.matched_item_ids or [0]
+        decided = call(antwerpen, local_pb2.LocalRequest(inbox_decide=local_pb2.InboxDecisionRequest(
+            item_id=item))).inbox_decide
+        self.expect(decided.case_id > 0, f"Antwerpen identified the person and accepted: case {decided.case_id} "
+                    "opened in pre-analysis")
+
+        def outcome() -> str:
+            items = call(jh, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())).outbox_list.items
+            return items[-1].outcome if items else ""
+
+        self.expect(_wait_for(lambda: outcome() == "accepted"), "the justice house sees the handover accepted")
+
 
 def up(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the federation running until Ctrl-C.")] = False,
     workdir: Annotated[Path | None, typer.Option(help="Work directory (default: a fresh temporary one).")] = None,
 ) -> None:
-    """Start a local federation (broker + Gent, Antwerpen, Leuven) on loopback and play the scenario."""
+    """Start a local federation (broker, witness, two pseudonymisers, Gent, Antwerpen, Leuven and the
+    justice house of Antwerpen) on loopback and play the scenario."""
     wd = workdir or Path(tempfile.mkdtemp(prefix="olv-"))
     fed = Federation(wd)
     out.print(Panel.fit(f"olievlek local federation in [bold]{wd}[/]\nlogs: {wd / 'logs'}", title="olievlek up"))

@@ -43,6 +43,8 @@ ALLOWED: dict[str, frozenset[int]] = {
     "retention_run": frozenset({REGISSEUR, ADMINISTRATOR}),
     "subject_erase": frozenset({REGISSEUR}),
     "subject_export": frozenset({REGISSEUR}),
+    "handover": frozenset({REGISSEUR}),
+    "inbox_decide": frozenset({REGISSEUR}),
 }
 
 

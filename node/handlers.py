@@ -31,11 +31,13 @@ from .request_error import RequestError
 from .store import CaseRow, NodeStore, OutboxRow
 
 ALERT_MOVE = "alert.move"
+HANDOVER = "handover"
 # Outbox states as the local API reports them; "failed" (could not be built) reads as refused.
 _STATUS = {
     "queued": local_pb2.OUTBOX_STATUS_QUEUED, "pending": local_pb2.OUTBOX_STATUS_PENDING,
     "accepted": local_pb2.OUTBOX_STATUS_ACCEPTED, "refused": local_pb2.OUTBOX_STATUS_REFUSED,
     "failed": local_pb2.OUTBOX_STATUS_REFUSED, "expired": local_pb2.OUTBOX_STATUS_EXPIRED,
+    "cancelled": local_pb2.OUTBOX_STATUS_REFUSED,  # the case was erased before it was sent
 }
 
 log = logs.get("node")
@@ -59,6 +61,7 @@ class NodeHandlers:
         self.casefile = casefile
         self.bases = bases
         outbox.register(ALERT_MOVE, self.build_alert_move)
+        outbox.register(HANDOVER, self.build_handover)
 
     async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
         """(kind, pseudonym) for every identifier given: the number first, then the fallback identity."""
@@ -118,8 +121,8 @@ class NodeHandlers:
             summary.agencies.extend(row.agencies)
         return summary
 
-    def _rule_for(self, requested: str, recipient_kind: OrgKind) -> str:
-        rules = self.bundle.rules_for("alert.move", self.org_id, recipient_kind)
+    def _rule_for(self, kind: str, requested: str, recipient_kind: OrgKind) -> str:
+        rules = self.bundle.rules_for(kind, self.org_id, recipient_kind)
         if requested:
             # Only a rule of the bundle is ever put on the wire (never an arbitrary string).
             if requested not in self.bundle.rules:
@@ -127,34 +130,46 @@ class NodeHandlers:
             return requested
         if not rules:
             raise RequestError(
-                "no_rule", f"no rule of the bundle lets {self.kind} send alert.move to {recipient_kind}"
+                "no_rule", f"no rule of the bundle lets {self.kind} send {kind} to {recipient_kind}"
             )
         return rules[0].id
 
     async def alert_move(self, req: local_pb2.AlertMoveRequest) -> local_pb2.AlertMoveResponse:
         """Commit the intent to alert the destination; the outbox worker builds, signs and sends it."""
-        row = await self.store.case(req.case_id)
-        if row is None:
-            raise RequestError("unknown_case", f"there is no case {req.case_id}")
-        dest = self.bundle.org_serving(req.destination_nis)
-        if dest is None:
-            raise RequestError("unknown_nis", f"NIS code {req.destination_nis} is not served by any organisation")
-        if dest.id == self.org_id:
-            raise RequestError("own_municipality", f"NIS code {req.destination_nis} is served by this node")
         unknown = set(req.include_fields) - {"agencies"}
         if unknown:
             raise RequestError("unknown_field", f"cannot include {sorted(unknown)}; only 'agencies' is optional")
-        rule_id = self._rule_for(req.rule_id, dest.kind)
-        intent = {"case_id": req.case_id, "include": sorted(set(req.include_fields))}
+        return await self._send_about_case(ALERT_MOVE, req.case_id, req.destination_nis, req.rule_id,
+                                           {"include": sorted(set(req.include_fields))}, req.no_wait)
+
+    async def handover(self, req: local_pb2.HandoverRequest) -> local_pb2.AlertMoveResponse:
+        """A justice house or prison service hands follow-up over to the municipality of release."""
+        if not (1 <= req.expected_month <= 12 and 2000 <= req.expected_year <= 2100):
+            raise RequestError("bad_month", "give the expected release month as YYYY-MM")
+        return await self._send_about_case(HANDOVER, req.case_id, req.destination_nis, "",
+                                           {"year": req.expected_year, "month": req.expected_month,
+                                            "needs": sorted(set(req.needs))}, req.no_wait)
+
+    async def _send_about_case(self, kind: str, case_id: int, nis: int, rule: str, extra: dict[str, object],
+                               no_wait: bool) -> local_pb2.AlertMoveResponse:
+        if await self.store.case(case_id) is None:
+            raise RequestError("unknown_case", f"there is no case {case_id}")
+        dest = self.bundle.org_serving(nis)
+        if dest is None:
+            raise RequestError("unknown_nis", f"NIS code {nis} is not served by any organisation")
+        if dest.id == self.org_id:
+            raise RequestError("own_municipality", f"NIS code {nis} is served by this node")
+        rule_id = self._rule_for(kind, rule, dest.kind)
+        intent = {"case_id": case_id, **extra}
         key = wire.new_token()
 
         async def op(tx: Txn) -> int:
-            return await self.store.add_intent_txn(tx, key, ALERT_MOVE, dest.id, rule_id, intent, now_ms())
+            return await self.store.add_intent_txn(tx, key, kind, dest.id, rule_id, intent, now_ms())
 
         outbox_id = await self.store.writer.write(op)
-        log.info("alert.queued", outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
+        log.info("summary.queued", kind=kind, outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
         self.outbox.kick()
-        if not req.no_wait:
+        if not no_wait:
             await self.outbox.wait(outbox_id, ALERT_WAIT_S)
         return await self._outbox_status(outbox_id)
 
@@ -191,7 +206,7 @@ class NodeHandlers:
         await self.store.log_access(caller.uid, row.id, fields, local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST, now_ms())
         sent = [{"kind": o.kind, "recipient": o.recipient, "rule": o.rule_id, "status": o.status,
                  "created_ms": o.created_ms} for o in await self.store.all_outbox()
-                if o.kind == ALERT_MOVE and o.intent.get("case_id") == row.id]
+                if o.kind in (ALERT_MOVE, HANDOVER) and o.intent.get("case_id") == row.id]
         doc = {
             "holder": self.org_id, "case": json_format.MessageToDict(self._info(row)),
             "identity": json_format.MessageToDict(identity),
@@ -248,6 +263,21 @@ class NodeHandlers:
             move_alert=summary_pb2.MoveAlert(summary=self._summary(case, set(row.intent["include"]))),
         )
 
+    async def build_handover(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        case = await self.store.case(int(row.intent["case_id"]))
+        if case is None:
+            raise RequestError("unknown_case", f"case {row.intent['case_id']} no longer exists")
+        summary = self._summary(case, {"agencies"})
+        summary.ClearField("month_opened")  # the release month says what matters; the rule takes no more
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_HANDOVER, sender=self.org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_REINTEGRATION_AFTER_RELEASE, rule_id=row.rule_id,
+            handover=summary_pb2.Handover(
+                summary=summary,
+                expected_month=summary_pb2.YearMonth(year=row.intent["year"], month=row.intent["month"]),
+                needs=row.intent["needs"]),
+        )
+
     async def _outbox_status(self, outbox_id: int) -> local_pb2.AlertMoveResponse:
         row = await self.store.outbox(outbox_id)
         assert row is not None
@@ -267,7 +297,7 @@ class NodeHandlers:
         return local_pb2.OutboxListResponse(items=[
             local_pb2.OutboxItem(outbox_id=r.id, kind=r.kind, recipient=r.recipient, rule_id=r.rule_id,
                                  status=_STATUS[r.status], created_at_ms=r.created_ms, attempts=r.attempts,
-                                 detail=r.detail)
+                                 detail=r.detail, outcome=r.outcome)
             for r in await self.store.all_outbox()])
 
     async def inbox_list(self) -> local_pb2.InboxListResponse:

@@ -20,7 +20,7 @@ from olievlek.clock import now_ms
 from olievlek.errors import Refused, TransportError, VerificationError
 from olievlek.metrics import Metrics
 from olievlek.trust import TrustAnchor
-from olievlek.v1 import broker_pb2
+from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
 
 from .audit_check import AuditChecker
 from .store import NewDelivery, NodeStore
@@ -50,6 +50,8 @@ class Inbox:
                 item = await self._verify(down.delivery, now)
                 if isinstance(item, NewDelivery) and item.kind == "erasure.notice":
                     acks.append(await self._erase(down.delivery.seq, item, now))
+                elif isinstance(item, NewDelivery) and item.kind == "item.status":
+                    acks.append(await self._status(down.delivery.seq, item, now))
                 elif isinstance(item, NewDelivery):
                     store.append((len(acks), down.delivery.seq, item))
                     acks.append(None)
@@ -90,6 +92,17 @@ class Inbox:
         """An erasure notice: erase what its sender sent about the pseudonym, keep tombstones, ack."""
         fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym, now)
         log.info("erasure.applied" if fresh else "erasure.duplicate", sender=notice.sender, items=erased, seq=seq)
+        return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
+                              else broker_pb2.ACK_OUTCOME_DUPLICATE)
+
+    async def _status(self, seq: int, item: NewDelivery, now: int) -> broker_pb2.Ack:
+        """What a recipient did with an item we sent: shown on our outbox entry."""
+        body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(item.envelope).body)
+        status = body.item_status
+        outcome = summary_pb2.ItemOutcome.Name(status.outcome).removeprefix("ITEM_OUTCOME_").lower()
+        detail = f"{item.sender} suggests NIS {status.suggested_nis}" if status.suggested_nis else ""
+        fresh = await self._store.apply_item_status(item.sender, item.idem_key, status.item_key, outcome, detail, now)
+        log.info("item.status", sender=item.sender, outcome=outcome, fresh=fresh, seq=seq)
         return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
                               else broker_pb2.ACK_OUTCOME_DUPLICATE)
 

@@ -23,6 +23,7 @@ from olievlek.v1 import local_pb2
 
 from .access import ADMINISTRATOR, Caller, authorise
 from .handlers import NodeHandlers
+from .intake import Intake
 from .request_error import RequestError
 from .retention import Retention
 
@@ -40,10 +41,11 @@ def peer_uid(writer: asyncio.StreamWriter) -> int:
 class LocalApi:
     """Serves the node's handlers to local users."""
 
-    def __init__(self, handlers: NodeHandlers, retention: Retention, path: Path,
+    def __init__(self, handlers: NodeHandlers, retention: Retention, intake: Intake, path: Path,
                  administrators: frozenset[int] = frozenset(), socket_group: str | None = None) -> None:
         self._handlers = handlers
         self._retention = retention
+        self._intake = intake
         self._path = path
         self._administrators = administrators
         self._socket_group = socket_group
@@ -132,6 +134,10 @@ class LocalApi:
             return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
+        if op == "handover":
+            return local_pb2.LocalResponse(alert_move=await h.handover(request.handover))
+        if op == "inbox_decide":
+            return local_pb2.LocalResponse(inbox_decide=await self._intake.decide(request.inbox_decide))
         if op == "subject_export":
             return local_pb2.LocalResponse(subject_export=await h.subject_export(caller, request.subject_export))
         return await self._lifecycle(request, op, caller)

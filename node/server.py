@@ -23,6 +23,7 @@ from .casefile import CaseFile
 from .config import NodeConfig
 from .handlers import NodeHandlers
 from .inbox import Inbox
+from .intake import Intake
 from .local_api import LocalApi
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
@@ -84,7 +85,8 @@ class NodeServer:
         retention = Retention(cfg.org_id, self._store, bundle, outbox, bases)
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        self._local = LocalApi(handlers, retention, cfg.socket, cfg.administrators, cfg.socket_group)
+        intake = Intake(cfg.org_id, self._store, bundle, outbox)
+        self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges())]

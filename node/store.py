@@ -20,7 +20,8 @@ SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
 #                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
-#                       case status/closure/retention, retention_extensions, erasures, received_erasures
+#                       case status/closure/retention, retention_extensions, erasures, received_erasures;
+#                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items)
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -70,12 +71,12 @@ SCHEMA = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
         recipient TEXT NOT NULL, rule_id TEXT NOT NULL, intent TEXT NOT NULL, envelope BLOB,
         status TEXT NOT NULL, attempts INTEGER NOT NULL, response BLOB, detail TEXT NOT NULL DEFAULT '',
-        created_ms INTEGER NOT NULL)""",
+        created_ms INTEGER NOT NULL, outcome TEXT NOT NULL DEFAULT '')""",
     "CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, id)",
     """CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, idem_key TEXT NOT NULL,
         kind TEXT NOT NULL, envelope BLOB NOT NULL, pseudonym BLOB NOT NULL, received_ms INTEGER NOT NULL,
-        status TEXT NOT NULL, subject_id INTEGER, UNIQUE (sender, idem_key))""",
+        status TEXT NOT NULL, subject_id INTEGER, case_id INTEGER, UNIQUE (sender, idem_key))""",
     # What was erased from the inbox: a redelivery of it is acknowledged, never stored again.
     """CREATE TABLE IF NOT EXISTS tombstones (
         sender TEXT NOT NULL, idem_key TEXT NOT NULL, erased_ms INTEGER NOT NULL, PRIMARY KEY (sender, idem_key))""",
@@ -134,10 +135,11 @@ class OutboxRow:
     response: bytes | None
     detail: str
     created_ms: int
+    outcome: str
 
 
 _OUTBOX_SELECT = ("SELECT id, idem_key, kind, recipient, rule_id, intent, envelope, status, attempts, response,"
-                  " detail, created_ms FROM outbox")
+                  " detail, created_ms, outcome FROM outbox")
 _OUTBOX_BY_STATUS = _OUTBOX_SELECT + " WHERE status = ? ORDER BY id LIMIT ?"
 _OUTBOX_ALL = _OUTBOX_SELECT + " ORDER BY id"
 _OUTBOX_ONE = _OUTBOX_SELECT + " WHERE id = ?"
@@ -145,7 +147,7 @@ _OUTBOX_ONE = _OUTBOX_SELECT + " WHERE id = ?"
 
 def _outbox_row(r: tuple[Any, ...]) -> OutboxRow:
     return OutboxRow(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), bytes(r[6]) if r[6] is not None else None,
-                     r[7], int(r[8]), bytes(r[9]) if r[9] is not None else None, r[10], int(r[11]))
+                     r[7], int(r[8]), bytes(r[9]) if r[9] is not None else None, r[10], int(r[11]), r[12])
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +345,8 @@ class NodeStore:
         assert row is not None
         subject_id, key_id, pseudonym = int(row[0]), int(row[1]), bytes(row[2])
         sent = await tx.fetchall(
-            "SELECT DISTINCT recipient FROM outbox WHERE kind = 'alert.move' AND json_extract(intent, '$.case_id') = ?"
+            "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover')"
+            " AND json_extract(intent, '$.case_id') = ?"
             " AND status NOT IN ('refused', 'failed') ORDER BY recipient", (case_id,))
         await tx.execute("UPDATE data_keys SET wrapped = NULL, destroyed_ms = ? WHERE id = ?", (now_ms, key_id))
         await tx.execute("UPDATE subjects SET national_number = x'', given_names = x'', family_name = x'',"
@@ -351,7 +354,7 @@ class NodeStore:
         await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
         await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
-                         " THEN 'cancelled' ELSE status END WHERE kind = 'alert.move'"
+                         " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))
         await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ? WHERE id = ?", (now_ms, case_id))
         return pseudonym, [r[0] for r in sent]
@@ -382,6 +385,39 @@ class NodeStore:
             await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
                              (sender, now_ms, len(rows)))
             return True, len(rows)
+        return await self.writer.write(op)
+
+    # -- item outcomes (accept / return) --------------------------------
+    async def inbox_item(self, item_id: int) -> InboxRow | None:
+        r = await self.db.fetchone(
+            "SELECT id, sender, kind, envelope, received_ms, status, subject_id FROM inbox WHERE id = ?", (item_id,))
+        return InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) if r else None
+
+    @staticmethod
+    async def decide_item_txn(tx: Txn, item_id: int, status: str, case_id: int | None, now_ms: int) -> str:
+        """Accept (keep, link the case) or return (erase, keep the tombstone) an inbox item; its key."""
+        row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ?", (item_id,))
+        assert row is not None
+        if status == "returned":  # not ours: nothing of it stays but the tombstone
+            await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
+                             (row[0], row[1], now_ms))
+            await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
+        else:
+            await tx.execute("UPDATE inbox SET status = ?, case_id = ? WHERE id = ?", (status, case_id, item_id))
+        return str(row[1])
+
+    async def apply_item_status(self, sender: str, idem_key: str, item_key: str, outcome: str,
+                                detail: str, now_ms: int) -> bool:
+        """At the original sender: record what ``sender`` (our recipient) did with our item ``item_key``."""
+        async def op(tx: Txn) -> bool:
+            seen = await tx.fetchone("SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?", (sender, idem_key))
+            if seen is not None:
+                return False
+            await tx.execute("UPDATE outbox SET outcome = ?, detail = ? WHERE idem_key = ? AND recipient = ?",
+                             (outcome, detail, item_key, sender))
+            await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
+                             (sender, idem_key, now_ms))
+            return True
         return await self.writer.write(op)
 
     async def is_assigned(self, case_id: int, uid: int) -> bool:

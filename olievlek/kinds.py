@@ -42,6 +42,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(K.MESSAGE_KIND_ERASURE_NOTICE, "erasure.notice", "erasure_notice", ""),
     KindInfo(K.MESSAGE_KIND_REPORT_AGGREGATE, "report.aggregate", "aggregate_report", "",
              may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_ITEM_STATUS, "item.status", "item_status", "", may_carry_pseudonym=False),
 )
 BY_NAME = {k.name: k for k in KINDS}
 BY_KIND = {k.kind: k for k in KINDS}

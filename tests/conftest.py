@@ -86,6 +86,7 @@ def make_pki(root: Path) -> Pki:
     ca.issue_server("broker", ["localhost", "127.0.0.1"])
     for org in ORGS:
         ca.issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId(org)))
+    ca.issue_org(OrgIdentity(OrgKind.JUSTICE_HOUSE, OrgId("jh-antwerpen")))
     for share in (1, 2):
         ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
         ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from olievlek.cli.federation import Federation
+from olievlek.cli.federation import Federation, NodeSpec
 from olievlek.cli.local_client import call
 
 from olievlek.errors import OlievlekError
@@ -121,7 +121,7 @@ def _settled(fed: Federation) -> bool:
 async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path) -> None:
     print(f"chaos: {ALERTS} alerts, {BROKER_KILLS} broker kills, {NODE_KILLS} node kills, seed {SEED}")
     rng = random.Random(SEED)
-    fed = Federation(tmp_path / "fed", node_settings={"drain_grace_s": 2})
+    fed = Federation(tmp_path / "fed", nodes=tuple(NodeSpec(o) for o in NIS), node_settings={"drain_grace_s": 2})
     fed.create()
     try:
         await asyncio.to_thread(fed.start)

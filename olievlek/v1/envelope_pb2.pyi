@@ -40,6 +40,7 @@ class _MessageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageKi
     MESSAGE_KIND_DISCLOSURE_RESPONSE: _MessageKind.ValueType  # 9
     MESSAGE_KIND_ERASURE_NOTICE: _MessageKind.ValueType  # 10
     MESSAGE_KIND_REPORT_AGGREGATE: _MessageKind.ValueType  # 11
+    MESSAGE_KIND_ITEM_STATUS: _MessageKind.ValueType  # 12
 
 class MessageKind(_MessageKind, metaclass=_MessageKindEnumTypeWrapper):
     """One per message kind of DESIGN.md section 5; each has its own payload below."""
@@ -56,6 +57,7 @@ MESSAGE_KIND_DISCLOSURE_REQUEST: MessageKind.ValueType  # 8
 MESSAGE_KIND_DISCLOSURE_RESPONSE: MessageKind.ValueType  # 9
 MESSAGE_KIND_ERASURE_NOTICE: MessageKind.ValueType  # 10
 MESSAGE_KIND_REPORT_AGGREGATE: MessageKind.ValueType  # 11
+MESSAGE_KIND_ITEM_STATUS: MessageKind.ValueType  # 12
 Global___MessageKind: _TypeAlias = MessageKind  # noqa: Y015
 
 class _Purpose:
@@ -111,6 +113,7 @@ class EnvelopeBody(_message.Message):
     DISCLOSURE_RESPONSE_FIELD_NUMBER: _builtins.int
     ERASURE_NOTICE_FIELD_NUMBER: _builtins.int
     AGGREGATE_REPORT_FIELD_NUMBER: _builtins.int
+    ITEM_STATUS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Sender-chosen, unique per sender; retries reuse it."""
     kind: Global___MessageKind.ValueType
@@ -145,6 +148,8 @@ class EnvelopeBody(_message.Message):
     def erasure_notice(self) -> _summary_pb2.ErasureNotice: ...
     @_builtins.property
     def aggregate_report(self) -> _summary_pb2.AggregateReport: ...
+    @_builtins.property
+    def item_status(self) -> _summary_pb2.ItemStatus: ...
     def __init__(
         self,
         *,
@@ -166,12 +171,13 @@ class EnvelopeBody(_message.Message):
         disclosure_response: _summary_pb2.DisclosureResponse | None = ...,
         erasure_notice: _summary_pb2.ErasureNotice | None = ...,
         aggregate_report: _summary_pb2.AggregateReport | None = ...,
+        item_status: _summary_pb2.ItemStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "move_alert", b"move_alert", "payload", b"payload", "query_result", b"query_result", "signal_alert", b"signal_alert"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "item_status", b"item_status", "move_alert", b"move_alert", "payload", b"payload", "query_result", b"query_result", "signal_alert", b"signal_alert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "created_at_ms", b"created_at_ms", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "idempotency_key", b"idempotency_key", "kind", b"kind", "move_alert", b"move_alert", "payload", b"payload", "purpose", b"purpose", "query_result", b"query_result", "recipients", b"recipients", "rule_id", b"rule_id", "sender", b"sender", "signal_alert", b"signal_alert"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_report", b"aggregate_report", "created_at_ms", b"created_at_ms", "directory_register", b"directory_register", "directory_withdraw", b"directory_withdraw", "disclosure_request", b"disclosure_request", "disclosure_response", b"disclosure_response", "erasure_notice", b"erasure_notice", "handover", b"handover", "hit_query", b"hit_query", "idempotency_key", b"idempotency_key", "item_status", b"item_status", "kind", b"kind", "move_alert", b"move_alert", "payload", b"payload", "purpose", b"purpose", "query_result", b"query_result", "recipients", b"recipients", "rule_id", b"rule_id", "sender", b"sender", "signal_alert", b"signal_alert"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["move_alert", "signal_alert", "handover", "directory_register", "directory_withdraw", "hit_query", "query_result", "disclosure_request", "disclosure_response", "erasure_notice", "aggregate_report"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["move_alert", "signal_alert", "handover", "directory_register", "directory_withdraw", "hit_query", "query_result", "disclosure_request", "disclosure_response", "erasure_notice", "aggregate_report", "item_status"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -286,6 +286,94 @@ class AlertMoveResponse(_message.Message):
 Global___AlertMoveResponse: _TypeAlias = AlertMoveResponse  # noqa: Y015
 
 @_typing.final
+class HandoverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    DESTINATION_NIS_FIELD_NUMBER: _builtins.int
+    EXPECTED_YEAR_FIELD_NUMBER: _builtins.int
+    EXPECTED_MONTH_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    NO_WAIT_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    destination_nis: _builtins.int
+    expected_year: _builtins.int
+    expected_month: _builtins.int
+    no_wait: _builtins.bool
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.FollowUpNeed.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        destination_nis: _builtins.int = ...,
+        expected_year: _builtins.int = ...,
+        expected_month: _builtins.int = ...,
+        needs: _abc.Iterable[_summary_pb2.FollowUpNeed.ValueType] | None = ...,
+        no_wait: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "destination_nis", b"destination_nis", "expected_month", b"expected_month", "expected_year", b"expected_year", "needs", b"needs", "no_wait", b"no_wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoverRequest: _TypeAlias = HandoverRequest  # noqa: Y015
+
+@_typing.final
+class InboxDecisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    RETURN_IT_FIELD_NUMBER: _builtins.int
+    SUGGESTED_NIS_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.int
+    return_it: _builtins.bool
+    """Return the item instead of accepting it."""
+    suggested_nis: _builtins.int
+    """With return_it: where the person may live instead (0: no suggestion)."""
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.int = ...,
+        return_it: _builtins.bool = ...,
+        suggested_nis: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "return_it", b"return_it", "suggested_nis", b"suggested_nis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboxDecisionRequest: _TypeAlias = InboxDecisionRequest  # noqa: Y015
+
+@_typing.final
+class InboxDecisionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.int
+    case_id: _builtins.int
+    """The case opened on accepting (0 when returned)."""
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.int = ...,
+        case_id: _builtins.int = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "item_id", b"item_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboxDecisionResponse: _TypeAlias = InboxDecisionResponse  # noqa: Y015
+
+@_typing.final
 class OutboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -312,6 +400,7 @@ class OutboxItem(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
     outbox_id: _builtins.int
     kind: _builtins.str
     recipient: _builtins.str
@@ -320,6 +409,8 @@ class OutboxItem(_message.Message):
     created_at_ms: _builtins.int
     attempts: _builtins.int
     detail: _builtins.str
+    outcome: _builtins.str
+    """What the recipient did with it: "accepted", "returned" (item.status), or ""."""
     def __init__(
         self,
         *,
@@ -331,10 +422,11 @@ class OutboxItem(_message.Message):
         created_at_ms: _builtins.int = ...,
         attempts: _builtins.int = ...,
         detail: _builtins.str = ...,
+        outcome: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at_ms", b"created_at_ms", "detail", b"detail", "kind", b"kind", "outbox_id", b"outbox_id", "recipient", b"recipient", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at_ms", b"created_at_ms", "detail", b"detail", "kind", b"kind", "outbox_id", b"outbox_id", "outcome", b"outcome", "recipient", b"recipient", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1104,6 +1196,8 @@ class LocalRequest(_message.Message):
     RETENTION_RUN_FIELD_NUMBER: _builtins.int
     SUBJECT_ERASE_FIELD_NUMBER: _builtins.int
     SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
+    HANDOVER_FIELD_NUMBER: _builtins.int
+    INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1140,6 +1234,10 @@ class LocalRequest(_message.Message):
     def subject_erase(self) -> Global___EraseRequest: ...
     @_builtins.property
     def subject_export(self) -> Global___SubjectExportRequest: ...
+    @_builtins.property
+    def handover(self) -> Global___HandoverRequest: ...
+    @_builtins.property
+    def inbox_decide(self) -> Global___InboxDecisionRequest: ...
     def __init__(
         self,
         *,
@@ -1161,12 +1259,14 @@ class LocalRequest(_message.Message):
         retention_run: Global___RetentionRunRequest | None = ...,
         subject_erase: Global___EraseRequest | None = ...,
         subject_export: Global___SubjectExportRequest | None = ...,
+        handover: Global___HandoverRequest | None = ...,
+        inbox_decide: Global___InboxDecisionRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -1212,6 +1312,7 @@ class LocalResponse(_message.Message):
     RETENTION_DUE_FIELD_NUMBER: _builtins.int
     ERASURE_FIELD_NUMBER: _builtins.int
     SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
+    INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1242,6 +1343,8 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def subject_export(self) -> Global___SubjectExportResponse: ...
     @_builtins.property
+    def inbox_decide(self) -> Global___InboxDecisionResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1260,13 +1363,14 @@ class LocalResponse(_message.Message):
         retention_due: Global___RetentionDueResponse | None = ...,
         erasure: Global___ErasureResponse | None = ...,
         subject_export: Global___SubjectExportResponse | None = ...,
+        inbox_decide: Global___InboxDecisionResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

@@ -240,6 +240,27 @@ ERASURE_REASON_AGREEMENT_WITHDRAWN: ErasureReason.ValueType  # 3
 ERASURE_REASON_UNLAWFUL: ErasureReason.ValueType  # 4
 Global___ErasureReason: _TypeAlias = ErasureReason  # noqa: Y015
 
+class _ItemOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_OUTCOME_UNSPECIFIED: _ItemOutcome.ValueType  # 0
+    ITEM_OUTCOME_ACCEPTED: _ItemOutcome.ValueType  # 1
+    """The recipient took the follow-up over (opened a case)."""
+    ITEM_OUTCOME_RETURNED: _ItemOutcome.ValueType  # 2
+    """Not the recipient's: returned to the sender, with a suggestion where it belongs."""
+
+class ItemOutcome(_ItemOutcome, metaclass=_ItemOutcomeEnumTypeWrapper): ...
+
+ITEM_OUTCOME_UNSPECIFIED: ItemOutcome.ValueType  # 0
+ITEM_OUTCOME_ACCEPTED: ItemOutcome.ValueType  # 1
+"""The recipient took the follow-up over (opened a case)."""
+ITEM_OUTCOME_RETURNED: ItemOutcome.ValueType  # 2
+"""Not the recipient's: returned to the sender, with a suggestion where it belongs."""
+Global___ItemOutcome: _TypeAlias = ItemOutcome  # noqa: Y015
+
 class _AggregateDimension:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -577,6 +598,36 @@ class DisclosureResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DisclosureResponse: _TypeAlias = DisclosureResponse  # noqa: Y015
+
+@_typing.final
+class ItemStatus(_message.Message):
+    """item.status: what a recipient did with a move alert or handover the sender sent. No pseudonym:
+    the sender finds its own item by the idempotency key it chose.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_KEY_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    SUGGESTED_NIS_FIELD_NUMBER: _builtins.int
+    item_key: _builtins.str
+    outcome: Global___ItemOutcome.ValueType
+    suggested_nis: _builtins.int
+    """For RETURNED: the NIS code the recipient suggests (0: none)."""
+    def __init__(
+        self,
+        *,
+        item_key: _builtins.str = ...,
+        outcome: Global___ItemOutcome.ValueType = ...,
+        suggested_nis: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_key", b"item_key", "outcome", b"outcome", "suggested_nis", b"suggested_nis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemStatus: _TypeAlias = ItemStatus  # noqa: Y015
 
 @_typing.final
 class ErasureNotice(_message.Message):

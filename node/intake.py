@@ -1,0 +1,93 @@
+"""The recipient's decision on a move alert or handover: accept it (a case opens) or return it.
+
+An item waits *pending identification* until the regisseur has entered the
+person's identifier and it matched. ``accept`` opens a case in phase
+pre-analysis for the matched subject, from the sender's summary; ``return``
+erases the item (its tombstone stays) as "not our municipality", optionally
+suggesting where the person lives. Either way one transaction records the
+decision and the intent to tell the sender (``item.status``: the sender's own
+idempotency key and the outcome, never a pseudonym), so the sender's regisseur
+sees *accepted* or *returned*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from olievlek import logs, wire
+from olievlek.clock import now_ms
+from olievlek.identity import OrgKind
+from olievlek.policy import Bundle
+from olievlek.store import Txn
+from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
+
+from .outbox import OutboxSender
+from .request_error import RequestError
+from .store import NodeStore, OutboxRow
+
+log = logs.get("node.intake")
+
+ITEM_STATUS = "item.status"
+DECIDABLE = ("alert.move", "handover")
+
+
+def _summary(envelope: bytes) -> summary_pb2.CaseSummary:
+    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope).body)
+    payload = body.move_alert if body.WhichOneof("payload") == "move_alert" else body.handover
+    return payload.summary
+
+
+class Intake:
+    """Accept or return what arrived."""
+
+    def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender) -> None:
+        self._org_id = org_id
+        self._store = store
+        self._bundle = bundle
+        self._outbox = outbox
+        outbox.register(ITEM_STATUS, self.build_status)
+
+    async def decide(self, req: local_pb2.InboxDecisionRequest) -> local_pb2.InboxDecisionResponse:
+        item = await self._store.inbox_item(req.item_id)
+        if item is None or item.kind not in DECIDABLE or item.status not in ("pending_identification", "identified"):
+            raise RequestError("unknown_item", f"there is no undecided move alert or handover {req.item_id}")
+        if not req.return_it and item.status != "identified":
+            raise RequestError("not_identified", f"item {req.item_id} is not matched to a person yet; enter the "
+                               "identifier first (`olievlek inbox identify`)")
+        if req.suggested_nis and self._bundle.org_serving(req.suggested_nis) is None:
+            raise RequestError("unknown_nis", f"NIS code {req.suggested_nis} is not served by any organisation")
+        sender = self._bundle.org(item.sender)
+        rules = self._bundle.rules_for(ITEM_STATUS, self._org_id, sender.kind if sender else OrgKind.MUNICIPALITY)
+        if not rules:
+            raise RequestError("no_rule", f"no rule of the bundle lets this node tell {item.sender} its decision")
+        outcome = summary_pb2.ITEM_OUTCOME_RETURNED if req.return_it else summary_pb2.ITEM_OUTCOME_ACCEPTED
+        summary, now, store = _summary(item.envelope), now_ms(), self._store
+        org = self._bundle.org(self._org_id)
+        contact = org.contacts[0].id if org and org.contacts else ""
+
+        async def op(tx: Txn) -> int:
+            case_id = 0
+            if not req.return_it:
+                today = dt.date.today()
+                assert item.subject_id is not None
+                case_id = await store.insert_case_txn(
+                    tx, item.subject_id, summary_pb2.PHASE_PRE_ANALYSIS, list(summary.concerns), summary.risk_level,
+                    list(summary.agencies), contact, today.year, today.month, "default")
+            key = await store.decide_item_txn(tx, item.id, "returned" if req.return_it else "accepted",
+                                              case_id or None, now)
+            await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
+                                       {"item_key": key, "outcome": outcome, "nis": req.suggested_nis}, now)
+            return case_id
+
+        case_id = await store.writer.write(op)
+        self._outbox.kick()
+        status = "returned" if req.return_it else "accepted"
+        log.info("inbox.decided", item=item.id, status=status, case_id=case_id, sender=item.sender)
+        return local_pb2.InboxDecisionResponse(item_id=item.id, case_id=case_id, status=status)
+
+    async def build_status(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        status = summary_pb2.ItemStatus(item_key=row.intent["item_key"], outcome=row.intent["outcome"],
+                                        suggested_nis=row.intent["nis"])
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_ITEM_STATUS, sender=self._org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=row.rule_id, item_status=status)
