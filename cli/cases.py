@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -104,7 +105,62 @@ def case_show(
         table.add_row(name, value)
     for field in ("national_number", "given_names", "family_name", "birth_date", "address"):
         table.add_row(field.replace("_", " "), escape(getattr(r.identity, field)) or "-")
+    table.add_row("status", r.status)
+    for h in r.history:
+        table.add_row("phase change", f"{_when(h.at_ms)} uid {h.uid}: {enums.name_of(enums.PHASES, h.from_phase)}"
+                      f" -> {enums.name_of(enums.PHASES, h.to_phase)}")
+    for n in r.notes:
+        table.add_row(f"note {_when(n.at_ms)} uid {n.uid}", escape(n.text))
     out.print(table)
+
+
+@case_app.command("update")
+def case_update(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    concern: Annotated[list[str] | None, typer.Option(help="Concern category (repeatable; replaces).")] = None,
+    risk: Annotated[str | None, typer.Option(help=f"One of: {', '.join(enums.RISKS)}.")] = None,
+    agency: Annotated[list[str] | None, typer.Option(help="Agency at the table (repeatable; replaces).")] = None,
+) -> None:
+    """Change a case's concerns, risk level or agencies at the table."""
+    _update(socket, local_pb2.CaseUpdateRequest(
+        case_id=case, concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
+        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else 0,
+        agencies=[enums.parse(enums.AGENCIES, "agency", a) for a in agency or []]))
+
+
+@case_app.command("phase")
+def case_phase(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    to: Annotated[str, typer.Option("--to", help="signal, pre-analysis or follow-up (closing: `case close`).")],
+) -> None:
+    """Move a case to another phase; the change is dated and kept with who made it."""
+    _update(socket, local_pb2.CaseUpdateRequest(case_id=case, phase=enums.parse(enums.PHASES, "phase", to)))
+
+
+@case_app.command("note")
+def case_note(
+    socket: SocketOpt,
+    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="Read the note from this file.")] = None,
+) -> None:
+    """Add a note (read from a file, stdin or a prompt, never from arguments; stored encrypted)."""
+    if from_file is not None:
+        text = from_file.read_text()
+    elif not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        text = typer.prompt("Note")
+    if not text.strip():
+        raise typer.BadParameter("the note is empty")
+    _update(socket, local_pb2.CaseUpdateRequest(case_id=case, note=text))
+
+
+def _update(socket: Path, request: local_pb2.CaseUpdateRequest) -> None:
+    c = call(socket, local_pb2.LocalRequest(case_update=request)).case_update
+    phase, risk = enums.name_of(enums.PHASES, c.phase), enums.name_of(enums.RISKS, c.risk_level)
+    out.print(f"case {c.case_id}: {phase}, risk {risk}" + (", note added" if request.note else ""))
 
 
 @case_app.command("assign")

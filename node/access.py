@@ -38,6 +38,7 @@ ALLOWED: dict[str, frozenset[int]] = {
     "user_remove": frozenset({ADMINISTRATOR}),
     "user_list": frozenset({ADMINISTRATOR}),
     "case_close": frozenset({REGISSEUR}),
+    "case_update": frozenset({REGISSEUR}),
     "retention_extend": frozenset({REGISSEUR}),
     "retention_due": frozenset({REGISSEUR, ADMINISTRATOR}),
     "retention_run": frozenset({REGISSEUR, ADMINISTRATOR}),

@@ -9,9 +9,11 @@ logs them in the access log (who, when, which case, which fields, why).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from olievlek import logs
 from olievlek.errors import ConfigError
-from olievlek.fieldcrypt import KEY_VERSION, DecryptionError, KeyEncryptionKey
+from olievlek.fieldcrypt import KEY_VERSION, DataKey, DecryptionError, KeyEncryptionKey
 from olievlek.normalise import fallback_input
 from olievlek.store import Txn
 from olievlek.v1 import local_pb2
@@ -66,6 +68,31 @@ class CaseFile:
         await self._store.seal_subject_txn(tx, subject_id, sealed, self._index(number, identity))
         return subject_id
 
+    async def _data_key(self, key_id: int) -> DataKey:
+        version, wrapped = await self._store.wrapped_key(key_id)
+        if wrapped is None:
+            raise DecryptionError(f"data key {key_id} was destroyed: the case was erased")
+        return self._kek.unwrap(key_id, version, wrapped)
+
+    async def note_sealer(self, case_id: int) -> Callable[[Txn, int, str, int], Awaitable[None]]:
+        """A transaction step that adds a sealed note to ``case_id`` (the key is unwrapped before the txn)."""
+        data_key = await self._data_key(await self._store.data_key_of_case(case_id))
+        store = self._store
+
+        async def add(tx: Txn, uid: int, text: str, now: int) -> None:
+            note_id = await store.insert_note_txn(tx, case_id, uid, now)
+            await store.seal_note_txn(tx, note_id, data_key.seal("case_notes", "body", note_id, text))
+
+        return add
+
+    async def notes(self, case_id: int) -> list[local_pb2.CaseNote]:
+        rows = await self._store.notes(case_id)
+        if not rows:
+            return []
+        data_key = await self._data_key(await self._store.data_key_of_case(case_id))
+        return [local_pb2.CaseNote(at_ms=at, uid=uid, text=data_key.open("case_notes", "body", note_id, body))
+                for note_id, at, uid, body in rows]
+
     async def identity(self, subject_id: int) -> tuple[local_pb2.Identity, list[str]]:
         """The subject's identity and the fields that were opened.
 
@@ -73,10 +100,7 @@ class CaseFile:
             DecryptionError: the data key was destroyed (erased) or a field was tampered with.
         """
         key_id, sealed = await self._store.sealed_subject(subject_id)
-        version, wrapped = await self._store.wrapped_key(key_id)
-        if wrapped is None:
-            raise DecryptionError(f"subject {subject_id} was erased: its data key no longer exists")
-        data_key = self._kek.unwrap(key_id, version, wrapped)
+        data_key = await self._data_key(key_id)
         opened = {c: data_key.open("subjects", c, subject_id, blob) for c, blob in sealed.items() if blob}
         return local_pb2.Identity(**opened), [c for c in SUBJECT_FIELDS if c in opened]
 

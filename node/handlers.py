@@ -193,10 +193,39 @@ class NodeHandlers:
         row = await self._visible_case(caller, req.case_id)
         uid = caller.uid
         identity, fields = await self.casefile.identity(row.subject_id)
+        notes = await self.casefile.notes(row.id)
+        fields += ["notes"] if notes else []
         await self.store.log_access(uid, row.id, fields, req.purpose, now_ms())
         log.info("case.shown", case_id=row.id, uid=uid, fields=fields,
                  purpose=local_pb2.AccessPurpose.Name(req.purpose))
-        return local_pb2.CaseShowResponse(case=self._info(row), identity=identity)
+        status = await self.store.case_status(row.id)
+        history = [local_pb2.PhaseChange(at_ms=at, uid=u, from_phase=f, to_phase=t)  # type: ignore[arg-type]
+                   for at, u, f, t in await self.store.phase_changes(row.id)]
+        return local_pb2.CaseShowResponse(case=self._info(row), identity=identity, notes=notes, history=history,
+                                          status=status[0] if status else "")
+
+    async def case_update(self, caller: Caller, req: local_pb2.CaseUpdateRequest) -> local_pb2.CaseInfo:
+        """Phase (dated, by whom), concerns, risk, agencies, and a sealed note, in one transaction."""
+        row = await self._visible_case(caller, req.case_id)
+        status = await self.store.case_status(row.id)
+        if status is None or status[0] != "open":
+            raise RequestError("not_open", f"case {row.id} is {status[0] if status else 'unknown'}; it cannot change")
+        if req.phase == summary_pb2.PHASE_CLOSED:
+            raise RequestError("use_close", "close a case with `olievlek case close`: that starts its retention")
+        add_note = await self.casefile.note_sealer(row.id) if req.note.strip() else None
+        now, store = now_ms(), self.store
+
+        async def op(tx: Txn) -> None:
+            await store.update_case_txn(tx, row.id, caller.uid, now, req.phase, list(req.concerns) or None,
+                                        req.risk_level, list(req.agencies) or None)
+            if add_note is not None:
+                await add_note(tx, caller.uid, req.note.strip(), now)
+
+        await store.writer.write(op)
+        log.info("case.updated", case_id=row.id, uid=caller.uid, phase=req.phase, note=add_note is not None)
+        updated = await store.case(row.id)
+        assert updated is not None
+        return self._info(updated)
 
     async def subject_export(self, caller: Caller, req: local_pb2.SubjectExportRequest
                              ) -> local_pb2.SubjectExportResponse:

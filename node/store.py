@@ -21,7 +21,8 @@ SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
 #                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
 #                       case status/closure/retention, retention_extensions, erasures, received_erasures;
-#                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items)
+#                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items);
+#                       case_notes (sealed), phase_changes
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -48,6 +49,13 @@ SCHEMA = [
         opened_month INTEGER NOT NULL, lawful_basis TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
         closed_ms INTEGER,
         retain_until_ms INTEGER, erased_ms INTEGER)""",
+    # Notes are free text: sealed under the case's data key like the identifying fields.
+    """CREATE TABLE IF NOT EXISTS case_notes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
+        uid INTEGER NOT NULL, body BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS phase_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
+        uid INTEGER NOT NULL, from_phase INTEGER NOT NULL, to_phase INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS retention_extensions (
         id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
         uid INTEGER NOT NULL, days INTEGER NOT NULL, reason INTEGER NOT NULL)""",
@@ -298,6 +306,49 @@ class NodeStore:
             return [int(r[0]) for r in rows]
         return await self.writer.write(op)
 
+    # -- updates, notes, phase history ----------------------------------
+    @staticmethod
+    async def update_case_txn(tx: Txn, case_id: int, uid: int, now_ms: int, phase: int, concerns: list[int] | None,
+                              risk: int, agencies: list[int] | None) -> None:
+        if phase:
+            row = await tx.fetchone("SELECT phase FROM cases WHERE id = ?", (case_id,))
+            assert row is not None
+            if int(row[0]) != phase:
+                await tx.execute("UPDATE cases SET phase = ? WHERE id = ?", (phase, case_id))
+                await tx.execute("INSERT INTO phase_changes (case_id, at_ms, uid, from_phase, to_phase)"
+                                 " VALUES (?, ?, ?, ?, ?)", (case_id, now_ms, uid, int(row[0]), phase))
+        if concerns is not None:
+            await tx.execute("UPDATE cases SET concerns = ? WHERE id = ?", (json.dumps(concerns), case_id))
+        if risk:
+            await tx.execute("UPDATE cases SET risk_level = ? WHERE id = ?", (risk, case_id))
+        if agencies is not None:
+            await tx.execute("UPDATE cases SET agencies = ? WHERE id = ?", (json.dumps(agencies), case_id))
+
+    @staticmethod
+    async def insert_note_txn(tx: Txn, case_id: int, uid: int, now_ms: int) -> int:
+        return await tx.execute("INSERT INTO case_notes (case_id, at_ms, uid, body) VALUES (?, ?, ?, x'')",
+                                (case_id, now_ms, uid))
+
+    @staticmethod
+    async def seal_note_txn(tx: Txn, note_id: int, body: bytes) -> None:
+        await tx.execute("UPDATE case_notes SET body = ? WHERE id = ?", (body, note_id))
+
+    async def notes(self, case_id: int) -> list[tuple[int, int, int, bytes]]:
+        rows = await self.db.fetchall("SELECT id, at_ms, uid, body FROM case_notes WHERE case_id = ? ORDER BY id",
+                                      (case_id,))
+        return [(int(r[0]), int(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+
+    async def phase_changes(self, case_id: int) -> list[tuple[int, int, int, int]]:
+        rows = await self.db.fetchall(
+            "SELECT at_ms, uid, from_phase, to_phase FROM phase_changes WHERE case_id = ? ORDER BY id", (case_id,))
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    async def data_key_of_case(self, case_id: int) -> int:
+        row = await self.db.fetchone("SELECT s.data_key_id FROM cases c JOIN subjects s ON s.id = c.subject_id"
+                                     " WHERE c.id = ?", (case_id,))
+        assert row is not None
+        return int(row[0])
+
     # -- closure, retention, erasure -----------------------------------
     async def close_case(self, case_id: int, now_ms: int, retain_until_ms: int) -> bool:
         async def op(tx: Txn) -> bool:
@@ -353,6 +404,7 @@ class NodeStore:
                          " birth_date = x'', address = x'', pseudonym = x'' WHERE id = ?", (subject_id,))
         await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
         await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
+        await tx.execute("DELETE FROM case_notes WHERE case_id = ?", (case_id,))
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
                          " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))

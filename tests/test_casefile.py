@@ -130,3 +130,24 @@ async def test_subject_export_gives_everything_held_and_is_logged(nodes: NodeFac
     assert doc["sent_summaries"] == []
     log = (await local(gent, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest()))).access_log.entries
     assert [e.purpose for e in log] == [local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST]
+
+
+async def test_phase_changes_are_dated_and_notes_are_sealed_and_logged(nodes: NodeFactory) -> None:
+    gent = await nodes.start("gent", 1)
+    case_id = await _open(gent, PERSON)
+    await local(gent, local_pb2.LocalRequest(case_update=local_pb2.CaseUpdateRequest(
+        case_id=case_id, phase=summary_pb2.PHASE_PRE_ANALYSIS, note="Gesprek met Kanarie op school")))
+    with pytest.raises(LocalApiError) as closing:
+        await local(gent, local_pb2.LocalRequest(case_update=local_pb2.CaseUpdateRequest(
+            case_id=case_id, phase=summary_pb2.PHASE_CLOSED)))
+    assert closing.value.remote_code == "use_close"
+    db = gent.config.database
+    files = {db, Path(f"{db}-wal"), Path(f"{db}-shm")}
+    assert [h for h in scan(db.parent, {"note": b"Gesprek met"}) if h[0] in files] == []  # sealed at rest
+    shown = (await _show(gent, case_id)).case_show
+    assert [n.text for n in shown.notes] == ["Gesprek met Kanarie op school"] and shown.status == "open"
+    [change] = shown.history
+    assert (change.from_phase, change.to_phase, change.uid) == (
+        summary_pb2.PHASE_FOLLOW_UP, summary_pb2.PHASE_PRE_ANALYSIS, os.getuid())
+    log = (await local(gent, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest()))).access_log.entries
+    assert "notes" in log[-1].fields

@@ -79,3 +79,13 @@ async def test_a_move_alert_is_returned_with_a_suggestion_and_nothing_of_it_stay
     await eventually(lambda: _outcome(gent, "returned"))
     items = (await local(gent, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest()))).outbox_list.items
     assert "antwerpen suggests NIS 24062" in items[-1].detail
+
+
+@pytest.mark.parametrize("nis", [23077, 23088, 23027])
+async def test_an_intermunicipal_livc_receives_alerts_for_each_municipality_it_serves(
+        broker: BrokerServer, nodes: NodeFactory, nis: int) -> None:
+    gent = await nodes.start("gent", broker.port)
+    zennevallei = await nodes.start("livc-zennevallei", broker.port)
+    sent = await open_and_alert(gent, NRN, nis=nis)
+    assert sent.status == local_pb2.OUTBOX_STATUS_ACCEPTED and sent.recipient == "livc-zennevallei", sent
+    await eventually(lambda: _arrived(zennevallei))

@@ -517,28 +517,131 @@ class CaseShowRequest(_message.Message):
 Global___CaseShowRequest: _TypeAlias = CaseShowRequest  # noqa: Y015
 
 @_typing.final
+class CaseNote(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    uid: _builtins.int
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        uid: _builtins.int = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "text", b"text", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseNote: _TypeAlias = CaseNote  # noqa: Y015
+
+@_typing.final
+class PhaseChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    FROM_PHASE_FIELD_NUMBER: _builtins.int
+    TO_PHASE_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    uid: _builtins.int
+    from_phase: _summary_pb2.Phase.ValueType
+    to_phase: _summary_pb2.Phase.ValueType
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        uid: _builtins.int = ...,
+        from_phase: _summary_pb2.Phase.ValueType = ...,
+        to_phase: _summary_pb2.Phase.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "from_phase", b"from_phase", "to_phase", b"to_phase", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseChange: _TypeAlias = PhaseChange  # noqa: Y015
+
+@_typing.final
 class CaseShowResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_FIELD_NUMBER: _builtins.int
     IDENTITY_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
     @_builtins.property
     def case(self) -> Global___CaseInfo: ...
     @_builtins.property
     def identity(self) -> Global___Identity: ...
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseNote]: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseChange]: ...
     def __init__(
         self,
         *,
         case: Global___CaseInfo | None = ...,
         identity: Global___Identity | None = ...,
+        notes: _abc.Iterable[Global___CaseNote] | None = ...,
+        history: _abc.Iterable[Global___PhaseChange] | None = ...,
+        status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "identity", b"identity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "history", b"history", "identity", b"identity", "notes", b"notes", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseShowResponse: _TypeAlias = CaseShowResponse  # noqa: Y015
+
+@_typing.final
+class CaseUpdateRequest(_message.Message):
+    """Change a case's phase (dated, by whom), or its concerns, risk level and agencies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    CONCERNS_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.int
+    phase: _summary_pb2.Phase.ValueType
+    risk_level: _summary_pb2.RiskLevel.ValueType
+    note: _builtins.str
+    """A note to add (read from stdin, a prompt or a file by the CLI; stored encrypted)."""
+    @_builtins.property
+    def concerns(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.ConcernCategory.ValueType]: ...
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.AgencyRole.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.int = ...,
+        phase: _summary_pb2.Phase.ValueType = ...,
+        concerns: _abc.Iterable[_summary_pb2.ConcernCategory.ValueType] | None = ...,
+        risk_level: _summary_pb2.RiskLevel.ValueType = ...,
+        agencies: _abc.Iterable[_summary_pb2.AgencyRole.ValueType] | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "case_id", b"case_id", "concerns", b"concerns", "note", b"note", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseUpdateRequest: _TypeAlias = CaseUpdateRequest  # noqa: Y015
 
 @_typing.final
 class CaseListRequest(_message.Message):
@@ -1198,6 +1301,7 @@ class LocalRequest(_message.Message):
     SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
     HANDOVER_FIELD_NUMBER: _builtins.int
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
+    CASE_UPDATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1238,6 +1342,8 @@ class LocalRequest(_message.Message):
     def handover(self) -> Global___HandoverRequest: ...
     @_builtins.property
     def inbox_decide(self) -> Global___InboxDecisionRequest: ...
+    @_builtins.property
+    def case_update(self) -> Global___CaseUpdateRequest: ...
     def __init__(
         self,
         *,
@@ -1261,12 +1367,13 @@ class LocalRequest(_message.Message):
         subject_export: Global___SubjectExportRequest | None = ...,
         handover: Global___HandoverRequest | None = ...,
         inbox_decide: Global___InboxDecisionRequest | None = ...,
+        case_update: Global___CaseUpdateRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -1313,6 +1420,7 @@ class LocalResponse(_message.Message):
     ERASURE_FIELD_NUMBER: _builtins.int
     SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
+    CASE_UPDATE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1345,6 +1453,8 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def inbox_decide(self) -> Global___InboxDecisionResponse: ...
     @_builtins.property
+    def case_update(self) -> Global___CaseInfo: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1364,13 +1474,14 @@ class LocalResponse(_message.Message):
         erasure: Global___ErasureResponse | None = ...,
         subject_export: Global___SubjectExportResponse | None = ...,
         inbox_decide: Global___InboxDecisionResponse | None = ...,
+        case_update: Global___CaseInfo | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
