@@ -89,3 +89,25 @@ async def test_an_intermunicipal_livc_receives_alerts_for_each_municipality_it_s
     sent = await open_and_alert(gent, NRN, nis=nis)
     assert sent.status == local_pb2.OUTBOX_STATUS_ACCEPTED and sent.recipient == "livc-zennevallei", sent
     await eventually(lambda: _arrived(zennevallei))
+
+
+async def test_a_move_alert_is_accepted_and_a_handover_returned(broker: BrokerServer, nodes: NodeFactory) -> None:
+    """The other two of the four paths: accept for a move alert, return for a handover."""
+    gent = await nodes.start("gent", broker.port)
+    jh = await nodes.start("jh-antwerpen", broker.port, kind=OrgKind.JUSTICE_HOUSE)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    await open_and_alert(gent, NRN)
+    case = await local(jh, local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+        identity=local_pb2.Identity(national_number="93.05.18-223.61", given_names="C", family_name="D"),
+        phase=summary_pb2.PHASE_FOLLOW_UP)))
+    await local(jh, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
+        case_id=case.case_open.case_id, destination_nis=11002, expected_year=2027, expected_month=1)))
+    await eventually(lambda: _arrived(antwerpen, 2))
+    by_kind = {r.kind: r for r in await inbox_rows(antwerpen)}
+    assert (await _identify(antwerpen)).matched_item_ids == [by_kind["alert.move"].id]
+    accepted = await _decide(antwerpen, by_kind["alert.move"].id)
+    assert accepted.case_id > 0
+    returned = await _decide(antwerpen, by_kind["handover"].id, return_it=True)
+    assert returned.status == "returned"
+    await eventually(lambda: _outcome(gent, "accepted"))
+    await eventually(lambda: _outcome(jh, "returned"))
