@@ -269,7 +269,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             wake.clear()
             window.freed.clear()
             room = window.room()
-            batch = await self._service.store.pending(org, last, min(DELIVERY_BATCH, room)) if room > 0 else []
+            batch = (await self._service.store.pending(org, last, min(DELIVERY_BATCH, room), self._service.now())
+                     if room > 0 else [])
             if batch:
                 # Revocation takes effect on open streams too: re-check before every batch.
                 await self._authenticate(context)

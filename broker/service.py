@@ -106,6 +106,9 @@ class BrokerService:
         self._clock = clock
         self.queue_limit = queue_limit
 
+    def now(self) -> int:
+        return self._clock()
+
     async def send(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.SendResponse:
         """Decide on one envelope from an authenticated organisation; every outcome is a log leaf."""
         [response] = await self.send_batch(origin, [raw])
@@ -250,7 +253,10 @@ class BrokerService:
     async def _accepted(self, opened: envelope.OpenedEnvelope, rule_id: str,
                         commit: asyncio.Future[Any]) -> broker_pb2.SendResponse:
         body = opened.body
-        (stored, index, leaf), head = await commit
+        result, head = await commit
+        if isinstance(result, QueueFull):
+            raise result
+        stored, index, leaf = result
         if not stored:  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",

@@ -16,6 +16,7 @@ from pathlib import Path
 from olievlek import faults
 from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
+from olievlek.clock import now_ms as clock_now
 from olievlek.store import Database, Txn
 
 SCHEMA_VERSION = 5  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
@@ -112,6 +113,8 @@ def _decision_params(r: DecisionRecord) -> tuple[object, ...]:
 
 
 NEVER = 1 << 62  # the deadline of items that do not expire (expiry notices)
+# Delivery stops at the deadline; expiry waits this much longer, for acks already on their way.
+EXPIRY_GRACE_MS = 120_000
 
 
 async def _enqueue(tx: Txn, recipient: str, item: str, sender: str, key: str, rule_id: str, payload: bytes,
@@ -160,13 +163,14 @@ class SqliteBrokerStore:
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
-                         queue_limit: int) -> tuple[bytes, int, tuple[bytes, bytes] | None]:
+                         queue_limit: int) -> tuple[bytes, int, tuple[bytes, bytes] | None] | QueueFull:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
         Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
         with the same key committed first, its response and leaf are returned and nothing is
-        queued twice; with another body, (b"", -1, None). Raises QueueFull (before anything is written) when a
-        recipient's queue is at ``queue_limit``.
+        queued twice; with another body, (b"", -1, None). A recipient's queue at ``queue_limit`` returns
+        (not raises: a raising op would make the group committer redo the whole batch) a QueueFull,
+        before anything is written.
         """
         prior = await tx.fetchone(
             "SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
@@ -177,7 +181,7 @@ class SqliteBrokerStore:
         for recipient in record.recipients:
             row = await tx.fetchone("SELECT depth FROM recipients WHERE recipient = ?", (recipient,))
             if row is not None and int(row[0]) >= queue_limit:
-                raise QueueFull(recipient, int(row[0]), queue_limit)
+                return QueueFull(recipient, int(row[0]), queue_limit)
         index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
         faults.point("broker.after_leaf_append")
         await tx.execute(
@@ -198,10 +202,13 @@ class SqliteBrokerStore:
         await tx.execute(_INSERT_DECISION, _decision_params(record))
         return index, (salt, data)
 
-    async def pending(self, recipient: str, after_seq: int, limit: int) -> list[Queued]:
+    async def pending(self, recipient: str, after_seq: int, limit: int, now_ms: int | None = None) -> list[Queued]:
+        """Undelivered items in sequence order; an envelope past its deadline is not delivered any more
+        (it waits for the expiry sweep), so an expiry never races a delivery still in flight."""
         rows = await self._db.fetchall(
-            "SELECT seq, item, payload, leaf_index FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (recipient, after_seq, limit),
+            "SELECT seq, item, payload, leaf_index FROM queue WHERE recipient = ? AND seq > ? AND expires_ms > ?"
+            " ORDER BY seq LIMIT ?",
+            (recipient, after_seq, clock_now() if now_ms is None else now_ms, limit),
         )
         return [Queued(int(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
 
@@ -223,11 +230,11 @@ class SqliteBrokerStore:
         return True
 
     async def due(self, now_ms: int, limit: int) -> list[Due]:
-        """Envelopes whose delivery deadline has passed, oldest deadline first."""
+        """Envelopes past their delivery deadline by more than the grace an in-flight ack may need."""
         rows = await self._db.fetchall(
             "SELECT recipient, seq, sender, idem_key, rule_id, enqueued_ms FROM queue"
             " WHERE item = 'envelope' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
-            (now_ms, limit),
+            (now_ms - EXPIRY_GRACE_MS, limit),
         )
         return [Due(r[0], int(r[1]), r[2], r[3], r[4], int(r[5])) for r in rows]
 

@@ -164,6 +164,9 @@ class NodeHandlers:
         key = wire.new_token()
 
         async def op(tx: Txn) -> int:
+            # Checked again inside the transaction: an erasure that committed first leaves nothing to send.
+            if not await self.store.case_is_open_txn(tx, case_id):
+                raise RequestError("unknown_case", f"case {case_id} was erased")
             return await self.store.add_intent_txn(tx, key, kind, dest.id, rule_id, intent, now_ms())
 
         outbox_id = await self.store.writer.write(op)

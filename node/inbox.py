@@ -40,18 +40,20 @@ class Inbox:
         self._metrics = metrics or Metrics("node")
 
     async def accept(self, downs: list[broker_pb2.SubscribeDown]) -> list[broker_pb2.Ack]:
-        """Acks for the items handled (in order); an item without a valid proof gets none (redelivered)."""
+        """Acks for the items handled, strictly in delivery order; an item without a valid proof gets none
+        (it is redelivered). Plain deliveries are stored together; an erasure notice or item status first
+        flushes what came before it, so a notice never overtakes the alert it erases."""
         now = now_ms()
         acks: list[broker_pb2.Ack | None] = []
-        store: list[tuple[int, int, NewDelivery]] = []  # (position, seq, delivery)
+        store: list[tuple[int, int, NewDelivery]] = []  # (position, seq, delivery) not yet stored
         for down in downs:
             which = down.WhichOneof("msg")
             if which == "delivery":
                 item = await self._verify(down.delivery, now)
-                if isinstance(item, NewDelivery) and item.kind == "erasure.notice":
-                    acks.append(await self._erase(down.delivery.seq, item, now))
-                elif isinstance(item, NewDelivery) and item.kind == "item.status":
-                    acks.append(await self._status(down.delivery.seq, item, now))
+                if isinstance(item, NewDelivery) and item.kind in ("erasure.notice", "item.status"):
+                    await self._store_batch(store, acks, now)
+                    handle = self._erase if item.kind == "erasure.notice" else self._status
+                    acks.append(await handle(down.delivery.seq, item, now))
                 elif isinstance(item, NewDelivery):
                     store.append((len(acks), down.delivery.seq, item))
                     acks.append(None)
@@ -59,16 +61,22 @@ class Inbox:
                     acks.append(item)
             elif which == "expired":
                 acks.append(await self._expired(down.expired))
-        fresh = await self._store.store_deliveries([d for _, _, d in store], now) if store else []
+        await self._store_batch(store, acks, now)
+        return [a for a in acks if a is not None]
+
+    async def _store_batch(self, store: list[tuple[int, int, NewDelivery]], acks: list[broker_pb2.Ack | None],
+                           now: int) -> None:
+        if not store:
+            return
+        fresh = await self._store.store_deliveries([d for _, _, d in store], now)
         for (position, seq, d), new in zip(store, fresh, strict=True):
             outcome = broker_pb2.ACK_OUTCOME_STORED if new else broker_pb2.ACK_OUTCOME_DUPLICATE
             acks[position] = broker_pb2.Ack(seq=seq, outcome=outcome)
             (self._metrics.deliveries if new else self._metrics.duplicates).inc()
             if not new:
                 log.info("delivery.duplicate", seq=seq, sender=d.sender, kind=d.kind)
-        if store:
-            log.info("delivery.stored", count=sum(fresh), duplicates=len(fresh) - sum(fresh))
-        return [a for a in acks if a is not None]
+        log.info("delivery.stored", count=sum(fresh), duplicates=len(fresh) - sum(fresh))
+        store.clear()
 
     async def _verify(self, delivery: broker_pb2.Delivery, now: int) -> NewDelivery | broker_pb2.Ack:
         try:
@@ -86,11 +94,12 @@ class Inbox:
         holder = summary if summary is not None else opened.payload
         pseudonym = bytes(getattr(holder, "subject_pseudonym", b""))
         return NewDelivery(opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope,
-                           pseudonym)
+                           pseudonym, opened.body.created_at_ms)
 
     async def _erase(self, seq: int, notice: NewDelivery, now: int) -> broker_pb2.Ack:
         """An erasure notice: erase what its sender sent about the pseudonym, keep tombstones, ack."""
-        fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym, now)
+        fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym,
+                                                        notice.created_ms, now)
         log.info("erasure.applied" if fresh else "erasure.duplicate", sender=notice.sender, items=erased, seq=seq)
         return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
                               else broker_pb2.ACK_OUTCOME_DUPLICATE)
@@ -111,8 +120,11 @@ class Inbox:
                   "key": notice.idempotency_key}
         try:
             await self._audit.check(notice.audit, expect)
-        except (VerificationError, TransportError):
-            return None  # logged by the checker; the broker redelivers the notice on the next stream
+        except TransportError:
+            return None  # the broker is unreachable for the check: it redelivers the notice on the next stream
+        except VerificationError as exc:
+            # Logged as an alarm by the checker; refused for good so it cannot hold a window slot forever.
+            return await self._reject(notice.seq, "bad_expiry_proof", exc.message, now_ms())
         known = await self._store.expire_outbox(
             notice.idempotency_key, notice.recipient,
             f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}")

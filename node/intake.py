@@ -66,6 +66,10 @@ class Intake:
         contact = org.contacts[0].id if org and org.contacts else ""
 
         async def op(tx: Txn) -> int:
+            # Checked again inside the transaction: a concurrent decision on the same item loses here.
+            key = await store.decide_item_txn(tx, item.id, "returned" if req.return_it else "accepted", None, now)
+            if key is None:
+                raise RequestError("already_decided", f"item {item.id} was decided meanwhile")
             case_id = 0
             if not req.return_it:
                 today = dt.date.today()
@@ -73,8 +77,7 @@ class Intake:
                 case_id = await store.insert_case_txn(
                     tx, item.subject_id, summary_pb2.PHASE_PRE_ANALYSIS, list(summary.concerns), summary.risk_level,
                     list(summary.agencies), contact, today.year, today.month, "default")
-            key = await store.decide_item_txn(tx, item.id, "returned" if req.return_it else "accepted",
-                                              case_id or None, now)
+                await tx.execute("UPDATE inbox SET case_id = ? WHERE id = ?", (case_id, item.id))
             await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
                                        {"item_key": key, "outcome": outcome, "nis": req.suggested_nis}, now)
             return case_id

@@ -109,12 +109,16 @@ class OutboxSender:
             self._stopped.set()
 
     async def _drain(self) -> bool:
-        """Build queued intents, then send every pending row; False when something must wait."""
+        """Build queued intents, then send every pending row once; False when something must wait.
+
+        Rows that wait (a full queue, a proof to re-check) do not block the rows behind them: the
+        pass goes on past them, and they are retried on the next pass after a backoff."""
         await self._seal_intents()
+        after, waiting = 0, False
         while not self._stopping:
-            rows = await self._store.outbox_rows("pending", BATCH)
+            rows = await self._store.outbox_rows("pending", BATCH, after)
             if not rows:
-                return True
+                return not waiting
             try:
                 responses = await self._client.send_batch([r.envelope or b"" for r in rows], SEND_DEADLINE_S)
             except TransportError as exc:
@@ -122,9 +126,9 @@ class OutboxSender:
                 self._metrics.sends.labels(decision="retry").inc(len(rows))
                 log.warning("outbox.retry", entries=len(rows), error=exc.message)
                 return False
-            if not await self._record(rows, responses):
-                return False
-        return True
+            waiting |= not await self._record(rows, responses)
+            after = rows[-1].id
+        return not waiting
 
     async def _seal_intents(self) -> None:
         while rows := await self._store.outbox_rows("queued", BATCH):

@@ -63,6 +63,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS erasures (
         case_id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, reason INTEGER NOT NULL, uid INTEGER NOT NULL,
         notified TEXT NOT NULL)""",
+    # At a recipient: the holder erased a pseudonym at this time; an item about it that the holder
+    # created earlier and that arrives late (a retry) is not stored. Kept like a tombstone.
+    """CREATE TABLE IF NOT EXISTS erased_pseudonyms (
+        sender TEXT NOT NULL, pseudonym BLOB NOT NULL, erased_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (sender, pseudonym))""",
     # At a recipient: an erasure notice applied (which sender, how many items; no pseudonym).
     """CREATE TABLE IF NOT EXISTS received_erasures (
         id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, at_ms INTEGER NOT NULL, items INTEGER NOT NULL)""",
@@ -148,7 +153,7 @@ class OutboxRow:
 
 _OUTBOX_SELECT = ("SELECT id, idem_key, kind, recipient, rule_id, intent, envelope, status, attempts, response,"
                   " detail, created_ms, outcome FROM outbox")
-_OUTBOX_BY_STATUS = _OUTBOX_SELECT + " WHERE status = ? ORDER BY id LIMIT ?"
+_OUTBOX_BY_STATUS = _OUTBOX_SELECT + " WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
 _OUTBOX_ALL = _OUTBOX_SELECT + " ORDER BY id"
 _OUTBOX_ONE = _OUTBOX_SELECT + " WHERE id = ?"
 
@@ -167,6 +172,7 @@ class NewDelivery:
     kind: str
     envelope: bytes
     pseudonym: bytes
+    created_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +423,8 @@ class NodeStore:
         await tx.execute("INSERT INTO erasures (case_id, at_ms, reason, uid, notified) VALUES (?, ?, ?, ?, ?)",
                          (case_id, now_ms, reason, uid, ",".join(notified)))
 
-    async def apply_erasure(self, sender: str, idem_key: str, pseudonym: bytes, now_ms: int) -> tuple[bool, int]:
+    async def apply_erasure(self, sender: str, idem_key: str, pseudonym: bytes, erased_at_ms: int,
+                            now_ms: int) -> tuple[bool, int]:
         """At a recipient: erase what ``sender`` sent about ``pseudonym`` (tombstones stay).
 
         Returns (fresh, items erased); a redelivered notice is not fresh and erases nothing more.
@@ -434,6 +441,8 @@ class NodeStore:
                 await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
+            await tx.execute("INSERT OR REPLACE INTO erased_pseudonyms (sender, pseudonym, erased_at_ms)"
+                             " VALUES (?, ?, ?)", (sender, pseudonym, erased_at_ms))
             await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
                              (sender, now_ms, len(rows)))
             return True, len(rows)
@@ -446,10 +455,13 @@ class NodeStore:
         return InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) if r else None
 
     @staticmethod
-    async def decide_item_txn(tx: Txn, item_id: int, status: str, case_id: int | None, now_ms: int) -> str:
-        """Accept (keep, link the case) or return (erase, keep the tombstone) an inbox item; its key."""
-        row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ?", (item_id,))
-        assert row is not None
+    async def decide_item_txn(tx: Txn, item_id: int, status: str, case_id: int | None, now_ms: int) -> str | None:
+        """Accept (keep, link the case) or return (erase, keep the tombstone) an inbox item; its key,
+        or None when it was decided (or erased) meanwhile."""
+        row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ? AND status IN"
+                                " ('pending_identification', 'identified')", (item_id,))
+        if row is None:
+            return None
         if status == "returned":  # not ours: nothing of it stays but the tombstone
             await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (row[0], row[1], now_ms))
@@ -501,6 +513,11 @@ class NodeStore:
 
     # -- outbox ---------------------------------------------------------
     @staticmethod
+    async def case_is_open_txn(tx: Txn, case_id: int) -> bool:
+        row = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
+        return row is not None and row[0] != "erased"
+
+    @staticmethod
     async def add_intent_txn(tx: Txn, idem_key: str, kind: str, recipient: str, rule_id: str,
                              intent: dict[str, Any], now_ms: int) -> int:
         """The intent to send, in the caller's transaction (the business change that causes it)."""
@@ -510,8 +527,8 @@ class NodeStore:
             (idem_key, kind, recipient, rule_id, json.dumps(intent, sort_keys=True), now_ms),
         )
 
-    async def outbox_rows(self, status: str, limit: int = 1000) -> list[OutboxRow]:
-        rows = await self.db.fetchall(_OUTBOX_BY_STATUS, (status, limit))
+    async def outbox_rows(self, status: str, limit: int = 1000, after_id: int = 0) -> list[OutboxRow]:
+        rows = await self.db.fetchall(_OUTBOX_BY_STATUS, (status, after_id, limit))
         return [_outbox_row(r) for r in rows]
 
     async def all_outbox(self) -> list[OutboxRow]:
@@ -581,8 +598,10 @@ class NodeStore:
             for d in items:
                 seen = await tx.fetchone(
                     "SELECT 1 FROM inbox WHERE sender = ? AND idem_key = ?"
-                    " UNION ALL SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?",
-                    (d.sender, d.idem_key, d.sender, d.idem_key))
+                    " UNION ALL SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?"
+                    " UNION ALL SELECT 1 FROM erased_pseudonyms WHERE sender = ? AND pseudonym = ?"
+                    " AND erased_at_ms >= ?",
+                    (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym, d.created_ms))
                 if seen is None:
                     await tx.execute(
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"

@@ -151,6 +151,11 @@ async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path)
         assert not lost, f"{sum(lost.values())} lost"
         assert not twice, f"{sum(twice.values())} applied twice"
         assert got == expected
+        for r in NIS:  # and in order: each sender's alerts reach each recipient in the order it committed them
+            arrived = [(sndr, k) for sndr, k in _received(fed, r)]
+            for sndr in NIS:
+                sent = [k for rcpt, k, _ in committed[sndr] if rcpt == r]
+                assert [k for s_, k in arrived if s_ == sndr] == sent, f"{sndr} -> {r} out of order"
         stored_acks = _rows(fed.broker_dir / "broker.sqlite", "SELECT COUNT(*) FROM acks WHERE outcome = 'stored'")
         assert int(stored_acks[0][0]) <= sum(expected.values())  # a 'stored' ack means applied: never more
     finally:

@@ -105,7 +105,10 @@ async def test_an_undelivered_alert_expires_and_the_sender_node_shows_it(
         assert sent.status == local_pb2.OUTBOX_STATUS_ACCEPTED
         assert broker.service is not None
         assert await broker.service.expire_due() == 0  # not yet
-        clock.offset_ms = 721 * 3_600_000  # move-alert's time-to-live is 720 hours
+        clock.offset_ms = 720 * 3_600_000 + 60_000  # past move-alert's 720 hours, inside the 2 minutes' grace
+        assert await broker.service.store.pending("antwerpen", 0, 10, clock()) == []  # no longer delivered
+        assert await broker.service.expire_due() == 0  # but not expired while an ack may be on its way
+        clock.offset_ms = 721 * 3_600_000
         assert await broker.service.expire_due() == 1
 
         async def shown_expired() -> bool:
@@ -230,5 +233,41 @@ async def test_an_erased_item_is_not_brought_back_by_a_redelivery(
 
 
 async def _queue_empty(broker: BrokerServer) -> bool:
+    assert broker.service is not None
+    return await broker.service.store.pending("antwerpen", 0, 1) == []
+
+
+async def test_an_erasure_notice_never_overtakes_or_lets_in_the_alert_it_erases(
+        pki: Pki, broker: BrokerServer, nodes: NodeFactory) -> None:
+    """Alert then notice in one delivery batch: the alert is stored, then erased. An older alert about the
+    erased pseudonym that arrives after the notice (a late retry) is not stored."""
+    from olievlek.v1 import summary_pb2
+
+    from .envelopes import PSEUDONYM, summary
+
+    s = signer(pki, "gent")
+    now = int(time.time() * 1000)
+    late = seal_bytes(wire.encode(body(key="late", created_at_ms=now - 60_000)), s)
+    alert = seal_bytes(wire.encode(body(key="alert", created_at_ms=now - 30_000)), s)
+    notice = seal_bytes(wire.encode(envelope_pb2.EnvelopeBody(
+        idempotency_key="notice", kind=envelope_pb2.MESSAGE_KIND_ERASURE_NOTICE, sender="gent",
+        recipients=["antwerpen"], purpose=envelope_pb2.PURPOSE_ERASURE_PROPAGATION, rule_id="erasure-notice",
+        created_at_ms=now, erasure_notice=summary_pb2.ErasureNotice(
+            subject_pseudonym=PSEUDONYM, reason=summary_pb2.ERASURE_REASON_RETENTION_ENDED))), s)
+    assert summary().subject_pseudonym == PSEUDONYM
+    assert broker.service is not None
+    store = broker.service.store
+    async with store.db.transaction() as tx:  # queued while Antwerpen is offline: one batch on reconnect
+        await store.seed_txn(tx, "antwerpen", "gent", [("alert", alert), ("notice", notice), ("late", late)], now,
+                             NEVER)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    await eventually(lambda: _queue_drained(broker))
+    assert await inbox_rows(antwerpen) == []
+    assert antwerpen._store is not None
+    acks = await store.db.fetchall("SELECT seq, outcome FROM acks WHERE recipient = 'antwerpen' ORDER BY seq")
+    assert acks == [(1, "stored"), (2, "stored"), (3, "duplicate")]  # the late one is refused as erased
+
+
+async def _queue_drained(broker: BrokerServer) -> bool:
     assert broker.service is not None
     return await broker.service.store.pending("antwerpen", 0, 1) == []
