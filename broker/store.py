@@ -148,7 +148,7 @@ class SqliteBrokerStore:
 
     @classmethod
     async def open(cls, path: Path) -> SqliteBrokerStore:
-        return cls(await Database.open(path, SCHEMA))
+        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION))
 
     @property
     def db(self) -> Database:

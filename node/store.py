@@ -196,7 +196,7 @@ class NodeStore:
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
-        store = cls(await Database.open(path, SCHEMA, secure_delete=True))
+        store = cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, secure_delete=True))
         store.writer.start()
         return store
 

@@ -69,14 +69,22 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path, schema: Iterable[str], *, secure_delete: bool = False) -> Database:
+    async def open(cls, path: Path, schema: Iterable[str], *, version: int = 0,
+                   secure_delete: bool = False) -> Database:
         """Open (creating) the file; ``secure_delete`` overwrites deleted content with zeros, for
-        stores that erase personal data."""
+        stores that erase personal data.
+
+        ``version`` is the schema version this build writes (kept in ``PRAGMA user_version``): a file
+        of another version is refused with a clear error rather than half-used (there are no
+        migrations yet).
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         db = cls(await cls._connect(path), path)
         try:
             if secure_delete:
                 await db._conn.execute("PRAGMA secure_delete=ON")
+            if version:
+                await db._check_version(version)
             async with db.transaction() as tx:
                 for stmt in schema:
                     await tx.execute(stmt)
@@ -85,6 +93,17 @@ class Database:
             await db._conn.close()
             raise
         return db
+
+    async def _check_version(self, version: int) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            found = int((await cur.fetchone() or (0,))[0])
+        async with self._conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") as cur:
+            tables = int((await cur.fetchone() or (0,))[0])
+        if found == 0 and tables == 0:
+            await self._conn.execute(f"PRAGMA user_version = {int(version)}")
+        elif found != version:
+            raise ConfigError(f"{self.path}: database schema version {found or 'unversioned'}, this build uses "
+                              f"version {version}; there is no migration yet: keep the old build or start afresh")
 
     @staticmethod
     async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:

@@ -53,7 +53,7 @@ class PseudonymiserStore:
 
     @classmethod
     async def open(cls, path: Path) -> PseudonymiserStore:
-        return cls(await Database.open(path, SCHEMA))
+        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION))
 
     async def active_share(self, domain: int) -> Share | None:
         row = await self.db.fetchone(

@@ -271,3 +271,12 @@ async def test_an_erasure_notice_never_overtakes_or_lets_in_the_alert_it_erases(
 async def _queue_drained(broker: BrokerServer) -> bool:
     assert broker.service is not None
     return await broker.service.store.pending("antwerpen", 0, 1) == []
+
+
+async def test_a_database_of_another_schema_version_is_refused_clearly(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "v.sqlite", ["CREATE TABLE t (n INTEGER)"], version=3)
+    await db.close()
+    with pytest.raises(ConfigError, match="schema version 3, this build uses version 4"):
+        await Database.open(tmp_path / "v.sqlite", [], version=4)
+    reopened = await Database.open(tmp_path / "v.sqlite", [], version=3)  # the same version opens
+    await reopened.close()
