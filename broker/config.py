@@ -24,6 +24,8 @@ class BrokerConfig:
     metrics_listen: str | None = None  # e.g. 127.0.0.1:9464 for Prometheus; off when absent
     # Flow control: at most this many undelivered items per recipient; more is refused (QUEUE_FULL).
     max_queue_per_recipient: int = 10_000
+    # ... and at most this many of them from one sender, so no organisation can fill another's queue.
+    max_queue_per_sender: int = 2_000
     # How often expired deliveries are looked for (their time-to-live comes from the rule).
     expiry_interval_s: float = 30.0
     # Keepalive pings are allowed this often; must not exceed the nodes' keepalive interval,
@@ -43,6 +45,7 @@ class BrokerConfig:
             audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
             metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
             max_queue_per_recipient=int(doc.get("max_queue_per_recipient", 10_000)),
+            max_queue_per_sender=int(doc.get("max_queue_per_sender", 2_000)),
             expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
             min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
         )

@@ -335,6 +335,7 @@ class BrokerServer:
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
             metrics=self.metrics, queue_limit=cfg.max_queue_per_recipient, clock=self._clock,
+            share_limit=cfg.max_queue_per_sender,
         )
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))

@@ -73,8 +73,9 @@ class _Plan:
 
 
 def _queue_full(exc: QueueFull) -> Refused:
+    what = "from you for" if exc.sender_share else "for"
     return Refused(
-        f"the queue for {exc.recipient} holds {exc.depth} undelivered envelopes, its limit is {exc.limit}; "
+        f"the queue {what} {exc.recipient} holds {exc.depth} undelivered envelopes, its limit is {exc.limit}; "
         "nothing was queued, send again later",
         refusal_code=broker_pb2.REFUSAL_CODE_QUEUE_FULL, field="recipients",
     )
@@ -95,6 +96,7 @@ class BrokerService:
         clock: Callable[[], int] = now_ms,
         metrics: Metrics | None = None,
         queue_limit: int = 10_000,
+        share_limit: int = 2_000,
     ) -> None:
         self.metrics = metrics or Metrics("broker")
         self.store = store
@@ -105,6 +107,7 @@ class BrokerService:
         self._max_skew_ms = max_skew_ms
         self._clock = clock
         self.queue_limit = queue_limit
+        self.share_limit = share_limit
 
     def now(self) -> int:
         return self._clock()
@@ -161,10 +164,10 @@ class BrokerService:
                 "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
                 "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
-        encoded, limit = wire.encode(response), self.queue_limit
+        encoded, limit, share = wire.encode(response), self.queue_limit, self.share_limit
         return self.committer.enqueue(
             lambda tx, batch: self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                    opened.raw, record, meta, expires, limit))
+                                                    opened.raw, record, meta, expires, limit, share))
 
     async def _answer(self, origin: OrgIdentity, plan: _Plan, commit: asyncio.Future[Any] | None,
                       now: int) -> broker_pb2.SendResponse:

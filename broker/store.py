@@ -19,10 +19,10 @@ from olievlek.audit.log import Batch
 from olievlek.clock import now_ms as clock_now
 from olievlek.store import Database, Txn
 
-SCHEMA_VERSION = 5  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+SCHEMA_VERSION = 6  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
 #                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
 #                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
-#                       (envelope, expiry notice) with a delivery deadline
+#                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -37,6 +37,9 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (expires_ms) WHERE item = 'envelope'",
     """CREATE TABLE IF NOT EXISTS recipients (
         recipient TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, depth INTEGER NOT NULL)""",
+    # Each sender's share of a recipient's queue: one organisation cannot fill another's queue alone.
+    """CREATE TABLE IF NOT EXISTS queue_shares (
+        recipient TEXT NOT NULL, sender TEXT NOT NULL, depth INTEGER NOT NULL, PRIMARY KEY (recipient, sender))""",
     """CREATE TABLE IF NOT EXISTS decisions (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,
         kind TEXT NOT NULL, rule_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
@@ -94,12 +97,15 @@ class Due:
     enqueued_ms: int
 
 
-class QueueFull(Exception):
-    """A recipient's queue is at its limit (turned into a QUEUE_FULL refusal by the service)."""
+Accepted = tuple[bytes, int, tuple[bytes, bytes] | None]  # (response, leaf index, (salt, metadata) if new)
 
-    def __init__(self, recipient: str, depth: int, limit: int) -> None:
+
+class QueueFull(Exception):
+    """A recipient's queue, or one sender's share of it, is at its limit (a QUEUE_FULL refusal)."""
+
+    def __init__(self, recipient: str, depth: int, limit: int, sender_share: bool = False) -> None:
         super().__init__(recipient)
-        self.recipient, self.depth, self.limit = recipient, depth, limit
+        self.recipient, self.depth, self.limit, self.sender_share = recipient, depth, limit, sender_share
 
 
 _INSERT_DECISION = (
@@ -121,6 +127,8 @@ async def _enqueue(tx: Txn, recipient: str, item: str, sender: str, key: str, ru
                    at_ms: int, expires_ms: int, leaf_index: int) -> int:
     """Append to a recipient's queue under its next sequence number; returns that number."""
     await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)", (recipient,))
+    await tx.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, 1)"
+                     " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + 1", (recipient, sender))
     row = await tx.fetchone(
         "UPDATE recipients SET next_seq = next_seq + 1, depth = depth + 1 WHERE recipient = ? RETURNING next_seq - 1",
         (recipient,),
@@ -135,9 +143,11 @@ async def _enqueue(tx: Txn, recipient: str, item: str, sender: str, key: str, ru
     return seq
 
 
-async def _dequeue(tx: Txn, recipient: str, seq: int) -> None:
+async def _dequeue(tx: Txn, recipient: str, seq: int, sender: str) -> None:
     await tx.execute("DELETE FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
     await tx.execute("UPDATE recipients SET depth = depth - 1 WHERE recipient = ?", (recipient,))
+    await tx.execute("UPDATE queue_shares SET depth = depth - 1 WHERE recipient = ? AND sender = ?",
+                     (recipient, sender))
 
 
 class SqliteBrokerStore:
@@ -163,7 +173,7 @@ class SqliteBrokerStore:
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
-                         queue_limit: int) -> tuple[bytes, int, tuple[bytes, bytes] | None] | QueueFull:
+                         queue_limit: int, share_limit: int) -> Accepted | QueueFull:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
         Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
@@ -182,6 +192,10 @@ class SqliteBrokerStore:
             row = await tx.fetchone("SELECT depth FROM recipients WHERE recipient = ?", (recipient,))
             if row is not None and int(row[0]) >= queue_limit:
                 return QueueFull(recipient, int(row[0]), queue_limit)
+            row = await tx.fetchone("SELECT depth FROM queue_shares WHERE recipient = ? AND sender = ?",
+                                    (recipient, record.sender))
+            if row is not None and int(row[0]) >= share_limit:
+                return QueueFull(recipient, int(row[0]), share_limit, sender_share=True)
         index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
         faults.point("broker.after_leaf_append")
         await tx.execute(
@@ -219,7 +233,7 @@ class SqliteBrokerStore:
         row = await tx.fetchone("SELECT sender, item FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
         if row is None:
             return False
-        await _dequeue(tx, recipient, seq)
+        await _dequeue(tx, recipient, seq, row[0])
         await tx.execute(
             "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
             (seq, recipient, outcome, reason, at_ms),
@@ -248,7 +262,7 @@ class SqliteBrokerStore:
         row = await tx.fetchone("SELECT 1 FROM queue WHERE recipient = ? AND seq = ?", (due.recipient, due.seq))
         if row is None:
             return None
-        await _dequeue(tx, due.recipient, due.seq)
+        await _dequeue(tx, due.recipient, due.seq, due.sender)
         index, _salt, _meta = batch.append(meta, (due.sender, due.recipient), at_ms)
         await _enqueue(tx, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
         return index
@@ -269,6 +283,9 @@ class SqliteBrokerStore:
         )
         await tx.execute("UPDATE recipients SET next_seq = next_seq + ?, depth = depth + ? WHERE recipient = ?",
                          (len(items), len(items), recipient))
+        await tx.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, ?)"
+                         " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + ?",
+                         (recipient, sender, len(items), len(items)))
 
     async def queue_stats(self) -> list[tuple[str, int, int]]:
         """(recipient, undelivered count, oldest enqueued ms) per recipient with anything queued."""

@@ -5,6 +5,7 @@ a deep queue, tombstones."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -280,3 +281,22 @@ async def test_a_database_of_another_schema_version_is_refused_clearly(tmp_path:
         await Database.open(tmp_path / "v.sqlite", [], version=4)
     reopened = await Database.open(tmp_path / "v.sqlite", [], version=3)  # the same version opens
     await reopened.close()
+
+
+async def test_one_sender_cannot_fill_a_recipients_queue_alone(pki: Pki, tmp_path: Path, policy_dir: Path) -> None:
+    cfg = dataclasses.replace(broker_config(pki, tmp_path), max_queue_per_recipient=10, max_queue_per_sender=2)
+    broker = BrokerServer(cfg)
+    await broker.start()
+    try:
+        gent, leuven = signer(pki, "gent"), signer(pki, "leuven")
+        answers = [await send_envelope(pki, broker.port, seal_bytes(wire.encode(body(key=f"share{i}")), gent))
+                   for i in range(3)]
+        assert [a.WhichOneof("outcome") for a in answers] == ["receipt", "receipt", "refusal"]
+        assert "from you for antwerpen" in answers[2].refusal.detail and "limit is 2" in answers[2].refusal.detail
+        from .envelopes import summary
+
+        other_body = body(sender="leuven", key="other", summary_msg=summary(contact_id="leuven-livc"))
+        other = await send_envelope(pki, broker.port, seal_bytes(wire.encode(other_body), leuven), "leuven")
+        assert other.WhichOneof("outcome") == "receipt"  # another sender still gets through
+    finally:
+        await broker.stop(0)
