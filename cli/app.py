@@ -13,7 +13,7 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import ConfigError, OlievlekError
 
-from . import audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, retention_cmd, up, users
+from . import agreement_cmd, audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, retention_cmd, up, users
 from .console import err
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ app.add_typer(cases.handover_app, name="handover")
 app.add_typer(users.user_app, name="user")
 app.add_typer(retention_cmd.retention_app, name="retention")
 app.add_typer(retention_cmd.subject_app, name="subject")
+app.add_typer(agreement_cmd.agreement_app, name="agreement")
 app.command("up")(up.up)
 
 

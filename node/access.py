@@ -39,6 +39,7 @@ ALLOWED: dict[str, frozenset[int]] = {
     "user_list": frozenset({ADMINISTRATOR}),
     "case_close": frozenset({REGISSEUR}),
     "case_update": frozenset({REGISSEUR}),
+    "agreement": frozenset({REGISSEUR}),
     "retention_extend": frozenset({REGISSEUR}),
     "retention_due": frozenset({REGISSEUR, ADMINISTRATOR}),
     "retention_run": frozenset({REGISSEUR, ADMINISTRATOR}),

@@ -16,7 +16,8 @@ from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
 from olievlek.errors import ConfigError, InvalidIdentifier
-from olievlek.identity import OrgKind
+from olievlek.identity import ID_PATTERN, OrgKind
+from olievlek.kinds import PURPOSES
 from olievlek.normalise import PrfInput, fallback_input, nrn_input
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
@@ -248,6 +249,38 @@ class NodeHandlers:
         }
         log.info("subject.exported", case_id=row.id, uid=caller.uid)
         return local_pb2.SubjectExportResponse(document=json.dumps(doc, indent=2, sort_keys=True).encode())
+
+    async def agreement(self, caller: Caller, req: local_pb2.AgreementRequest) -> local_pb2.AgreementResponse:
+        """Record, withdraw or list a person's agreements on a case (kinds and purposes of the bundle)."""
+        a = req.agreement
+        if req.withdraw:
+            if not await self.store.withdraw_agreement(a.agreement_id, now_ms()):
+                raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
+            log.info("agreement.withdrawn", agreement=a.agreement_id, uid=caller.uid)
+        elif not req.list:
+            await self._visible_case(caller, a.case_id)
+            unknown = sorted(set(a.recipient_kinds) - {k.value for k in OrgKind} | set(a.purposes) - set(PURPOSES))
+            if unknown or not a.recipient_kinds or not a.purposes:
+                raise RequestError("bad_scope", f"give recipient kinds and purposes of the bundle; unknown: {unknown}")
+            if a.valid_until_ms <= now_ms():
+                raise RequestError("expired", "the agreement's validity must end in the future")
+            if not ID_PATTERN.fullmatch(a.evidence_ref):
+                raise RequestError("bad_evidence_ref", "the evidence reference must be a record id such as "
+                                   "gent-2026-0042, never free text")
+            agreement_id = await self.store.record_agreement(
+                a.case_id, sorted(set(a.recipient_kinds)), sorted(set(a.purposes)), a.valid_until_ms,
+                a.evidence_ref, caller.uid, now_ms())
+            log.info("agreement.recorded", agreement=agreement_id, case_id=a.case_id, uid=caller.uid)
+        case_id = a.case_id
+        if req.withdraw:
+            rows = await self.store.db.fetchall("SELECT case_id FROM agreements WHERE id = ?", (a.agreement_id,))
+            case_id = int(rows[0][0])
+        await self._visible_case(caller, case_id)
+        return local_pb2.AgreementResponse(agreements=[
+            local_pb2.Agreement(agreement_id=r[0], case_id=r[1], recipient_kinds=r[2].split(","),
+                                purposes=r[3].split(","), valid_until_ms=r[4], evidence_ref=r[5], recorded_ms=r[6],
+                                withdrawn_ms=r[7] or 0)
+            for r in await self.store.agreements(case_id)])
 
     async def case_list(self, caller: Caller) -> local_pb2.CaseListResponse:
         """Cases without identifying fields (nothing to log): all for a regisseur, else the assigned ones."""

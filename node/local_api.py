@@ -136,6 +136,8 @@ class LocalApi:
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
         if op == "case_update":
             return local_pb2.LocalResponse(case_update=await h.case_update(caller, request.case_update))
+        if op == "agreement":
+            return local_pb2.LocalResponse(agreement=await h.agreement(caller, request.agreement))
         if op == "handover":
             return local_pb2.LocalResponse(alert_move=await h.handover(request.handover))
         if op == "inbox_decide":

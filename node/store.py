@@ -22,7 +22,7 @@ SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
 #                       case status/closure/retention, retention_extensions, erasures, received_erasures;
 #                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items);
-#                       case_notes (sealed), phase_changes
+#                       case_notes (sealed), phase_changes, agreements
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -53,6 +53,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS case_notes (
         id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
         uid INTEGER NOT NULL, body BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS agreements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id),
+        recipient_kinds TEXT NOT NULL, purposes TEXT NOT NULL, valid_until_ms INTEGER NOT NULL,
+        evidence_ref TEXT NOT NULL, recorded_ms INTEGER NOT NULL, uid INTEGER NOT NULL, withdrawn_ms INTEGER)""",
     """CREATE TABLE IF NOT EXISTS phase_changes (
         id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
         uid INTEGER NOT NULL, from_phase INTEGER NOT NULL, to_phase INTEGER NOT NULL)""",
@@ -349,6 +353,29 @@ class NodeStore:
             "SELECT at_ms, uid, from_phase, to_phase FROM phase_changes WHERE case_id = ? ORDER BY id", (case_id,))
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
+    async def record_agreement(self, case_id: int, kinds: list[str], purposes: list[str], until_ms: int,
+                               evidence: str, uid: int, now_ms: int) -> int:
+        async def op(tx: Txn) -> int:
+            return await tx.execute(
+                "INSERT INTO agreements (case_id, recipient_kinds, purposes, valid_until_ms, evidence_ref,"
+                " recorded_ms, uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (case_id, ",".join(kinds), ",".join(purposes), until_ms, evidence, now_ms, uid))
+        return await self.writer.write(op)
+
+    async def withdraw_agreement(self, agreement_id: int, now_ms: int) -> bool:
+        async def op(tx: Txn) -> bool:
+            row = await tx.fetchone("SELECT 1 FROM agreements WHERE id = ? AND withdrawn_ms IS NULL", (agreement_id,))
+            if row is None:
+                return False
+            await tx.execute("UPDATE agreements SET withdrawn_ms = ? WHERE id = ?", (now_ms, agreement_id))
+            return True
+        return await self.writer.write(op)
+
+    async def agreements(self, case_id: int) -> list[tuple[Any, ...]]:
+        return await self.db.fetchall(
+            "SELECT id, case_id, recipient_kinds, purposes, valid_until_ms, evidence_ref, recorded_ms, withdrawn_ms"
+            " FROM agreements WHERE case_id = ? ORDER BY id", (case_id,))
+
     async def data_key_of_case(self, case_id: int) -> int:
         row = await self.db.fetchone("SELECT s.data_key_id FROM cases c JOIN subjects s ON s.id = c.subject_id"
                                      " WHERE c.id = ?", (case_id,))
@@ -411,6 +438,7 @@ class NodeStore:
         await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
         await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
         await tx.execute("DELETE FROM case_notes WHERE case_id = ?", (case_id,))
+        await tx.execute("DELETE FROM agreements WHERE case_id = ?", (case_id,))
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
                          " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))

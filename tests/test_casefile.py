@@ -151,3 +151,29 @@ async def test_phase_changes_are_dated_and_notes_are_sealed_and_logged(nodes: No
         summary_pb2.PHASE_FOLLOW_UP, summary_pb2.PHASE_PRE_ANALYSIS, os.getuid())
     log = (await local(gent, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest()))).access_log.entries
     assert "notes" in log[-1].fields
+
+
+async def test_agreements_are_recorded_scoped_and_withdrawn(nodes: NodeFactory) -> None:
+    import time as _time
+
+    gent = await nodes.start("gent", 1)
+    case_id = await _open(gent, PERSON)
+    until = int(_time.time() * 1000) + 86_400_000
+
+    def req(**kw: object) -> local_pb2.LocalRequest:
+        return local_pb2.LocalRequest(agreement=local_pb2.AgreementRequest(**kw))  # type: ignore[arg-type]
+
+    for bad, code in ((dict(recipient_kinds=["spy"], purposes=["hit_no_hit_check"]), "bad_scope"),
+                      (dict(recipient_kinds=["federal_liaison"], purposes=["hit_no_hit_check"],
+                            evidence_ref="Signed by Kanarie"), "bad_evidence_ref")):
+        with pytest.raises(LocalApiError) as refused:
+            await local(gent, req(agreement=local_pb2.Agreement(case_id=case_id, valid_until_ms=until,
+                                                                **{"evidence_ref": "gent-1", **bad})))
+        assert refused.value.remote_code == code and "Kanarie" not in refused.value.message
+    r = await local(gent, req(agreement=local_pb2.Agreement(
+        case_id=case_id, recipient_kinds=["federal_liaison"], purposes=["hit_no_hit_check"], valid_until_ms=until,
+        evidence_ref="gent-2026-0042")))
+    [a] = r.agreement.agreements
+    assert a.withdrawn_ms == 0 and list(a.purposes) == ["hit_no_hit_check"]
+    r = await local(gent, req(agreement=local_pb2.Agreement(agreement_id=a.agreement_id), withdraw=True))
+    assert r.agreement.agreements[0].withdrawn_ms > 0

@@ -160,3 +160,45 @@ def test_fallback_identity_matches_as_probable(tmp_path: Path) -> None:
             assert "probable: matched on names and birth date only" in r.stdout
         finally:
             fed.stop()
+
+
+def test_a_regisseur_runs_a_case_from_signal_to_erasure_with_the_cli_alone() -> None:
+    from olievlek.cli.federation import NodeSpec
+
+    with tempfile.TemporaryDirectory(prefix="olv-life-") as d:
+        fed = Federation(Path(d), nodes=(NodeSpec("gent"), NodeSpec("antwerpen")))
+        fed.create()
+        fed.start()
+        try:
+            gent = str(fed.socket("gent"))
+
+            def ok(*args: str, stdin: str | None = None) -> str:
+                r = cli(*args, "--socket", gent, stdin=stdin)
+                assert r.returncode == 0, (args, r.stdout + r.stderr)
+                return r.stdout
+
+            assert "case 1 opened" in ok("case", "open", "--phase", "signal", "--concern", "left-wing",
+                                         stdin=json.dumps(CANARY_IDENTITY))
+            assert "pre-analysis" in ok("case", "phase", "--case", "1", "--to", "pre-analysis")
+            assert "note added" in ok("case", "note", "--case", "1", stdin="Overleg met de school gepland")
+            assert "follow-up" in ok("case", "phase", "--case", "1", "--to", "follow-up")
+            assert "risk high" in ok("case", "update", "--case", "1", "--risk", "high", "--agency", "police")
+            assert "hit_no_hit_check" in ok("agreement", "record", "--case", "1", "--recipient-kind",
+                                            "federal_liaison", "--purpose", "hit_no_hit_check",
+                                            "--valid-until", "2030-12-31", "--evidence", "gent-2026-0042")
+            assert "accepted by the broker for antwerpen" in ok("alert", "move", "--case", "1", "--to", "11002")
+            shown = ok("case", "show", "--case", "1", "--purpose", "follow-up")
+            assert "Overleg met de school" in shown and "signal -> pre-analysis" in shown
+            assert "kept until" in ok("case", "close", "--case", "1")
+            assert "nothing due" in ok("retention", "due", "--within", "30d")
+            erased = ok("subject", "erase", "--case", "1", "--reason", "subject-request")
+            assert "case 1 erased" in erased and "antwerpen" in erased
+            r = cli("case", "show", "--socket", gent, "--case", "1", "--purpose", "follow-up")
+            assert r.returncode == 2 and "erased" in r.stderr
+            deadline = time.monotonic() + 15
+            while "inbox is empty" not in (r := cli("inbox", "--socket", str(fed.socket("antwerpen")))).stdout:
+                assert time.monotonic() < deadline, r.stdout
+                time.sleep(0.2)
+            assert "erasure.notice" in ok("outbox")
+        finally:
+            fed.stop()

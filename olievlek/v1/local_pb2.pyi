@@ -374,6 +374,101 @@ class InboxDecisionResponse(_message.Message):
 Global___InboxDecisionResponse: _TypeAlias = InboxDecisionResponse  # noqa: Y015
 
 @_typing.final
+class Agreement(_message.Message):
+    """The person's recorded agreement: a safeguard on top of a rule's lawful basis, never a replacement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_KINDS_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_REF_FIELD_NUMBER: _builtins.int
+    RECORDED_MS_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_MS_FIELD_NUMBER: _builtins.int
+    agreement_id: _builtins.int
+    case_id: _builtins.int
+    valid_until_ms: _builtins.int
+    evidence_ref: _builtins.str
+    """A reference to the signed form in the municipality's records (an id token, never free text)."""
+    recorded_ms: _builtins.int
+    withdrawn_ms: _builtins.int
+    @_builtins.property
+    def recipient_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recipient kinds and purposes it covers (bundle names, e.g. federal_liaison, hit_no_hit_check)."""
+
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        agreement_id: _builtins.int = ...,
+        case_id: _builtins.int = ...,
+        recipient_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        purposes: _abc.Iterable[_builtins.str] | None = ...,
+        valid_until_ms: _builtins.int = ...,
+        evidence_ref: _builtins.str = ...,
+        recorded_ms: _builtins.int = ...,
+        withdrawn_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_id", b"agreement_id", "case_id", b"case_id", "evidence_ref", b"evidence_ref", "purposes", b"purposes", "recipient_kinds", b"recipient_kinds", "recorded_ms", b"recorded_ms", "valid_until_ms", b"valid_until_ms", "withdrawn_ms", b"withdrawn_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Agreement: _TypeAlias = Agreement  # noqa: Y015
+
+@_typing.final
+class AgreementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    WITHDRAW_FIELD_NUMBER: _builtins.int
+    LIST_FIELD_NUMBER: _builtins.int
+    withdraw: _builtins.bool
+    list: _builtins.bool
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """record: agreement without an id; withdraw: agreement_id; list: case_id only."""
+
+    def __init__(
+        self,
+        *,
+        agreement: Global___Agreement | None = ...,
+        withdraw: _builtins.bool = ...,
+        list: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "list", b"list", "withdraw", b"withdraw"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgreementRequest: _TypeAlias = AgreementRequest  # noqa: Y015
+
+@_typing.final
+class AgreementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agreements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Agreement]: ...
+    def __init__(
+        self,
+        *,
+        agreements: _abc.Iterable[Global___Agreement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreements", b"agreements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgreementResponse: _TypeAlias = AgreementResponse  # noqa: Y015
+
+@_typing.final
 class OutboxListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1302,6 +1397,7 @@ class LocalRequest(_message.Message):
     HANDOVER_FIELD_NUMBER: _builtins.int
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     CASE_UPDATE_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1344,6 +1440,8 @@ class LocalRequest(_message.Message):
     def inbox_decide(self) -> Global___InboxDecisionRequest: ...
     @_builtins.property
     def case_update(self) -> Global___CaseUpdateRequest: ...
+    @_builtins.property
+    def agreement(self) -> Global___AgreementRequest: ...
     def __init__(
         self,
         *,
@@ -1368,12 +1466,13 @@ class LocalRequest(_message.Message):
         handover: Global___HandoverRequest | None = ...,
         inbox_decide: Global___InboxDecisionRequest | None = ...,
         case_update: Global___CaseUpdateRequest | None = ...,
+        agreement: Global___AgreementRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -1421,6 +1520,7 @@ class LocalResponse(_message.Message):
     SUBJECT_EXPORT_FIELD_NUMBER: _builtins.int
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     CASE_UPDATE_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1455,6 +1555,8 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def case_update(self) -> Global___CaseInfo: ...
     @_builtins.property
+    def agreement(self) -> Global___AgreementResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1475,13 +1577,14 @@ class LocalResponse(_message.Message):
         subject_export: Global___SubjectExportResponse | None = ...,
         inbox_decide: Global___InboxDecisionResponse | None = ...,
         case_update: Global___CaseInfo | None = ...,
+        agreement: Global___AgreementResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
