@@ -10,6 +10,7 @@ same methods (the interface is extracted when that second backend exists).
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,31 +124,26 @@ NEVER = 1 << 62  # the deadline of items that do not expire (expiry notices)
 EXPIRY_GRACE_MS = 120_000
 
 
-async def _enqueue(tx: Txn, recipient: str, item: str, sender: str, key: str, rule_id: str, payload: bytes,
-                   at_ms: int, expires_ms: int, leaf_index: int) -> int:
-    """Append to a recipient's queue under its next sequence number; returns that number."""
-    await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)", (recipient,))
-    await tx.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, 1)"
-                     " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + 1", (recipient, sender))
-    row = await tx.fetchone(
-        "UPDATE recipients SET next_seq = next_seq + 1, depth = depth + 1 WHERE recipient = ? RETURNING next_seq - 1",
-        (recipient,),
-    )
-    assert row is not None
-    seq = int(row[0])
-    await tx.execute(
-        "INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
-        " leaf_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (recipient, seq, item, sender, key, rule_id, payload, at_ms, expires_ms, leaf_index),
-    )
+def _enqueue(c: sqlite3.Connection, recipient: str, item: str, sender: str, key: str, rule_id: str,
+             payload: bytes, at_ms: int, expires_ms: int, leaf_index: int) -> int:
+    """Append to a recipient's queue under its next sequence number; returns that number.
+
+    Synchronous: runs in SQLite's thread as part of a ``Txn.run`` step."""
+    c.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)", (recipient,))
+    c.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, 1)"
+              " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + 1", (recipient, sender))
+    seq = int(c.execute("UPDATE recipients SET next_seq = next_seq + 1, depth = depth + 1 WHERE recipient = ?"
+                        " RETURNING next_seq - 1", (recipient,)).fetchone()[0])
+    c.execute("INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
+              " leaf_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (recipient, seq, item, sender, key, rule_id, payload, at_ms, expires_ms, leaf_index))
     return seq
 
 
-async def _dequeue(tx: Txn, recipient: str, seq: int, sender: str) -> None:
-    await tx.execute("DELETE FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
-    await tx.execute("UPDATE recipients SET depth = depth - 1 WHERE recipient = ?", (recipient,))
-    await tx.execute("UPDATE queue_shares SET depth = depth - 1 WHERE recipient = ? AND sender = ?",
-                     (recipient, sender))
+def _dequeue(c: sqlite3.Connection, recipient: str, seq: int, sender: str) -> None:
+    c.execute("DELETE FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
+    c.execute("UPDATE recipients SET depth = depth - 1 WHERE recipient = ?", (recipient,))
+    c.execute("UPDATE queue_shares SET depth = depth - 1 WHERE recipient = ? AND sender = ?", (recipient, sender))
 
 
 class SqliteBrokerStore:
@@ -182,31 +178,30 @@ class SqliteBrokerStore:
         (not raises: a raising op would make the group committer redo the whole batch) a QueueFull,
         before anything is written.
         """
-        prior = await tx.fetchone(
-            "SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
-            (record.sender, key),
-        )
-        if prior is not None:
-            return (bytes(prior[1]), int(prior[2]), None) if bytes(prior[0]) == digest else (b"", -1, None)
-        for recipient in record.recipients:
-            row = await tx.fetchone("SELECT depth FROM recipients WHERE recipient = ?", (recipient,))
-            if row is not None and int(row[0]) >= queue_limit:
-                return QueueFull(recipient, int(row[0]), queue_limit)
-            row = await tx.fetchone("SELECT depth FROM queue_shares WHERE recipient = ? AND sender = ?",
-                                    (recipient, record.sender))
-            if row is not None and int(row[0]) >= share_limit:
-                return QueueFull(recipient, int(row[0]), share_limit, sender_share=True)
-        index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
-        faults.point("broker.after_leaf_append")
-        await tx.execute(
-            "INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index) VALUES (?, ?, ?, ?, ?, ?)",
-            (record.sender, key, digest, response, record.at_ms, index),
-        )
-        for recipient in record.recipients:
-            await _enqueue(tx, recipient, "envelope", record.sender, key, record.rule_id, envelope, record.at_ms,
-                           expires_ms, index)
-        await tx.execute(_INSERT_DECISION, _decision_params(record))
-        return response, index, (salt, data)
+        def step(c: sqlite3.Connection) -> Accepted | QueueFull:
+            prior = c.execute("SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
+                              (record.sender, key)).fetchone()
+            if prior is not None:
+                return (bytes(prior[1]), int(prior[2]), None) if bytes(prior[0]) == digest else (b"", -1, None)
+            for recipient in record.recipients:
+                row = c.execute("SELECT depth FROM recipients WHERE recipient = ?", (recipient,)).fetchone()
+                if row is not None and int(row[0]) >= queue_limit:
+                    return QueueFull(recipient, int(row[0]), queue_limit)
+                row = c.execute("SELECT depth FROM queue_shares WHERE recipient = ? AND sender = ?",
+                                (recipient, record.sender)).fetchone()
+                if row is not None and int(row[0]) >= share_limit:
+                    return QueueFull(recipient, int(row[0]), share_limit, sender_share=True)
+            index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
+            faults.point("broker.after_leaf_append")
+            c.execute("INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index)"
+                      " VALUES (?, ?, ?, ?, ?, ?)", (record.sender, key, digest, response, record.at_ms, index))
+            for recipient in record.recipients:
+                _enqueue(c, recipient, "envelope", record.sender, key, record.rule_id, envelope, record.at_ms,
+                         expires_ms, index)
+            c.execute(_INSERT_DECISION, _decision_params(record))
+            return response, index, (salt, data)
+
+        return await tx.run(step)
 
     @staticmethod
     async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord,
@@ -230,18 +225,20 @@ class SqliteBrokerStore:
     async def ack_txn(tx: Txn, batch: Batch, recipient: str, seq: int, outcome: str, reason: str,
                       at_ms: int) -> bool:
         """Remove an acknowledged item and log it; False if it was not queued for this recipient."""
-        row = await tx.fetchone("SELECT sender, item FROM queue WHERE recipient = ? AND seq = ?", (recipient, seq))
-        if row is None:
-            return False
-        await _dequeue(tx, recipient, seq, row[0])
-        await tx.execute(
-            "INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
-            (seq, recipient, outcome, reason, at_ms),
-        )
-        if row[1] == "envelope":  # an expiry notice's ack is bookkeeping, not an event of its own
-            batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
-                          "reason": reason}, (recipient, row[0]), at_ms)
-        return True
+        def step(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT sender, item FROM queue WHERE recipient = ? AND seq = ?",
+                            (recipient, seq)).fetchone()
+            if row is None:
+                return False
+            _dequeue(c, recipient, seq, row[0])
+            c.execute("INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
+                      (seq, recipient, outcome, reason, at_ms))
+            if row[1] == "envelope":  # an expiry notice's ack is bookkeeping, not an event of its own
+                batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
+                              "reason": reason}, (recipient, row[0]), at_ms)
+            return True
+
+        return await tx.run(step)
 
     async def due(self, now_ms: int, limit: int) -> list[Due]:
         """Envelopes past their delivery deadline by more than the grace an in-flight ack may need."""
@@ -259,13 +256,16 @@ class SqliteBrokerStore:
 
         Returns the expiry's leaf index, or None when it was acknowledged meanwhile.
         """
-        row = await tx.fetchone("SELECT 1 FROM queue WHERE recipient = ? AND seq = ?", (due.recipient, due.seq))
-        if row is None:
-            return None
-        await _dequeue(tx, due.recipient, due.seq, due.sender)
-        index, _salt, _meta = batch.append(meta, (due.sender, due.recipient), at_ms)
-        await _enqueue(tx, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
-        return index
+        def step(c: sqlite3.Connection) -> int | None:
+            if c.execute("SELECT 1 FROM queue WHERE recipient = ? AND seq = ?",
+                         (due.recipient, due.seq)).fetchone() is None:
+                return None
+            _dequeue(c, due.recipient, due.seq, due.sender)
+            index, _salt, _meta = batch.append(meta, (due.sender, due.recipient), at_ms)
+            _enqueue(c, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
+            return index
+
+        return await tx.run(step)
 
     @staticmethod
     async def seed_txn(tx: Txn, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,

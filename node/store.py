@@ -8,6 +8,7 @@ database file reveals no identity. Lookups by identifier use a blind index.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -621,22 +622,25 @@ class NodeStore:
     async def store_deliveries(self, items: list[NewDelivery], now_ms: int) -> list[bool]:
         """Store a batch in one transaction; per item False when (sender, key) is already there
         or was erased (a redelivery: acknowledged, never applied twice, never resurrected)."""
-        async def op(tx: Txn) -> list[bool]:
+        def step(c: sqlite3.Connection) -> list[bool]:  # one hop to SQLite's thread for the whole batch
             fresh: list[bool] = []
             for d in items:
-                seen = await tx.fetchone(
+                seen = c.execute(
                     "SELECT 1 FROM inbox WHERE sender = ? AND idem_key = ?"
                     " UNION ALL SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?"
                     " UNION ALL SELECT 1 FROM erased_pseudonyms WHERE sender = ? AND pseudonym = ?"
                     " AND erased_at_ms >= ?",
-                    (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym, d.created_ms))
+                    (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym, d.created_ms)).fetchone()
                 if seen is None:
-                    await tx.execute(
+                    c.execute(
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
                         " VALUES (?, ?, ?, ?, ?, ?, 'pending_identification')",
                         (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms))
                 fresh.append(seen is None)
             return fresh
+
+        async def op(tx: Txn) -> list[bool]:
+            return await tx.run(step)
         return await self.writer.write(op)
 
     async def erase_inbox_item(self, item_id: int, now_ms: int) -> bool:

@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from olievlek.errors import ConfigError
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class Txn:
@@ -45,6 +46,18 @@ class Txn:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, rows)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the raw connection inside SQLite's own thread: many statements for one hop
+        (each ``execute`` above is a round trip to that thread). ``fn`` must not touch the event loop.
+
+        Uses aiosqlite's ``_execute`` (pinned in constraints.txt): aiosqlite has no public way to run a
+        function in its thread.
+        """
+        raw = self._conn._connection
+        assert raw is not None
+        run_in_thread: Callable[..., Awaitable[T]] = self._conn._execute
+        return await run_in_thread(fn, raw)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._conn.execute(sql, params) as cur:
