@@ -264,7 +264,7 @@ class NodeHandlers:
                 raise RequestError("bad_scope", f"give recipient kinds and purposes of the bundle; unknown: {unknown}")
             if a.valid_until_ms <= now_ms():
                 raise RequestError("expired", "the agreement's validity must end in the future")
-            if not ID_PATTERN.fullmatch(a.evidence_ref):
+            if not ID_PATTERN.fullmatch(a.evidence_ref) or sum(c.isdigit() for c in a.evidence_ref) >= 9:
                 raise RequestError("bad_evidence_ref", "the evidence reference must be a record id such as "
                                    "gent-2026-0042, never free text")
             agreement_id = await self.store.record_agreement(
@@ -297,7 +297,10 @@ class NodeHandlers:
         log.info("case.assigned", case_id=req.case_id, uid=req.uid, removed=req.remove)
         return local_pb2.CaseAssignResponse(case_id=req.case_id, uids=uids)
 
-    async def user_set(self, user: local_pb2.User, present: bool) -> local_pb2.UserListResponse:
+    async def user_set(self, caller: Caller, user: local_pb2.User, present: bool) -> local_pb2.UserListResponse:
+        if user.uid == caller.uid:
+            # Otherwise an administrator (who may never read case contents) could make themselves regisseur.
+            raise RequestError("own_roles", "nobody changes their own roles; ask another administrator")
         if user.role == local_pb2.USER_ROLE_UNSPECIFIED:
             raise RequestError("missing_role", "a role is required: regisseur, table-member or administrator")
         if present and user.role == local_pb2.USER_ROLE_TABLE_MEMBER and not user.agency:

@@ -100,6 +100,8 @@ class Inbox:
         """An erasure notice: erase what its sender sent about the pseudonym, keep tombstones, ack."""
         fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym,
                                                         notice.created_ms, now)
+        if fresh:
+            await self._store.db.checkpoint_truncate()  # the erased items leave the WAL too
         log.info("erasure.applied" if fresh else "erasure.duplicate", sender=notice.sender, items=erased, seq=seq)
         return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
                               else broker_pb2.ACK_OUTCOME_DUPLICATE)

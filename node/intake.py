@@ -21,6 +21,7 @@ from olievlek.policy import Bundle
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
+from .casefile import CaseFile
 from .outbox import OutboxSender
 from .request_error import RequestError
 from .store import NodeStore, OutboxRow
@@ -40,8 +41,10 @@ def _summary(envelope: bytes) -> summary_pb2.CaseSummary:
 class Intake:
     """Accept or return what arrived."""
 
-    def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender) -> None:
+    def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
+                 casefile: CaseFile) -> None:
         self._org_id = org_id
+        self._casefile = casefile
         self._store = store
         self._bundle = bundle
         self._outbox = outbox
@@ -62,6 +65,11 @@ class Intake:
             raise RequestError("no_rule", f"no rule of the bundle lets this node tell {item.sender} its decision")
         outcome = summary_pb2.ITEM_OUTCOME_RETURNED if req.return_it else summary_pb2.ITEM_OUTCOME_ACCEPTED
         summary, now, store = _summary(item.envelope), now_ms(), self._store
+        copy: tuple[local_pb2.Identity, list[tuple[str, bytes]]] | None = None
+        if not req.return_it:  # the case gets its own subject (own data key), so erasing it touches nothing else
+            assert item.subject_id is not None
+            identity, _fields = await self._casefile.identity(item.subject_id)
+            copy = identity, await store.subject_pseudonyms(item.subject_id)
         org = self._bundle.org(self._org_id)
         contact = org.contacts[0].id if org and org.contacts else ""
 
@@ -71,11 +79,11 @@ class Intake:
             if key is None:
                 raise RequestError("already_decided", f"item {item.id} was decided meanwhile")
             case_id = 0
-            if not req.return_it:
+            if copy is not None:
                 today = dt.date.today()
-                assert item.subject_id is not None
+                subject_id = await self._casefile.new_subject_txn(tx, copy[0].national_number, copy[0], copy[1])
                 case_id = await store.insert_case_txn(
-                    tx, item.subject_id, summary_pb2.PHASE_PRE_ANALYSIS, list(summary.concerns), summary.risk_level,
+                    tx, subject_id, summary_pb2.PHASE_PRE_ANALYSIS, list(summary.concerns), summary.risk_level,
                     list(summary.agencies), contact, today.year, today.month, "default")
                 await tx.execute("UPDATE inbox SET case_id = ? WHERE id = ?", (case_id, item.id))
             await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
@@ -83,6 +91,8 @@ class Intake:
             return case_id
 
         case_id = await store.writer.write(op)
+        if req.return_it:
+            await store.db.checkpoint_truncate()  # nothing of a returned item stays, in the WAL either
         self._outbox.kick()
         status = "returned" if req.return_it else "accepted"
         log.info("inbox.decided", item=item.id, status=status, case_id=case_id, sender=item.sender)

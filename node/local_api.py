@@ -129,7 +129,7 @@ class LocalApi:
             return local_pb2.LocalResponse(case_assign=await h.case_assign(request.case_assign))
         if op in ("user_add", "user_remove"):
             user = request.user_add.user if op == "user_add" else request.user_remove.user
-            return local_pb2.LocalResponse(user_list=await h.user_set(user, op == "user_add"))
+            return local_pb2.LocalResponse(user_list=await h.user_set(caller, user, op == "user_add"))
         if op == "user_list":
             return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":

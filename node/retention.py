@@ -78,7 +78,9 @@ class Retention:
         """Erase every closed case whose retention has ended."""
         done = []
         for case_id, *_ in await self._store.retention_due(now_ms()):
-            done.append(await self._erase(case_id, summary_pb2.ERASURE_REASON_RETENTION_ENDED, uid))
+            erased = await self._erase(case_id, summary_pb2.ERASURE_REASON_RETENTION_ENDED, uid, due_only=True)
+            if erased is not None:  # None: extended or erased meanwhile
+                done.append(erased)
         await self._finish(done)
         return local_pb2.ErasureResponse(erased=done)
 
@@ -90,16 +92,22 @@ class Retention:
             raise RequestError("missing_reason", "give a --reason for the erasure")
         if status[0] == "open" and not req.confirm_open:
             raise RequestError("case_open", f"case {req.case_id} is still open; erase it only with --confirm-open")
-        done = [await self._erase(req.case_id, req.reason, uid)]
+        erased = await self._erase(req.case_id, req.reason, uid, due_only=False)
+        if erased is None:
+            raise RequestError("unknown_case", f"case {req.case_id} was erased meanwhile")
+        done = [erased]
         await self._finish(done)
         return local_pb2.ErasureResponse(erased=done)
 
-    async def _erase(self, case_id: int, reason: int, uid: int) -> local_pb2.ErasureDone:
+    async def _erase(self, case_id: int, reason: int, uid: int, due_only: bool) -> local_pb2.ErasureDone | None:
         now = now_ms()
         store = self._store
 
-        async def op(tx: Txn) -> list[str]:
-            pseudonym, recipients = await store.erase_case_txn(tx, case_id, now)
+        async def op(tx: Txn) -> list[str] | None:
+            erased = await store.erase_case_txn(tx, case_id, now, due_only)
+            if erased is None:
+                return None
+            pseudonym, recipients = erased
             for recipient in recipients:
                 org = self._bundle.org(recipient)
                 rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind if org else OrgKind.MUNICIPALITY)
@@ -110,6 +118,8 @@ class Retention:
             return recipients
 
         notified = await store.writer.write(op)
+        if notified is None:
+            return None
         log.info("case.erased", case_id=case_id, uid=uid, reason=summary_pb2.ErasureReason.Name(reason),  # type: ignore[arg-type]
                  notified=notified)
         return local_pb2.ErasureDone(case_id=case_id, notified=notified)

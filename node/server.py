@@ -85,7 +85,7 @@ class NodeServer:
         retention = Retention(cfg.org_id, self._store, bundle, outbox, bases)
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        intake = Intake(cfg.org_id, self._store, bundle, outbox)
+        intake = Intake(cfg.org_id, self._store, bundle, outbox, casefile)
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),

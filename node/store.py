@@ -16,6 +16,8 @@ from typing import Any
 from olievlek.groupcommit import Writer
 from olievlek.store import Database, Txn
 
+from .request_error import RequestError
+
 SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
@@ -202,6 +204,8 @@ class NodeStore:
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
         store = cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, secure_delete=True))
+        # A crash between an erasure's commit and its checkpoint left erased pages in the WAL: fold it now.
+        await store.db.checkpoint_truncate()
         store.writer.start()
         return store
 
@@ -321,6 +325,9 @@ class NodeStore:
     @staticmethod
     async def update_case_txn(tx: Txn, case_id: int, uid: int, now_ms: int, phase: int, concerns: list[int] | None,
                               risk: int, agencies: list[int] | None) -> None:
+        status = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
+        if status is None or status[0] != "open":
+            raise RequestError("not_open", f"case {case_id} is not open")
         if phase:
             row = await tx.fetchone("SELECT phase FROM cases WHERE id = ?", (case_id,))
             assert row is not None
@@ -417,34 +424,73 @@ class NodeStore:
         return [(int(r[0]), r[1], int(r[2]), int(r[3])) for r in rows]
 
     @staticmethod
-    async def erase_case_txn(tx: Txn, case_id: int, now_ms: int) -> tuple[bytes, list[str]]:
-        """Crypto-shred a case's subject and strip what it sent; returns (pseudonym, recipients told before).
+    async def erase_case_txn(tx: Txn, case_id: int, now_ms: int, due_only: bool) -> tuple[bytes, list[str]] | None:
+        """Crypto-shred a case's subject and strip what it sent; returns (pseudonym, recipients told before),
+        or None when the case is no longer to be erased (checked here, inside the transaction: erased
+        meanwhile, or - for a retention run - extended or reopened meanwhile).
 
         The wrapped data key is destroyed (the sealed fields can never open again) and the sealed
-        fields, blind index and pseudonyms deleted; alerts about the case keep their metadata, not
-        their bytes; the case row stays as a tombstone with status 'erased'.
+        fields, blind index, pseudonyms, notes, agreements and the inbox items the case was opened from
+        deleted (tombstones stay); alerts about the case keep their metadata, not their bytes; the case
+        row stays as a tombstone with status 'erased', its summary fields emptied.
         """
         row = await tx.fetchone(
-            "SELECT s.id, s.data_key_id, s.pseudonym FROM cases c JOIN subjects s ON s.id = c.subject_id"
+            "SELECT s.id, s.pseudonym, c.status, c.retain_until_ms FROM cases c JOIN subjects s ON s.id = c.subject_id"
             " WHERE c.id = ?", (case_id,))
-        assert row is not None
-        subject_id, key_id, pseudonym = int(row[0]), int(row[1]), bytes(row[2])
+        if row is None or row[2] == "erased" or (due_only and (row[2] != "closed" or int(row[3]) > now_ms)):
+            return None
+        subject_id, pseudonym = int(row[0]), bytes(row[1])
+        others = await tx.fetchone("SELECT COUNT(*) FROM cases WHERE subject_id = ? AND id != ? AND status != 'erased'",
+                                   (subject_id, case_id))
+        if others and int(others[0]):
+            raise RequestError("shared_subject", f"case {case_id}'s person has other cases at this node; "
+                               "erase those first")
         sent = await tx.fetchall(
             "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover')"
             " AND json_extract(intent, '$.case_id') = ?"
-            " AND status NOT IN ('refused', 'failed') ORDER BY recipient", (case_id,))
-        await tx.execute("UPDATE data_keys SET wrapped = NULL, destroyed_ms = ? WHERE id = ?", (now_ms, key_id))
-        await tx.execute("UPDATE subjects SET national_number = x'', given_names = x'', family_name = x'',"
-                         " birth_date = x'', address = x'', pseudonym = x'' WHERE id = ?", (subject_id,))
-        await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
-        await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
+            " AND status IN ('pending', 'accepted', 'expired') ORDER BY recipient", (case_id,))
+        await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=True)
         await tx.execute("DELETE FROM case_notes WHERE case_id = ?", (case_id,))
         await tx.execute("DELETE FROM agreements WHERE case_id = ?", (case_id,))
+        await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
+                         " SELECT sender, idem_key, ? FROM inbox WHERE case_id = ?", (now_ms, case_id))
+        await tx.execute("DELETE FROM inbox WHERE case_id = ?", (case_id,))
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
                          " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))
-        await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ? WHERE id = ?", (now_ms, case_id))
+        await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ?, concerns = '[]', agencies = '[]',"
+                         " risk_level = 0 WHERE id = ?", (now_ms, case_id))
         return pseudonym, [r[0] for r in sent]
+
+    @staticmethod
+    async def shred_subject_txn(tx: Txn, subject_id: int, now_ms: int, keep_row: bool) -> None:
+        """Destroy a subject's data key and delete its sealed fields, index and pseudonyms."""
+        await tx.execute("UPDATE data_keys SET wrapped = NULL, destroyed_ms = ? WHERE id ="
+                         " (SELECT data_key_id FROM subjects WHERE id = ?)", (now_ms, subject_id))
+        await tx.execute("DELETE FROM subject_index WHERE subject_id = ?", (subject_id,))
+        await tx.execute("DELETE FROM subject_pseudonyms WHERE subject_id = ?", (subject_id,))
+        if keep_row:  # a case still points at it
+            await tx.execute("UPDATE subjects SET national_number = x'', given_names = x'', family_name = x'',"
+                             " birth_date = x'', address = x'', pseudonym = x'' WHERE id = ?", (subject_id,))
+        else:
+            await tx.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+
+    @staticmethod
+    async def release_subjects_txn(tx: Txn, subject_ids: set[int], now_ms: int) -> None:
+        """Shred subjects entered only to match inbox items, once no item and no case refers to them."""
+        for subject_id in subject_ids:
+            used = await tx.fetchone(
+                "SELECT (SELECT COUNT(*) FROM inbox WHERE subject_id = ?) + (SELECT COUNT(*) FROM cases"
+                " WHERE subject_id = ?)", (subject_id, subject_id))
+            if used is not None and int(used[0]) == 0:
+                await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=False)
+
+    async def subject_pseudonyms(self, subject_id: int) -> list[tuple[str, bytes]]:
+        """(kind, pseudonym) of a subject, the one its summaries carry first."""
+        rows = await self.db.fetchall(
+            "SELECT p.kind, p.pseudonym FROM subject_pseudonyms p JOIN subjects s ON s.id = p.subject_id"
+            " WHERE p.subject_id = ? ORDER BY p.pseudonym != s.pseudonym", (subject_id,))
+        return [(r[0], bytes(r[1])) for r in rows]
 
     @staticmethod
     async def record_erasure_txn(tx: Txn, case_id: int, now_ms: int, reason: int, uid: int,
@@ -462,14 +508,17 @@ class NodeStore:
             seen = await tx.fetchone("SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?", (sender, idem_key))
             if seen is not None:
                 return False, 0
-            rows = await tx.fetchall("SELECT id, idem_key FROM inbox WHERE sender = ? AND pseudonym = ?",
-                                     (sender, pseudonym))
+            rows = await tx.fetchall("SELECT id, idem_key FROM inbox WHERE sender = ? AND pseudonym = ?"
+                                     " AND case_id IS NULL", (sender, pseudonym))
+            subjects = await tx.fetchall("SELECT DISTINCT subject_id FROM inbox WHERE sender = ? AND pseudonym = ?"
+                                         " AND subject_id IS NOT NULL AND case_id IS NULL", (sender, pseudonym))
             for item_id, key in rows:
                 await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                                  (sender, key, now_ms))
                 await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
+            await NodeStore.release_subjects_txn(tx, {int(r[0]) for r in subjects}, now_ms)
             await tx.execute("INSERT OR REPLACE INTO erased_pseudonyms (sender, pseudonym, erased_at_ms)"
                              " VALUES (?, ?, ?)", (sender, pseudonym, erased_at_ms))
             await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
@@ -491,12 +540,16 @@ class NodeStore:
                                 " ('pending_identification', 'identified')", (item_id,))
         if row is None:
             return None
+        subject = await tx.fetchone("SELECT subject_id FROM inbox WHERE id = ?", (item_id,))
         if status == "returned":  # not ours: nothing of it stays but the tombstone
             await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (row[0], row[1], now_ms))
             await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
-        else:
-            await tx.execute("UPDATE inbox SET status = ?, case_id = ? WHERE id = ?", (status, case_id, item_id))
+        else:  # the case gets its own subject; the item keeps only the link to the case
+            await tx.execute("UPDATE inbox SET status = ?, case_id = ?, subject_id = NULL WHERE id = ?",
+                             (status, case_id, item_id))
+        if subject and subject[0] is not None:
+            await NodeStore.release_subjects_txn(tx, {int(subject[0])}, now_ms)
         return str(row[1])
 
     async def apply_item_status(self, sender: str, idem_key: str, item_key: str, outcome: str,
@@ -592,7 +645,8 @@ class NodeStore:
                 " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
             # An accepted erasure notice needs its pseudonym no more: keep only what was sent to whom.
             await tx.executemany("UPDATE outbox SET envelope = NULL, intent = '{}' WHERE id = ?"
-                                 " AND kind = 'erasure.notice' AND status = 'accepted'", [(i,) for i, *_ in answers])
+                                 " AND kind = 'erasure.notice' AND status IN ('accepted', 'refused')",
+                                 [(i,) for i, *_ in answers])
         await self.writer.write(op)
 
     async def replace_outbox_envelope(self, outbox_id: int, sealed: bytes) -> None:

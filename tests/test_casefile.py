@@ -177,3 +177,11 @@ async def test_agreements_are_recorded_scoped_and_withdrawn(nodes: NodeFactory) 
     assert a.withdrawn_ms == 0 and list(a.purposes) == ["hit_no_hit_check"]
     r = await local(gent, req(agreement=local_pb2.Agreement(agreement_id=a.agreement_id), withdraw=True))
     assert r.agreement.agreements[0].withdrawn_ms > 0
+
+
+async def test_an_administrator_cannot_give_themselves_a_role(nodes: NodeFactory) -> None:
+    gent = await nodes.start("gent", 1)
+    with pytest.raises(LocalApiError) as refused:
+        await local(gent, local_pb2.LocalRequest(user_add=local_pb2.UserAddRequest(user=local_pb2.User(
+            uid=os.getuid(), role=local_pb2.USER_ROLE_REGISSEUR))))
+    assert refused.value.remote_code == "own_roles"

@@ -111,3 +111,55 @@ async def test_a_move_alert_is_accepted_and_a_handover_returned(broker: BrokerSe
     assert returned.status == "returned"
     await eventually(lambda: _outcome(gent, "accepted"))
     await eventually(lambda: _outcome(jh, "returned"))
+
+
+async def _subjects(node: NodeServer) -> list[tuple[object, ...]]:
+    assert node._store is not None
+    return await node._store.db.fetchall("SELECT id FROM subjects")
+
+
+async def test_what_the_recipient_entered_to_match_goes_with_a_returned_item(
+        broker: BrokerServer, nodes: NodeFactory) -> None:
+    from .canary import scan
+
+    gent = await nodes.start("gent", broker.port)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    await open_and_alert(gent, NRN)
+    await eventually(lambda: _arrived(antwerpen))
+    [item] = await inbox_rows(antwerpen)
+    assert (await _identify(antwerpen)).matched_item_ids == [item.id]
+    assert len(await _subjects(antwerpen)) == 1
+    pseudonym = (await inbox_rows(antwerpen))[0].envelope
+    await _decide(antwerpen, item.id, return_it=True)
+    assert await _subjects(antwerpen) == []  # the matching subject is shredded with the item
+    assert antwerpen._store is not None
+    assert await antwerpen._store.db.fetchall("SELECT wrapped FROM data_keys") == [(None,)]
+    await nodes.stop(antwerpen)
+    summary_pseudonym = await _summary_pseudonym(pseudonym)
+    assert scan(antwerpen.config.database.parent, {"pseudonym": summary_pseudonym}) == []
+
+
+async def _summary_pseudonym(envelope: bytes) -> bytes:
+    from olievlek.v1 import envelope_pb2
+
+    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope).body)
+    return bytes(body.move_alert.summary.subject_pseudonym)
+
+
+async def test_each_accepted_case_has_its_own_subject_and_erasing_it_leaves_nothing(
+        broker: BrokerServer, nodes: NodeFactory) -> None:
+    gent = await nodes.start("gent", broker.port)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    await open_and_alert(gent, NRN)
+    await open_and_alert(gent, NRN)  # two alerts about the same person
+    await eventually(lambda: _arrived(antwerpen, 2))
+    first, second = await inbox_rows(antwerpen)
+    assert sorted((await _identify(antwerpen)).matched_item_ids) == [first.id, second.id]
+    one, two = (await _decide(antwerpen, first.id)).case_id, (await _decide(antwerpen, second.id)).case_id
+    erased = await local(antwerpen, local_pb2.LocalRequest(subject_erase=local_pb2.EraseRequest(
+        case_id=one, reason=summary_pb2.ERASURE_REASON_SUBJECT_REQUEST, confirm_open=True)))
+    assert [e.case_id for e in erased.erasure.erased] == [one]
+    shown = await local(antwerpen, local_pb2.LocalRequest(case_show=local_pb2.CaseShowRequest(
+        case_id=two, purpose=local_pb2.ACCESS_PURPOSE_FOLLOW_UP)))
+    assert shown.case_show.identity.national_number == "85073003328"  # the other case is untouched
+    assert [r.id for r in await inbox_rows(antwerpen)] == [second.id]  # the erased case's item went with it
