@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,28 @@ def _sh(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=False)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 @pytest.fixture(scope="module")
-def accounts() -> Iterator[dict[str, int]]:
+def traversable() -> Iterator[None]:
+    """Other users must reach the checkout and the venv (a clean clone may sit in a 0700 temporary
+    directory): add search permission (o+x, never read) to the folders above them, and take it back after."""
+    changed: list[tuple[Path, int]] = []
+    for folder in {*REPO.parents, REPO, *SITE.parents}:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+            changed.append((folder, mode))
+    try:
+        yield
+    finally:
+        for folder, mode in changed:
+            folder.chmod(mode)
+
+
+@pytest.fixture(scope="module")
+def accounts(traversable: None) -> Iterator[dict[str, int]]:
     if os.geteuid() != 0 or shutil.which("useradd") is None:
         pytest.skip("needs root and useradd to create local users (CI runs as root)")
     tag = f"olv{os.getpid() % 100000}"
