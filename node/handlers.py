@@ -240,9 +240,20 @@ class NodeHandlers:
         sent = [{"kind": o.kind, "recipient": o.recipient, "rule": o.rule_id, "status": o.status,
                  "created_ms": o.created_ms} for o in await self.store.all_outbox()
                 if o.kind in (ALERT_MOVE, HANDOVER) and o.intent.get("case_id") == row.id]
+        notes = await self.casefile.notes(row.id)
+        status = await self.store.case_status(row.id)
         doc = {
             "holder": self.org_id, "case": json_format.MessageToDict(self._info(row)),
+            "status": status[0] if status else "", "lawful_basis": status[1] if status else "",
             "identity": json_format.MessageToDict(identity),
+            "notes": [json_format.MessageToDict(n) for n in notes],
+            "phase_history": [{"at_ms": at, "uid": u, "from": f, "to": t}
+                              for at, u, f, t in await self.store.phase_changes(row.id)],
+            "agreements": [{"id": r[0], "recipient_kinds": r[2], "purposes": r[3], "valid_until_ms": r[4],
+                            "evidence_ref": r[5], "recorded_ms": r[6], "withdrawn_ms": r[7]}
+                           for r in await self.store.agreements(row.id)],
+            "received_items": [{"from": i.sender, "kind": i.kind, "received_ms": i.received_ms}
+                               for i in await self.store.inbox() if i.case_id == row.id],
             "sent_summaries": sent,
             "access_log": [{"at_ms": at, "uid": uid, "fields": f, "purpose": local_pb2.AccessPurpose.Name(p)}  # type: ignore[arg-type]
                            for at, uid, _c, f, p in await self.store.access_log(row.id)],

@@ -15,6 +15,8 @@ expiry's leaf; the outbox entry then shows ``expired`` to the regisseur.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from olievlek import envelope, logs
 from olievlek.clock import now_ms
 from olievlek.errors import Refused, TransportError, VerificationError
@@ -32,7 +34,8 @@ class Inbox:
     """Accepts deliveries for one organisation."""
 
     def __init__(self, org_id: str, store: NodeStore, trust: TrustAnchor, audit: AuditChecker,
-                 metrics: Metrics | None = None) -> None:
+                 tag: Callable[[bytes], bytes], metrics: Metrics | None = None) -> None:
+        self._tag = tag
         self._org_id = org_id
         self._store = store
         self._trust = trust
@@ -94,12 +97,12 @@ class Inbox:
         holder = summary if summary is not None else opened.payload
         pseudonym = bytes(getattr(holder, "subject_pseudonym", b""))
         return NewDelivery(opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope,
-                           pseudonym, opened.body.created_at_ms)
+                           pseudonym, opened.body.created_at_ms, self._tag(pseudonym) if pseudonym else b"")
 
     async def _erase(self, seq: int, notice: NewDelivery, now: int) -> broker_pb2.Ack:
         """An erasure notice: erase what its sender sent about the pseudonym, keep tombstones, ack."""
         fresh, erased = await self._store.apply_erasure(notice.sender, notice.idem_key, notice.pseudonym,
-                                                        notice.created_ms, now)
+                                                        notice.pseudonym_tag, notice.created_ms, now)
         if fresh:
             await self._store.db.checkpoint_truncate()  # the erased items leave the WAL too
         log.info("erasure.applied" if fresh else "erasure.duplicate", sender=notice.sender, items=erased, seq=seq)

@@ -78,7 +78,8 @@ class NodeServer:
                                   cfg.witnesses, cfg.witness_quorum)
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
-        self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit, self.metrics))
+        self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
+                                                         kek.pseudonym_tag, self.metrics))
         bases = dict(cfg.retention_days)
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile,
                                 frozenset(bases))

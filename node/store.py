@@ -15,6 +15,7 @@ from typing import Any
 
 from olievlek.groupcommit import Writer
 from olievlek.store import Database, Txn
+from olievlek.v1 import local_pb2
 
 from .request_error import RequestError
 
@@ -72,9 +73,10 @@ SCHEMA = [
         notified TEXT NOT NULL)""",
     # At a recipient: the holder erased a pseudonym at this time; an item about it that the holder
     # created earlier and that arrives late (a retry) is not stored. Kept like a tombstone.
+    # tag: HMAC of the pseudonym under a key derived from the KEK, so the pseudonym itself does not stay.
     """CREATE TABLE IF NOT EXISTS erased_pseudonyms (
-        sender TEXT NOT NULL, pseudonym BLOB NOT NULL, erased_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (sender, pseudonym))""",
+        sender TEXT NOT NULL, tag BLOB NOT NULL, erased_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (sender, tag))""",
     # At a recipient: an erasure notice applied (which sender, how many items; no pseudonym).
     """CREATE TABLE IF NOT EXISTS received_erasures (
         id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, at_ms INTEGER NOT NULL, items INTEGER NOT NULL)""",
@@ -180,6 +182,7 @@ class NewDelivery:
     envelope: bytes
     pseudonym: bytes
     created_ms: int = 0
+    pseudonym_tag: bytes = b""  # the keyed tag erasures are remembered by
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,7 @@ class InboxRow:
     received_ms: int
     status: str
     subject_id: int | None
+    case_id: int | None = None
 
 
 class NodeStore:
@@ -309,6 +313,8 @@ class NodeStore:
                                  (uid, role, agency, now_ms))
             else:
                 await tx.execute("DELETE FROM users WHERE uid = ? AND role = ?", (uid, role))
+                if role == local_pb2.USER_ROLE_TABLE_MEMBER:  # no longer at the table, no longer assigned
+                    await tx.execute("DELETE FROM case_assignments WHERE uid = ?", (uid,))
         await self.writer.write(op)
 
     async def assign(self, case_id: int, uid: int, present: bool) -> list[int]:
@@ -498,7 +504,7 @@ class NodeStore:
         await tx.execute("INSERT INTO erasures (case_id, at_ms, reason, uid, notified) VALUES (?, ?, ?, ?, ?)",
                          (case_id, now_ms, reason, uid, ",".join(notified)))
 
-    async def apply_erasure(self, sender: str, idem_key: str, pseudonym: bytes, erased_at_ms: int,
+    async def apply_erasure(self, sender: str, idem_key: str, pseudonym: bytes, tag: bytes, erased_at_ms: int,
                             now_ms: int) -> tuple[bool, int]:
         """At a recipient: erase what ``sender`` sent about ``pseudonym`` (tombstones stay).
 
@@ -519,8 +525,8 @@ class NodeStore:
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
             await NodeStore.release_subjects_txn(tx, {int(r[0]) for r in subjects}, now_ms)
-            await tx.execute("INSERT OR REPLACE INTO erased_pseudonyms (sender, pseudonym, erased_at_ms)"
-                             " VALUES (?, ?, ?)", (sender, pseudonym, erased_at_ms))
+            await tx.execute("INSERT OR REPLACE INTO erased_pseudonyms (sender, tag, erased_at_ms)"
+                             " VALUES (?, ?, ?)", (sender, tag, erased_at_ms))
             await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
                              (sender, now_ms, len(rows)))
             return True, len(rows)
@@ -682,9 +688,9 @@ class NodeStore:
                 seen = c.execute(
                     "SELECT 1 FROM inbox WHERE sender = ? AND idem_key = ?"
                     " UNION ALL SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?"
-                    " UNION ALL SELECT 1 FROM erased_pseudonyms WHERE sender = ? AND pseudonym = ?"
+                    " UNION ALL SELECT 1 FROM erased_pseudonyms WHERE sender = ? AND tag = ?"
                     " AND erased_at_ms >= ?",
-                    (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym, d.created_ms)).fetchone()
+                    (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym_tag, d.created_ms)).fetchone()
                 if seen is None:
                     c.execute(
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
@@ -717,9 +723,9 @@ class NodeStore:
 
     async def inbox(self) -> list[InboxRow]:
         rows = await self.db.fetchall(
-            "SELECT id, sender, kind, envelope, received_ms, status, subject_id FROM inbox ORDER BY id"
+            "SELECT id, sender, kind, envelope, received_ms, status, subject_id, case_id FROM inbox ORDER BY id"
         )
-        return [InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) for r in rows]
+        return [InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6], r[7]) for r in rows]
 
     async def match_inbox_txn(self, tx: Txn, pseudonym: bytes, subject_id: int) -> list[int]:
         rows = await tx.fetchall(

@@ -38,6 +38,7 @@ NONCE_BYTES = 12
 KEY_VERSION = 1
 _CHECK_CONTEXT = b"olievlek/node/kek-check/v1"
 _INDEX_CONTEXT = b"olievlek/node/blind-index/v1"
+_TAG_CONTEXT = b"olievlek/node/erased-pseudonym/v1"
 
 
 class DecryptionError(OlievlekError):
@@ -86,6 +87,7 @@ class KeyEncryptionKey:
             raise ConfigError(f"the key-encryption key must be {KEY_BYTES} bytes, got {len(key)}")
         self._key = key
         self._index_key = HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=_INDEX_CONTEXT).derive(key)
+        self._tag_key = HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=_TAG_CONTEXT).derive(key)
 
     @classmethod
     def load(cls, file: Path | None, env_name: str | None, environ: Mapping[str, str] = os.environ
@@ -103,11 +105,15 @@ class KeyEncryptionKey:
         if file is None:
             raise ConfigError("no key-encryption key: set kek_file (a 0600 file) or kek_env (a variable name)")
         try:
-            mode = file.stat().st_mode
+            info = file.lstat()  # not through a symlink: the file itself must be ours and closed
         except OSError as exc:
             raise ConfigError(f"cannot read the key-encryption key file {file}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{file} is readable by group or others (mode {mode & 0o777:o}); chmod 600 it")
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{file} must be a regular file, not a symlink")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{file} is readable by group or others (mode {info.st_mode & 0o777:o}); chmod 600 it")
+        if info.st_uid != os.geteuid():
+            raise ConfigError(f"{file} belongs to uid {info.st_uid}, not to the node's account (uid {os.geteuid()})")
         return cls(_hex(file.read_text(), str(file)))
 
     @staticmethod
@@ -130,6 +136,10 @@ class KeyEncryptionKey:
     def unwrap(self, key_id: int, version: int, wrapped: bytes) -> DataKey:
         return DataKey(_open(self._key, wrapped, _aad("data-key", key_id, version), f"data key {key_id}"),
                        key_id, version)
+
+    def pseudonym_tag(self, pseudonym: bytes) -> bytes:
+        """What a recipient remembers of an erased pseudonym: linkable only with this node's KEK."""
+        return hmac.new(self._tag_key, pseudonym, hashlib.sha256).digest()
 
     def blind_index(self, kind: str, normalised: str) -> bytes:
         return hmac.new(self._index_key, f"{kind}:{normalised}".encode(), hashlib.sha256).digest()

@@ -126,6 +126,8 @@ async def test_subject_export_gives_everything_held_and_is_logged(nodes: NodeFac
     r = await local(gent, local_pb2.LocalRequest(subject_export=local_pb2.SubjectExportRequest(case_id=case_id)))
     doc = json.loads(r.subject_export.document)
     assert doc["holder"] == "gent" and doc["identity"]["familyName"] == "Kanarie"
+    assert doc["status"] == "open" and doc["lawful_basis"] == "default"
+    assert doc["notes"] == [] and doc["phase_history"] == [] and doc["agreements"] == []
     assert doc["identity"]["nationalNumber"] == "85073003328" and doc["case"]["caseId"] == str(case_id)
     assert doc["sent_summaries"] == []
     log = (await local(gent, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest()))).access_log.entries
@@ -185,3 +187,13 @@ async def test_an_administrator_cannot_give_themselves_a_role(nodes: NodeFactory
         await local(gent, local_pb2.LocalRequest(user_add=local_pb2.UserAddRequest(user=local_pb2.User(
             uid=os.getuid(), role=local_pb2.USER_ROLE_REGISSEUR))))
     assert refused.value.remote_code == "own_roles"
+
+
+async def test_a_symlinked_or_foreign_key_file_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real.kek"
+    KeyEncryptionKey.generate(real)
+    link = tmp_path / "link.kek"
+    link.symlink_to(real)
+    with pytest.raises(ConfigError, match="not a symlink"):
+        KeyEncryptionKey.load(link, None)
+    assert KeyEncryptionKey.load(real, None).check_value()  # the file itself is fine
