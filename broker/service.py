@@ -121,8 +121,10 @@ class BrokerService:
         """Decide on envelopes in order; one answer each, in the same order."""
         now = self._clock()
         plans = await asyncio.gather(*(self._prepare(origin, raw, now) for raw in raws))
-        # Queued synchronously, in order: the committer runs them in this order, in one batch.
-        commits = [self._enqueue_accept(p, now) for p in plans]
+        # Queued synchronously, in order: the committer runs them in this order, in one batch. Once a
+        # recipient is full, later envelopes of this batch to it are refused too, so none overtakes.
+        full: set[str] = set()
+        commits = [self._enqueue_accept(p, now, full) for p in plans]
         return [await self._answer(origin, p, c, now) for p, c in zip(plans, commits, strict=True)]
 
     async def _prepare(self, origin: OrgIdentity, raw: bytes, now: int) -> _Plan:
@@ -149,7 +151,7 @@ class BrokerService:
             plan.refusal = refusal
         return plan
 
-    def _enqueue_accept(self, plan: _Plan, now: int) -> asyncio.Future[Any] | None:
+    def _enqueue_accept(self, plan: _Plan, now: int, full: set[str]) -> asyncio.Future[Any] | None:
         if plan.opened is None:
             return None
         opened, body = plan.opened, plan.opened.body
@@ -165,9 +167,17 @@ class BrokerService:
                 "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
         encoded, limit, share = wire.encode(response), self.queue_limit, self.share_limit
-        return self.committer.enqueue(
-            lambda tx, batch: self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                    opened.raw, record, meta, expires, limit, share))
+        async def op(tx: Any, batch: Any) -> Any:
+            blocked = full.intersection(body.recipients)
+            if blocked:
+                return QueueFull(min(blocked), limit, limit)
+            result = await self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
+                                                 opened.raw, record, meta, expires, limit, share)
+            if isinstance(result, QueueFull):
+                full.add(result.recipient)
+            return result
+
+        return self.committer.enqueue(op)
 
     async def _answer(self, origin: OrgIdentity, plan: _Plan, commit: asyncio.Future[Any] | None,
                       now: int) -> broker_pb2.SendResponse:

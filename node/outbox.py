@@ -111,14 +111,20 @@ class OutboxSender:
     async def _drain(self) -> bool:
         """Build queued intents, then send every pending row once; False when something must wait.
 
-        Rows that wait (a full queue, a proof to re-check) do not block the rows behind them: the
-        pass goes on past them, and they are retried on the next pass after a backoff."""
+        Rows that wait (a full queue, a proof to re-check) hold back the later rows to the same
+        recipient, so each recipient still gets a sender's alerts in order; rows to other recipients go
+        on. The held rows are retried on the next pass after a backoff."""
         await self._seal_intents()
         after, waiting = 0, False
+        held: set[str] = set()  # recipients with a waiting row: later rows to them wait too (order)
         while not self._stopping:
-            rows = await self._store.outbox_rows("pending", BATCH, after)
-            if not rows:
+            fetched = await self._store.outbox_rows("pending", BATCH, after)
+            if not fetched:
                 return not waiting
+            after = fetched[-1].id
+            rows = [r for r in fetched if r.recipient not in held]
+            if not rows:
+                continue
             try:
                 responses = await self._client.send_batch([r.envelope or b"" for r in rows], SEND_DEADLINE_S)
             except TransportError as exc:
@@ -126,8 +132,8 @@ class OutboxSender:
                 self._metrics.sends.labels(decision="retry").inc(len(rows))
                 log.warning("outbox.retry", entries=len(rows), error=exc.message)
                 return False
-            waiting |= not await self._record(rows, responses)
-            after = rows[-1].id
+            held |= await self._record(rows, responses)
+            waiting = bool(held)
         return not waiting
 
     async def _seal_intents(self) -> None:
@@ -162,17 +168,17 @@ class OutboxSender:
         await self._store.replace_outbox_envelope(row.id, envelope.seal(body, self._signer))
         log.warning("outbox.resealed", outbox_id=row.id, reason="stale")
 
-    async def _record(self, rows: list[OutboxRow], responses: list[broker_pb2.SendResponse]) -> bool:
-        """Record the broker's answers; False when some row must wait (backoff)."""
+    async def _record(self, rows: list[OutboxRow], responses: list[broker_pb2.SendResponse]) -> set[str]:
+        """Record the broker's answers; returns the recipients of rows that must wait (backoff)."""
         if len(responses) != len(rows):
             log.error("outbox.bad_batch_answer", sent=len(rows), answers=len(responses))
-            return False
+            return {r.recipient for r in rows}
         answers: list[tuple[int, str, bytes, str]] = []
-        waiting = False
+        waiting: set[str] = set()
         for row, response in zip(rows, responses, strict=True):
             answer = await self._answer(row, response)
             if answer is None:
-                waiting = True
+                waiting.add(row.recipient)
             else:
                 answers.append(answer)
         await self._store.finish_outbox(answers)
@@ -180,7 +186,7 @@ class OutboxSender:
             self._metrics.sends.labels(decision=status).inc()
             self._finish_event(outbox_id)
         log.info("outbox.sent", answered=len(answers), waiting=len(rows) - len(answers))
-        return not waiting
+        return waiting
 
     async def _answer(self, row: OutboxRow, response: broker_pb2.SendResponse) -> tuple[int, str, bytes, str] | None:
         """(id, status, response, detail) to record, or None when the row stays pending."""

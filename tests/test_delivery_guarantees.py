@@ -300,3 +300,36 @@ async def test_one_sender_cannot_fill_a_recipients_queue_alone(pki: Pki, tmp_pat
         assert other.WhichOneof("outcome") == "receipt"  # another sender still gets through
     finally:
         await broker.stop(0)
+
+
+async def test_a_full_queue_delays_but_never_reorders_a_senders_alerts(
+        pki: Pki, tmp_path: Path, policy_dir: Path, nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from olievlek.node import outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "MAX_BACKOFF_S", 0.5)
+    cfg = dataclasses.replace(broker_config(pki, tmp_path), max_queue_per_recipient=2)
+    broker = BrokerServer(cfg)
+    await broker.start()
+    try:
+        gent = await nodes.start("gent", broker.port)
+        for _ in range(5):  # Antwerpen is offline: its queue fills after two
+            await open_and_alert(gent, "85.07.30-033.28", no_wait=True)
+        assert gent._store is not None
+
+        async def two_accepted() -> bool:
+            assert gent._store is not None
+            return [r.status for r in await gent._store.all_outbox()].count("accepted") == 2
+
+        await eventually(two_accepted)
+        await asyncio.sleep(1.0)  # retries meanwhile are refused QUEUE_FULL, in order
+        assert [r.status for r in await gent._store.all_outbox()] == ["accepted"] * 2 + ["pending"] * 3
+        antwerpen = await nodes.start("antwerpen", broker.port)
+        await eventually(lambda: _rows(antwerpen, 5), timeout=20)
+        sent = [r.idem_key for r in await gent._store.all_outbox()]
+        got = [envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(r.envelope).body)
+               .idempotency_key for r in await inbox_rows(antwerpen)]
+        assert got == sent
+    finally:
+        for n in list(nodes.running):
+            await nodes.stop(n)
+        await broker.stop(0)
