@@ -247,12 +247,12 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     async def _down(self, item: Queued) -> broker_pb2.SubscribeDown:
         if item.item == "envelope":
             return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload))
-        notice = broker_pb2.ExpiryNotice.FromString(item.payload)
+        notice = broker_pb2.DeliveryNotice.FromString(item.payload)
         notice.seq = item.seq
         head = await self._service.committer.audit.head()
         assert head is not None
         notice.audit.CopyFrom(await self._service.audit_proof(item.leaf_index, head))
-        return broker_pb2.SubscribeDown(expired=notice)
+        return broker_pb2.SubscribeDown(notice=notice)
 
     async def _deliver(
         self,

@@ -287,15 +287,18 @@ class BrokerService:
         at, recipient = self._clock(), str(org.org_id)
         outcomes = [broker_pb2.AckOutcome.Name(a.outcome).removeprefix("ACK_OUTCOME_").lower() for a in acks]
 
-        async def op(tx: Any, batch: Any) -> list[bool]:
+        async def op(tx: Any, batch: Any) -> list[str | None]:
             return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at)
                     for a, o in zip(acks, outcomes, strict=True)]
 
-        known, _head = await self.committer.submit(op)
-        for a, o, k in zip(acks, outcomes, known, strict=True):
+        senders, _head = await self.committer.submit(op)
+        for a, o, sender in zip(acks, outcomes, senders, strict=True):
             self.metrics.acks.labels(outcome=o).inc()
-            if o != "stored" or not k:
-                log.info("delivery.ack", recipient=recipient, seq=a.seq, outcome=o, reason=a.reason_code, known=k)
+            if o == "rejected" and sender is not None:
+                self.notifier.notify(sender)  # a notice waits for it
+            if o != "stored" or sender is None:
+                log.info("delivery.ack", recipient=recipient, seq=a.seq, outcome=o, reason=a.reason_code,
+                         known=sender is not None)
         log.debug("delivery.acks", recipient=recipient, count=len(acks))
 
     async def expire_due(self) -> int:
@@ -316,8 +319,9 @@ class BrokerService:
         return expired
 
     async def _expire_op(self, tx: Any, batch: Any, due: Due, now: int) -> int | None:
-        notice = broker_pb2.ExpiryNotice(idempotency_key=due.idem_key, recipient=due.recipient, rule_id=due.rule_id,
-                                         enqueued_at_ms=due.enqueued_ms, expired_at_ms=now)
+        notice = broker_pb2.DeliveryNotice(idempotency_key=due.idem_key, recipient=due.recipient, rule_id=due.rule_id,
+                                           enqueued_at_ms=due.enqueued_ms, expired_at_ms=now,
+                                           reason=broker_pb2.NOTICE_REASON_EXPIRED)
         meta = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient, "rule": due.rule_id,
                 "key": due.idem_key}
         return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now)

@@ -19,6 +19,7 @@ from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
 from olievlek.clock import now_ms as clock_now
 from olievlek.store import Database, Txn
+from olievlek.v1 import broker_pb2
 
 SCHEMA_VERSION = 6  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
 #                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
@@ -29,8 +30,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
         sender TEXT NOT NULL, key TEXT NOT NULL, body_digest BLOB NOT NULL,
         response BLOB NOT NULL, at_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
-    # item: 'envelope' (payload = the envelope as sent) or 'expiry' (payload = an ExpiryNotice
-    # for the sender, without seq and proof, which are added at delivery).
+    # item: 'envelope' (payload = the envelope as sent) or 'expiry' (payload = a DeliveryNotice for
+    # the sender - expired or rejected - without seq and proof, which are added at delivery).
     """CREATE TABLE IF NOT EXISTS queue (
         recipient TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL, sender TEXT NOT NULL,
         idem_key TEXT NOT NULL, rule_id TEXT NOT NULL, payload BLOB NOT NULL, enqueued_ms INTEGER NOT NULL,
@@ -223,20 +224,29 @@ class SqliteBrokerStore:
 
     @staticmethod
     async def ack_txn(tx: Txn, batch: Batch, recipient: str, seq: int, outcome: str, reason: str,
-                      at_ms: int) -> bool:
-        """Remove an acknowledged item and log it; False if it was not queued for this recipient."""
-        def step(c: sqlite3.Connection) -> bool:
-            row = c.execute("SELECT sender, item FROM queue WHERE recipient = ? AND seq = ?",
-                            (recipient, seq)).fetchone()
+                      at_ms: int) -> str | None:
+        """Remove an acknowledged item and log it; its sender, or None if it was not queued for this recipient."""
+        def step(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT sender, item, idem_key, rule_id, enqueued_ms FROM queue WHERE recipient = ?"
+                            " AND seq = ?", (recipient, seq)).fetchone()
             if row is None:
-                return False
-            _dequeue(c, recipient, seq, row[0])
+                return None
+            sender, item, key, rule_id, enqueued = row
+            _dequeue(c, recipient, seq, sender)
             c.execute("INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
                       (seq, recipient, outcome, reason, at_ms))
-            if row[1] == "envelope":  # an expiry notice's ack is bookkeeping, not an event of its own
-                batch.append({"event": "delivery.ack", "recipient": recipient, "sender": row[0], "outcome": outcome,
-                              "reason": reason}, (recipient, row[0]), at_ms)
-            return True
+            if item != "envelope":  # a notice's ack is bookkeeping, not an event of its own
+                return str(sender)
+            index, _salt, _meta = batch.append(
+                {"event": "delivery.ack", "recipient": recipient, "sender": sender, "outcome": outcome,
+                 "reason": reason, "key": key}, (recipient, sender), at_ms)
+            if outcome == "rejected":  # the sender must learn it: its outbox says accepted otherwise
+                notice = broker_pb2.DeliveryNotice(
+                    idempotency_key=key, recipient=recipient, rule_id=rule_id, enqueued_at_ms=int(enqueued),
+                    expired_at_ms=at_ms, reason=broker_pb2.NOTICE_REASON_REJECTED, reason_code=reason)
+                _enqueue(c, sender, "expiry", sender, key, rule_id, notice.SerializeToString(deterministic=True),
+                         at_ms, NEVER, index)
+            return str(sender)
 
         return await tx.run(step)
 

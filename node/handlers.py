@@ -39,6 +39,7 @@ _STATUS = {
     "accepted": local_pb2.OUTBOX_STATUS_ACCEPTED, "refused": local_pb2.OUTBOX_STATUS_REFUSED,
     "failed": local_pb2.OUTBOX_STATUS_REFUSED, "expired": local_pb2.OUTBOX_STATUS_EXPIRED,
     "cancelled": local_pb2.OUTBOX_STATUS_REFUSED,  # the case was erased before it was sent
+    "rejected": local_pb2.OUTBOX_STATUS_REJECTED,
 }
 
 log = logs.get("node")
@@ -368,7 +369,7 @@ class NodeHandlers:
             out.refusal_detail = refusal.detail
             out.refusal_field = refusal.field
             out.rule_id = refusal.rule_id or row.rule_id
-        elif row.status in ("failed", "expired"):
+        elif row.status in ("failed", "expired", "rejected"):
             out.refusal_detail = row.detail
         return out
 

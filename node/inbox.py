@@ -62,8 +62,8 @@ class Inbox:
                     acks.append(None)
                 else:
                     acks.append(item)
-            elif which == "expired":
-                acks.append(await self._expired(down.expired))
+            elif which == "notice":
+                acks.append(await self._notice(down.notice))
         await self._store_batch(store, acks, now)
         return [a for a in acks if a is not None]
 
@@ -120,9 +120,12 @@ class Inbox:
         return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_STORED if fresh
                               else broker_pb2.ACK_OUTCOME_DUPLICATE)
 
-    async def _expired(self, notice: broker_pb2.ExpiryNotice) -> broker_pb2.Ack | None:
-        expect = {"event": "delivery.expired", "sender": self._org_id, "recipient": notice.recipient,
-                  "key": notice.idempotency_key}
+    async def _notice(self, notice: broker_pb2.DeliveryNotice) -> broker_pb2.Ack | None:
+        rejected = notice.reason == broker_pb2.NOTICE_REASON_REJECTED
+        expect: dict[str, object] = {"sender": self._org_id, "recipient": notice.recipient,
+                                     "key": notice.idempotency_key}
+        expect |= ({"event": "delivery.ack", "outcome": "rejected", "reason": notice.reason_code} if rejected
+                   else {"event": "delivery.expired"})
         try:
             await self._audit.check(notice.audit, expect)
         except TransportError:
@@ -130,11 +133,17 @@ class Inbox:
         except VerificationError as exc:
             # Logged as an alarm by the checker; refused for good so it cannot hold a window slot forever.
             return await self._reject(notice.seq, "bad_expiry_proof", exc.message, now_ms())
-        known = await self._store.expire_outbox(
-            notice.idempotency_key, notice.recipient,
-            f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}")
-        self._metrics.expiries.inc()
-        log.warning("outbox.expired", recipient=notice.recipient, rule=notice.rule_id, known=known)
+        if rejected:
+            known = await self._store.expire_outbox(
+                notice.idempotency_key, notice.recipient, f"{notice.recipient} refused it: {notice.reason_code}",
+                status="rejected")
+        else:
+            known = await self._store.expire_outbox(
+                notice.idempotency_key, notice.recipient,
+                f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}")
+            self._metrics.expiries.inc()
+        log.warning("outbox.rejected" if rejected else "outbox.expired", recipient=notice.recipient,
+                    rule=notice.rule_id, reason=notice.reason_code, known=known)
         return broker_pb2.Ack(seq=notice.seq, outcome=broker_pb2.ACK_OUTCOME_STORED)
 
     async def _reject(self, seq: int, reason: str, detail: str, now: int) -> broker_pb2.Ack:

@@ -668,13 +668,14 @@ class NodeStore:
                                  [(detail, i) for i in outbox_ids])
         await self.writer.write(op)
 
-    async def expire_outbox(self, idem_key: str, recipient: str, detail: str) -> bool:
-        """The broker expired our envelope at ``recipient``; False if we sent no such thing."""
+    async def expire_outbox(self, idem_key: str, recipient: str, detail: str, status: str = "expired") -> bool:
+        """The broker expired our envelope at ``recipient`` (or the recipient refused it: status
+        'rejected'); False if we sent no such thing."""
         async def op(tx: Txn) -> bool:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ? AND recipient = ?", (idem_key, recipient))
             if row is None:
                 return False
-            await tx.execute("UPDATE outbox SET status = 'expired', detail = ? WHERE id = ?", (detail, row[0]))
+            await tx.execute("UPDATE outbox SET status = ?, detail = ? WHERE id = ?", (status, detail, row[0]))
             return True
         return await self.writer.write(op)
 

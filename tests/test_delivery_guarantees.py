@@ -333,3 +333,21 @@ async def test_a_full_queue_delays_but_never_reorders_a_senders_alerts(
         for n in list(nodes.running):
             await nodes.stop(n)
         await broker.stop(0)
+
+
+async def test_a_sender_learns_when_the_recipient_refuses_its_alert(
+        pki: Pki, broker: BrokerServer, nodes: NodeFactory) -> None:
+    gent = await nodes.start("gent", broker.port)
+    sent = await open_and_alert(gent, "85.07.30-033.28")  # Antwerpen is offline
+    assert sent.status == local_pb2.OUTBOX_STATUS_ACCEPTED
+    pki.ca.revoke(pki.ca.serials_of("municipality/gent")[1])  # Gent's signing certificate, while in the queue
+    await nodes.start("antwerpen", broker.port)
+
+    async def rejected() -> bool:
+        items = (await local(gent, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest()))
+                 ).outbox_list.items
+        return [i.status for i in items] == [local_pb2.OUTBOX_STATUS_REJECTED]
+
+    await eventually(rejected)
+    [item] = (await local(gent, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest()))).outbox_list.items
+    assert item.detail == "antwerpen refused it: bad_signer_certificate"

@@ -82,6 +82,27 @@ ACK_OUTCOME_DUPLICATE: AckOutcome.ValueType  # 2
 ACK_OUTCOME_REJECTED: AckOutcome.ValueType  # 3
 Global___AckOutcome: _TypeAlias = AckOutcome  # noqa: Y015
 
+class _NoticeReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NoticeReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTICE_REASON_UNSPECIFIED: _NoticeReason.ValueType  # 0
+    NOTICE_REASON_EXPIRED: _NoticeReason.ValueType  # 1
+    """Not acknowledged within the delivery time-to-live of its rule; removed from the queue."""
+    NOTICE_REASON_REJECTED: _NoticeReason.ValueType  # 2
+    """The recipient's node refused it (reason_code says why, e.g. bad_signer_certificate)."""
+
+class NoticeReason(_NoticeReason, metaclass=_NoticeReasonEnumTypeWrapper): ...
+
+NOTICE_REASON_UNSPECIFIED: NoticeReason.ValueType  # 0
+NOTICE_REASON_EXPIRED: NoticeReason.ValueType  # 1
+"""Not acknowledged within the delivery time-to-live of its rule; removed from the queue."""
+NOTICE_REASON_REJECTED: NoticeReason.ValueType  # 2
+"""The recipient's node refused it (reason_code says why, e.g. bad_signer_certificate)."""
+Global___NoticeReason: _TypeAlias = NoticeReason  # noqa: Y015
+
 @_typing.final
 class AuditRange(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -720,10 +741,8 @@ class AckBatch(_message.Message):
 Global___AckBatch: _TypeAlias = AckBatch  # noqa: Y015
 
 @_typing.final
-class ExpiryNotice(_message.Message):
-    """Told to the sender on its own stream: an envelope was not acknowledged by a recipient within
-    the delivery time-to-live of its rule and was removed from that recipient's queue.
-    """
+class DeliveryNotice(_message.Message):
+    """Told to the sender on its own stream: what became of an envelope it can no longer see."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -734,6 +753,8 @@ class ExpiryNotice(_message.Message):
     ENQUEUED_AT_MS_FIELD_NUMBER: _builtins.int
     EXPIRED_AT_MS_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """In the sender's queue, like a Delivery's seq; acknowledged the same way."""
     idempotency_key: _builtins.str
@@ -741,9 +762,12 @@ class ExpiryNotice(_message.Message):
     rule_id: _builtins.str
     enqueued_at_ms: _builtins.int
     expired_at_ms: _builtins.int
+    """When it expired, or when the recipient refused it."""
+    reason: Global___NoticeReason.ValueType
+    reason_code: _builtins.str
     @_builtins.property
     def audit(self) -> Global___AuditProof:
-        """The expiry's own log leaf, so the sender can check the broker's word."""
+        """The expiry's or the refusal's own log leaf, so the sender can check the broker's word."""
 
     def __init__(
         self,
@@ -755,14 +779,16 @@ class ExpiryNotice(_message.Message):
         enqueued_at_ms: _builtins.int = ...,
         expired_at_ms: _builtins.int = ...,
         audit: Global___AuditProof | None = ...,
+        reason: Global___NoticeReason.ValueType = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "enqueued_at_ms", b"enqueued_at_ms", "expired_at_ms", b"expired_at_ms", "idempotency_key", b"idempotency_key", "recipient", b"recipient", "rule_id", b"rule_id", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "enqueued_at_ms", b"enqueued_at_ms", "expired_at_ms", b"expired_at_ms", "idempotency_key", b"idempotency_key", "reason", b"reason", "reason_code", b"reason_code", "recipient", b"recipient", "rule_id", b"rule_id", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExpiryNotice: _TypeAlias = ExpiryNotice  # noqa: Y015
+Global___DeliveryNotice: _TypeAlias = DeliveryNotice  # noqa: Y015
 
 @_typing.final
 class SubscribeUp(_message.Message):
@@ -795,22 +821,22 @@ class SubscribeDown(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_FIELD_NUMBER: _builtins.int
-    EXPIRED_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delivery(self) -> Global___Delivery: ...
     @_builtins.property
-    def expired(self) -> Global___ExpiryNotice: ...
+    def notice(self) -> Global___DeliveryNotice: ...
     def __init__(
         self,
         *,
         delivery: Global___Delivery | None = ...,
-        expired: Global___ExpiryNotice | None = ...,
+        notice: Global___DeliveryNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "expired", b"expired", "msg", b"msg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "msg", b"msg", "notice", b"notice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "expired", b"expired", "msg", b"msg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "msg", b"msg", "notice", b"notice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["delivery", "expired"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["delivery", "notice"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

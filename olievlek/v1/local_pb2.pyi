@@ -38,6 +38,8 @@ class _OutboxStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutboxSt
     """Accepted by the broker, but not acknowledged by the recipient within the rule's time-to-live."""
     OUTBOX_STATUS_QUEUED: _OutboxStatus.ValueType  # 5
     """Committed; the envelope is not built and signed yet."""
+    OUTBOX_STATUS_REJECTED: _OutboxStatus.ValueType  # 6
+    """Delivered, but the recipient's node refused it (detail says why)."""
 
 class OutboxStatus(_OutboxStatus, metaclass=_OutboxStatusEnumTypeWrapper): ...
 
@@ -49,6 +51,8 @@ OUTBOX_STATUS_EXPIRED: OutboxStatus.ValueType  # 4
 """Accepted by the broker, but not acknowledged by the recipient within the rule's time-to-live."""
 OUTBOX_STATUS_QUEUED: OutboxStatus.ValueType  # 5
 """Committed; the envelope is not built and signed yet."""
+OUTBOX_STATUS_REJECTED: OutboxStatus.ValueType  # 6
+"""Delivered, but the recipient's node refused it (detail says why)."""
 Global___OutboxStatus: _TypeAlias = OutboxStatus  # noqa: Y015
 
 class _AccessPurpose:
