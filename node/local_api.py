@@ -50,6 +50,8 @@ class LocalApi:
         self._administrators = administrators
         self._socket_group = socket_group
         self._server: asyncio.AbstractServer | None = None
+        # Roles per uid, read once: every request needs them; a user change clears the cache.
+        self._callers: dict[int, Caller] = {}
 
     async def start(self) -> None:
         if self._path.exists():
@@ -105,9 +107,14 @@ class LocalApi:
         return response
 
     async def _caller(self, uid: int) -> Caller:
+        cached = self._callers.get(uid)
+        if cached is not None:
+            return cached
         held = await self._handlers.store.roles_of(uid)
         roles = {r for r, _ in held} | ({ADMINISTRATOR} if uid in self._administrators else set())
-        return Caller(uid, frozenset(roles), frozenset(a for _, a in held if a))
+        caller = Caller(uid, frozenset(roles), frozenset(a for _, a in held if a))
+        self._callers[uid] = caller
+        return caller
 
     async def _handle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
         h = self._handlers
@@ -129,7 +136,10 @@ class LocalApi:
             return local_pb2.LocalResponse(case_assign=await h.case_assign(request.case_assign))
         if op in ("user_add", "user_remove"):
             user = request.user_add.user if op == "user_add" else request.user_remove.user
-            return local_pb2.LocalResponse(user_list=await h.user_set(caller, user, op == "user_add"))
+            try:
+                return local_pb2.LocalResponse(user_list=await h.user_set(caller, user, op == "user_add"))
+            finally:
+                self._callers.clear()
         if op == "user_list":
             return local_pb2.LocalResponse(user_list=await h.user_list())
         if op == "access_log":

@@ -29,6 +29,7 @@ from .store import NodeStore, OutboxRow
 log = logs.get("node.retention")
 
 DAY_MS = 86_400_000
+MAX_EXTENSION_DAYS = 3650  # one extension; a longer hold is a new, logged decision
 ERASURE_NOTICE = "erasure.notice"
 
 
@@ -57,8 +58,9 @@ class Retention:
         return local_pb2.CaseCloseResponse(case_id=req.case_id, retain_until_ms=until)
 
     async def extend(self, uid: int, req: local_pb2.RetentionExtendRequest) -> local_pb2.RetentionDueResponse:
-        if req.reason == local_pb2.RETENTION_REASON_UNSPECIFIED or req.days == 0:
-            raise RequestError("missing_reason", "give --days and a --reason code to keep a case longer")
+        if req.reason == local_pb2.RETENTION_REASON_UNSPECIFIED or not 1 <= req.days <= MAX_EXTENSION_DAYS:
+            raise RequestError("missing_reason", f"give --days (1 to {MAX_EXTENSION_DAYS}) and a --reason code "
+                               "to keep a case longer")
         status = await self._store.case_status(req.case_id)
         if status is None or status[0] != "closed":
             raise RequestError("not_closed", f"case {req.case_id} is not a closed case awaiting erasure")

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -90,15 +90,16 @@ class KeyEncryptionKey:
         self._tag_key = HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=_TAG_CONTEXT).derive(key)
 
     @classmethod
-    def load(cls, file: Path | None, env_name: str | None, environ: Mapping[str, str] = os.environ
+    def load(cls, file: Path | None, env_name: str | None, environ: MutableMapping[str, str] = os.environ
              ) -> KeyEncryptionKey:
-        """From the environment variable ``env_name`` or from ``file`` (hex, mode 0600).
+        """From the environment variable ``env_name`` (removed once read, so processes started later do
+        not inherit it) or from ``file`` (hex, a regular file of mode 0600 owned by this account).
 
         Raises:
             ConfigError: neither is set, the file is readable by others, or the value is not 32 hex bytes.
         """
         if env_name:
-            raw = environ.get(env_name, "")
+            raw = environ.pop(env_name, "")
             if not raw:
                 raise ConfigError(f"the key-encryption key variable {env_name} is not set")
             return cls(_hex(raw, f"variable {env_name}"))
