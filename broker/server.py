@@ -114,6 +114,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             await self._deliver(org, context, superseded, reader, window)
         finally:
             reader.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                log.warning("stream.ack_reader_failed", org=str(origin), error=type(reader.exception()).__name__)
             self._registry.release(org, superseded)
             log.info("stream.closed", org=str(origin), superseded=superseded.is_set())
 

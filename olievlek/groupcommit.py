@@ -40,6 +40,11 @@ class _OpFailed(Exception):
         self.error = error
 
 
+def _read_error(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class GroupCommitter(Generic[Ctx, Extra]):
     """One writer task per database."""
 
@@ -78,6 +83,9 @@ class GroupCommitter(Generic[Ctx, Extra]):
         if self._stopping:
             raise ShuttingDown("the service is shutting down; nothing new is accepted")
         fut: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
+        # A caller that stops awaiting (an earlier op of its batch failed, or it was cancelled) leaves
+        # the error unread: read it here so asyncio does not report it as lost; awaiters still get it.
+        fut.add_done_callback(_read_error)
         self._queue.put_nowait((op, fut))
         return fut
 
