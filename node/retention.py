@@ -15,7 +15,7 @@ and acknowledge; the broker's audit log holds each notice and each ack.
 
 from __future__ import annotations
 
-from olievlek import logs, wire
+from olievlek import faults, logs, wire
 from olievlek.clock import now_ms
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
@@ -117,6 +117,7 @@ class Retention:
                 await store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient, rule_id,
                                            {"pseudonym": pseudonym.hex(), "reason": reason}, now)
             await store.record_erasure_txn(tx, case_id, now, reason, uid, recipients)
+            faults.point("node.erasure_before_commit")
             return recipients
 
         notified = await store.writer.write(op)

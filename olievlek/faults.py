@@ -8,7 +8,8 @@ With ``OLIEVLEK_FAULT_MODE=raise`` the point raises ``InjectedFault`` (an
 instead, so a failing commit can be tested in-process.
 Without the variable a point costs one dictionary lookup.
 Points: ``broker.after_leaf_append`` (leaf appended, envelope not yet queued),
-``broker.before_commit`` (everything written, transaction not committed).
+``broker.before_commit`` (everything written, transaction not committed),
+``node.erasure_before_commit`` (data key destroyed and notices queued, not committed).
 """
 
 from __future__ import annotations

@@ -119,3 +119,51 @@ async def test_sigterm_drains_the_broker_and_every_receipt_given_is_durable(pki:
         proc.terminate()
         proc.wait(10)
     assert counts(broker_config(pki, tmp_path).database)[:2] == (len(raws), len(raws))  # each queued once
+
+
+def test_kill_inside_an_erasure_applies_none_of_it_and_a_rerun_completes_it(tmp_path: Path) -> None:
+    """kill -9 of a node after its erasure transaction destroyed the key and queued the notices, before
+    the commit: on restart the case is whole and no notice exists; erasing again does all of it."""
+    import json
+    import tempfile
+
+    from olievlek.cli.federation import Federation, NodeSpec
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "olievlek", *args], input=stdin, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    person = {"national_number": "85.07.30-033.28", "given_names": "A", "family_name": "Kanarie"}
+    with tempfile.TemporaryDirectory(prefix="olv-crash-") as d:
+        fed = Federation(Path(d), nodes=(NodeSpec("gent"), NodeSpec("antwerpen")))
+        fed.create()
+        fed.start()
+        try:
+            gent, antwerpen = str(fed.socket("gent")), str(fed.socket("antwerpen"))
+            opened = cli("case", "open", "--socket", gent, "--phase", "follow-up", stdin=json.dumps(person))
+            assert opened.returncode == 0
+            assert cli("alert", "move", "--socket", gent, "--case", "1", "--to", "11002").returncode == 0
+            fed.stop_process("gent")
+            os.environ["OLIEVLEK_FAULT"] = "node.erasure_before_commit"
+            try:
+                fed.start_node(fed.spec("gent"))
+            finally:
+                del os.environ["OLIEVLEK_FAULT"]
+            r = cli("subject", "erase", "--socket", gent, "--case", "1", "--reason", "subject-request",
+                    "--confirm-open")
+            assert r.returncode != 0  # the node died inside the transaction
+            assert fed.procs["gent"].wait(10) == -9
+            fed.procs.pop("gent")
+            fed.start_node(fed.spec("gent"))
+            shown = cli("case", "show", "--socket", gent, "--case", "1", "--purpose", "follow-up")
+            assert shown.returncode == 0 and "Kanarie" in shown.stdout  # none of the erasure was applied
+            assert "erasure.notice" not in cli("outbox", "--socket", gent).stdout
+            r = cli("subject", "erase", "--socket", gent, "--case", "1", "--reason", "subject-request",
+                    "--confirm-open")
+            assert r.returncode == 0 and "antwerpen" in r.stdout, r.stdout + r.stderr
+            deadline = time.monotonic() + 15
+            while "inbox is empty" not in cli("inbox", "--socket", antwerpen).stdout:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            fed.stop()
