@@ -198,3 +198,24 @@ async def test_a_symlinked_or_foreign_key_file_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="not a symlink"):
         KeyEncryptionKey.load(link, None)
     assert KeyEncryptionKey.load(real, None).check_value()  # the file itself is fine
+
+
+async def test_row_binding_alone_stops_a_swap_under_the_same_key(nodes: NodeFactory) -> None:
+    """Two notes of one case share its data key: only the associated data (row id) tells them apart."""
+    gent = await nodes.start("gent", 1)
+    case_id = await _open(gent, PERSON)
+    for text in ("first note", "second note"):
+        await local(gent, local_pb2.LocalRequest(case_update=local_pb2.CaseUpdateRequest(case_id=case_id, note=text)))
+    await nodes.stop(gent)
+    conn = sqlite3.connect(gent.config.database)
+    try:
+        (a,), (b,) = conn.execute("SELECT body FROM case_notes ORDER BY id").fetchall()
+        conn.execute("UPDATE case_notes SET body = ? WHERE id = 1", (b,))
+        conn.execute("UPDATE case_notes SET body = ? WHERE id = 2", (a,))
+        conn.commit()
+    finally:
+        conn.close()
+    gent = await nodes.start("gent", 1)
+    with pytest.raises(LocalApiError) as refused:
+        await _show(gent, case_id)
+    assert refused.value.remote_code == "decryption" and "case_notes.body of row 1" in refused.value.message

@@ -18,6 +18,11 @@ COMMANDS = [
     ["pseudonymiser"], ["pseudonymiser", "serve"], ["pseudonymiser", "keygen"], ["pseudonymiser", "refresh"],
     ["witness"], ["witness", "run"],
     ["audit"], ["audit", "verify"], ["audit", "query"], ["audit", "report"], ["audit", "proof"], ["audit", "replay"],
+    ["case", "show"], ["case", "list"], ["case", "update"], ["case", "phase"], ["case", "note"], ["case", "close"],
+    ["case", "assign"], ["case", "access-log"], ["case", "retention", "extend"], ["node", "keygen"],
+    ["user", "add"], ["user", "remove"], ["user", "list"], ["retention", "due"], ["retention", "run"],
+    ["subject", "export"], ["subject", "erase"], ["agreement", "record"], ["agreement", "withdraw"],
+    ["agreement", "list"], ["handover", "send"], ["inbox", "accept"], ["inbox", "return"], ["outbox"],
 ]
 
 
@@ -45,7 +50,7 @@ def test_no_command_takes_an_identifier_argument() -> None:
     from olievlek.cli.app import app
 
     group = typer.main.get_command(app)
-    forbidden = ("national", "nrn", "rijksregister", "name", "birth", "address")
+    forbidden = ("national", "nrn", "rijksregister", "name", "birth", "address", "identity", "note", "text")
 
     def walk(cmd: object, path: str) -> None:
         for p in getattr(cmd, "params", []):

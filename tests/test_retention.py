@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from olievlek.broker.server import BrokerServer
@@ -136,16 +135,3 @@ async def test_a_recipient_offline_during_erasure_erases_after_it_reconnects(
     await eventually(lambda: _count(antwerpen, 0))
     assert antwerpen._store is not None
     assert await antwerpen._store.db.fetchall("SELECT sender, items FROM received_erasures") == [("gent", 1)]
-
-
-def test_nothing_here_reads_identity_from_argv(tmp_path: Path) -> None:
-    """The retention commands take case ids and codes only."""
-    from olievlek.cli.app import app
-    from typer.main import get_command
-
-    for path in (["case", "close"], ["retention", "run"], ["retention", "due"], ["subject", "erase"]):
-        cmd = get_command(app)
-        for name in path:
-            cmd = cmd.commands[name]  # type: ignore[attr-defined]
-        names = {p.name for p in cmd.params}
-        assert not names & {"national_number", "name", "birth_date", "address", "identity"}
