@@ -133,6 +133,12 @@ class CaseRow:
     opened_month: int
 
 
+# Which inbox items an erasure takes: one item, those a case was opened from, or what one sender sent
+# about one pseudonym (not yet taken over into a case).
+_INBOX_SCOPES = {"item": "id = ?", "case": "case_id = ?",
+                 "about": "sender = ? AND pseudonym = ? AND case_id IS NULL"}
+_KEEP_TOMBSTONES = ("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
+                    " SELECT sender, idem_key, ? FROM inbox WHERE ")
 SUBJECT_FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
 _CASE_SELECT = ("SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.risk_level, c.agencies, c.contact_id,"
                 " c.opened_year, c.opened_month FROM cases c JOIN subjects s ON s.id = c.subject_id")
@@ -458,15 +464,23 @@ class NodeStore:
         await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=True)
         await tx.execute("DELETE FROM case_notes WHERE case_id = ?", (case_id,))
         await tx.execute("DELETE FROM agreements WHERE case_id = ?", (case_id,))
-        await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
-                         " SELECT sender, idem_key, ? FROM inbox WHERE case_id = ?", (now_ms, case_id))
-        await tx.execute("DELETE FROM inbox WHERE case_id = ?", (case_id,))
+        await NodeStore.tombstone_inbox_txn(tx, "case", (case_id,), now_ms)
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
                          " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))
         await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ?, concerns = '[]', agencies = '[]',"
                          " risk_level = 0 WHERE id = ?", (now_ms, case_id))
         return pseudonym, [r[0] for r in sent]
+
+    @staticmethod
+    async def tombstone_inbox_txn(tx: Txn, scope: str, params: tuple[object, ...], now_ms: int) -> int:
+        """Delete the inbox items in ``scope`` (a key of ``_INBOX_SCOPES``), keeping (sender, key) as
+        tombstones so no redelivery brings them back; returns how many were deleted."""
+        where = _INBOX_SCOPES[scope]
+        await tx.execute(_KEEP_TOMBSTONES + where, (now_ms, *params))
+        await tx.execute(f"DELETE FROM inbox WHERE {where}", params)  # noqa: S608
+        row = await tx.fetchone("SELECT changes()")
+        return int(row[0]) if row else 0
 
     @staticmethod
     async def shred_subject_txn(tx: Txn, subject_id: int, now_ms: int, keep_row: bool) -> None:
@@ -514,22 +528,17 @@ class NodeStore:
             seen = await tx.fetchone("SELECT 1 FROM tombstones WHERE sender = ? AND idem_key = ?", (sender, idem_key))
             if seen is not None:
                 return False, 0
-            rows = await tx.fetchall("SELECT id, idem_key FROM inbox WHERE sender = ? AND pseudonym = ?"
-                                     " AND case_id IS NULL", (sender, pseudonym))
             subjects = await tx.fetchall("SELECT DISTINCT subject_id FROM inbox WHERE sender = ? AND pseudonym = ?"
                                          " AND subject_id IS NOT NULL AND case_id IS NULL", (sender, pseudonym))
-            for item_id, key in rows:
-                await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
-                                 (sender, key, now_ms))
-                await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
+            erased = await NodeStore.tombstone_inbox_txn(tx, "about", (sender, pseudonym), now_ms)
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
             await NodeStore.release_subjects_txn(tx, {int(r[0]) for r in subjects}, now_ms)
             await tx.execute("INSERT OR REPLACE INTO erased_pseudonyms (sender, tag, erased_at_ms)"
                              " VALUES (?, ?, ?)", (sender, tag, erased_at_ms))
             await tx.execute("INSERT INTO received_erasures (sender, at_ms, items) VALUES (?, ?, ?)",
-                             (sender, now_ms, len(rows)))
-            return True, len(rows)
+                             (sender, now_ms, erased))
+            return True, erased
         return await self.writer.write(op)
 
     # -- item outcomes (accept / return) --------------------------------
@@ -542,21 +551,18 @@ class NodeStore:
     async def decide_item_txn(tx: Txn, item_id: int, status: str, case_id: int | None, now_ms: int) -> str | None:
         """Accept (keep, link the case) or return (erase, keep the tombstone) an inbox item; its key,
         or None when it was decided (or erased) meanwhile."""
-        row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ? AND status IN"
+        row = await tx.fetchone("SELECT idem_key, subject_id FROM inbox WHERE id = ? AND status IN"
                                 " ('pending_identification', 'identified')", (item_id,))
         if row is None:
             return None
-        subject = await tx.fetchone("SELECT subject_id FROM inbox WHERE id = ?", (item_id,))
         if status == "returned":  # not ours: nothing of it stays but the tombstone
-            await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
-                             (row[0], row[1], now_ms))
-            await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
+            await NodeStore.tombstone_inbox_txn(tx, "item", (item_id,), now_ms)
         else:  # the case gets its own subject; the item keeps only the link to the case
             await tx.execute("UPDATE inbox SET status = ?, case_id = ?, subject_id = NULL WHERE id = ?",
                              (status, case_id, item_id))
-        if subject and subject[0] is not None:
-            await NodeStore.release_subjects_txn(tx, {int(subject[0])}, now_ms)
-        return str(row[1])
+        if row[1] is not None:
+            await NodeStore.release_subjects_txn(tx, {int(row[1])}, now_ms)
+        return str(row[0])
 
     async def apply_item_status(self, sender: str, idem_key: str, item_key: str, outcome: str,
                                 detail: str, now_ms: int) -> bool:
@@ -707,13 +713,7 @@ class NodeStore:
     async def erase_inbox_item(self, item_id: int, now_ms: int) -> bool:
         """Erase one inbox item, keeping only its tombstone (sender, key, when)."""
         async def op(tx: Txn) -> bool:
-            row = await tx.fetchone("SELECT sender, idem_key FROM inbox WHERE id = ?", (item_id,))
-            if row is None:
-                return False
-            await tx.execute("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
-                             (row[0], row[1], now_ms))
-            await tx.execute("DELETE FROM inbox WHERE id = ?", (item_id,))
-            return True
+            return await NodeStore.tombstone_inbox_txn(tx, "item", (item_id,), now_ms) > 0
         return await self.writer.write(op)
 
     async def refuse_delivery(self, seq: int, reason: str, detail: str, now_ms: int) -> None:
