@@ -238,9 +238,8 @@ class NodeHandlers:
         row = await self._visible_case(caller, req.case_id)
         identity, fields = await self.casefile.identity(row.subject_id)
         await self.store.log_access(caller.uid, row.id, fields, local_pb2.ACCESS_PURPOSE_ACCESS_REQUEST, now_ms())
-        sent = [{"kind": o.kind, "recipient": o.recipient, "rule": o.rule_id, "status": o.status,
-                 "created_ms": o.created_ms} for o in await self.store.all_outbox()
-                if o.kind in (ALERT_MOVE, HANDOVER) and o.intent.get("case_id") == row.id]
+        sent = [{"kind": k, "recipient": r, "rule": rule, "status": st, "created_ms": at}
+                for k, r, rule, st, at in await self.store.sent_about_case(row.id)]
         notes = await self.casefile.notes(row.id)
         status = await self.store.case_status(row.id)
         doc = {
@@ -253,8 +252,8 @@ class NodeHandlers:
             "agreements": [{"id": r[0], "recipient_kinds": r[2], "purposes": r[3], "valid_until_ms": r[4],
                             "evidence_ref": r[5], "recorded_ms": r[6], "withdrawn_ms": r[7]}
                            for r in await self.store.agreements(row.id)],
-            "received_items": [{"from": i.sender, "kind": i.kind, "received_ms": i.received_ms}
-                               for i in await self.store.inbox() if i.case_id == row.id],
+            "received_items": [{"from": f, "kind": k, "received_ms": at}
+                               for f, k, at in await self.store.received_for_case(row.id)],
             "sent_summaries": sent,
             "access_log": [{"at_ms": at, "uid": uid, "fields": f, "purpose": local_pb2.AccessPurpose.Name(p)}  # type: ignore[arg-type]
                            for at, uid, _c, f, p in await self.store.access_log(row.id)],
@@ -265,12 +264,15 @@ class NodeHandlers:
     async def agreement(self, caller: Caller, req: local_pb2.AgreementRequest) -> local_pb2.AgreementResponse:
         """Record, withdraw or list a person's agreements on a case (kinds and purposes of the bundle)."""
         a = req.agreement
+        case_id = await self.store.agreement_case(a.agreement_id) if req.withdraw else a.case_id
+        if case_id is None:
+            raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
+        await self._visible_case(caller, case_id)
         if req.withdraw:
             if not await self.store.withdraw_agreement(a.agreement_id, now_ms()):
                 raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
             log.info("agreement.withdrawn", agreement=a.agreement_id, uid=caller.uid)
         elif not req.list:
-            await self._visible_case(caller, a.case_id)
             unknown = sorted(set(a.recipient_kinds) - {k.value for k in OrgKind} | set(a.purposes) - set(PURPOSES))
             if unknown or not a.recipient_kinds or not a.purposes:
                 raise RequestError("bad_scope", f"give recipient kinds and purposes of the bundle; unknown: {unknown}")
@@ -283,11 +285,6 @@ class NodeHandlers:
                 a.case_id, sorted(set(a.recipient_kinds)), sorted(set(a.purposes)), a.valid_until_ms,
                 a.evidence_ref, caller.uid, now_ms())
             log.info("agreement.recorded", agreement=agreement_id, case_id=a.case_id, uid=caller.uid)
-        case_id = a.case_id
-        if req.withdraw:
-            rows = await self.store.db.fetchall("SELECT case_id FROM agreements WHERE id = ?", (a.agreement_id,))
-            case_id = int(rows[0][0])
-        await self._visible_case(caller, case_id)
         return local_pb2.AgreementResponse(agreements=[
             local_pb2.Agreement(agreement_id=r[0], case_id=r[1], recipient_kinds=r[2].split(","),
                                 purposes=r[3].split(","), valid_until_ms=r[4], evidence_ref=r[5], recorded_ms=r[6],

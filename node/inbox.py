@@ -134,13 +134,13 @@ class Inbox:
             # Logged as an alarm by the checker; refused for good so it cannot hold a window slot forever.
             return await self._reject(notice.seq, "bad_expiry_proof", exc.message, now_ms())
         if rejected:
-            known = await self._store.expire_outbox(
+            known = await self._store.mark_undelivered(
                 notice.idempotency_key, notice.recipient, f"{notice.recipient} refused it: {notice.reason_code}",
-                status="rejected")
+                "rejected")
         else:
-            known = await self._store.expire_outbox(
+            known = await self._store.mark_undelivered(
                 notice.idempotency_key, notice.recipient,
-                f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}")
+                f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}", "expired")
             self._metrics.expiries.inc()
         log.warning("outbox.rejected" if rejected else "outbox.expired", recipient=notice.recipient,
                     rule=notice.rule_id, reason=notice.reason_code, known=known)

@@ -200,7 +200,6 @@ class InboxRow:
     received_ms: int
     status: str
     subject_id: int | None
-    case_id: int | None = None
 
 
 class NodeStore:
@@ -381,6 +380,23 @@ class NodeStore:
                 " recorded_ms, uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (case_id, ",".join(kinds), ",".join(purposes), until_ms, evidence, now_ms, uid))
         return await self.writer.write(op)
+
+    async def agreement_case(self, agreement_id: int) -> int | None:
+        row = await self.db.fetchone("SELECT case_id FROM agreements WHERE id = ?", (agreement_id,))
+        return int(row[0]) if row else None
+
+    async def sent_about_case(self, case_id: int) -> list[tuple[str, str, str, str, int]]:
+        """(kind, recipient, rule, status, created ms) of the alerts and handovers sent about a case."""
+        rows = await self.db.fetchall(
+            "SELECT kind, recipient, rule_id, status, created_ms FROM outbox WHERE kind IN ('alert.move', 'handover')"
+            " AND json_extract(intent, '$.case_id') = ? ORDER BY id", (case_id,))
+        return [(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    async def received_for_case(self, case_id: int) -> list[tuple[str, str, int]]:
+        """(sender, kind, received ms) of the inbox items a case was opened from."""
+        rows = await self.db.fetchall("SELECT sender, kind, received_ms FROM inbox WHERE case_id = ? ORDER BY id",
+                                      (case_id,))
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
     async def withdraw_agreement(self, agreement_id: int, now_ms: int) -> bool:
         async def op(tx: Txn) -> bool:
@@ -674,8 +690,8 @@ class NodeStore:
                                  [(detail, i) for i in outbox_ids])
         await self.writer.write(op)
 
-    async def expire_outbox(self, idem_key: str, recipient: str, detail: str, status: str = "expired") -> bool:
-        """The broker expired our envelope at ``recipient`` (or the recipient refused it: status
+    async def mark_undelivered(self, idem_key: str, recipient: str, detail: str, status: str) -> bool:
+        """The broker reports our envelope to ``recipient`` expired or refused by it (status 'expired' or
         'rejected'); False if we sent no such thing."""
         async def op(tx: Txn) -> bool:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ? AND recipient = ?", (idem_key, recipient))
@@ -724,9 +740,9 @@ class NodeStore:
 
     async def inbox(self) -> list[InboxRow]:
         rows = await self.db.fetchall(
-            "SELECT id, sender, kind, envelope, received_ms, status, subject_id, case_id FROM inbox ORDER BY id"
+            "SELECT id, sender, kind, envelope, received_ms, status, subject_id FROM inbox ORDER BY id"
         )
-        return [InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6], r[7]) for r in rows]
+        return [InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) for r in rows]
 
     async def match_inbox_txn(self, tx: Txn, pseudonym: bytes, subject_id: int) -> list[int]:
         rows = await tx.fetchall(
