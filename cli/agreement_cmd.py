@@ -15,16 +15,12 @@ from rich.table import Table
 
 from olievlek.v1 import local_pb2
 
-from .cases import SocketOpt
+from .cases import CaseOpt, SocketOpt, day
 from .console import out
 from .local_client import call
 
 agreement_app = typer.Typer(help="A person's recorded agreements on a case.", no_args_is_help=True)
-CaseOpt = Annotated[int, typer.Option("--case", help="Case id at this node.")]
 
-
-def _day(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d") if ms else "-"
 
 
 def _show(r: local_pb2.AgreementResponse) -> None:
@@ -33,7 +29,7 @@ def _show(r: local_pb2.AgreementResponse) -> None:
         table.add_column(col)
     for a in r.agreements:
         table.add_row(str(a.agreement_id), ", ".join(a.recipient_kinds), ", ".join(a.purposes),
-                      _day(a.valid_until_ms), a.evidence_ref, _day(a.recorded_ms), _day(a.withdrawn_ms))
+                      day(a.valid_until_ms), a.evidence_ref, day(a.recorded_ms), day(a.withdrawn_ms))
     out.print(table if r.agreements else "no agreements recorded")
 
 

@@ -29,6 +29,12 @@ SocketOpt = Annotated[
     Path,
     typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET", help="The node's local socket."),
 ]
+CaseOpt = Annotated[int, typer.Option("--case", help="Case id at this node.")]
+# For group callbacks that list without a subcommand: the socket is checked only when it is used.
+OptionalSocketOpt = Annotated[
+    Path | None,
+    typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET", help="The node's local socket."),
+]
 FromFileOpt = Annotated[
     Path | None,
     typer.Option("--from-file", help="Read the identity (JSON) from this file instead of stdin or a prompt."),
@@ -64,6 +70,17 @@ def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def day(ms: int) -> str:
+    """A date for tables; "-" when there is none."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d") if ms else "-"
+
+
+def _need(socket: Path | None) -> Path:
+    if socket is None:
+        raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
+    return socket
+
+
 def _case_row(c: local_pb2.CaseInfo) -> tuple[str, ...]:
     return (str(c.case_id), enums.name_of(enums.PHASES, c.phase), enums.name_of(enums.RISKS, c.risk_level),
             ", ".join(enums.name_of(enums.CONCERNS, x) for x in c.concerns),
@@ -92,7 +109,7 @@ def case_list(socket: SocketOpt) -> None:
 @case_app.command("show")
 def case_show(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     purpose: Annotated[str, typer.Option(help=f"Why you open the identity: {', '.join(enums.PURPOSES)}.")],
 ) -> None:
     """A case with its subject's identity; the read is written to the node's access log."""
@@ -117,7 +134,7 @@ def case_show(
 @case_app.command("update")
 def case_update(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     concern: Annotated[list[str] | None, typer.Option(help="Concern category (repeatable; replaces).")] = None,
     risk: Annotated[str | None, typer.Option(help=f"One of: {', '.join(enums.RISKS)}.")] = None,
     agency: Annotated[list[str] | None, typer.Option(help="Agency at the table (repeatable; replaces).")] = None,
@@ -132,7 +149,7 @@ def case_update(
 @case_app.command("phase")
 def case_phase(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     to: Annotated[str, typer.Option("--to", help="signal, pre-analysis or follow-up (closing: `case close`).")],
 ) -> None:
     """Move a case to another phase; the change is dated and kept with who made it."""
@@ -142,7 +159,7 @@ def case_phase(
 @case_app.command("note")
 def case_note(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     from_file: Annotated[Path | None, typer.Option("--from-file", help="Read the note from this file.")] = None,
 ) -> None:
     """Add a note (read from a file, stdin or a prompt, never from arguments; stored encrypted)."""
@@ -166,7 +183,7 @@ def _update(socket: Path, request: local_pb2.CaseUpdateRequest) -> None:
 @case_app.command("assign")
 def case_assign(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     uid: Annotated[int, typer.Option("--uid", help="The table member's uid.")],
     remove: Annotated[bool, typer.Option("--remove", help="Take the assignment away.")] = False,
 ) -> None:
@@ -196,7 +213,7 @@ def case_access_log(
 @alert_app.command("move")
 def alert_move(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     to: Annotated[int, typer.Option("--to", help="NIS code of the municipality the person moves to.")],
     include: Annotated[list[str] | None, typer.Option(help="Optional summary field to include: agencies.")] = None,
     rule: Annotated[str, typer.Option(help="Rule id to invoke (default: the bundle's rule).")] = "",
@@ -223,16 +240,10 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
 
 
 @inbox_app.callback()
-def inbox(
-    ctx: typer.Context,
-    socket: Annotated[Path | None, typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET",
-                                                help="The node's local socket.")] = None,
-) -> None:
+def inbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
     """List what arrived; items wait *pending identification* until matched."""
     if ctx.invoked_subcommand is None:
-        if socket is None:
-            raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
-        items = list(call(socket, local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest()))
+        items = list(call(_need(socket), local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest()))
                      .inbox_list.items)
         if not items:
             out.print("inbox is empty")
@@ -270,7 +281,7 @@ NEEDS = enums.names(summary_pb2.FollowUpNeed, "FOLLOW_UP_NEED_")
 @handover_app.command("send")
 def handover_send(
     socket: SocketOpt,
-    case: Annotated[int, typer.Option("--case", help="Case id at this node.")],
+    case: CaseOpt,
     to: Annotated[int, typer.Option("--to", help="NIS code of the municipality of release.")],
     expected: Annotated[str, typer.Option(help="Expected release month, YYYY-MM.")],
     need: Annotated[list[str] | None, typer.Option(help=f"Follow-up need (repeatable): {', '.join(NEEDS)}.")] = None,
@@ -308,17 +319,12 @@ _OUTBOX_STATUS = {v: k.removeprefix("OUTBOX_STATUS_").lower() for k, v in local_
 
 
 @outbox_app.callback()
-def outbox(
-    ctx: typer.Context,
-    socket: Annotated[Path | None, typer.Option("--socket", envvar="OLIEVLEK_NODE_SOCKET",
-                                                help="The node's local socket.")] = None,
-) -> None:
+def outbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
     """What this node sent: delivery status, and what the recipient did with it."""
     if ctx.invoked_subcommand is not None:
         return
-    if socket is None:
-        raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
-    items = list(call(socket, local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())).outbox_list.items)
+    request = local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())
+    items = list(call(_need(socket), request).outbox_list.items)
     table = Table(title="Outbox")
     for col in ("id", "kind", "to", "rule", "sent", "status", "outcome", "detail"):
         table.add_column(col)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.table import Table
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
-from .cases import SocketOpt, case_app
+from .cases import CaseOpt, SocketOpt, case_app, day
 from .console import out
 from .local_client import call
 
@@ -25,11 +24,7 @@ case_app.add_typer(case_retention_app, name="retention")
 
 REASONS = enums.names(local_pb2.RetentionReason, "RETENTION_REASON_")
 ERASURE_REASONS = enums.names(summary_pb2.ErasureReason, "ERASURE_REASON_")
-CaseOpt = Annotated[int, typer.Option("--case", help="Case id at this node.")]
 
-
-def _day(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d") if ms else "-"
 
 
 def _days(text: str) -> int:
@@ -51,7 +46,7 @@ def _erased(r: local_pb2.ErasureResponse) -> None:
 def case_close(socket: SocketOpt, case: CaseOpt) -> None:
     """Close a case: its retention starts now (per its lawful basis)."""
     r = call(socket, local_pb2.LocalRequest(case_close=local_pb2.CaseCloseRequest(case_id=case))).case_close
-    out.print(f"case {case} closed; kept until {_day(r.retain_until_ms)}")
+    out.print(f"case {case} closed; kept until {day(r.retain_until_ms)}")
 
 
 @case_retention_app.command("extend")
@@ -63,7 +58,7 @@ def case_retention_extend(
     """Keep a closed case longer, for a logged reason."""
     r = call(socket, local_pb2.LocalRequest(retention_extend=local_pb2.RetentionExtendRequest(
         case_id=case, days=days, reason=enums.parse(REASONS, "reason", reason)))).retention_due  # type: ignore[arg-type]
-    out.print(f"case {case} kept until {_day(r.items[0].retain_until_ms)}")
+    out.print(f"case {case} kept until {day(r.items[0].retain_until_ms)}")
 
 
 @retention_app.command("due")
@@ -81,7 +76,7 @@ def retention_due(
     for col in ("case", "closed", "erase on"):
         table.add_column(col)
     for i in r.items:
-        table.add_row(str(i.case_id), _day(i.closed_ms), _day(i.retain_until_ms))
+        table.add_row(str(i.case_id), day(i.closed_ms), day(i.retain_until_ms))
     out.print(table)
 
 
