@@ -139,12 +139,14 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             return broker_pb2.ReportAck(stored=False, detail=detail)
         await self._service.store.store_evaluation_counts(str(origin.org_id), counts, now_ms())
         at = now_ms()
+        commits = []
         for c in counts.counts:  # one leaf per organisation counted, visible to it and to the operator
             meta = {"event": "pseudonymiser.counts", "operator": str(origin.org_id), "share": counts.share,
                     "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
                     "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
-            await self._service.committer.submit(
-                lambda tx, batch, meta=meta, org=c.org_id: _append(batch, meta, (str(origin.org_id), org), at))
+            commits.append(self._service.committer.enqueue(
+                lambda tx, batch, meta=meta, org=c.org_id: _append(batch, meta, (str(origin.org_id), org), at)))
+        await asyncio.gather(*commits)  # all queued first: they share one commit instead of one each
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
 

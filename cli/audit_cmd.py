@@ -83,6 +83,14 @@ def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
     return broker_pb2.TreeHead.FromString(row[0]) if row else None
 
 
+
+async def _signed_head(cfg: Any, client: Any) -> tuple[Any, broker_pb2.TreeHead]:
+    """The broker's log key from the node's configuration, and the latest head, its signature checked."""
+    key = load_public_key(cfg.log_public_key)
+    head = (await client.head()).head
+    verify_head(head, key)
+    return key, head
+
 @app.command("verify")
 def verify(
     node_config: NodeOpt,
@@ -95,9 +103,7 @@ def verify(
     async def run() -> None:
         cfg, client = _client(node_config)
         try:
-            key = load_public_key(cfg.log_public_key)
-            head = (await client.head()).head
-            verify_head(head, key)
+            key, head = await _signed_head(cfg, client)
             if quorum:
                 # The latest *cosigned* head (witnesses may lag the newest one) must meet the quorum
                 # and be a prefix of the newest head.
@@ -210,9 +216,7 @@ def proof(node_config: NodeOpt,
     async def run() -> None:
         cfg, client = _client(node_config)
         try:
-            key = load_public_key(cfg.log_public_key)
-            head = (await client.head()).head
-            verify_head(head, key)
+            _key, head = await _signed_head(cfg, client)
             if leaf is not None:
                 events, _ = await _events(client)
                 event = next((e for e in events if e.index == leaf), None)
