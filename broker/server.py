@@ -101,6 +101,27 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             raise AssertionError("unreachable") from exc
         return broker_pb2.SendBatchResponse(responses=await self._service.send_batch(origin, list(request.envelopes)))
 
+    async def Query(
+        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.QueryResponse:
+        origin = await self._authenticate(context)
+        try:
+            wire.validate(request)
+        except WireError as exc:
+            return broker_pb2.QueryResponse(refusal=exc.to_proto())
+        return await self._service.directory.query(origin, request.envelope)
+
+    async def DirectoryEntries(
+        self, request: broker_pb2.DirectoryEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.DirectoryEntriesResponse:
+        origin = await self._authenticate(context)
+        try:
+            wire.validate(request)
+        except WireError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            raise AssertionError("unreachable") from exc
+        return await self._service.directory.own_entries(origin, request.after, request.limit)
+
     async def Subscribe(
         self, request_iterator: AsyncIterator[broker_pb2.SubscribeUp], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:

@@ -29,13 +29,14 @@ This module does not import grpc.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
-from olievlek.errors import PolicyDenied, Refused, VerificationError
+from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, Request
@@ -44,6 +45,7 @@ from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .committer import Committer
+from .queries import DirectoryService
 from .store import NEVER, DecisionRecord, Due, QueueFull, SqliteBrokerStore
 from .streams import Notifier
 
@@ -70,6 +72,8 @@ class _Plan:
     refusal: Refused | None = None
     opened: envelope.OpenedEnvelope | None = None
     ttl_ms: int = 0
+    # A directory change applied in the accepting transaction instead of a queue row.
+    apply: Callable[[sqlite3.Connection], None] | None = None
 
 
 def _queue_full(exc: QueueFull) -> Refused:
@@ -108,6 +112,7 @@ class BrokerService:
         self._clock = clock
         self.queue_limit = queue_limit
         self.share_limit = share_limit
+        self.directory = DirectoryService(self)
 
     def now(self) -> int:
         return self._clock()
@@ -132,21 +137,25 @@ class BrokerService:
         try:
             env, body, kind = envelope.parse(raw)
             plan.kind_name, plan.rule_id = kind.name, body.rule_id
-            self._check_sender(origin, body.sender)
+            self.check_sender(origin, body.sender)
             opened = envelope.verify(raw, env, body, kind, self.trust)
             plan.answer = await self._replayed(body.sender, body.idempotency_key, opened.digest)
             if plan.answer is not None:
                 log.info("send.duplicate", sender=body.sender, kind=plan.kind_name, rule=plan.rule_id)
                 self.metrics.sends.labels(decision="duplicate").inc()
                 return plan
-            self._check_clock(body.created_at_ms, now)
+            self.check_clock(body.created_at_ms, now)
+            if kind.name == "query.hit":
+                raise WireError("query.hit is answered by the Query call, not sent", field="kind")
             request = request_from_envelope(opened)
             plan.inputs = _decision_inputs(request)
+            request = await self.directory.holder_check(opened, request, origin, now)
             decision = self.bundle.decide(request)
             decision.raise_if_denied()
             assert decision.rule is not None
             plan.rule_id, plan.opened = decision.rule.id, opened
             plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
+            plan.apply = self.directory.registration(opened, now, plan)
         except Refused as refusal:
             plan.refusal = refusal
         return plan
@@ -166,13 +175,14 @@ class BrokerService:
                 "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
                 "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
-        encoded, limit, share = wire.encode(response), self.queue_limit, self.share_limit
+        encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
+
         async def op(tx: Any, batch: Any) -> Any:
             blocked = full.intersection(body.recipients)
             if blocked:
                 return QueueFull(min(blocked), limit, limit)
             result = await self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                 opened.raw, record, meta, expires, limit, share)
+                                                 opened.raw, record, meta, expires, limit, share, apply)
             if isinstance(result, QueueFull):
                 full.add(result.recipient)
             return result
@@ -192,9 +202,9 @@ class BrokerService:
             except Refused as refusal:
                 plan.refusal = refusal
         assert plan.refusal is not None
-        return await self._refuse(origin, plan, plan.refusal, now)
+        return await self.refuse(origin, plan, plan.refusal, now)
 
-    async def _refuse(self, origin: OrgIdentity, plan: _Plan, refusal: Refused, now: int) -> broker_pb2.SendResponse:
+    async def refuse(self, origin: OrgIdentity, plan: _Plan, refusal: Refused, now: int) -> broker_pb2.SendResponse:
         record = DecisionRecord(now, str(origin.org_id), plan.kind_name, refusal.rule_id or plan.rule_id, "refused",
                                 refusal.reason, refusal.field, ())
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
@@ -219,7 +229,7 @@ class BrokerService:
         return broker_pb2.AuditProof(leaf_index=index, salt=salt, metadata=meta or b"", head=head,
                                      inclusion=await audit.inclusion(index, head.size))
 
-    def _check_sender(self, origin: OrgIdentity, sender: str) -> None:
+    def check_sender(self, origin: OrgIdentity, sender: str) -> None:
         if sender != origin.org_id:
             raise VerificationError(
                 f"envelope sender {sender!r} is not the authenticated organisation "
@@ -233,7 +243,7 @@ class BrokerService:
                 field="sender",
             )
 
-    def _check_clock(self, created_at_ms: int, now: int) -> None:
+    def check_clock(self, created_at_ms: int, now: int) -> None:
         skew = abs(now - created_at_ms)
         if skew > self._max_skew_ms:
             raise Refused(

@@ -11,6 +11,7 @@ same methods (the interface is extracted when that second backend exists).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,13 @@ from olievlek.clock import now_ms as clock_now
 from olievlek.store import Database, Txn
 from olievlek.v1 import broker_pb2
 
-SCHEMA_VERSION = 6  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+from .directory import SCHEMA as DIRECTORY_SCHEMA
+
+SCHEMA_VERSION = 7  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
 #                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
 #                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
-#                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares
+#                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares;
+#                    7: reference directory (directory, coverage, query_usage)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -58,6 +62,7 @@ SCHEMA = [
         requests INTEGER NOT NULL, evaluations INTEGER NOT NULL, received_ms INTEGER NOT NULL,
         PRIMARY KEY (operator, period_start_ms, org_id, domain))""",
     *AUDIT_SCHEMA,
+    *DIRECTORY_SCHEMA,
     """CREATE TABLE IF NOT EXISTS cosignatures (
         size INTEGER NOT NULL, witness TEXT NOT NULL, cosignature BLOB NOT NULL, PRIMARY KEY (size, witness))""",
 ]
@@ -170,12 +175,14 @@ class SqliteBrokerStore:
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
-                         queue_limit: int, share_limit: int) -> Accepted | QueueFull:
+                         queue_limit: int, share_limit: int,
+                         apply: Callable[[sqlite3.Connection], None] | None = None) -> Accepted | QueueFull:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
         Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
         with the same key committed first, its response and leaf are returned and nothing is
-        queued twice; with another body, (b"", -1, None). A recipient's queue at ``queue_limit`` returns
+        queued twice; with another body, (b"", -1, None). ``apply`` (a directory change) runs in the
+        same step, once, only for a new key. A recipient's queue at ``queue_limit`` returns
         (not raises: a raising op would make the group committer redo the whole batch) a QueueFull,
         before anything is written.
         """
@@ -199,6 +206,8 @@ class SqliteBrokerStore:
             for recipient in record.recipients:
                 _enqueue(c, recipient, "envelope", record.sender, key, record.rule_id, envelope, record.at_ms,
                          expires_ms, index)
+            if apply is not None:
+                apply(c)
             c.execute(_INSERT_DECISION, _decision_params(record))
             return response, index, (salt, data)
 

@@ -35,8 +35,8 @@ class Request:
     concerns: frozenset[str] = frozenset()
     contacts: tuple[tuple[str, str], ...] = ()  # (field path, contact id)
     purpose: str | None = None
-    # The sender asserts the recipients hold the pseudonym. Only policy tests can
-    # take that as given until the reference directory exists.
+    # The recipients hold the pseudonym with coverage for this sender: the broker sets this after
+    # its directory lookup; policy tests take it as given.
     holder_asserted: bool = False
 
 
@@ -118,7 +118,12 @@ class Engine:
                 return _deny("unknown_recipient", f"recipient {rid!r} is not an organisation in the bundle",
                               field="recipients")
             recipients.append(org)
-        if not recipients:
+        invoked = self.rules.get(req.rule_id)
+        to_directory = invoked is not None and invoked.relation == "directory"
+        if to_directory and recipients:
+            return _deny("directory_recipient", f"rule {req.rule_id!r} is answered by the broker's directory; "
+                         "the message must name no recipient", invoked, "recipients", (req.rule_id,))
+        if not recipients and not to_directory:
             return _deny("no_recipient", "the request names no recipient", field="recipients")
         for deny in self._denies.get((req.kind, req.sender), ()):
             # A deny refuses when it matches for any one recipient.
@@ -142,8 +147,8 @@ class Engine:
             return _deny("purpose_mismatch", f"rule {rule.id!r} is for purpose {rule.purpose}, not {req.purpose}",
                          rule, "purpose", (rule.id,))
         if rule.relation == "pseudonym_holder" and not req.holder_asserted:
-            return _deny("not_yet_routable", f"rule {rule.id!r} routes to the holder of a pseudonym, which needs "
-                         "the reference directory; not yet routable", rule, considered=(rule.id,))
+            return _deny("not_held", f"rule {rule.id!r} routes only to a holder of the pseudonym whose "
+                         "directory entry covers this sender", rule, "recipients", (rule.id,))
         contacts = sender.contact_ids
         for path, cid in req.contacts:
             if cid not in contacts:

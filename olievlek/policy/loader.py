@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from olievlek.directory import SLOT_BYTES
 from olievlek.identity import OrgId, OrgKind
 from olievlek.kinds import BY_NAME, leaf_paths
 
@@ -27,9 +28,11 @@ from .model import (
     Budget,
     Conditions,
     Contact,
+    DirectoryPolicy,
     Group,
     Organisation,
     PseudonymisationPolicy,
+    QueryBudget,
     Rule,
 )
 
@@ -71,6 +74,7 @@ class Bundle:
     pseudonymisation: PseudonymisationPolicy = field(
         default_factory=lambda: PseudonymisationPolicy({}, {}))
     data_protection_officers: frozenset[str] = frozenset()
+    directory_policy: DirectoryPolicy = field(default_factory=DirectoryPolicy)
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -91,6 +95,9 @@ class Bundle:
 
     def org(self, org_id: str) -> Organisation | None:
         return self.orgs.get(OrgId(org_id))
+
+    def org_of_contact(self, contact_id: str) -> Organisation | None:
+        return next((o for o in self.orgs.values() if contact_id in o.contact_ids), None)
 
     def org_serving(self, nis: int) -> Organisation | None:
         return self._by_nis.get(nis)
@@ -160,8 +167,14 @@ class _Loader:
             if d not in orgs:
                 raise BundleError([meta.diag(f"data protection officer {d!r} is not an organisation",
                                              "data_protection_officers", i)])
+        d = m.get("directory", {"register_phases": ["follow_up"], "query_budgets": {}})
+        directory = DirectoryPolicy(
+            frozenset(d["register_phases"]),
+            {OrgKind(k): QueryBudget(b["per_day"], b["per_month"], b["batch"]) for k, b in d["query_budgets"].items()},
+            int(d.get("disclosure_expiry_hours", 336)),
+        )
         return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern, pseudonymisation, dpos)
+                      pattern, pseudonymisation, dpos, directory)
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}
@@ -184,6 +197,9 @@ class _Loader:
                         f"contact {c['id']!r}: {c['channel']} address is not well-formed "
                         f"({'name@domain' if c['channel'] == 'mailbox' else '+<country><number>'})",
                         "organisations", i, "contacts", j, "address"))
+                if len(c["id"].encode()) > SLOT_BYTES:
+                    self.errors.append(src.diag(f"contact id {c['id']!r} is longer than a directory answer slot "
+                                                f"({SLOT_BYTES} bytes)", "organisations", i, "contacts", j, "id"))
                 if c["id"] in contact_owner:
                     self.errors.append(src.diag(f"contact id {c['id']!r} is already registered for "
                                                 f"{contact_owner[c['id']]}", "organisations", i, "contacts", j, "id"))

@@ -4,11 +4,12 @@ set of leaf paths each message kind lets through."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from olievlek.identity import OrgId, OrgKind
 
-RELATIONS = ("declared", "group_members", "pseudonym_holder", "any")
+# directory: consumed or answered by the broker's reference directory; the message names no recipient.
+RELATIONS = ("declared", "group_members", "pseudonym_holder", "any", "directory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +122,24 @@ class PseudonymisationPolicy:
 
     def budget(self, kind: OrgKind) -> Budget:
         return self.budgets.get(kind, Budget(0, 0, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBudget:
+    """Pseudonyms an organisation may query per UTC day and month, and per query."""
+
+    per_day: int
+    per_month: int
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryPolicy:
+    """The reference directory: which phases are registered, query budgets, disclosure expiry."""
+
+    register_phases: frozenset[str] = frozenset({"follow_up"})
+    query_budgets: dict[OrgKind, QueryBudget] = field(default_factory=dict)
+    disclosure_expiry_hours: int = 336
+
+    def budget(self, kind: OrgKind) -> QueryBudget:
+        return self.query_budgets.get(kind, QueryBudget(0, 0, 1))

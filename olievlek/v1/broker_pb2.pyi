@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from olievlek.v1 import summary_pb2 as _summary_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -41,6 +42,12 @@ class _RefusalCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefusalCo
     REFUSAL_CODE_UNKNOWN_RECIPIENT: _RefusalCode.ValueType  # 13
     REFUSAL_CODE_QUEUE_FULL: _RefusalCode.ValueType  # 14
     """A recipient's queue is at its limit: nothing was queued; retry later (never a silent drop)."""
+    REFUSAL_CODE_BUDGET_EXCEEDED: _RefusalCode.ValueType  # 15
+    """The sender's query budget for the day or month (from the bundle) is used up."""
+    REFUSAL_CODE_NO_HIT: _RefusalCode.ValueType  # 16
+    """A request routed to the holder of a pseudonym that the named recipient does not hold with
+    coverage for this sender: shown as "no hit", whatever the reason (the holder sees the reason).
+    """
 
 class RefusalCode(_RefusalCode, metaclass=_RefusalCodeEnumTypeWrapper):
     """Stable reason codes; the text in Refusal.detail is for people."""
@@ -61,6 +68,12 @@ REFUSAL_CODE_POLICY_DENIED: RefusalCode.ValueType  # 12
 REFUSAL_CODE_UNKNOWN_RECIPIENT: RefusalCode.ValueType  # 13
 REFUSAL_CODE_QUEUE_FULL: RefusalCode.ValueType  # 14
 """A recipient's queue is at its limit: nothing was queued; retry later (never a silent drop)."""
+REFUSAL_CODE_BUDGET_EXCEEDED: RefusalCode.ValueType  # 15
+"""The sender's query budget for the day or month (from the bundle) is used up."""
+REFUSAL_CODE_NO_HIT: RefusalCode.ValueType  # 16
+"""A request routed to the holder of a pseudonym that the named recipient does not hold with
+coverage for this sender: shown as "no hit", whatever the reason (the holder sees the reason).
+"""
 Global___RefusalCode: _TypeAlias = RefusalCode  # noqa: Y015
 
 class _AckOutcome:
@@ -841,3 +854,149 @@ class SubscribeDown(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
 Global___SubscribeDown: _TypeAlias = SubscribeDown  # noqa: Y015
+
+@_typing.final
+class QueryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    envelope: _builtins.bytes
+    """Serialized Envelope of kind query.hit."""
+    def __init__(
+        self,
+        *,
+        envelope: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
+
+@_typing.final
+class QueryAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> _summary_pb2.QueryResult:
+        """One row per pseudonym, in the query's order."""
+
+    @_builtins.property
+    def audit(self) -> Global___AuditProof:
+        """The query's own log leaf (its counts, never a pseudonym)."""
+
+    def __init__(
+        self,
+        *,
+        result: _summary_pb2.QueryResult | None = ...,
+        audit: Global___AuditProof | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAnswer: _TypeAlias = QueryAnswer  # noqa: Y015
+
+@_typing.final
+class QueryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWER_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answer(self) -> Global___QueryAnswer: ...
+    @_builtins.property
+    def refusal(self) -> Global___Refusal: ...
+    def __init__(
+        self,
+        *,
+        answer: Global___QueryAnswer | None = ...,
+        refusal: Global___Refusal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "outcome", b"outcome", "refusal", b"refusal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "outcome", b"outcome", "refusal", b"refusal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["answer", "refusal"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___QueryResponse: _TypeAlias = QueryResponse  # noqa: Y015
+
+@_typing.final
+class DirectoryEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    after: _builtins.bytes
+    """Paging through one's own entries: those after this pseudonym (empty: from the start)."""
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        after: _builtins.bytes = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryEntriesRequest: _TypeAlias = DirectoryEntriesRequest  # noqa: Y015
+
+@_typing.final
+class DirectoryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_MS_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    contact_id: _builtins.str
+    registered_at_ms: _builtins.int
+    @_builtins.property
+    def coverage(self) -> _containers.RepeatedCompositeFieldContainer[_summary_pb2.SignedCoverage]: ...
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        contact_id: _builtins.str = ...,
+        registered_at_ms: _builtins.int = ...,
+        coverage: _abc.Iterable[_summary_pb2.SignedCoverage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "coverage", b"coverage", "registered_at_ms", b"registered_at_ms", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryEntry: _TypeAlias = DirectoryEntry  # noqa: Y015
+
+@_typing.final
+class DirectoryEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DirectoryEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___DirectoryEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryEntriesResponse: _TypeAlias = DirectoryEntriesResponse  # noqa: Y015

@@ -84,6 +84,16 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.FromString,
                 _registered_method=True)
+        self.Query = channel.unary_unary(
+                '/olievlek.v1.Broker/Query',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.QueryRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.DirectoryEntries = channel.unary_unary(
+                '/olievlek.v1.Broker/DirectoryEntries',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -163,6 +173,20 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Query(self, request, context):
+        """A query.hit envelope, answered from the reference directory alone (no holder is contacted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DirectoryEntries(self, request, context):
+        """The caller's own directory entries with the signed coverage the broker keeps (to re-verify).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +239,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.AuditEvents,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.AuditRange.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.SerializeToString,
+            ),
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.QueryRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.QueryResponse.SerializeToString,
+            ),
+            'DirectoryEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.DirectoryEntries,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +521,60 @@ class Broker:
             '/olievlek.v1.Broker/AuditEvents',
             olievlek_dot_v1_dot_broker__pb2.AuditRange.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.AuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/Query',
+            olievlek_dot_v1_dot_broker__pb2.QueryRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DirectoryEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/DirectoryEntries',
+            olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

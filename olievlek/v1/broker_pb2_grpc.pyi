@@ -58,6 +58,10 @@ class BrokerStub:
     """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification."""
     AuditEvents: _grpc.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditEventsResponse]
     """The events the caller may see: its own; all of them for a data-protection officer."""
+    Query: _grpc.UnaryUnaryMultiCallable[_broker_pb2.QueryRequest, _broker_pb2.QueryResponse]
+    """A query.hit envelope, answered from the reference directory alone (no holder is contacted)."""
+    DirectoryEntries: _grpc.UnaryUnaryMultiCallable[_broker_pb2.DirectoryEntriesRequest, _broker_pb2.DirectoryEntriesResponse]
+    """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -89,6 +93,10 @@ class BrokerAsyncStub(BrokerStub):
     """Leaf hashes of a range (salted commitments: they reveal nothing), for full verification."""
     AuditEvents: _aio.UnaryUnaryMultiCallable[_broker_pb2.AuditRange, _broker_pb2.AuditEventsResponse]  # type: ignore[assignment]
     """The events the caller may see: its own; all of them for a data-protection officer."""
+    Query: _aio.UnaryUnaryMultiCallable[_broker_pb2.QueryRequest, _broker_pb2.QueryResponse]  # type: ignore[assignment]
+    """A query.hit envelope, answered from the reference directory alone (no holder is contacted)."""
+    DirectoryEntries: _aio.UnaryUnaryMultiCallable[_broker_pb2.DirectoryEntriesRequest, _broker_pb2.DirectoryEntriesResponse]  # type: ignore[assignment]
+    """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -177,5 +185,21 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.AuditEventsResponse, _abc.Awaitable[_broker_pb2.AuditEventsResponse]]:
         """The events the caller may see: its own; all of them for a data-protection officer."""
+
+    @_abc_1.abstractmethod
+    def Query(
+        self,
+        request: _broker_pb2.QueryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.QueryResponse, _abc.Awaitable[_broker_pb2.QueryResponse]]:
+        """A query.hit envelope, answered from the reference directory alone (no holder is contacted)."""
+
+    @_abc_1.abstractmethod
+    def DirectoryEntries(
+        self,
+        request: _broker_pb2.DirectoryEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.DirectoryEntriesResponse, _abc.Awaitable[_broker_pb2.DirectoryEntriesResponse]]:
+        """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -125,6 +125,27 @@ RETENTION_REASON_LEGAL_HOLD: RetentionReason.ValueType  # 2
 RETENTION_REASON_ACCESS_REQUEST_PENDING: RetentionReason.ValueType  # 3
 Global___RetentionReason: _TypeAlias = RetentionReason  # noqa: Y015
 
+class _QueryOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QueryOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QueryOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUERY_OUTCOME_UNSPECIFIED: _QueryOutcome.ValueType  # 0
+    QUERY_OUTCOME_NO_HIT: _QueryOutcome.ValueType  # 1
+    QUERY_OUTCOME_HIT: _QueryOutcome.ValueType  # 2
+    QUERY_OUTCOME_INVALID: _QueryOutcome.ValueType  # 3
+    """The row's identifier is not valid: nothing was asked about it."""
+
+class QueryOutcome(_QueryOutcome, metaclass=_QueryOutcomeEnumTypeWrapper): ...
+
+QUERY_OUTCOME_UNSPECIFIED: QueryOutcome.ValueType  # 0
+QUERY_OUTCOME_NO_HIT: QueryOutcome.ValueType  # 1
+QUERY_OUTCOME_HIT: QueryOutcome.ValueType  # 2
+QUERY_OUTCOME_INVALID: QueryOutcome.ValueType  # 3
+"""The row's identifier is not valid: nothing was asked about it."""
+Global___QueryOutcome: _TypeAlias = QueryOutcome  # noqa: Y015
+
 @_typing.final
 class Identity(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1282,14 +1303,31 @@ class InboxItem(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
     MATCHED_SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    FILE_REF_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
     item_id: _builtins.int
     sender: _builtins.str
     kind: _builtins.str
     received_at_ms: _builtins.int
     status: _builtins.str
     matched_subject_id: _builtins.int
+    file_ref: _builtins.str
+    legal_basis: _builtins.str
+    decision: _summary_pb2.DisclosureDecision.ValueType
+    reason: _summary_pb2.DenialReason.ValueType
+    expires_at_ms: _builtins.int
     @_builtins.property
     def summary(self) -> _summary_pb2.CaseSummary: ...
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.DisclosableField.ValueType]:
+        """disclosure.request: the fields asked, the requester's file reference and legal basis;
+        disclosure.response: the decision, the reason of a denial, the fields approved.
+        """
+
     def __init__(
         self,
         *,
@@ -1300,10 +1338,16 @@ class InboxItem(_message.Message):
         status: _builtins.str = ...,
         summary: _summary_pb2.CaseSummary | None = ...,
         matched_subject_id: _builtins.int = ...,
+        fields: _abc.Iterable[_summary_pb2.DisclosableField.ValueType] | None = ...,
+        file_ref: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+        decision: _summary_pb2.DisclosureDecision.ValueType = ...,
+        reason: _summary_pb2.DenialReason.ValueType = ...,
+        expires_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "kind", b"kind", "matched_subject_id", b"matched_subject_id", "received_at_ms", b"received_at_ms", "sender", b"sender", "status", b"status", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "expires_at_ms", b"expires_at_ms", "fields", b"fields", "file_ref", b"file_ref", "item_id", b"item_id", "kind", b"kind", "legal_basis", b"legal_basis", "matched_subject_id", b"matched_subject_id", "reason", b"reason", "received_at_ms", b"received_at_ms", "sender", b"sender", "status", b"status", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1402,6 +1446,10 @@ class LocalRequest(_message.Message):
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     CASE_UPDATE_FIELD_NUMBER: _builtins.int
     AGREEMENT_FIELD_NUMBER: _builtins.int
+    LIAISON_QUERY_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_ASK_FIELD_NUMBER: _builtins.int
+    DISCLOSURE_DECIDE_FIELD_NUMBER: _builtins.int
+    DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1446,6 +1494,14 @@ class LocalRequest(_message.Message):
     def case_update(self) -> Global___CaseUpdateRequest: ...
     @_builtins.property
     def agreement(self) -> Global___AgreementRequest: ...
+    @_builtins.property
+    def liaison_query(self) -> Global___LiaisonQueryRequest: ...
+    @_builtins.property
+    def disclosure_ask(self) -> Global___DisclosureAskRequest: ...
+    @_builtins.property
+    def disclosure_decide(self) -> Global___DisclosureDecideRequest: ...
+    @_builtins.property
+    def directory_verify(self) -> Global___DirectoryVerifyRequest: ...
     def __init__(
         self,
         *,
@@ -1471,16 +1527,230 @@ class LocalRequest(_message.Message):
         inbox_decide: Global___InboxDecisionRequest | None = ...,
         case_update: Global___CaseUpdateRequest | None = ...,
         agreement: Global___AgreementRequest | None = ...,
+        liaison_query: Global___LiaisonQueryRequest | None = ...,
+        disclosure_ask: Global___DisclosureAskRequest | None = ...,
+        disclosure_decide: Global___DisclosureDecideRequest | None = ...,
+        directory_verify: Global___DirectoryVerifyRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
 Global___LocalRequest: _TypeAlias = LocalRequest  # noqa: Y015
+
+@_typing.final
+class LiaisonQueryRequest(_message.Message):
+    """A federal liaison's (or justice house's) hit/no-hit query for a chunk of identifiers. The CLI
+    sends a long batch as several of these and shows progress between them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITIES_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    FILE_REF_FIELD_NUMBER: _builtins.int
+    FIRST_ROW_FIELD_NUMBER: _builtins.int
+    purpose: _builtins.str
+    legal_basis: _builtins.str
+    file_ref: _builtins.str
+    first_row: _builtins.int
+    """Row number of the first identity in the whole batch (for the answer's row numbers)."""
+    @_builtins.property
+    def identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Identity]: ...
+    def __init__(
+        self,
+        *,
+        identities: _abc.Iterable[Global___Identity] | None = ...,
+        purpose: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+        file_ref: _builtins.str = ...,
+        first_row: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "first_row", b"first_row", "identities", b"identities", "legal_basis", b"legal_basis", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiaisonQueryRequest: _TypeAlias = LiaisonQueryRequest  # noqa: Y015
+
+@_typing.final
+class LiaisonRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    HIT_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    outcome: Global___QueryOutcome.ValueType
+    hit_id: _builtins.int
+    """For a hit: the number to ask a disclosure with (`olievlek liaison disclose HIT`)."""
+    error: _builtins.str
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        outcome: Global___QueryOutcome.ValueType = ...,
+        contacts: _abc.Iterable[_builtins.str] | None = ...,
+        hit_id: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "error", b"error", "hit_id", b"hit_id", "outcome", b"outcome", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiaisonRow: _TypeAlias = LiaisonRow  # noqa: Y015
+
+@_typing.final
+class LiaisonQueryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    leaf_index: _builtins.int
+    """The broker's log leaf of this query."""
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiaisonRow]: ...
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___LiaisonRow] | None = ...,
+        leaf_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leaf_index", b"leaf_index", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiaisonQueryResponse: _TypeAlias = LiaisonQueryResponse  # noqa: Y015
+
+@_typing.final
+class DisclosureAskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HIT_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    FILE_REF_FIELD_NUMBER: _builtins.int
+    NO_WAIT_FIELD_NUMBER: _builtins.int
+    hit_id: _builtins.int
+    contact_id: _builtins.str
+    """Which contact (holder) of the hit to ask; empty: the first."""
+    purpose: _builtins.str
+    legal_basis: _builtins.str
+    file_ref: _builtins.str
+    no_wait: _builtins.bool
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.DisclosableField.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        hit_id: _builtins.int = ...,
+        contact_id: _builtins.str = ...,
+        fields: _abc.Iterable[_summary_pb2.DisclosableField.ValueType] | None = ...,
+        purpose: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+        file_ref: _builtins.str = ...,
+        no_wait: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "fields", b"fields", "file_ref", b"file_ref", "hit_id", b"hit_id", "legal_basis", b"legal_basis", "no_wait", b"no_wait", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisclosureAskRequest: _TypeAlias = DisclosureAskRequest  # noqa: Y015
+
+@_typing.final
+class DisclosureDecideRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.int
+    approve: _builtins.bool
+    reason: _summary_pb2.DenialReason.ValueType
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_summary_pb2.DisclosableField.ValueType]:
+        """Approve: the fields to disclose, at most those requested (empty: all requested)."""
+
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.int = ...,
+        approve: _builtins.bool = ...,
+        fields: _abc.Iterable[_summary_pb2.DisclosableField.ValueType] | None = ...,
+        reason: _summary_pb2.DenialReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "fields", b"fields", "item_id", b"item_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisclosureDecideRequest: _TypeAlias = DisclosureDecideRequest  # noqa: Y015
+
+@_typing.final
+class DirectoryVerifyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryVerifyRequest: _TypeAlias = DirectoryVerifyRequest  # noqa: Y015
+
+@_typing.final
+class DirectoryVerifyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    STATEMENTS_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    entries: _builtins.int
+    statements: _builtins.int
+    expected: _builtins.int
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One line per problem: an entry we never registered, one we withdrew, a bad signature, ..."""
+
+    def __init__(
+        self,
+        *,
+        entries: _builtins.int = ...,
+        statements: _builtins.int = ...,
+        problems: _abc.Iterable[_builtins.str] | None = ...,
+        expected: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "expected", b"expected", "problems", b"problems", "statements", b"statements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryVerifyResponse: _TypeAlias = DirectoryVerifyResponse  # noqa: Y015
 
 @_typing.final
 class LocalError(_message.Message):
@@ -1525,6 +1795,8 @@ class LocalResponse(_message.Message):
     INBOX_DECIDE_FIELD_NUMBER: _builtins.int
     CASE_UPDATE_FIELD_NUMBER: _builtins.int
     AGREEMENT_FIELD_NUMBER: _builtins.int
+    LIAISON_QUERY_FIELD_NUMBER: _builtins.int
+    DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1561,6 +1833,10 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def agreement(self) -> Global___AgreementResponse: ...
     @_builtins.property
+    def liaison_query(self) -> Global___LiaisonQueryResponse: ...
+    @_builtins.property
+    def directory_verify(self) -> Global___DirectoryVerifyResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1582,13 +1858,15 @@ class LocalResponse(_message.Message):
         inbox_decide: Global___InboxDecisionResponse | None = ...,
         case_update: Global___CaseInfo | None = ...,
         agreement: Global___AgreementResponse | None = ...,
+        liaison_query: Global___LiaisonQueryResponse | None = ...,
+        directory_verify: Global___DirectoryVerifyResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "liaison_query", "directory_verify", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

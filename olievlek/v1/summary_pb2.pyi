@@ -209,6 +209,8 @@ class _DenialReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DenialRe
     DENIAL_REASON_DISPROPORTIONATE: _DenialReason.ValueType  # 2
     DENIAL_REASON_ONGOING_FOLLOW_UP_AT_RISK: _DenialReason.ValueType  # 3
     DENIAL_REASON_NOT_HELD: _DenialReason.ValueType  # 4
+    DENIAL_REASON_EXPIRED: _DenialReason.ValueType  # 5
+    """Nobody decided within the holder's expiry time; sent by the holder's node."""
 
 class DenialReason(_DenialReason, metaclass=_DenialReasonEnumTypeWrapper): ...
 
@@ -217,6 +219,8 @@ DENIAL_REASON_NO_LAWFUL_BASIS: DenialReason.ValueType  # 1
 DENIAL_REASON_DISPROPORTIONATE: DenialReason.ValueType  # 2
 DENIAL_REASON_ONGOING_FOLLOW_UP_AT_RISK: DenialReason.ValueType  # 3
 DENIAL_REASON_NOT_HELD: DenialReason.ValueType  # 4
+DENIAL_REASON_EXPIRED: DenialReason.ValueType  # 5
+"""Nobody decided within the holder's expiry time; sent by the holder's node."""
 Global___DenialReason: _TypeAlias = DenialReason  # noqa: Y015
 
 class _ErasureReason:
@@ -430,24 +434,95 @@ class Handover(_message.Message):
 Global___Handover: _TypeAlias = Handover  # noqa: Y015
 
 @_typing.final
+class CoverageStatement(_message.Message):
+    """A holder's signed statement that one of its directory entries may be answered to one recipient
+    kind for one purpose under one rule, until a time: the rule's lawful basis, plus the person's
+    recorded agreement where the rule requires it. Ed25519 by the holder's envelope-signing key over
+    "olievlek/v1/coverage\\0" || the serialized statement. The broker verifies it once, at
+    registration; the holder (and an auditor) can re-verify what the broker keeps at any time.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    RECIPIENT_KIND_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    subject_pseudonym: _builtins.bytes
+    holder: _builtins.str
+    recipient_kind: _builtins.str
+    purpose: _builtins.str
+    """The bundle's purpose name, e.g. hit_no_hit_check."""
+    rule_id: _builtins.str
+    expires_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        subject_pseudonym: _builtins.bytes = ...,
+        holder: _builtins.str = ...,
+        recipient_kind: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        expires_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at_ms", b"expires_at_ms", "holder", b"holder", "purpose", b"purpose", "recipient_kind", b"recipient_kind", "rule_id", b"rule_id", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageStatement: _TypeAlias = CoverageStatement  # noqa: Y015
+
+@_typing.final
+class SignedCoverage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    statement: _builtins.bytes
+    """Serialized CoverageStatement."""
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        statement: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature", "statement", b"statement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedCoverage: _TypeAlias = SignedCoverage  # noqa: Y015
+
+@_typing.final
 class DirectoryRegister(_message.Message):
-    """directory.register: the holder follows up this pseudonym (reference directory)."""
+    """directory.register: the holder follows up this pseudonym (reference directory). Consumed by the
+    broker, never queued to anyone; a new registration replaces the holder's earlier coverage.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
     subject_pseudonym: _builtins.bytes
     contact_id: _builtins.str
+    @_builtins.property
+    def coverage(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignedCoverage]: ...
     def __init__(
         self,
         *,
         subject_pseudonym: _builtins.bytes = ...,
         contact_id: _builtins.str = ...,
+        coverage: _abc.Iterable[Global___SignedCoverage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "coverage", b"coverage", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -474,13 +549,17 @@ Global___DirectoryWithdraw: _TypeAlias = DirectoryWithdraw  # noqa: Y015
 
 @_typing.final
 class HitQuery(_message.Message):
-    """query.hit: "is any of these known?" File references follow a bundle-declared pattern."""
+    """query.hit: "is any of these known?" Answered by the broker from the directory alone. File
+    references follow a bundle-declared pattern; the legal basis is a code, never free text.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_PSEUDONYMS_FIELD_NUMBER: _builtins.int
     FILE_REF_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
     file_ref: _builtins.str
+    legal_basis: _builtins.str
     @_builtins.property
     def subject_pseudonyms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -488,49 +567,32 @@ class HitQuery(_message.Message):
         *,
         subject_pseudonyms: _abc.Iterable[_builtins.bytes] | None = ...,
         file_ref: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "subject_pseudonyms", b"subject_pseudonyms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "legal_basis", b"legal_basis", "subject_pseudonyms", b"subject_pseudonyms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HitQuery: _TypeAlias = HitQuery  # noqa: Y015
 
 @_typing.final
-class QueryRow(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HIT_FIELD_NUMBER: _builtins.int
-    CONTACT_IDS_FIELD_NUMBER: _builtins.int
-    hit: _builtins.bool
-    @_builtins.property
-    def contact_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        hit: _builtins.bool = ...,
-        contact_ids: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_ids", b"contact_ids", "hit", b"hit"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___QueryRow: _TypeAlias = QueryRow  # noqa: Y015
-
-@_typing.final
 class QueryResult(_message.Message):
+    """One answer row per queried pseudonym, every row exactly ROW_BYTES long whatever the answer:
+    byte 0 is 1 for a hit and 0 for no hit, then CONTACT_SLOTS slots of 32 bytes, each a contact id
+    padded with zero bytes (all zero: an empty slot). Equal sizes, so the answer's length says nothing.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ROWS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueryRow]: ...
+    def rows(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
         self,
         *,
-        rows: _abc.Iterable[Global___QueryRow] | None = ...,
+        rows: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -547,8 +609,10 @@ class DisclosureRequest(_message.Message):
     SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
     REQUESTED_FIELD_NUMBER: _builtins.int
     FILE_REF_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
     subject_pseudonym: _builtins.bytes
     file_ref: _builtins.str
+    legal_basis: _builtins.str
     @_builtins.property
     def requested(self) -> _containers.RepeatedScalarFieldContainer[Global___DisclosableField.ValueType]: ...
     def __init__(
@@ -557,10 +621,11 @@ class DisclosureRequest(_message.Message):
         subject_pseudonym: _builtins.bytes = ...,
         requested: _abc.Iterable[Global___DisclosableField.ValueType] | None = ...,
         file_ref: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "requested", b"requested", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_ref", b"file_ref", "legal_basis", b"legal_basis", "requested", b"requested", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,108 @@
+"""The reference directory at the broker: who holds which pseudonym, with which verified coverage.
+
+An entry is (pseudonym, holder, contact, registered at, covers); nothing else
+about the person or the case. ``covers`` is the compact form of the holder's
+verified coverage flags that queries read (``olievlek.directory.covered``); the
+signed statements themselves are kept in ``coverage`` as evidence and are read
+only when a holder re-verifies its own entries. Writes are synchronous steps
+run inside the accepting transaction (``Txn.run``), so an entry changes exactly
+when the envelope that changes it is accepted, and never twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from olievlek.directory import Cover, covers_string
+from olievlek.store import Database
+from olievlek.v1 import summary_pb2
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS directory (
+        pseudonym BLOB NOT NULL, holder TEXT NOT NULL, contact_id TEXT NOT NULL, registered_ms INTEGER NOT NULL,
+        covers TEXT NOT NULL, PRIMARY KEY (pseudonym, holder)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS directory_by_holder ON directory (holder, pseudonym)",
+    """CREATE TABLE IF NOT EXISTS coverage (
+        holder TEXT NOT NULL, pseudonym BLOB NOT NULL, position INTEGER NOT NULL, statement BLOB NOT NULL,
+        signature BLOB NOT NULL, PRIMARY KEY (holder, pseudonym, position)) WITHOUT ROWID""",
+    # Rows queried per organisation and period ('d:2026-11-29', 'm:2026-11'), for the bundle's budgets.
+    """CREATE TABLE IF NOT EXISTS query_usage (
+        org TEXT NOT NULL, period TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (org, period))""",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A verified directory.register: the entry and the statements that passed verification."""
+
+    pseudonym: bytes
+    holder: str
+    contact_id: str
+    covers: list[Cover]
+    evidence: list[summary_pb2.SignedCoverage]
+
+
+def register_step(c: sqlite3.Connection, reg: Registration, at_ms: int) -> None:
+    """Insert or replace the holder's entry; its earlier coverage is replaced, not merged."""
+    c.execute("INSERT OR REPLACE INTO directory (pseudonym, holder, contact_id, registered_ms, covers)"
+              " VALUES (?, ?, ?, ?, ?)", (reg.pseudonym, reg.holder, reg.contact_id, at_ms, covers_string(reg.covers)))
+    c.execute("DELETE FROM coverage WHERE holder = ? AND pseudonym = ?", (reg.holder, reg.pseudonym))
+    c.executemany("INSERT INTO coverage (holder, pseudonym, position, statement, signature) VALUES (?, ?, ?, ?, ?)",
+                  [(reg.holder, reg.pseudonym, i, s.statement, s.signature) for i, s in enumerate(reg.evidence)])
+
+
+def withdraw_step(c: sqlite3.Connection, holder: str, pseudonym: bytes) -> None:
+    c.execute("DELETE FROM directory WHERE pseudonym = ? AND holder = ?", (pseudonym, holder))
+    c.execute("DELETE FROM coverage WHERE holder = ? AND pseudonym = ?", (holder, pseudonym))
+
+
+def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], rows: int,
+                    limits: tuple[int, int]) -> tuple[str, int, int] | None:
+    """Count ``rows`` against the day's and month's budget, or return (period, used, limit) of the
+    first that would be exceeded (then nothing is counted)."""
+    for period, limit in zip(periods, limits, strict=True):
+        row = c.execute("SELECT rows FROM query_usage WHERE org = ? AND period = ?", (org, period)).fetchone()
+        used = int(row[0]) if row else 0
+        if used + rows > limit:
+            return period, used, limit
+    for period in periods:
+        c.execute("INSERT INTO query_usage (org, period, rows) VALUES (?, ?, ?)"
+                  " ON CONFLICT (org, period) DO UPDATE SET rows = rows + excluded.rows", (org, period, rows))
+    return None
+
+
+Entry = tuple[str, str, str]  # (holder, contact id, covers)
+
+
+async def lookup(db: Database, pseudonyms: list[bytes]) -> dict[bytes, list[Entry]]:
+    """Every entry of these pseudonyms, in one indexed read on the read-only connection."""
+    marks = ",".join("?" * len(pseudonyms))
+    rows = await db.fetchall(
+        f"SELECT pseudonym, holder, contact_id, covers FROM directory WHERE pseudonym IN ({marks})",  # noqa: S608
+        tuple(pseudonyms))
+    found: dict[bytes, list[Entry]] = {}
+    for p, holder, contact, covers in rows:
+        found.setdefault(bytes(p), []).append((holder, contact, covers))
+    return found
+
+
+async def entry_of(db: Database, pseudonym: bytes, holder: str) -> str | None:
+    """The ``covers`` of one holder's entry, or None when it holds no such entry."""
+    row = await db.fetchone("SELECT covers FROM directory WHERE pseudonym = ? AND holder = ?", (pseudonym, holder))
+    return str(row[0]) if row else None
+
+
+async def own_entries(db: Database, holder: str, after: bytes, limit: int
+                      ) -> list[tuple[bytes, str, int, list[summary_pb2.SignedCoverage]]]:
+    """A holder's own entries (never anyone else's), in pseudonym order, with their evidence."""
+    rows = await db.fetchall(
+        "SELECT pseudonym, contact_id, registered_ms FROM directory WHERE holder = ? AND pseudonym > ?"
+        " ORDER BY pseudonym LIMIT ?", (holder, after, limit))
+    out = []
+    for p, contact, at in rows:
+        ev = await db.fetchall("SELECT statement, signature FROM coverage WHERE holder = ? AND pseudonym = ?"
+                               " ORDER BY position", (holder, p))
+        out.append((bytes(p), str(contact), int(at),
+                    [summary_pb2.SignedCoverage(statement=bytes(s), signature=bytes(g)) for s, g in ev]))
+    return out

@@ -1,0 +1,249 @@
+"""The broker's reference directory in use: registrations, hit/no-hit queries, holder routing.
+
+- ``directory.register`` / ``directory.withdraw`` are decided like any envelope
+  and then applied to the directory in the accepting transaction instead of
+  being queued (``registration``); each coverage statement is verified once,
+  here, and one that fails is ignored, logged and counted in the leaf.
+- ``query.hit`` comes through the ``Query`` call and is answered from the
+  directory alone: one indexed read for the whole batch, then for every row
+  the same steps (its entries, one coverage check each, one fixed-width row),
+  so neither the answer's size nor a holder's availability says anything. A
+  known person whose coverage does not include the querier is "no hit" to the
+  querier; the holder's own leaf (not visible to the querier) says why.
+- A rule routed to the pseudonym's holder (``disclosure.request``) is allowed
+  only when the named recipient's entry covers the sender (``holder_check``);
+  otherwise the sender is told "no hit" and the holder's leaf keeps the reason.
+
+This module does not import grpc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Any
+
+from olievlek import envelope, logs
+from olievlek.directory import Cover, covered, encode_row, needle, open_statement
+from olievlek.errors import PolicyDenied, Refused, WireError
+from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
+from olievlek.policy import Request
+from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
+
+from . import directory
+from .directory import Registration
+from .store import DecisionRecord, SqliteBrokerStore
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+
+    from .service import BrokerService, _Plan
+
+log = logs.get("broker.directory")
+
+NO_HIT_DETAIL = ("no hit: the recipient has no directory entry for this pseudonym that covers your organisation "
+                 "kind and purpose")
+
+
+def _periods(now_ms: int) -> tuple[str, str]:
+    day = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    return f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}"
+
+
+class DirectoryService:
+    """Directory decisions; shares the send path's checks and audit log through ``BrokerService``."""
+
+    def __init__(self, service: BrokerService) -> None:
+        self._svc = service
+
+    @property
+    def _db(self) -> Any:
+        return self._svc.store.db
+
+    # -- registration -------------------------------------------------------
+    def registration(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan
+                     ) -> Callable[[sqlite3.Connection], None] | None:
+        """The directory change an accepted envelope makes (None: not a directory kind)."""
+        sender = opened.body.sender
+        if opened.kind.name == "directory.withdraw":
+            pseudonym = bytes(opened.body.directory_withdraw.subject_pseudonym)
+            return lambda c: directory.withdraw_step(c, sender, pseudonym)
+        if opened.kind.name != "directory.register":
+            return None
+        reg = opened.body.directory_register
+        signer_der = envelope_pb2.Envelope.FromString(opened.raw).signer_certificate
+        _identity, key = self._svc.trust.verify_signer(signer_der)
+        covers: list[Cover] = []
+        evidence: list[summary_pb2.SignedCoverage] = []
+        ignored: list[str] = []
+        for i, signed in enumerate(reg.coverage):
+            try:
+                statement = open_statement(signed, key)
+                problem = self._statement_problem(statement, sender, bytes(reg.subject_pseudonym), now)
+            except Refused as exc:
+                problem = exc.message
+            if problem:
+                ignored.append(f"coverage[{i}]: {problem}")
+                continue
+            covers.append(Cover(statement.recipient_kind, statement.purpose, statement.rule_id,
+                                statement.expires_at_ms))
+            evidence.append(signed)
+        plan.inputs |= {"coverage": len(covers), "ignored": ignored}
+        if ignored:
+            log.warning("directory.flags_ignored", holder=sender, ignored=ignored)
+        entry = Registration(bytes(reg.subject_pseudonym), sender, reg.contact_id, covers, evidence)
+        return lambda c: directory.register_step(c, entry, now)
+
+    def _statement_problem(self, st: summary_pb2.CoverageStatement, sender: str, pseudonym: bytes,
+                           now: int) -> str:
+        if bytes(st.subject_pseudonym) != pseudonym:
+            return "statement is about another pseudonym than the entry"
+        if st.holder != sender:
+            return f"statement names holder {st.holder!r}, not the sender {sender!r}"
+        rule = self._svc.bundle.rules.get(st.rule_id)
+        if rule is None or not rule.allows:
+            return f"rule {st.rule_id!r} is not an allow rule of the bundle"
+        if rule.purpose != st.purpose:
+            return f"rule {rule.id!r} is for purpose {rule.purpose}, not {st.purpose}"
+        kinds = {o.kind.value for o in (self._svc.bundle.org(s) for s in rule.senders) if o is not None}
+        if st.recipient_kind not in kinds:
+            return f"rule {rule.id!r} has no senders of kind {st.recipient_kind!r}"
+        if st.expires_at_ms <= now:
+            return "statement has expired"
+        return ""
+
+    # -- routing to a holder ----------------------------------------------
+    async def holder_check(self, opened: envelope.OpenedEnvelope, req: Request, origin: OrgIdentity,
+                           now: int) -> Request:
+        """The request with ``holder_asserted`` when every recipient's entry covers the sender.
+
+        Raises:
+            Refused: NO_HIT, the same words whether the recipient holds nothing or holds without coverage.
+        """
+        rule = self._svc.bundle.rules.get(req.rule_id)
+        if rule is None or rule.relation != "pseudonym_holder":
+            return req
+        pseudonym = bytes(getattr(opened.payload, "subject_pseudonym", b""))
+        want = needle(origin.kind.value, rule.purpose, rule.id)
+        for recipient in req.recipients:
+            covers = await directory.entry_of(self._db, pseudonym, recipient)
+            if covers is not None and covered(covers, want, now):
+                continue
+            if covers is not None:  # held, not covered: only the holder may learn that
+                self._holder_leaf(recipient, {"event": "routing.not_covered", "holder": recipient,
+                                              "sender": req.sender, "rule": rule.id, "reason": "not_covered"}, now)
+            raise Refused(NO_HIT_DETAIL, refusal_code=broker_pb2.REFUSAL_CODE_NO_HIT, field="recipients",
+                          rule_id=rule.id)
+        return dataclasses.replace(req, holder_asserted=True)
+
+    def _holder_leaf(self, holder: str, meta: dict[str, object], now: int) -> None:
+        """A leaf only the holder (and the data-protection officer) sees; committed with the next batch."""
+        async def op(tx: Any, batch: Any) -> tuple[int, bytes, bytes]:
+            return _append_leaf(batch, meta, holder, now)
+
+        self._svc.committer.enqueue(op)
+
+    # -- hit/no-hit --------------------------------------------------------
+    async def query(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.QueryResponse:
+        """Answer a query.hit envelope from the directory alone; refusals are answers too."""
+        from .service import _Plan  # the send path's plan type; imported late to avoid a cycle
+
+        svc, now = self._svc, self._svc.now()
+        plan = _Plan()
+        try:
+            env, body, kind = envelope.parse(raw)
+            plan.kind_name, plan.rule_id = kind.name, body.rule_id
+            if kind.name != "query.hit":
+                raise WireError(f"the Query call takes query.hit, not {kind.name}", field="kind")
+            svc.check_sender(origin, body.sender)
+            opened = envelope.verify(raw, env, body, kind, svc.trust)
+            svc.check_clock(body.created_at_ms, now)
+            request = request_from_envelope(opened)
+            plan.inputs = {"fields": sorted(request.present_fields), "purpose": request.purpose}
+            decision = svc.bundle.decide(request)
+            decision.raise_if_denied()
+            assert decision.rule is not None
+            rule = decision.rule
+            plan.rule_id = rule.id
+            query = body.hit_query
+            self._check_references(query)
+            budget = svc.bundle.directory_policy.budget(origin.kind)
+            rows = len(query.subject_pseudonyms)
+            if rows > budget.batch:
+                raise Refused(f"a query may hold at most {budget.batch} pseudonyms for {origin.kind.value}; "
+                              f"this one holds {rows}", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED,
+                              field="subject_pseudonyms", rule_id=rule.id)
+        except Refused as refusal:
+            return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, refusal, now)).refusal)
+        answer, per_holder = await self._answer(list(query.subject_pseudonyms),
+                                                needle(origin.kind.value, rule.purpose, rule.id), now)
+        hits = sum(1 for r in answer if r[0] == 1)
+        meta = {"event": "query", "sender": body.sender, "kind": "query.hit", "rule": rule.id, "decision": "accepted",
+                "rows": rows, "hits": hits, "file_ref": query.file_ref, "legal_basis": query.legal_basis,
+                "bundle": svc.bundle.digest}
+        record = DecisionRecord(now, body.sender, "query.hit", rule.id, "accepted", "", "", ())
+        limits = (budget.per_day, budget.per_month)
+
+        async def op(tx: Any, batch: Any) -> Any:
+            over = await tx.run(lambda c: directory.use_budget_step(c, body.sender, _periods(now), rows, limits))
+            if over is not None:
+                return over
+            for holder, (held_hits, refused) in sorted(per_holder.items()):
+                _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
+                                     "rule": rule.id, "file_ref": query.file_ref, "hits": held_hits,
+                                     "not_covered": refused}, holder, now)
+            return await SqliteBrokerStore.record_txn(tx, batch, record, meta)
+
+        result, head = await svc.committer.submit(op)
+        if isinstance(result[0], str):  # (period, used, limit): the budget is used up
+            period, used, limit = result
+            over_budget = Refused(f"the query budget of {body.sender} for {period[2:]} is {limit} pseudonyms; "
+                              f"{used} used, this query asks {rows}",
+                              refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
+                              rule_id=rule.id)
+            return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, over_budget, now)).refusal)
+        index, leaf = result
+        log.info("query.answered", sender=body.sender, rule=rule.id, rows=rows, hits=hits, leaf=index)
+        return broker_pb2.QueryResponse(answer=broker_pb2.QueryAnswer(
+            result=summary_pb2.QueryResult(rows=answer), audit=await svc.audit_proof(index, head, leaf)))
+
+    async def _answer(self, pseudonyms: list[bytes], want: str, now: int
+                      ) -> tuple[list[bytes], dict[str, list[int]]]:
+        """One row per pseudonym, and per holder [hits, known-but-not-covered] for the holders' leaves."""
+        found = await directory.lookup(self._db, pseudonyms)
+        per_holder: dict[str, list[int]] = {}
+        rows = []
+        for p in pseudonyms:
+            contacts = []
+            for holder, contact, covers in found.get(p, ()):
+                ok = covered(covers, want, now)
+                if ok:
+                    contacts.append(contact)
+                per_holder.setdefault(holder, [0, 0])[0 if ok else 1] += 1
+            rows.append(encode_row(contacts))
+        return rows, per_holder
+
+    def _check_references(self, query: summary_pb2.HitQuery) -> None:
+        pattern = self._svc.bundle.file_ref_pattern
+        if pattern is None or not re.fullmatch(pattern, query.file_ref):
+            raise PolicyDenied(f"file_ref does not follow the bundle's pattern {pattern!r}", field="file_ref")
+        if not ID_PATTERN.fullmatch(query.legal_basis):
+            raise PolicyDenied("legal_basis must be a code such as law-30-07-2018-art5, never free text",
+                               field="legal_basis")
+
+    async def own_entries(self, origin: OrgIdentity, after: bytes, limit: int) -> broker_pb2.DirectoryEntriesResponse:
+        """The caller's own entries; nobody can list or page anyone else's (a liaison holds none)."""
+        if origin.kind != OrgKind.MUNICIPALITY:
+            return broker_pb2.DirectoryEntriesResponse()
+        rows = await directory.own_entries(self._db, str(origin.org_id), after, limit or 1000)
+        return broker_pb2.DirectoryEntriesResponse(entries=[
+            broker_pb2.DirectoryEntry(subject_pseudonym=p, contact_id=c, registered_at_ms=at, coverage=ev)
+            for p, c, at, ev in rows])
+
+
+def _append_leaf(batch: Any, meta: dict[str, object], org: str, at: int) -> tuple[int, bytes, bytes]:
+    result: tuple[int, bytes, bytes] = batch.append(meta, (org,), at)
+    return result
