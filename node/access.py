@@ -47,6 +47,10 @@ ALLOWED: dict[str, frozenset[int]] = {
     "subject_export": frozenset({REGISSEUR}),
     "handover": frozenset({REGISSEUR}),
     "inbox_decide": frozenset({REGISSEUR}),
+    "liaison_query": frozenset({REGISSEUR}),
+    "disclosure_ask": frozenset({REGISSEUR}),
+    "disclosure_decide": frozenset({REGISSEUR}),
+    "directory_verify": frozenset({REGISSEUR, ADMINISTRATOR}),
 }
 
 

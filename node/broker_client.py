@@ -78,6 +78,16 @@ class BrokerClient:
             "AuditEvents", broker_pb2.AuditRange(from_index=start, limit=limit))
         return resp
 
+    async def query(self, envelope: bytes, timeout: float = 30.0) -> broker_pb2.QueryResponse:
+        resp: broker_pb2.QueryResponse = await self._unary("Query", broker_pb2.QueryRequest(envelope=envelope),
+                                                           timeout)
+        return resp
+
+    async def directory_entries(self, after: bytes, limit: int) -> broker_pb2.DirectoryEntriesResponse:
+        resp: broker_pb2.DirectoryEntriesResponse = await self._unary(
+            "DirectoryEntries", broker_pb2.DirectoryEntriesRequest(after=after, limit=limit))
+        return resp
+
     def subscribe(self) -> Any:
         """Open the bidirectional delivery stream (grpc StreamStreamCall)."""
         return self._stub.Subscribe()

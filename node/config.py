@@ -53,6 +53,8 @@ class NodeConfig:
     socket_group: str | None = None  # the group whose members may reach the local socket
     # Retention counted from a case's closure, per lawful-basis code (a case names one at opening).
     retention_days: tuple[tuple[str, int], ...] = (("default", 730),)
+    # Undecided disclosure requests are denied (expired) after this long; 0: the bundle's setting.
+    disclosure_expiry_s: float = 0.0
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -78,4 +80,5 @@ class NodeConfig:
             users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
             socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
             retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
+            disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
         )

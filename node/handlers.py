@@ -26,6 +26,8 @@ from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .access import Caller
 from .casefile import CaseFile
+from .directory import DirectoryHolder
+from .disclosure import Disclosures, request_of
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .request_error import RequestError
@@ -52,6 +54,7 @@ class NodeHandlers:
 
     def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
                  pseudonymiser: PseudonymClient, outbox: OutboxSender, casefile: CaseFile,
+                 directory: DirectoryHolder, disclosures: Disclosures,
                  bases: frozenset[str] = frozenset({"default"})) -> None:
         self.org_id = org_id
         self.kind = kind
@@ -62,6 +65,8 @@ class NodeHandlers:
         self.outbox = outbox
         self.casefile = casefile
         self.bases = bases
+        self.directory = directory
+        self.disclosures = disclosures
         outbox.register(ALERT_MOVE, self.build_alert_move)
         outbox.register(HANDOVER, self.build_handover)
 
@@ -109,6 +114,8 @@ class NodeHandlers:
                 tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
                 today.year, today.month, basis,
             )
+            queued = await self.directory.sync_case_txn(tx, case_id, now_ms())
+        self.directory.kick(queued)
         log.info("case.opened", case_id=case_id)
         return local_pb2.CaseOpenResponse(case_id=case_id)
 
@@ -174,6 +181,10 @@ class NodeHandlers:
         outbox_id = await self.store.writer.write(op)
         log.info("summary.queued", kind=kind, outbox_id=outbox_id, recipient=dest.id, rule=rule_id)
         self.outbox.kick()
+        return await self.outbox_result(outbox_id, no_wait)
+
+    async def outbox_result(self, outbox_id: int, no_wait: bool) -> local_pb2.AlertMoveResponse:
+        """An outbox entry's status, after waiting (bounded) for the broker's answer unless ``no_wait``."""
         if not no_wait:
             await self.outbox.wait(outbox_id, ALERT_WAIT_S)
         return await self._outbox_status(outbox_id)
@@ -220,13 +231,14 @@ class NodeHandlers:
         add_note = await self.casefile.note_sealer(row.id) if req.note.strip() else None
         now, store = now_ms(), self.store
 
-        async def op(tx: Txn) -> None:
+        async def op(tx: Txn) -> int:
             await store.update_case_txn(tx, row.id, caller.uid, now, req.phase, list(req.concerns) or None,
                                         req.risk_level, list(req.agencies) or None)
             if add_note is not None:
                 await add_note(tx, caller.uid, req.note.strip(), now)
+            return await self.directory.sync_case_txn(tx, row.id, now)
 
-        await store.writer.write(op)
+        self.directory.kick(await store.writer.write(op))
         log.info("case.updated", case_id=row.id, uid=caller.uid, phase=req.phase, note=add_note is not None)
         updated = await store.case(row.id)
         assert updated is not None
@@ -269,9 +281,11 @@ class NodeHandlers:
             raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
         await self._visible_case(caller, case_id)
         if req.withdraw:
-            if not await self.store.withdraw_agreement(a.agreement_id, now_ms()):
+            queued = await self.store.writer.write(lambda tx: self._withdraw_agreement_txn(tx, a.agreement_id, case_id))
+            if queued is None:
                 raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
-            log.info("agreement.withdrawn", agreement=a.agreement_id, uid=caller.uid)
+            self.directory.kick(queued)
+            log.info("agreement.withdrawn", agreement=a.agreement_id, uid=caller.uid, notices=queued)
         elif not req.list:
             unknown = sorted(set(a.recipient_kinds) - {k.value for k in OrgKind} | set(a.purposes) - set(PURPOSES))
             if unknown or not a.recipient_kinds or not a.purposes:
@@ -283,13 +297,27 @@ class NodeHandlers:
                                    "gent-2026-0042, never free text")
             agreement_id = await self.store.record_agreement(
                 a.case_id, sorted(set(a.recipient_kinds)), sorted(set(a.purposes)), a.valid_until_ms,
-                a.evidence_ref, caller.uid, now_ms())
+                a.evidence_ref, caller.uid, now_ms(), self._refresh_entries)
+            self.outbox.kick()
             log.info("agreement.recorded", agreement=agreement_id, case_id=a.case_id, uid=caller.uid)
         return local_pb2.AgreementResponse(agreements=[
             local_pb2.Agreement(agreement_id=r[0], case_id=r[1], recipient_kinds=r[2].split(","),
                                 purposes=r[3].split(","), valid_until_ms=r[4], evidence_ref=r[5], recorded_ms=r[6],
                                 withdrawn_ms=r[7] or 0)
             for r in await self.store.agreements(case_id)])
+
+    async def _refresh_entries(self, tx: Txn, case_id: int) -> None:
+        await self.directory.sync_case_txn(tx, case_id, now_ms(), refresh=True)
+
+    async def _withdraw_agreement_txn(self, tx: Txn, agreement_id: int, case_id: int) -> int | None:
+        """Withdraw, re-register with the narrower coverage at once, and have what was disclosed on the
+        agreement erased; all in one transaction. None when there was no such agreement in force."""
+        now = now_ms()
+        kinds = await self.store.withdraw_agreement_txn(tx, agreement_id, now)
+        if kinds is None:
+            return None
+        queued = await self.directory.sync_case_txn(tx, case_id, now, refresh=True)
+        return queued + await self.disclosures.erase_disclosed_txn(tx, case_id, kinds, now)
 
     async def case_list(self, caller: Caller) -> local_pb2.CaseListResponse:
         """Cases without identifying fields (nothing to log): all for a regisseur, else the assigned ones."""
@@ -378,6 +406,7 @@ class NodeHandlers:
             for r in await self.store.all_outbox()])
 
     async def inbox_list(self) -> local_pb2.InboxListResponse:
+        await self.disclosures.expire_due()
         items = []
         for row in await self.store.inbox():
             env = envelope_pb2.Envelope.FromString(row.envelope)
@@ -386,8 +415,21 @@ class NodeHandlers:
                 item_id=row.id, sender=row.sender, kind=row.kind, received_at_ms=row.received_ms,
                 status=row.status, matched_subject_id=row.subject_id or 0,
             )
-            if body.WhichOneof("payload") == "move_alert":
+            which = body.WhichOneof("payload")
+            if which == "move_alert":
                 item.summary.CopyFrom(body.move_alert.summary)
+            elif which == "disclosure_request":
+                asked = request_of(row.envelope)
+                item.fields.extend(asked.requested)
+                item.file_ref, item.legal_basis = asked.file_ref, asked.legal_basis
+                item.expires_at_ms = row.received_ms + self.disclosures.expiry_ms
+            elif which == "disclosure_response":
+                answer = body.disclosure_response
+                item.decision, item.reason = answer.decision, answer.reason
+                item.fields.extend(answer.approved)
+                item.summary.CopyFrom(summary_pb2.CaseSummary(
+                    subject_pseudonym=answer.subject_pseudonym, phase=answer.phase, concerns=answer.concerns,
+                    risk_level=answer.risk_level, contact_id=answer.contact_id, month_opened=answer.month_opened))
             items.append(item)
         return local_pb2.InboxListResponse(items=items)
 

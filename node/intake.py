@@ -22,6 +22,7 @@ from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .casefile import CaseFile
+from .directory import DirectoryHolder
 from .outbox import OutboxSender
 from .request_error import RequestError
 from .store import NodeStore, OutboxRow
@@ -42,8 +43,9 @@ class Intake:
     """Accept or return what arrived."""
 
     def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
-                 casefile: CaseFile) -> None:
+                 casefile: CaseFile, directory: DirectoryHolder) -> None:
         self._org_id = org_id
+        self._directory = directory
         self._casefile = casefile
         self._store = store
         self._bundle = bundle
@@ -86,6 +88,7 @@ class Intake:
                     tx, subject_id, summary_pb2.PHASE_PRE_ANALYSIS, list(summary.concerns), summary.risk_level,
                     list(summary.agencies), contact, today.year, today.month, "default")
                 await tx.execute("UPDATE inbox SET case_id = ? WHERE id = ?", (case_id, item.id))
+                await self._directory.sync_case_txn(tx, case_id, now)  # registers only in a registering phase
             await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
                                        {"item_key": key, "outcome": outcome, "nis": req.suggested_nis}, now)
             return case_id

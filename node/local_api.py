@@ -24,6 +24,7 @@ from olievlek.v1 import local_pb2
 from .access import ADMINISTRATOR, Caller, authorise
 from .handlers import NodeHandlers
 from .intake import Intake
+from .liaison import Liaison
 from .request_error import RequestError
 from .retention import Retention
 
@@ -42,7 +43,9 @@ class LocalApi:
     """Serves the node's handlers to local users."""
 
     def __init__(self, handlers: NodeHandlers, retention: Retention, intake: Intake, path: Path,
-                 administrators: frozenset[int] = frozenset(), socket_group: str | None = None) -> None:
+                 administrators: frozenset[int] = frozenset(), socket_group: str | None = None,
+                 liaison: Liaison | None = None) -> None:
+        self._liaison = liaison
         self._handlers = handlers
         self._retention = retention
         self._intake = intake
@@ -152,9 +155,26 @@ class LocalApi:
             return local_pb2.LocalResponse(alert_move=await h.handover(request.handover))
         if op == "inbox_decide":
             return local_pb2.LocalResponse(inbox_decide=await self._intake.decide(request.inbox_decide))
+        if op in ("liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify"):
+            return await self._directory(request, op)
         if op == "subject_export":
             return local_pb2.LocalResponse(subject_export=await h.subject_export(caller, request.subject_export))
         return await self._lifecycle(request, op, caller)
+
+    async def _directory(self, request: local_pb2.LocalRequest, op: str) -> local_pb2.LocalResponse:
+        h = self._handlers
+        if op == "directory_verify":
+            return local_pb2.LocalResponse(directory_verify=await h.directory.verify())
+        if self._liaison is None:
+            raise RequestError("not_a_querier", "this node's organisation kind does not query the directory")
+        if op == "liaison_query":
+            return local_pb2.LocalResponse(liaison_query=await self._liaison.query(request.liaison_query))
+        if op == "disclosure_ask":
+            ask = request.disclosure_ask
+            outbox_id = await self._liaison.ask(ask)
+            return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, ask.no_wait))
+        outbox_id = await h.disclosures.decide(request.disclosure_decide)
+        return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, False))
 
     async def _lifecycle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
         r = self._retention

@@ -22,6 +22,7 @@ from olievlek.policy import Bundle
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
+from .directory import DirectoryHolder
 from .outbox import OutboxSender
 from .request_error import RequestError
 from .store import NodeStore, OutboxRow
@@ -37,7 +38,8 @@ class Retention:
     """The lifecycle end of a case."""
 
     def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
-                 retention_days: dict[str, int]) -> None:
+                 retention_days: dict[str, int], directory: DirectoryHolder) -> None:
+        self._directory = directory
         self._org_id = org_id
         self._store = store
         self._bundle = bundle
@@ -53,7 +55,11 @@ class Retention:
             raise RequestError("not_open", f"case {req.case_id} is {status[0]}")
         now = now_ms()
         until = now + self._days[status[1]] * DAY_MS
-        await self._store.close_case(req.case_id, now, until)
+        async def op(tx: Txn) -> int:
+            closed = await self._store.close_case_txn(tx, req.case_id, now, until)
+            return await self._directory.sync_case_txn(tx, req.case_id, now) if closed else 0
+
+        self._directory.kick(await self._store.writer.write(op))
         log.info("case.closed", case_id=req.case_id, basis=status[1], retain_until_ms=until)
         return local_pb2.CaseCloseResponse(case_id=req.case_id, retain_until_ms=until)
 
@@ -117,6 +123,7 @@ class Retention:
                 await store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient, rule_id,
                                            {"pseudonym": pseudonym.hex(), "reason": reason}, now)
             await store.record_erasure_txn(tx, case_id, now, reason, uid, recipients)
+            await self._directory.sync_case_txn(tx, case_id, now)  # withdraw its entries
             faults.point("node.erasure_before_commit")
             return recipients
 

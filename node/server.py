@@ -21,9 +21,12 @@ from .audit_check import AuditChecker
 from .broker_client import BrokerClient
 from .casefile import CaseFile
 from .config import NodeConfig
+from .directory import DirectoryHolder
+from .disclosure import Disclosures
 from .handlers import NodeHandlers
 from .inbox import Inbox
 from .intake import Intake
+from .liaison import Liaison
 from .local_api import LocalApi
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
@@ -81,16 +84,25 @@ class NodeServer:
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
                                                          kek.pseudonym_tag, self.metrics))
         bases = dict(cfg.retention_days)
+        directory = DirectoryHolder(cfg.org_id, cfg.kind, self._store, bundle, signer, outbox, self._client)
+        expiry_s = cfg.disclosure_expiry_s or bundle.directory_policy.disclosure_expiry_hours * 3600
+        disclosures = Disclosures(cfg.org_id, self._store, bundle, outbox, int(expiry_s * 1000))
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile,
-                                frozenset(bases))
-        retention = Retention(cfg.org_id, self._store, bundle, outbox, bases)
+                                directory, disclosures, frozenset(bases))
+        retention = Retention(cfg.org_id, self._store, bundle, outbox, bases, directory)
+        queries = any(
+            r.allows and "query.hit" in r.kinds and cfg.org_id in r.senders for r in bundle.rules.values())
+        liaison = Liaison(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, self._client, self.audit,
+                          outbox, frozenset(bases)) if queries else None
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        intake = Intake(cfg.org_id, self._store, bundle, outbox, casefile)
-        self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group)
+        intake = Intake(cfg.org_id, self._store, bundle, outbox, casefile, directory)
+        self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
+                               liaison)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
-                       asyncio.create_task(self._update_gauges())]
+                       asyncio.create_task(self._update_gauges()),
+                       asyncio.create_task(self._expire_disclosures(disclosures, min(60.0, expiry_s)))]
         if cfg.witness_quorum > 0:
             self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
@@ -105,6 +117,16 @@ class NodeServer:
             self.metrics.outbox_pending.set(pending)
             self.metrics.outbox_oldest.set(max(0, now_ms() - oldest) / 1000 if oldest else 0)
             await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    @staticmethod
+    async def _expire_disclosures(disclosures: Disclosures, interval_s: float) -> None:
+        """Deny undecided disclosure requests past their expiry (also done before every listing)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await disclosures.expire_due()
+            except Exception:  # never let the sweep die; the next listing retries too
+                log.exception("disclosure.expiry_failed")
 
     async def stop(self) -> None:
         """Drain (SIGTERM): stop taking local requests, finish the send and the ack batch in

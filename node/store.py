@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ from olievlek.v1 import local_pb2
 
 from .request_error import RequestError
 
-SCHEMA_VERSION = 4  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+SCHEMA_VERSION = 5  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
 #                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
 #                       case status/closure/retention, retention_extensions, erasures, received_erasures;
 #                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items);
-#                       case_notes (sealed), phase_changes, agreements
+#                       case_notes (sealed), phase_changes, agreements;
+#                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -98,10 +100,18 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, idem_key TEXT NOT NULL,
         kind TEXT NOT NULL, envelope BLOB NOT NULL, pseudonym BLOB NOT NULL, received_ms INTEGER NOT NULL,
-        status TEXT NOT NULL, subject_id INTEGER, case_id INTEGER, UNIQUE (sender, idem_key))""",
+        status TEXT NOT NULL, subject_id INTEGER, case_id INTEGER, decided_ms INTEGER,
+        UNIQUE (sender, idem_key))""",
     # What was erased from the inbox: a redelivery of it is acknowledged, never stored again.
     """CREATE TABLE IF NOT EXISTS tombstones (
         sender TEXT NOT NULL, idem_key TEXT NOT NULL, erased_ms INTEGER NOT NULL, PRIMARY KEY (sender, idem_key))""",
+    # What this holder has registered in the broker's directory (re-verified against the broker's copy).
+    """CREATE TABLE IF NOT EXISTS directory_entries (
+        pseudonym BLOB PRIMARY KEY, case_id INTEGER NOT NULL, registered_ms INTEGER NOT NULL)""",
+    # At a querying organisation: a hit, kept so a disclosure can be asked about it (contacts only).
+    """CREATE TABLE IF NOT EXISTS liaison_hits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, pseudonym BLOB NOT NULL, contacts TEXT NOT NULL,
+        file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
@@ -139,6 +149,8 @@ _INBOX_SCOPES = {"item": "id = ?", "case": "case_id = ?",
                  "about": "sender = ? AND pseudonym = ? AND case_id IS NULL"}
 _KEEP_TOMBSTONES = ("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
                     " SELECT sender, idem_key, ? FROM inbox WHERE ")
+# What a regisseur does with an inbox item first: identify the person (alerts, handovers) or decide.
+_INITIAL_STATUS = {"disclosure.request": "pending_decision", "disclosure.response": "received"}
 SUBJECT_FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
 _CASE_SELECT = ("SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.risk_level, c.agencies, c.contact_id,"
                 " c.opened_year, c.opened_month FROM cases c JOIN subjects s ON s.id = c.subject_id")
@@ -373,12 +385,16 @@ class NodeStore:
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     async def record_agreement(self, case_id: int, kinds: list[str], purposes: list[str], until_ms: int,
-                               evidence: str, uid: int, now_ms: int) -> int:
+                               evidence: str, uid: int, now_ms: int,
+                               then: Callable[[Txn, int], Awaitable[None]]) -> int:
+        """Record an agreement; ``then`` runs in the same transaction (the directory's new coverage)."""
         async def op(tx: Txn) -> int:
-            return await tx.execute(
+            agreement_id = await tx.execute(
                 "INSERT INTO agreements (case_id, recipient_kinds, purposes, valid_until_ms, evidence_ref,"
                 " recorded_ms, uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (case_id, ",".join(kinds), ",".join(purposes), until_ms, evidence, now_ms, uid))
+            await then(tx, case_id)
+            return agreement_id
         return await self.writer.write(op)
 
     async def agreement_case(self, agreement_id: int) -> int | None:
@@ -398,14 +414,15 @@ class NodeStore:
                                       (case_id,))
         return [(r[0], r[1], int(r[2])) for r in rows]
 
-    async def withdraw_agreement(self, agreement_id: int, now_ms: int) -> bool:
-        async def op(tx: Txn) -> bool:
-            row = await tx.fetchone("SELECT 1 FROM agreements WHERE id = ? AND withdrawn_ms IS NULL", (agreement_id,))
-            if row is None:
-                return False
-            await tx.execute("UPDATE agreements SET withdrawn_ms = ? WHERE id = ?", (now_ms, agreement_id))
-            return True
-        return await self.writer.write(op)
+    @staticmethod
+    async def withdraw_agreement_txn(tx: Txn, agreement_id: int, now_ms: int) -> set[str] | None:
+        """Withdraw an agreement in force; the recipient kinds it covered, or None if none was in force."""
+        row = await tx.fetchone("SELECT recipient_kinds FROM agreements WHERE id = ? AND withdrawn_ms IS NULL",
+                                (agreement_id,))
+        if row is None:
+            return None
+        await tx.execute("UPDATE agreements SET withdrawn_ms = ? WHERE id = ?", (now_ms, agreement_id))
+        return set(str(row[0]).split(","))
 
     async def agreements(self, case_id: int) -> list[tuple[Any, ...]]:
         return await self.db.fetchall(
@@ -419,15 +436,14 @@ class NodeStore:
         return int(row[0])
 
     # -- closure, retention, erasure -----------------------------------
-    async def close_case(self, case_id: int, now_ms: int, retain_until_ms: int) -> bool:
-        async def op(tx: Txn) -> bool:
-            row = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
-            if row is None or row[0] != "open":
-                return False
-            await tx.execute("UPDATE cases SET status = 'closed', closed_ms = ?, retain_until_ms = ? WHERE id = ?",
-                             (now_ms, retain_until_ms, case_id))
-            return True
-        return await self.writer.write(op)
+    @staticmethod
+    async def close_case_txn(tx: Txn, case_id: int, now_ms: int, retain_until_ms: int) -> bool:
+        row = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
+        if row is None or row[0] != "open":
+            return False
+        await tx.execute("UPDATE cases SET status = 'closed', closed_ms = ?, retain_until_ms = ? WHERE id = ?",
+                         (now_ms, retain_until_ms, case_id))
+        return True
 
     async def case_status(self, case_id: int) -> tuple[str, str] | None:
         """(status, lawful basis) of a case."""
@@ -474,7 +490,7 @@ class NodeStore:
             raise RequestError("shared_subject", f"case {case_id}'s person has other cases at this node; "
                                "erase those first")
         sent = await tx.fetchall(
-            "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover')"
+            "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover', 'disclosure.response')"
             " AND json_extract(intent, '$.case_id') = ?"
             " AND status IN ('pending', 'accepted', 'expired') ORDER BY recipient", (case_id,))
         await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=True)
@@ -482,7 +498,8 @@ class NodeStore:
         await tx.execute("DELETE FROM agreements WHERE case_id = ?", (case_id,))
         await NodeStore.tombstone_inbox_txn(tx, "case", (case_id,), now_ms)
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
-                         " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
+                         " THEN 'cancelled' ELSE status END WHERE kind IN"
+                         " ('alert.move', 'handover', 'disclosure.response', 'directory.register')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))
         await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ?, concerns = '[]', agencies = '[]',"
                          " risk_level = 0 WHERE id = ?", (now_ms, case_id))
@@ -547,6 +564,7 @@ class NodeStore:
             subjects = await tx.fetchall("SELECT DISTINCT subject_id FROM inbox WHERE sender = ? AND pseudonym = ?"
                                          " AND subject_id IS NOT NULL AND case_id IS NULL", (sender, pseudonym))
             erased = await NodeStore.tombstone_inbox_txn(tx, "about", (sender, pseudonym), now_ms)
+            await tx.execute("DELETE FROM liaison_hits WHERE pseudonym = ?", (pseudonym,))
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
             await NodeStore.release_subjects_txn(tx, {int(r[0]) for r in subjects}, now_ms)
@@ -671,9 +689,11 @@ class NodeStore:
             await tx.executemany(
                 "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
                 " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
-            # An accepted erasure notice needs its pseudonym no more: keep only what was sent to whom.
+            # An answered erasure notice or directory change needs its pseudonym no more: keep only what
+            # was sent to whom.
             await tx.executemany("UPDATE outbox SET envelope = NULL, intent = '{}' WHERE id = ?"
-                                 " AND kind = 'erasure.notice' AND status IN ('accepted', 'refused')",
+                                 " AND kind IN ('erasure.notice', 'directory.register', 'directory.withdraw')"
+                                 " AND status IN ('accepted', 'refused')",
                                  [(i,) for i, *_ in answers])
         await self.writer.write(op)
 
@@ -717,8 +737,9 @@ class NodeStore:
                 if seen is None:
                     c.execute(
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
-                        " VALUES (?, ?, ?, ?, ?, ?, 'pending_identification')",
-                        (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms))
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms,
+                         _INITIAL_STATUS.get(d.kind, "pending_identification")))
                 fresh.append(seen is None)
             return fresh
 

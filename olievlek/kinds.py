@@ -38,7 +38,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(K.MESSAGE_KIND_QUERY_HIT, "query.hit", "hit_query", ""),
     KindInfo(K.MESSAGE_KIND_QUERY_RESULT, "query.result", "query_result", ""),
     KindInfo(K.MESSAGE_KIND_DISCLOSURE_REQUEST, "disclosure.request", "disclosure_request", ""),
-    KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, "disclosure.response", "disclosure_response", "disclosed"),
+    KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, "disclosure.response", "disclosure_response", ""),
     KindInfo(K.MESSAGE_KIND_ERASURE_NOTICE, "erasure.notice", "erasure_notice", ""),
     KindInfo(K.MESSAGE_KIND_REPORT_AGGREGATE, "report.aggregate", "aggregate_report", "",
              may_carry_pseudonym=False),

@@ -269,7 +269,7 @@ class _Loader:
         leaves = self._fields(src, i, r)
         conditions = r.get("conditions", {})
         for kind in r["kinds"]:
-            if conditions and not BY_NAME[kind].condition_path and kind not in ("alert.signal",):
+            if conditions and not BY_NAME[kind].condition_path and kind not in ("alert.signal", "disclosure.response"):
                 self.errors.append(src.diag(f"rule {r['id']!r}: {kind} carries no phase, risk or concerns to "
                                             "condition on", *at, "conditions"))
         if len(self.errors) > before:

@@ -633,20 +633,37 @@ Global___DisclosureRequest: _TypeAlias = DisclosureRequest  # noqa: Y015
 
 @_typing.final
 class DisclosureResponse(_message.Message):
+    """Only the approved fields are present; phase is optional here (unlike in CaseSummary) because a
+    holder may approve less than a summary.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     APPROVED_FIELD_NUMBER: _builtins.int
-    DISCLOSED_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    CONCERNS_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    MONTH_OPENED_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
     subject_pseudonym: _builtins.bytes
     decision: Global___DisclosureDecision.ValueType
     reason: Global___DenialReason.ValueType
+    phase: Global___Phase.ValueType
+    risk_level: Global___RiskLevel.ValueType
+    contact_id: _builtins.str
+    """Present on every approval: the holder's contact (registered in the bundle)."""
     @_builtins.property
     def approved(self) -> _containers.RepeatedScalarFieldContainer[Global___DisclosableField.ValueType]: ...
     @_builtins.property
-    def disclosed(self) -> Global___CaseSummary: ...
+    def concerns(self) -> _containers.RepeatedScalarFieldContainer[Global___ConcernCategory.ValueType]: ...
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedScalarFieldContainer[Global___AgencyRole.ValueType]: ...
+    @_builtins.property
+    def month_opened(self) -> Global___YearMonth: ...
     def __init__(
         self,
         *,
@@ -654,11 +671,16 @@ class DisclosureResponse(_message.Message):
         decision: Global___DisclosureDecision.ValueType = ...,
         reason: Global___DenialReason.ValueType = ...,
         approved: _abc.Iterable[Global___DisclosableField.ValueType] | None = ...,
-        disclosed: Global___CaseSummary | None = ...,
+        phase: Global___Phase.ValueType = ...,
+        concerns: _abc.Iterable[Global___ConcernCategory.ValueType] | None = ...,
+        risk_level: Global___RiskLevel.ValueType = ...,
+        agencies: _abc.Iterable[Global___AgencyRole.ValueType] | None = ...,
+        month_opened: Global___YearMonth | None = ...,
+        contact_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["disclosed", b"disclosed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month_opened", b"month_opened"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "decision", b"decision", "disclosed", b"disclosed", "reason", b"reason", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "approved", b"approved", "concerns", b"concerns", "contact_id", b"contact_id", "decision", b"decision", "month_opened", b"month_opened", "phase", b"phase", "reason", b"reason", "risk_level", b"risk_level", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,182 @@
+"""The holder's side of disclosure on request: a regisseur approves (possibly fewer fields) or denies.
+
+A ``disclosure.request`` reaches the holder's inbox only when the broker's
+directory confirmed this node holds the pseudonym with coverage for the
+requester. The regisseur sees it in ``olievlek inbox`` and decides with
+``olievlek disclosure approve|deny``: one transaction records the decision and
+queues the ``disclosure.response`` intent, which is built from the case as it
+is when sealed and carries exactly the approved fields (never one the rule does
+not let through: that is refused here, naming the rule). A request nobody
+decides within the expiry time is denied with reason ``expired`` by the node
+itself, and can no longer be approved.
+
+When the person withdraws an agreement, every approved disclosure to a kind
+that agreement covered gets an ``erasure.notice`` (reason: agreement withdrawn).
+"""
+
+from __future__ import annotations
+
+from olievlek import logs, wire
+from olievlek.clock import now_ms
+from olievlek.identity import OrgKind
+from olievlek.policy import Bundle
+from olievlek.store import Txn
+from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
+
+from .outbox import OutboxSender
+from .request_error import RequestError
+from .retention import ERASURE_NOTICE
+from .store import NodeStore, OutboxRow
+
+log = logs.get("node.disclosure")
+
+RESPONSE = "disclosure.response"
+_FIELD: dict[int, str] = {  # DisclosableField -> the response's field
+    summary_pb2.DISCLOSABLE_FIELD_PHASE: "phase", summary_pb2.DISCLOSABLE_FIELD_CONCERNS: "concerns",
+    summary_pb2.DISCLOSABLE_FIELD_RISK_LEVEL: "risk_level", summary_pb2.DISCLOSABLE_FIELD_AGENCIES: "agencies",
+    summary_pb2.DISCLOSABLE_FIELD_MONTH_OPENED: "month_opened",
+}
+
+
+def request_of(envelope_bytes: bytes) -> summary_pb2.DisclosureRequest:
+    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope_bytes).body)
+    return body.disclosure_request
+
+
+class Disclosures:
+    """Decisions on disclosure requests, their expiry, and erasure after an agreement is withdrawn."""
+
+    def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
+                 expiry_ms: int) -> None:
+        self._org_id = org_id
+        self._store = store
+        self._bundle = bundle
+        self._outbox = outbox
+        self.expiry_ms = expiry_ms
+        outbox.register(RESPONSE, self.build_response)
+
+    def _rule(self, recipient: str) -> str:
+        org = self._bundle.org(recipient)
+        rules = self._bundle.rules_for(RESPONSE, self._org_id, org.kind if org else OrgKind.FEDERAL_LIAISON)
+        if not rules:
+            raise RequestError("no_rule", f"no rule of the bundle lets this node answer {recipient}")
+        return rules[0].id
+
+    async def decide(self, req: local_pb2.DisclosureDecideRequest) -> int:
+        """Approve or deny a pending request; returns the response's outbox id."""
+        await self.expire_due()
+        item = await self._store.inbox_item(req.item_id)
+        if item is None or item.kind != "disclosure.request":
+            raise RequestError("unknown_item", f"there is no disclosure request {req.item_id} in the inbox")
+        if item.status != "pending_decision":
+            raise RequestError("not_pending", f"disclosure request {req.item_id} is {item.status}; it can no "
+                               "longer be decided")
+        asked = request_of(item.envelope)
+        pseudonym = bytes(asked.subject_pseudonym)
+        rule_id = self._rule(item.sender)
+        case_id = await self._held_case(pseudonym)
+        if req.approve:
+            fields = sorted(set(req.fields) or set(asked.requested))
+            extra = set(fields) - set(asked.requested)
+            if extra:
+                raise RequestError("not_requested", "approve at most the fields asked for; not asked: "
+                                   + ", ".join(_FIELD[f] for f in sorted(extra)))
+            allowed = self._bundle.rules[rule_id].leaves[RESPONSE]
+            for f in fields:
+                if _FIELD[f] not in allowed:
+                    raise RequestError("field_not_allowed", f"rule {rule_id!r} never lets {_FIELD[f]} go to "
+                                       f"{item.sender}")
+            if case_id is None:
+                raise RequestError("not_held", "this node no longer holds that person in the directory; deny "
+                                   "with --reason not-held")
+            intent: dict[str, object] = {"decision": "approved", "fields": fields}
+        else:
+            if req.reason == summary_pb2.DENIAL_REASON_UNSPECIFIED:
+                raise RequestError("missing_reason", "a denial needs a --reason code")
+            intent = {"decision": "denied", "reason": int(req.reason)}
+        status = "approved" if req.approve else "denied"
+        outbox_id = await self._store.writer.write(
+            lambda tx: self._decide_txn(tx, item.id, status, case_id, pseudonym, item.sender, rule_id, intent))
+        if outbox_id is None:
+            raise RequestError("not_pending", f"disclosure request {req.item_id} was decided meanwhile")
+        log.info("disclosure.decided", item=item.id, decision=status, outbox_id=outbox_id)
+        self._outbox.kick()
+        return int(outbox_id)
+
+    async def _held_case(self, pseudonym: bytes) -> int | None:
+        row = await self._store.db.fetchone("SELECT case_id FROM directory_entries WHERE pseudonym = ?", (pseudonym,))
+        return int(row[0]) if row else None
+
+    async def _decide_txn(self, tx: Txn, item_id: int, status: str, case_id: int | None, pseudonym: bytes,
+                          requester: str, rule_id: str, intent: dict[str, object]) -> int | None:
+        now = now_ms()
+        await tx.execute("UPDATE inbox SET status = ?, decided_ms = ?, case_id = ? WHERE id = ?"
+                         " AND status = 'pending_decision'", (status, now, case_id, item_id))
+        changed = await tx.fetchone("SELECT changes()")
+        if not changed or int(changed[0]) == 0:
+            return None
+        full = {**intent, "case_id": case_id, "item_id": item_id, "pseudonym": pseudonym.hex()}
+        return await self._store.add_intent_txn(tx, wire.new_token(), RESPONSE, requester, rule_id, full, now)
+
+    async def expire_due(self) -> int:
+        """Deny, with reason expired, every request older than the expiry time; returns how many."""
+        cutoff = now_ms() - self.expiry_ms
+        rows = await self._store.db.fetchall(
+            "SELECT id, sender, envelope FROM inbox WHERE kind = 'disclosure.request' AND status = 'pending_decision'"
+            " AND received_ms <= ?", (cutoff,))
+        done = 0
+        intent: dict[str, object] = {"decision": "denied", "reason": int(summary_pb2.DENIAL_REASON_EXPIRED)}
+        for item_id, sender, raw in rows:
+            pseudonym, rule_id = bytes(request_of(bytes(raw)).subject_pseudonym), self._rule(sender)
+            got = await self._store.writer.write(
+                lambda tx, i=int(item_id), s=str(sender), p=pseudonym, r=rule_id: self._decide_txn(
+                    tx, i, "expired", None, p, s, r, intent))
+            done += got is not None
+        if done:
+            log.info("disclosure.expired", count=done)
+            self._outbox.kick()
+        return done
+
+    async def erase_disclosed_txn(self, tx: Txn, case_id: int, kinds: set[str], now: int) -> int:
+        """Queue erasure notices for the approved disclosures about a case to organisations of ``kinds``."""
+        rows = await tx.fetchall(
+            "SELECT DISTINCT recipient, json_extract(intent, '$.pseudonym') FROM outbox WHERE kind = ?"
+            " AND json_extract(intent, '$.case_id') = ? AND json_extract(intent, '$.decision') = 'approved'"
+            " AND status IN ('queued', 'pending', 'accepted')", (RESPONSE, case_id))
+        queued = 0
+        for recipient, pseudonym in rows:
+            org = self._bundle.org(recipient)
+            if org is None or org.kind.value not in kinds:
+                continue
+            rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind)
+            await self._store.add_intent_txn(
+                tx, wire.new_token(), ERASURE_NOTICE, recipient, rules[0].id if rules else "",
+                {"pseudonym": pseudonym, "reason": int(summary_pb2.ERASURE_REASON_AGREEMENT_WITHDRAWN)}, now)
+            queued += 1
+        return queued
+
+    async def build_response(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        i = row.intent
+        response = summary_pb2.DisclosureResponse(subject_pseudonym=bytes.fromhex(i["pseudonym"]))
+        if i["decision"] == "approved":
+            case = await self._store.case(int(i["case_id"]))
+            if case is None:
+                raise RequestError("unknown_case", f"case {i['case_id']} no longer exists")
+            response.decision = summary_pb2.DISCLOSURE_DECISION_APPROVED
+            response.approved.extend(i["fields"])
+            response.contact_id = case.contact_id
+            values = {"phase": case.phase, "risk_level": case.risk_level}
+            for f in i["fields"]:
+                name = _FIELD[f]
+                if name in values:
+                    setattr(response, name, values[name])
+                elif name == "month_opened":
+                    response.month_opened.year, response.month_opened.month = case.opened_year, case.opened_month
+                else:
+                    getattr(response, name).extend(case.concerns if name == "concerns" else case.agencies)
+        else:
+            response.decision = summary_pb2.DISCLOSURE_DECISION_DENIED
+            response.reason = i["reason"]
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_DISCLOSURE_RESPONSE, sender=self._org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_DISCLOSURE_ON_REQUEST, rule_id=row.rule_id, disclosure_response=response)

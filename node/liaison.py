@@ -1,0 +1,190 @@
+"""The querying side (a federal liaison or a justice house): hit/no-hit queries and disclosure requests.
+
+Identifiers come in over the local socket only, are pseudonymised obliviously
+(the pseudonymisers see blinded points, the broker sees pseudonyms), and the
+query goes to the broker's ``Query`` call, which answers from its directory
+alone. Purpose, legal basis and file reference are required; the file
+reference must follow the bundle's pattern and the legal basis must be one of
+this node's configured codes, so neither is ever free text. A row whose
+identifier is not valid is answered ``invalid`` here and never asked; the
+other rows go on. A hit is kept (pseudonym and contacts, nothing else) so that
+a disclosure can be asked about it; the holder's erasure notice removes it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from olievlek import envelope, logs, wire
+from olievlek.clock import now_ms
+from olievlek.directory import decode_row
+from olievlek.envelope import Signer
+from olievlek.errors import InvalidIdentifier, TransportError
+from olievlek.identity import ID_PATTERN, OrgKind
+from olievlek.normalise import PrfInput, fallback_input, nrn_input
+from olievlek.policy import Bundle
+from olievlek.policy.model import Rule
+from olievlek.store import Txn
+from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
+
+from .audit_check import AuditChecker
+from .broker_client import BrokerClient
+from .outbox import OutboxSender
+from .pseudonym_client import PseudonymClient
+from .request_error import RequestError
+from .store import NodeStore, OutboxRow
+
+log = logs.get("node.liaison")
+
+DISCLOSURE_REQUEST = "disclosure.request"
+MAX_ROWS = 500  # identities per local request; the CLI sends a long batch in chunks and shows progress
+
+
+def _inputs(identity: local_pb2.Identity) -> list[PrfInput]:
+    """The identifiers of one row: the number, and the fallback identity when a birth date is given."""
+    out = []
+    if identity.national_number.strip():
+        out.append(nrn_input(identity.national_number))
+    if identity.birth_date.strip():
+        out.append(fallback_input(identity.family_name, identity.given_names, identity.birth_date))
+    if not out:
+        raise InvalidIdentifier("give a national register number, or names with a birth date")
+    return out
+
+
+class Liaison:
+    """Queries the directory and asks holders for disclosure."""
+
+    def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
+                 pseudonymiser: PseudonymClient, client: BrokerClient, audit: AuditChecker, outbox: OutboxSender,
+                 bases: frozenset[str]) -> None:
+        self._org_id = org_id
+        self._kind = kind
+        self._store = store
+        self._bundle = bundle
+        self._signer = signer
+        self._pseudonymiser = pseudonymiser
+        self._client = client
+        self._audit = audit
+        self._outbox = outbox
+        self._bases = bases
+        outbox.register(DISCLOSURE_REQUEST, self.build_request)
+
+    def _rule(self, kind: str, recipient_kind: OrgKind | None) -> Rule:
+        for rule in self._bundle.rules.values():
+            if (rule.allows and kind in rule.kinds and self._org_id in rule.senders
+                    and (recipient_kind is None or rule.recipient_kinds is None
+                         or recipient_kind in rule.recipient_kinds)):
+                return rule
+        raise RequestError("no_rule", f"no rule of the bundle lets {self._kind.value} send {kind}")
+
+    def _check_grounds(self, rule: Rule, purpose: str, basis: str, file_ref: str) -> None:
+        if purpose != rule.purpose:
+            raise RequestError("purpose", f"rule {rule.id!r} is for purpose {rule.purpose}; give --purpose "
+                               f"{rule.purpose}")
+        if not ID_PATTERN.fullmatch(basis) or basis not in self._bases:
+            raise RequestError("legal_basis", f"--legal-basis must be one of this node's codes: {sorted(self._bases)}")
+        pattern = self._bundle.file_ref_pattern or "$^"
+        if not re.fullmatch(pattern, file_ref):
+            raise RequestError("file_ref", f"--file-ref must follow the bundle's pattern {pattern}")
+
+    async def query(self, req: local_pb2.LiaisonQueryRequest) -> local_pb2.LiaisonQueryResponse:
+        rule = self._rule("query.hit", None)
+        self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
+        if not 0 < len(req.identities) <= MAX_ROWS:
+            raise RequestError("batch", f"send 1 to {MAX_ROWS} identities per request")
+        rows: list[local_pb2.LiaisonRow] = []
+        asked: list[tuple[int, list[PrfInput]]] = []  # (position in rows, inputs)
+        for i, identity in enumerate(req.identities):
+            row = local_pb2.LiaisonRow(row=req.first_row + i)
+            try:
+                asked.append((len(rows), _inputs(identity)))
+            except InvalidIdentifier as exc:  # says why, never what
+                row.outcome, row.error = local_pb2.QUERY_OUTCOME_INVALID, exc.message
+            rows.append(row)
+        flat = [inp for _, inputs in asked for inp in inputs]
+        if not flat:
+            return local_pb2.LiaisonQueryResponse(rows=rows)
+        pseudonyms = [bytes(p) for p in (await self._pseudonymiser.pseudonymise(flat)).pseudonyms]
+        answer = await self._ask(rule, pseudonyms, req)
+        contacts = [decode_row(r) for r in answer.result.rows]
+        if len(contacts) != len(pseudonyms):
+            raise TransportError(f"the broker answered {len(contacts)} rows for {len(pseudonyms)} pseudonyms")
+        at = 0
+        hits: list[tuple[int, bytes, list[str]]] = []
+        for position, inputs in asked:
+            mine = [(pseudonyms[at + k], contacts[at + k]) for k in range(len(inputs))]
+            at += len(inputs)
+            found = sorted({c for _, cs in mine for c in cs})
+            rows[position].outcome = local_pb2.QUERY_OUTCOME_HIT if found else local_pb2.QUERY_OUTCOME_NO_HIT
+            if found:
+                rows[position].contacts.extend(found)
+                hits.append((position, next(p for p, cs in mine if cs), found))
+        for position, hit_id in zip([h[0] for h in hits], await self._keep_hits(hits, req.file_ref), strict=True):
+            rows[position].hit_id = hit_id
+        log.info("liaison.queried", rows=len(rows), asked=len(pseudonyms), hits=len(hits),
+                 leaf=answer.audit.leaf_index)
+        return local_pb2.LiaisonQueryResponse(rows=rows, leaf_index=answer.audit.leaf_index)
+
+    async def _ask(self, rule: Rule, pseudonyms: list[bytes], req: local_pb2.LiaisonQueryRequest
+                   ) -> broker_pb2.QueryAnswer:
+        body = envelope_pb2.EnvelopeBody(
+            idempotency_key=wire.new_token(), kind=envelope_pb2.MESSAGE_KIND_QUERY_HIT, sender=self._org_id,
+            purpose=envelope_pb2.PURPOSE_HIT_NO_HIT_CHECK, rule_id=rule.id, created_at_ms=now_ms(),
+            hit_query=summary_pb2.HitQuery(subject_pseudonyms=pseudonyms, file_ref=req.file_ref,
+                                           legal_basis=req.legal_basis))
+        response = await self._client.query(envelope.seal(body, self._signer))
+        if response.WhichOneof("outcome") == "refusal":
+            r = response.refusal
+            await self._audit.check(r.audit, {"sender": self._org_id, "decision": "refused"})
+            code = broker_pb2.RefusalCode.Name(r.code).removeprefix("REFUSAL_CODE_").lower()
+            raise RequestError(code, f"the broker refused the query: {r.detail}")
+        await self._audit.check(response.answer.audit, {"sender": self._org_id, "event": "query",
+                                                        "rows": len(pseudonyms)})
+        return response.answer
+
+    async def _keep_hits(self, hits: list[tuple[int, bytes, list[str]]], file_ref: str) -> list[int]:
+        now = now_ms()
+
+        async def op(tx: Txn) -> list[int]:
+            return [await tx.execute("INSERT INTO liaison_hits (pseudonym, contacts, file_ref, at_ms)"
+                                     " VALUES (?, ?, ?, ?)", (p, ",".join(cs), file_ref, now))
+                    for _, p, cs in hits]
+        return await self._store.writer.write(op) if hits else []
+
+    async def ask(self, req: local_pb2.DisclosureAskRequest) -> int:
+        """Queue a disclosure request to one holder of a hit; returns the outbox id."""
+        row = await self._store.db.fetchone("SELECT pseudonym, contacts FROM liaison_hits WHERE id = ?",
+                                            (req.hit_id,))
+        if row is None:
+            raise RequestError("unknown_hit", f"there is no hit {req.hit_id} (erased, or never a hit)")
+        contacts = str(row[1]).split(",")
+        contact = req.contact_id or contacts[0]
+        holder = self._bundle.org_of_contact(contact) if contact in contacts else None
+        if holder is None:
+            raise RequestError("unknown_contact", f"hit {req.hit_id} has contacts {contacts}, not {contact!r}")
+        rule = self._rule(DISCLOSURE_REQUEST, holder.kind)
+        self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
+        if not req.fields:
+            raise RequestError("missing_fields", "say which fields you ask for (--fields)")
+        intent = {"pseudonym": bytes(row[0]).hex(), "fields": sorted(set(req.fields)), "file_ref": req.file_ref,
+                  "legal_basis": req.legal_basis}
+        key = wire.new_token()
+
+        async def op(tx: Txn) -> int:
+            return await self._store.add_intent_txn(tx, key, DISCLOSURE_REQUEST, holder.id, rule.id, intent, now_ms())
+
+        outbox_id = await self._store.writer.write(op)
+        log.info("disclosure.asked", outbox_id=outbox_id, holder=holder.id, rule=rule.id)
+        self._outbox.kick()
+        return outbox_id
+
+    async def build_request(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        i = row.intent
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_DISCLOSURE_REQUEST, sender=self._org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_DISCLOSURE_ON_REQUEST, rule_id=row.rule_id,
+            disclosure_request=summary_pb2.DisclosureRequest(
+                subject_pseudonym=bytes.fromhex(i["pseudonym"]), requested=i["fields"], file_ref=i["file_ref"],
+                legal_basis=i["legal_basis"]))
+
