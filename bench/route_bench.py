@@ -110,7 +110,8 @@ def latency_at(fed: Federation, cases: dict[str, int], rate: float, seconds: flo
     _wait_delivered(fed, before + n, 60)
     sent: dict[tuple[str, str], int] = {}
     for org, mark in marks.items():
-        for key, created in _count(fed, org, f"SELECT idem_key, created_ms FROM outbox WHERE id > {mark}"):
+        sql = f"SELECT idem_key, created_ms FROM outbox WHERE id > {mark} AND kind = 'alert.move'"
+        for key, created in _count(fed, org, sql):
             sent[(org, str(key))] = int(created)
     lat: list[int] = []
     for org in PAIRS:

@@ -165,6 +165,9 @@ class LocalApi:
         h = self._handlers
         if op == "directory_verify":
             return local_pb2.LocalResponse(directory_verify=await h.directory.verify())
+        if op == "disclosure_decide":
+            outbox_id = await h.disclosures.decide(request.disclosure_decide)
+            return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, False))
         if self._liaison is None:
             raise RequestError("not_a_querier", "this node's organisation kind does not query the directory")
         if op == "liaison_query":
@@ -173,8 +176,7 @@ class LocalApi:
             ask = request.disclosure_ask
             outbox_id = await self._liaison.ask(ask)
             return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, ask.no_wait))
-        outbox_id = await h.disclosures.decide(request.disclosure_decide)
-        return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, False))
+        raise RequestError("unknown_request", f"unknown request {op!r}")
 
     async def _lifecycle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
         r = self._retention

@@ -45,7 +45,8 @@ def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def _committed(fed: Federation, org: str) -> list[tuple[object, ...]]:
-    return _rows(fed.node_dir(org) / "node.sqlite", "SELECT recipient, idem_key, status FROM outbox ORDER BY id")
+    return _rows(fed.node_dir(org) / "node.sqlite", "SELECT recipient, idem_key, status FROM outbox"
+                 " WHERE kind = 'alert.move' ORDER BY id")
 
 
 def _received(fed: Federation, org: str) -> list[tuple[object, ...]]:
