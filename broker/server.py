@@ -249,7 +249,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         rows = await audit.visible_events(str(origin.org_id), everything, request.from_index, limit)
         log.info("audit.read", org=str(origin), everything=everything, events=len(rows))
         return broker_pb2.AuditEventsResponse(
-            events=[broker_pb2.AuditEvent(index=i, salt=salt, metadata=meta or b"") for i, salt, meta in rows],
+            events=[broker_pb2.AuditEvent(index=i, salt=salt, metadata=meta or b"", at_ms=at)
+                    for i, salt, meta, at in rows],
             head=await audit.head(), next_index=rows[-1][0] + 1 if len(rows) == limit else 0)
 
     async def _read_acks(self, origin: OrgIdentity, context: grpc.aio.ServicerContext[Any, Any],

@@ -13,7 +13,18 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import ConfigError, OlievlekError
 
-from . import agreement_cmd, audit_cmd, cases, pki_cmd, policy_cmd, pseudonymiser_cmd, retention_cmd, up, users
+from . import (
+    agreement_cmd,
+    audit_cmd,
+    cases,
+    liaison_cmd,
+    pki_cmd,
+    policy_cmd,
+    pseudonymiser_cmd,
+    retention_cmd,
+    up,
+    users,
+)
 from .console import err
 
 app = typer.Typer(
@@ -41,6 +52,9 @@ app.add_typer(users.user_app, name="user")
 app.add_typer(retention_cmd.retention_app, name="retention")
 app.add_typer(retention_cmd.subject_app, name="subject")
 app.add_typer(agreement_cmd.agreement_app, name="agreement")
+app.add_typer(liaison_cmd.liaison_app, name="liaison")
+app.add_typer(liaison_cmd.disclosure_app, name="disclosure")
+app.add_typer(liaison_cmd.directory_app, name="directory")
 app.command("up")(up.up)
 
 

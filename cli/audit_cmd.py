@@ -199,12 +199,52 @@ def report(node_config: NodeOpt, csv_out: Annotated[Path | None, typer.Option("-
     for (rule, sender, dec, _), n in sorted(counts.items()):
         table.add_row(rule, sender, dec, str(n))
     out.print(table)
+    queries = _query_counts(events)
+    if queries:
+        qt = Table(title="hit/no-hit queries and disclosures per querying organisation and month")
+        for col in ("querier", "month", *QUERY_COLUMNS):
+            qt.add_column(col)
+        for (querier, mon), c in sorted(queries.items()):
+            qt.add_row(querier, mon, *(str(c[k]) for k in QUERY_COLUMNS))
+        out.print(qt)
     if csv_out is not None:
         with csv_out.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["rule", "sender", "decision", "count"])
             w.writerows([(r, s, d, n) for (r, s, d, _), n in sorted(counts.items())])
         out.print(f"wrote {csv_out}")
+
+
+QUERY_COLUMNS = ("queries", "rows", "hits", "refused", "not_covered", "disclosures_asked", "disclosures_answered")
+
+
+def _query_counts(events: list[broker_pb2.AuditEvent]) -> dict[tuple[str, str], Counter[str]]:
+    """Per (querier, month): what the caller may see of queries (its own, or those hitting its entries)
+    and of disclosure requests and answers."""
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    for e in events:
+        if not e.metadata:
+            continue
+        r = json.loads(e.metadata)
+        month = dt.datetime.fromtimestamp(e.at_ms / 1000, dt.UTC).strftime("%Y-%m")
+        event, kind = r.get("event"), r.get("kind")
+        if event == "query":
+            c = counts.setdefault((r["sender"], month), Counter())
+            c["queries"] += 1
+            c["rows"] += int(r["rows"])
+            c["hits"] += int(r["hits"])
+        elif event == "query.holder":
+            c = counts.setdefault((r["sender"], month), Counter())
+            c["hits"] += int(r["hits"])
+            c["not_covered"] += int(r["not_covered"])
+        elif event == "send" and kind == "query.hit":
+            counts.setdefault((r["sender"], month), Counter())["refused"] += 1
+        elif event == "send" and kind == "disclosure.request" and r.get("decision") == "accepted":
+            counts.setdefault((r["sender"], month), Counter())["disclosures_asked"] += 1
+        elif event == "send" and kind == "disclosure.response" and r.get("decision") == "accepted":
+            for querier in r.get("recipients", []):
+                counts.setdefault((querier, month), Counter())["disclosures_answered"] += 1
+    return counts
 
 
 @app.command("proof")

@@ -226,7 +226,7 @@ def alert_move(
 
 def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
     table = Table(title="Inbox")
-    for col in ("item", "from", "kind", "received", "status", "phase", "risk", "concerns", "contact"):
+    for col in ("item", "from", "kind", "received", "status", "phase", "risk", "concerns", "contact", "detail"):
         table.add_column(col)
     for it in items:
         s = it.summary
@@ -234,9 +234,21 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
             str(it.item_id), it.sender, it.kind, _when(it.received_at_ms),
             it.status.replace("_", " "),
             enums.name_of(enums.PHASES, s.phase), enums.name_of(enums.RISKS, s.risk_level),
-            ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id,
+            ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id, _disclosure(it),
         )
     return table
+
+
+def _disclosure(it: local_pb2.InboxItem) -> str:
+    """What a disclosure request asks (and until when), or what a response decided."""
+    fields = ", ".join(enums.name_of(enums.DISCLOSABLE, f) for f in it.fields)
+    if it.kind == "disclosure.request":
+        return f"asks {fields}; file {it.file_ref}, basis {it.legal_basis}; decide by {_when(it.expires_at_ms)}"
+    if it.kind == "disclosure.response":
+        if it.decision == summary_pb2.DISCLOSURE_DECISION_APPROVED:
+            return f"approved: {fields}"
+        return f"denied: {enums.name_of(enums.DENIALS, it.reason)}"
+    return ""
 
 
 @inbox_app.callback()

@@ -22,6 +22,8 @@ CONCERNS = names(summary_pb2.ConcernCategory, "CONCERN_CATEGORY_")
 RISKS = names(summary_pb2.RiskLevel, "RISK_LEVEL_")
 AGENCIES = names(summary_pb2.AgencyRole, "AGENCY_ROLE_")
 PURPOSES = names(local_pb2.AccessPurpose, "ACCESS_PURPOSE_")
+DISCLOSABLE = names(summary_pb2.DisclosableField, "DISCLOSABLE_FIELD_")
+DENIALS = names(summary_pb2.DenialReason, "DENIAL_REASON_")
 
 
 def parse(table: dict[str, int], what: str, value: str) -> int:

@@ -58,7 +58,9 @@ class NodeSpec:
 
 
 DEMO_NODES = (NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven"),
-              NodeSpec("jh-antwerpen", OrgKind.JUSTICE_HOUSE))
+              NodeSpec("jh-antwerpen", OrgKind.JUSTICE_HOUSE), NodeSpec("fed-liaison", OrgKind.FEDERAL_LIAISON))
+# A querying organisation names the legal basis of each query by one of its configured codes.
+LIAISON_BASIS = "law-30-07-2018-art5"
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Federation:
             # its administrator).
             "users": [{"uid": os.getuid(), "role": "regisseur"}],
             "ready_file": "ready",
+            **({"retention_days": {LIAISON_BASIS: 90}} if spec.kind == OrgKind.FEDERAL_LIAISON else {}),
             **self.node_settings,
         })
         return path

@@ -3,7 +3,10 @@
 Gent opens a case; the person moves to Antwerpen; Antwerpen's inbox shows the
 summary pending identification; Antwerpen's regisseur enters the person's
 number and the node matches it; Leuven receives nothing; Gent then tries to
-send a summary no rule allows and the refusal names the field and rule.
+send a summary no rule allows and the refusal names the field and rule; the
+erasure propagates; the justice house hands a released person over; the federal
+liaison asks the directory about three persons (hit, known but not covered, no
+hit) and asks Gent to disclose more, which Gent approves in part.
 Exit 0 when every expectation holds.
 """
 
@@ -26,7 +29,7 @@ from olievlek.errors import OlievlekError
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .console import out
-from .federation import Federation
+from .federation import LIAISON_BASIS, Federation
 from .local_client import call
 
 # A fictional person; the number is valid (mod-97, pre-2000 rule) but invented.
@@ -37,6 +40,11 @@ DEMO_IDENTITY = local_pb2.Identity(
 RELEASED_IDENTITY = local_pb2.Identity(
     national_number="85.07.30-033.28", given_names="Vrij", family_name="Gelaten"
 )
+# Three more for the liaison: one who agreed to hit/no-hit checks, one who did not, one nobody knows.
+CONSENTING_IDENTITY = local_pb2.Identity(national_number="90.01.01-123.95", given_names="Wel", family_name="Akkoord")
+UNCOVERED_IDENTITY = local_pb2.Identity(national_number="77.04.12-456.53", given_names="Niet", family_name="Akkoord")
+UNKNOWN_IDENTITY = local_pb2.Identity(national_number="66.11.22-987.10")
+FILE_REF = "fed-2026-7"
 NIS = {"gent": 44021, "antwerpen": 11002, "leuven": 24062}
 
 
@@ -123,10 +131,11 @@ class Scenario:
                     "Antwerpen erased what Gent had sent (a tombstone stays) and acknowledged")
 
         self._handover()
+        self._liaison()
 
-        out.rule("9. Every decision above is a leaf of the signed log, cosigned by the witness")
+        out.rule("10. Every decision above is a leaf of the signed log, cosigned by the witness")
         time.sleep(1.5)  # the witness polls every 0.5 s
-        for org in ("gent", "antwerpen", "leuven", "jh-antwerpen"):
+        for org in ("gent", "antwerpen", "leuven", "jh-antwerpen", "fed-liaison"):
             r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
                                 str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
                                capture_output=True, text=True, timeout=60, check=False)
@@ -163,12 +172,66 @@ class Scenario:
         self.expect(_wait_for(lambda: outcome() == "accepted"), "the justice house sees the handover accepted")
 
 
+    def _liaison(self) -> None:
+        fed = self.fed
+        gent, liaison = fed.socket("gent"), fed.socket("fed-liaison")
+        out.rule("9. The federal liaison asks: is any of these three persons followed up?")
+        covered = call(gent, local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+            identity=CONSENTING_IDENTITY, phase=summary_pb2.PHASE_FOLLOW_UP,
+            concerns=[summary_pb2.CONCERN_CATEGORY_LEFT_WING], risk_level=summary_pb2.RISK_LEVEL_LOW,
+            agencies=[summary_pb2.AGENCY_ROLE_POLICE]))).case_open.case_id
+        call(gent, local_pb2.LocalRequest(agreement=local_pb2.AgreementRequest(agreement=local_pb2.Agreement(
+            case_id=covered, recipient_kinds=["federal_liaison"],
+            purposes=["hit_no_hit_check", "disclosure_on_request"],
+            valid_until_ms=int(time.time() * 1000) + 365 * 86_400_000, evidence_ref="gent-2026-0099"))))
+        call(gent, local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+            identity=UNCOVERED_IDENTITY, phase=summary_pb2.PHASE_FOLLOW_UP,
+            concerns=[summary_pb2.CONCERN_CATEGORY_ISLAMIST], risk_level=summary_pb2.RISK_LEVEL_MEDIUM)))
+        self.expect(_wait_for(lambda: _settled(fed, "gent")),
+                    "Gent registered both persons in the broker's directory (pseudonym, contact, signed coverage)")
+        rows = call(liaison, local_pb2.LocalRequest(liaison_query=local_pb2.LiaisonQueryRequest(
+            identities=[local_pb2.Identity(national_number=i.national_number)
+                        for i in (CONSENTING_IDENTITY, UNCOVERED_IDENTITY, UNKNOWN_IDENTITY)],
+            purpose="hit_no_hit_check", legal_basis=LIAISON_BASIS, file_ref=FILE_REF))).liaison_query.rows
+        hit, uncovered, unknown = rows
+        self.expect(hit.outcome == local_pb2.QUERY_OUTCOME_HIT and list(hit.contacts) == ["gent-livc"],
+                    f"row 1: hit, contact {list(hit.contacts)} only (agreement recorded at Gent)")
+        self.expect(uncovered.outcome == local_pb2.QUERY_OUTCOME_NO_HIT,
+                    "row 2: no hit - known to Gent, but no agreement covers the liaison (Gent's log says why)")
+        self.expect(unknown.outcome == local_pb2.QUERY_OUTCOME_NO_HIT, "row 3: no hit - nobody follows this person")
+
+        out.rule("   The liaison asks Gent for phase, concerns and risk; Gent approves phase and concerns")
+        asked = call(liaison, local_pb2.LocalRequest(disclosure_ask=local_pb2.DisclosureAskRequest(
+            hit_id=hit.hit_id, purpose="disclosure_on_request", legal_basis=LIAISON_BASIS, file_ref=FILE_REF,
+            fields=[summary_pb2.DISCLOSABLE_FIELD_PHASE, summary_pb2.DISCLOSABLE_FIELD_CONCERNS,
+                    summary_pb2.DISCLOSABLE_FIELD_RISK_LEVEL]))).alert_move
+        self.expect(asked.status == local_pb2.OUTBOX_STATUS_ACCEPTED,
+                    f"the broker routed the request to {asked.recipient}: its directory entry covers the liaison")
+        self.expect(_wait_for(lambda: any(i.kind == "disclosure.request" for i in _inbox(fed, "gent"))),
+                    "Gent's regisseur sees the request in the inbox")
+        [request] = [i for i in _inbox(fed, "gent") if i.kind == "disclosure.request"]
+        call(gent, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
+            item_id=request.item_id, approve=True,
+            fields=[summary_pb2.DISCLOSABLE_FIELD_PHASE, summary_pb2.DISCLOSABLE_FIELD_CONCERNS])))
+        self.expect(_wait_for(lambda: any(i.kind == "disclosure.response" for i in _inbox(fed, "fed-liaison"))),
+                    "the answer arrived at the liaison")
+        [answer] = [i for i in _inbox(fed, "fed-liaison") if i.kind == "disclosure.response"]
+        s = answer.summary
+        self.expect(bool(s.phase and s.concerns) and not s.risk_level and not s.agencies,
+                    "it holds exactly the approved fields: phase and concerns, no risk level, no agencies")
+
+
+def _settled(fed: Federation, org: str) -> bool:
+    items = call(fed.socket(org), local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())).outbox_list.items
+    return all(i.status not in (local_pb2.OUTBOX_STATUS_QUEUED, local_pb2.OUTBOX_STATUS_PENDING) for i in items)
+
+
 def up(
     keep: Annotated[bool, typer.Option("--keep", help="Leave the federation running until Ctrl-C.")] = False,
     workdir: Annotated[Path | None, typer.Option(help="Work directory (default: a fresh temporary one).")] = None,
 ) -> None:
-    """Start a local federation (broker, witness, two pseudonymisers, Gent, Antwerpen, Leuven and the
-    justice house of Antwerpen) on loopback and play the scenario."""
+    """Start a local federation (broker, witness, two pseudonymisers, Gent, Antwerpen, Leuven, the
+    justice house of Antwerpen and a federal liaison) on loopback and play the scenario."""
     wd = workdir or Path(tempfile.mkdtemp(prefix="olv-"))
     fed = Federation(wd)
     out.print(Panel.fit(f"olievlek local federation in [bold]{wd}[/]\nlogs: {wd / 'logs'}", title="olievlek up"))

@@ -167,12 +167,13 @@ class AuditLog:
         return [bytes(r[0]) for r in rows]
 
     async def visible_events(self, org: str, everything: bool, start: int,
-                             limit: int) -> list[tuple[int, bytes, bytes | None]]:
-        """Events from ``start`` that involve ``org`` (all of them when ``everything``), in order."""
+                             limit: int) -> list[tuple[int, bytes, bytes | None, int]]:
+        """Events from ``start`` that involve ``org`` (all of them when ``everything``), in order:
+        (index, salt, metadata or None once erased, when)."""
         rows = await self._db.fetchall(
-            "SELECT idx, salt, meta FROM audit_events WHERE idx >= ? AND (? OR ',' || orgs || ',' LIKE ?) "
+            "SELECT idx, salt, meta, at_ms FROM audit_events WHERE idx >= ? AND (? OR ',' || orgs || ',' LIKE ?) "
             "ORDER BY idx LIMIT ?", (start, 1 if everything else 0, f"%,{org},%", limit))
-        return [(int(r[0]), bytes(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows]
+        return [(int(r[0]), bytes(r[1]), bytes(r[2]) if r[2] is not None else None, int(r[3])) for r in rows]
 
     async def erase_metadata_before(self, cutoff_ms: int) -> int:
         """Metadata retention: drop the metadata of events older than ``cutoff_ms``; leaves and the

@@ -169,20 +169,24 @@ class AuditEvent(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     SALT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    AT_MS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     salt: _builtins.bytes
     metadata: _builtins.bytes
     """Canonical JSON; empty once erased (the leaf stays, so the tree still verifies)."""
+    at_ms: _builtins.int
+    """When the broker logged it (not part of the leaf: for reports per month)."""
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         salt: _builtins.bytes = ...,
         metadata: _builtins.bytes = ...,
+        at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "metadata", b"metadata", "salt", b"salt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "index", b"index", "metadata", b"metadata", "salt", b"salt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
