@@ -69,12 +69,15 @@ async def local(node: NodeServer, request: local_pb2.LocalRequest) -> local_pb2.
     return await asyncio.to_thread(call, node.config.socket, request)
 
 
-async def open_and_alert(node: NodeServer, nrn: str, nis: int = 11002, no_wait: bool = False
-                         ) -> local_pb2.AlertMoveResponse:
-    """Open a case for ``nrn`` and send a move alert to the municipality of ``nis`` (Antwerpen by default)."""
+async def open_and_alert(node: NodeServer, nrn: str, nis: int = 11002, no_wait: bool = False,
+                         phase: int = summary_pb2.PHASE_PRE_ANALYSIS) -> local_pb2.AlertMoveResponse:
+    """Open a case for ``nrn`` and send a move alert to the municipality of ``nis`` (Antwerpen by default).
+
+    Pre-analysis by default: the case is not registered in the directory, so the alert is the only
+    thing the node sends (tests count sends, attempts and faults)."""
     ident = local_pb2.Identity(national_number=nrn, given_names="A", family_name="B")
     case = await local(node, local_pb2.LocalRequest(
-        case_open=local_pb2.CaseOpenRequest(identity=ident, phase=summary_pb2.PHASE_FOLLOW_UP)))
+        case_open=local_pb2.CaseOpenRequest(identity=ident, phase=phase)))  # type: ignore[arg-type]
     r = await local(node, local_pb2.LocalRequest(alert_move=local_pb2.AlertMoveRequest(
         case_id=case.case_open.case_id, destination_nis=nis, no_wait=no_wait)))
     return r.alert_move
