@@ -19,17 +19,19 @@ This module does not import grpc.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
 from olievlek import envelope, logs
-from olievlek.directory import Cover, covered, encode_row, needle, open_statement
+from olievlek.directory import NO_HIT, Cover, covered, encode_row, needle, open_statement
 from olievlek.errors import PolicyDenied, Refused, WireError
 from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
 from olievlek.policy import Request
 from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.policy.model import QueryBudget, Rule
 from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
 
 from . import directory
@@ -153,33 +155,24 @@ class DirectoryService:
 
         svc, now = self._svc, self._svc.now()
         plan = _Plan()
+        lookup: asyncio.Future[dict[bytes, list[directory.Entry]]] | None = None
         try:
             env, body, kind = envelope.parse(raw)
             plan.kind_name, plan.rule_id = kind.name, body.rule_id
             if kind.name != "query.hit":
                 raise WireError(f"the Query call takes query.hit, not {kind.name}", field="kind")
             svc.check_sender(origin, body.sender)
-            opened = envelope.verify(raw, env, body, kind, svc.trust)
-            svc.check_clock(body.created_at_ms, now)
-            request = request_from_envelope(opened)
-            plan.inputs = {"fields": sorted(request.present_fields), "purpose": request.purpose}
-            decision = svc.bundle.decide(request)
-            decision.raise_if_denied()
-            assert decision.rule is not None
-            rule = decision.rule
-            plan.rule_id = rule.id
-            query = body.hit_query
-            self._check_references(query)
-            budget = svc.bundle.directory_policy.budget(origin.kind)
-            rows = len(query.subject_pseudonyms)
-            if rows > budget.batch:
-                raise Refused(f"a query may hold at most {budget.batch} pseudonyms for {origin.kind.value}; "
-                              f"this one holds {rows}", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED,
-                              field="subject_pseudonyms", rule_id=rule.id)
+            # The read starts now and runs while the signature and the policy are checked; if they
+            # refuse, its result is dropped unseen. Every batch is read the same way, known or not.
+            lookup = asyncio.ensure_future(directory.lookup(self._db, list(body.hit_query.subject_pseudonyms)))
+            rule, budget = self._check(origin, raw, env, body, kind, now, plan)
         except Refused as refusal:
+            if lookup is not None:
+                lookup.cancel()
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, refusal, now)).refusal)
-        answer, per_holder = await self._answer(list(query.subject_pseudonyms),
-                                                needle(origin.kind.value, rule.purpose, rule.id), now)
+        query, rows = body.hit_query, len(body.hit_query.subject_pseudonyms)
+        answer, per_holder = self._answer(list(query.subject_pseudonyms), await lookup,
+                                          needle(origin.kind.value, rule.purpose, rule.id), now)
         hits = sum(1 for r in answer if r[0] == 1)
         meta = {"event": "query", "sender": body.sender, "kind": "query.hit", "rule": rule.id, "decision": "accepted",
                 "rows": rows, "hits": hits, "file_ref": query.file_ref, "legal_basis": query.legal_basis,
@@ -201,29 +194,65 @@ class DirectoryService:
         if isinstance(result[0], str):  # (period, used, limit): the budget is used up
             period, used, limit = result
             over_budget = Refused(f"the query budget of {body.sender} for {period[2:]} is {limit} pseudonyms; "
-                              f"{used} used, this query asks {rows}",
-                              refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
-                              rule_id=rule.id)
+                                  f"{used} used, this query asks {rows}",
+                                  refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
+                                  rule_id=rule.id)
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, over_budget, now)).refusal)
         index, leaf = result
         log.info("query.answered", sender=body.sender, rule=rule.id, rows=rows, hits=hits, leaf=index)
         return broker_pb2.QueryResponse(answer=broker_pb2.QueryAnswer(
             result=summary_pb2.QueryResult(rows=answer), audit=await svc.audit_proof(index, head, leaf)))
 
-    async def _answer(self, pseudonyms: list[bytes], want: str, now: int
-                      ) -> tuple[list[bytes], dict[str, list[int]]]:
+    def _check(self, origin: OrgIdentity, raw: bytes, env: envelope_pb2.Envelope, body: envelope_pb2.EnvelopeBody,
+               kind: Any, now: int, plan: _Plan) -> tuple[Rule, QueryBudget]:
+        """Signer and signature, clock, policy, file reference and legal basis, batch size.
+
+        Raises:
+            Refused: naming what is wrong.
+        """
+        svc = self._svc
+        opened = envelope.verify(raw, env, body, kind, svc.trust)
+        svc.check_clock(body.created_at_ms, now)
+        request = request_from_envelope(opened)
+        plan.inputs = {"fields": sorted(request.present_fields), "purpose": request.purpose}
+        decision = svc.bundle.decide(request)
+        decision.raise_if_denied()
+        assert decision.rule is not None
+        rule = decision.rule
+        plan.rule_id = rule.id
+        self._check_references(body.hit_query)
+        budget = svc.bundle.directory_policy.budget(origin.kind)
+        rows = len(body.hit_query.subject_pseudonyms)
+        if rows > budget.batch:
+            raise Refused(f"a query may hold at most {budget.batch} pseudonyms for {origin.kind.value}; "
+                          f"this one holds {rows}", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED,
+                          field="subject_pseudonyms", rule_id=rule.id)
+        return rule, budget
+
+    @staticmethod
+    def _answer(pseudonyms: list[bytes], found: dict[bytes, list[directory.Entry]], want: str, now: int
+                ) -> tuple[list[bytes], dict[str, list[int]]]:
         """One row per pseudonym, and per holder [hits, known-but-not-covered] for the holders' leaves."""
-        found = await directory.lookup(self._db, pseudonyms)
         per_holder: dict[str, list[int]] = {}
+        # Many entries share a covers string (same rule, same expiry) and many rows the same contacts:
+        # each is decided and encoded once per query.
+        decided: dict[str, bool] = {}
+        encoded: dict[tuple[str, ...], bytes] = {(): NO_HIT}
         rows = []
         for p in pseudonyms:
-            contacts = []
+            contacts: list[str] = []
             for holder, contact, covers in found.get(p, ()):
-                ok = covered(covers, want, now)
+                ok = decided.get(covers)
+                if ok is None:
+                    ok = decided[covers] = covered(covers, want, now)
                 if ok:
                     contacts.append(contact)
                 per_holder.setdefault(holder, [0, 0])[0 if ok else 1] += 1
-            rows.append(encode_row(contacts))
+            key = tuple(contacts)
+            row = encoded.get(key)
+            if row is None:
+                row = encoded[key] = encode_row(contacts)
+            rows.append(row)
         return rows, per_holder
 
     def _check_references(self, query: summary_pb2.HitQuery) -> None:

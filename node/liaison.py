@@ -106,10 +106,12 @@ class Liaison:
         if not flat:
             return local_pb2.LiaisonQueryResponse(rows=rows)
         pseudonyms = [bytes(p) for p in (await self._pseudonymiser.pseudonymise(flat)).pseudonyms]
-        answer = await self._ask(rule, pseudonyms, req)
-        contacts = [decode_row(r) for r in answer.result.rows]
-        if len(contacts) != len(pseudonyms):
-            raise TransportError(f"the broker answered {len(contacts)} rows for {len(pseudonyms)} pseudonyms")
+        unique = list(dict.fromkeys(pseudonyms))  # the same person twice in a batch is asked once
+        answer = await self._ask(rule, unique, req)
+        if len(answer.result.rows) != len(unique):
+            raise TransportError(f"the broker answered {len(answer.result.rows)} rows for {len(unique)} pseudonyms")
+        by_pseudonym = {p: decode_row(r) for p, r in zip(unique, answer.result.rows, strict=True)}
+        contacts = [by_pseudonym[p] for p in pseudonyms]
         at = 0
         hits: list[tuple[int, bytes, list[str]]] = []
         for position, inputs in asked:
@@ -139,7 +141,7 @@ class Liaison:
             await self._audit.check(r.audit, {"sender": self._org_id, "decision": "refused"})
             code = broker_pb2.RefusalCode.Name(r.code).removeprefix("REFUSAL_CODE_").lower()
             raise RequestError(code, f"the broker refused the query: {r.detail}")
-        await self._audit.check(response.answer.audit, {"sender": self._org_id, "event": "query",
+        await self._audit.check(response.answer.audit, {"sender": self._org_id, "event": "query",  # its own leaf
                                                         "rows": len(pseudonyms)})
         return response.answer
 

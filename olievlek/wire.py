@@ -91,6 +91,19 @@ def _check_scalar(fd: Any, value: Any, path: str) -> None:
             )
 
 
+def _check_bytes_items(ext: Any, values: list[bytes], path: str) -> None:
+    """The length bounds of a repeated bytes field, checked over all items at once."""
+    lengths = {len(v) for v in values}
+    exact, limit = ext[options_pb2.exact_bytes], ext[options_pb2.max_bytes]
+    if exact and lengths != {exact}:
+        bad = next(n for n in sorted(lengths) if n != exact)
+        raise WireError(f"field {path}: must be exactly {exact} bytes, got {bad}",
+                        refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field=path)
+    if limit and max(lengths) > limit:
+        raise WireError(f"field {path}: longer than {limit} bytes",
+                        refusal_code=broker_pb2.REFUSAL_CODE_BOUND_EXCEEDED, field=path)
+
+
 def validate(msg: Message, path: str = "") -> None:
     """Check a parsed message against the wire contract, recursively.
 
@@ -114,11 +127,15 @@ def validate(msg: Message, path: str = "") -> None:
                     f"field {name}: {len(values)} items, at most {limit} allowed",
                     refusal_code=broker_pb2.REFUSAL_CODE_BOUND_EXCEEDED, field=name,
                 )
-            if fd.type != FieldDescriptor.TYPE_MESSAGE and len(set(values)) != len(values):
+            if (fd.type != FieldDescriptor.TYPE_MESSAGE and not ext[options_pb2.duplicates_allowed]
+                    and len(set(values)) != len(values)):
                 raise WireError(
                     f"field {name}: duplicate items",
                     refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field=name,
                 )
+            if fd.type == FieldDescriptor.TYPE_BYTES and values:
+                _check_bytes_items(ext, values, name)  # one pass: a query holds up to 1,000 pseudonyms
+                continue
             for i, value in enumerate(values):
                 if fd.type == FieldDescriptor.TYPE_MESSAGE:
                     validate(value, f"{name}[{i}]")

@@ -18,8 +18,8 @@ from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
 
 from olievlek import envelope, wire
-from olievlek.directory import ROW_BYTES, covered, needle, sign_statement
-from olievlek.errors import LocalApiError
+from olievlek.directory import NO_HIT, ROW_BYTES, covered, needle, sign_statement
+from olievlek.errors import LocalApiError, WireError
 from olievlek.identity import OrgKind
 from olievlek.normalise import nrn_input
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
@@ -369,3 +369,14 @@ def test_covers_string_reads_expiry() -> None:
     assert not covered(covers, needle("federal_liaison", "hit_no_hit_check", "hit-query"), 2000)
     assert not covered(covers, needle("federal_liaison", "disclosure_on_request", "hit-query"), 0)
 
+
+
+def test_wire_bounds_of_queries_and_answers() -> None:
+    p = bytes(range(32))
+    wire.validate(summary_pb2.QueryResult(rows=[NO_HIT, NO_HIT]))  # equal answer rows are the point
+    with pytest.raises(WireError, match="duplicate items"):
+        wire.validate(summary_pb2.HitQuery(subject_pseudonyms=[p, p], file_ref=FILE_REF, legal_basis=BASIS))
+    with pytest.raises(WireError, match="exactly 32 bytes, got 31"):
+        wire.validate(summary_pb2.HitQuery(subject_pseudonyms=[p, p[:31]], file_ref=FILE_REF, legal_basis=BASIS))
+    with pytest.raises(WireError, match="exactly 129 bytes"):
+        wire.validate(summary_pb2.QueryResult(rows=[NO_HIT[:-1]]))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19olievlek/v1/options.proto\x12\x0bolievlek.v1\x1a google/protobuf/descriptor.proto:2\n\tmax_items\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\r:4\n\x0b\x65xact_bytes\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\r:2\n\tmax_bytes\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\r:1\n\x08required\x12\x1d.google.protobuf.FieldOptions\x18\xd4\x86\x03 \x01(\x08:2\n\tmin_value\x12\x1d.google.protobuf.FieldOptions\x18\xd5\x86\x03 \x01(\x04:2\n\tmax_value\x12\x1d.google.protobuf.FieldOptions\x18\xd6\x86\x03 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19olievlek/v1/options.proto\x12\x0bolievlek.v1\x1a google/protobuf/descriptor.proto:2\n\tmax_items\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\r:4\n\x0b\x65xact_bytes\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\r:2\n\tmax_bytes\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\r:1\n\x08required\x12\x1d.google.protobuf.FieldOptions\x18\xd4\x86\x03 \x01(\x08:2\n\tmin_value\x12\x1d.google.protobuf.FieldOptions\x18\xd5\x86\x03 \x01(\x04:2\n\tmax_value\x12\x1d.google.protobuf.FieldOptions\x18\xd6\x86\x03 \x01(\x04:;\n\x12\x64uplicates_allowed\x12\x1d.google.protobuf.FieldOptions\x18\xd7\x86\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -19,6 +19,7 @@ MAX_BYTES_FIELD_NUMBER: _builtins.int
 REQUIRED_FIELD_NUMBER: _builtins.int
 MIN_VALUE_FIELD_NUMBER: _builtins.int
 MAX_VALUE_FIELD_NUMBER: _builtins.int
+DUPLICATES_ALLOWED_FIELD_NUMBER: _builtins.int
 max_items: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
 """Repeated field: at most this many elements."""
 exact_bytes: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
@@ -30,3 +31,5 @@ required: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions
 min_value: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
 """Integer field: inclusive bounds when present."""
 max_value: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
+duplicates_allowed: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.bool]
+"""Repeated scalar field whose items may repeat (answer rows); by default duplicates are refused."""
