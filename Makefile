@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/pseudonym_bench.py
+	$(BIN)/python bench/query_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,37 +5,30 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from olievlek.cli.federation import DEFAULT_BUNDLE, Federation
 
-from .test_federation_cli import cli
+from .federations import cli, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
 def fed() -> Iterator[Federation]:
-    with tempfile.TemporaryDirectory(prefix="olv-audit-") as d:
-        f = Federation(Path(d))
-        f.create()
-        f.start()
-        try:
-            for org, nrn, to in (("gent", "85.07.30-033.28", "11002"), ("leuven", "93.05.18-223.61", "11002")):
-                sock = str(f.socket(org))
-                r = cli("case", "open", "--socket", sock, "--phase", "follow-up", "--agency", "police",
-                        stdin=json.dumps({"national_number": nrn, "given_names": "A", "family_name": "B"}))
-                assert r.returncode == 0, r.stderr
-                assert cli("alert", "move", "--socket", sock, "--case", "1", "--to", to).returncode == 0
-            refused = cli("alert", "move", "--socket", str(f.socket("gent")), "--case", "1", "--to", "24062",
-                          "--include", "agencies")
-            assert refused.returncode == 1
-            yield f
-        finally:
-            f.stop()
+    with running("olv-audit-") as f:
+        for org, nrn, to in (("gent", "85.07.30-033.28", "11002"), ("leuven", "93.05.18-223.61", "11002")):
+            sock = str(f.socket(org))
+            r = cli("case", "open", "--socket", sock, "--phase", "follow-up", "--agency", "police",
+                    stdin=json.dumps({"national_number": nrn, "given_names": "A", "family_name": "B"}))
+            assert r.returncode == 0, r.stderr
+            assert cli("alert", "move", "--socket", sock, "--case", "1", "--to", to).returncode == 0
+        refused = cli("alert", "move", "--socket", str(f.socket("gent")), "--case", "1", "--to", "24062",
+                      "--include", "agencies")
+        assert refused.returncode == 1
+        yield f
 
 
 def audit(fed: Federation, org: str, *args: str) -> str:

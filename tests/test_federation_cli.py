@@ -21,28 +21,17 @@ import pytest
 from olievlek.cli.federation import Federation
 
 from .canary import forms, scan
+from .federations import cli, running
 
 CANARY = "85073003328"
 CANARY_IDENTITY = {"national_number": "85.07.30-033.28", "given_names": "Canary", "family_name": "Kanarie"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "olievlek", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60, check=False)
-
-
 @pytest.fixture(scope="module")
 def federation() -> Iterator[Federation]:
-    # Short path: Unix socket paths are limited to 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="olv-test-") as d:
-        fed = Federation(Path(d))
-        fed.create()
-        fed.start()
-        try:
-            yield fed
-        finally:
-            fed.stop()
+    with running("olv-test-") as fed:
+        yield fed
 
 
 def test_move_alert_through_the_cli_and_canary_stays_home(federation: Federation) -> None:
