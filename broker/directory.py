@@ -26,6 +26,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS coverage (
         holder TEXT NOT NULL, pseudonym BLOB NOT NULL, position INTEGER NOT NULL, statement BLOB NOT NULL,
         signature BLOB NOT NULL, PRIMARY KEY (holder, pseudonym, position)) WITHOUT ROWID""",
+    # Disclosure requests routed to a holder and not answered yet: a response must answer one.
+    """CREATE TABLE IF NOT EXISTS open_requests (
+        requester TEXT NOT NULL, holder TEXT NOT NULL, pseudonym BLOB NOT NULL, at_ms INTEGER NOT NULL,
+        PRIMARY KEY (requester, holder, pseudonym)) WITHOUT ROWID""",
     # Rows queried per organisation and period ('d:2026-11-29', 'm:2026-11'), for the bundle's budgets.
     """CREATE TABLE IF NOT EXISTS query_usage (
         org TEXT NOT NULL, period TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (org, period))""",
@@ -55,6 +59,23 @@ def register_step(c: sqlite3.Connection, reg: Registration, at_ms: int) -> None:
 def withdraw_step(c: sqlite3.Connection, holder: str, pseudonym: bytes) -> None:
     c.execute("DELETE FROM directory WHERE pseudonym = ? AND holder = ?", (pseudonym, holder))
     c.execute("DELETE FROM coverage WHERE holder = ? AND pseudonym = ?", (holder, pseudonym))
+
+
+def request_step(c: sqlite3.Connection, requester: str, holder: str, pseudonym: bytes, at_ms: int,
+                 asking: bool) -> None:
+    """Open a disclosure request (it was routed), or close it (it was answered)."""
+    if asking:
+        c.execute("INSERT OR IGNORE INTO open_requests (requester, holder, pseudonym, at_ms) VALUES (?, ?, ?, ?)",
+                  (requester, holder, pseudonym, at_ms))
+    else:
+        c.execute("DELETE FROM open_requests WHERE requester = ? AND holder = ? AND pseudonym = ?",
+                  (requester, holder, pseudonym))
+
+
+async def open_request(db: Database, requester: str, holder: str, pseudonym: bytes) -> bool:
+    row = await db.fetchone("SELECT 1 FROM open_requests WHERE requester = ? AND holder = ? AND pseudonym = ?",
+                            (requester, holder, pseudonym))
+    return row is not None
 
 
 def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], rows: int,
@@ -94,15 +115,16 @@ async def entry_of(db: Database, pseudonym: bytes, holder: str) -> str | None:
 
 
 async def own_entries(db: Database, holder: str, after: bytes, limit: int
-                      ) -> list[tuple[bytes, str, int, list[summary_pb2.SignedCoverage]]]:
-    """A holder's own entries (never anyone else's), in pseudonym order, with their evidence."""
+                      ) -> list[tuple[bytes, str, int, str, list[summary_pb2.SignedCoverage]]]:
+    """A holder's own entries (never anyone else's), in pseudonym order, with what queries read of
+    them (covers) and the evidence."""
     rows = await db.fetchall(
-        "SELECT pseudonym, contact_id, registered_ms FROM directory WHERE holder = ? AND pseudonym > ?"
+        "SELECT pseudonym, contact_id, registered_ms, covers FROM directory WHERE holder = ? AND pseudonym > ?"
         " ORDER BY pseudonym LIMIT ?", (holder, after, limit))
     out = []
-    for p, contact, at in rows:
+    for p, contact, at, covers in rows:
         ev = await db.fetchall("SELECT statement, signature FROM coverage WHERE holder = ? AND pseudonym = ?"
                                " ORDER BY position", (holder, p))
-        out.append((bytes(p), str(contact), int(at),
+        out.append((bytes(p), str(contact), int(at), str(covers),
                     [summary_pb2.SignedCoverage(statement=bytes(s), signature=bytes(g)) for s, g in ev]))
     return out

@@ -66,13 +66,19 @@ class DirectoryService:
         return self._svc.store.db
 
     # -- registration -------------------------------------------------------
-    def registration(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan
+    def changes(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan
                      ) -> Callable[[sqlite3.Connection], None] | None:
-        """The directory change an accepted envelope makes (None: not a directory kind)."""
-        sender = opened.body.sender
+        """What an accepted envelope changes in the directory or the open disclosure requests (None: nothing)."""
+        sender, body = opened.body.sender, opened.body
         if opened.kind.name == "directory.withdraw":
-            pseudonym = bytes(opened.body.directory_withdraw.subject_pseudonym)
+            pseudonym = bytes(body.directory_withdraw.subject_pseudonym)
             return lambda c: directory.withdraw_step(c, sender, pseudonym)
+        if opened.kind.name in ("disclosure.request", "disclosure.response"):
+            asking = opened.kind.name == "disclosure.request"
+            requester, holder = (sender, body.recipients[0]) if asking else (body.recipients[0], sender)
+            p = bytes(body.disclosure_request.subject_pseudonym if asking
+                      else body.disclosure_response.subject_pseudonym)
+            return lambda c: directory.request_step(c, requester, holder, p, now, asking)
         if opened.kind.name != "directory.register":
             return None
         reg = opened.body.directory_register
@@ -118,35 +124,64 @@ class DirectoryService:
         return ""
 
     # -- routing to a holder ----------------------------------------------
-    async def holder_check(self, opened: envelope.OpenedEnvelope, req: Request, origin: OrgIdentity,
-                           now: int) -> Request:
-        """The request with ``holder_asserted`` when every recipient's entry covers the sender.
-
-        Raises:
-            Refused: NO_HIT, the same words whether the recipient holds nothing or holds without coverage.
-        """
+    def assume_holder(self, req: Request) -> Request:
+        """The policy decides first, as if the recipient held the pseudonym; the directory after."""
         rule = self._svc.bundle.rules.get(req.rule_id)
         if rule is None or rule.relation != "pseudonym_holder":
             return req
-        pseudonym = bytes(getattr(opened.payload, "subject_pseudonym", b""))
-        want = needle(origin.kind.value, rule.purpose, rule.id)
-        for recipient in req.recipients:
-            covers = await directory.entry_of(self._db, pseudonym, recipient)
-            if covers is not None and covered(covers, want, now):
-                continue
-            if covers is not None:  # held, not covered: only the holder may learn that
-                self._holder_leaf(recipient, {"event": "routing.not_covered", "holder": recipient,
-                                              "sender": req.sender, "rule": rule.id, "reason": "not_covered"}, now)
-            raise Refused(NO_HIT_DETAIL, refusal_code=broker_pb2.REFUSAL_CODE_NO_HIT, field="recipients",
-                          rule_id=rule.id)
         return dataclasses.replace(req, holder_asserted=True)
 
-    def _holder_leaf(self, holder: str, meta: dict[str, object], now: int) -> None:
-        """A leaf only the holder (and the data-protection officer) sees; committed with the next batch."""
-        async def op(tx: Any, batch: Any) -> tuple[int, bytes, bytes]:
-            return _append_leaf(batch, meta, holder, now)
+    async def route_to_holder(self, opened: envelope.OpenedEnvelope, rule: Rule, origin: OrgIdentity,
+                              now: int) -> None:
+        """Allow a request the policy allowed only if the named recipient's entry covers the sender.
 
-        self._svc.committer.enqueue(op)
+        A routed request is a question too ("does gent hold this person for me?"): it costs one row of
+        the sender's query budget, whatever the answer. Exactly one holder-side leaf is written, visible
+        to the recipient only when it holds the pseudonym, so neither the caller's leaf index nor the
+        answer's words depend on whether the person is known.
+
+        Raises:
+            Refused: BUDGET_EXCEEDED; or NO_HIT, the same words whether the recipient holds nothing or
+                holds without coverage.
+        """
+        [recipient] = opened.body.recipients or [""]
+        pseudonym = bytes(getattr(opened.payload, "subject_pseudonym", b""))
+        covers = await directory.entry_of(self._db, pseudonym, recipient)
+        ok = covers is not None and covered(covers, needle(origin.kind.value, rule.purpose, rule.id), now)
+        budget = self._svc.bundle.directory_policy.budget(origin.kind)
+        meta: dict[str, object] = {"event": "routing.pad"}
+        if covers is not None:
+            meta = {"event": "routing.holder", "holder": recipient, "sender": opened.body.sender, "rule": rule.id,
+                    "covered": ok}
+        sender, limits = opened.body.sender, (budget.per_day, budget.per_month)
+
+        async def op(tx: Any, batch: Any) -> Any:
+            over = await tx.run(lambda c: directory.use_budget_step(c, sender, _periods(now), 1, limits))
+            if over is None:
+                _append_leaf(batch, meta, recipient if covers is not None else "", now)
+            return over
+
+        over, _head = await self._svc.committer.submit(op)
+        if over is not None:
+            raise _over_budget(sender, over, 1, rule.id)
+        if not ok:
+            raise Refused(NO_HIT_DETAIL, refusal_code=broker_pb2.REFUSAL_CODE_NO_HIT, field="recipients",
+                          rule_id=rule.id)
+
+    async def check_response(self, opened: envelope.OpenedEnvelope) -> None:
+        """A disclosure.response answers an open request of its recipient to its sender, about its pseudonym.
+
+        Raises:
+            PolicyDenied: there is no such request (nothing may be pushed unasked).
+        """
+        if opened.kind.name != "disclosure.response":
+            return
+        [requester] = opened.body.recipients or [""]
+        pseudonym = bytes(opened.body.disclosure_response.subject_pseudonym)
+        if not await directory.open_request(self._db, requester, opened.body.sender, pseudonym):
+            raise PolicyDenied(f"no open disclosure request of {requester} to {opened.body.sender} about this "
+                               "pseudonym: a disclosure answers a request, it is never pushed",
+                               field="subject_pseudonym")
 
     # -- hit/no-hit --------------------------------------------------------
     async def query(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.QueryResponse:
@@ -184,24 +219,38 @@ class DirectoryService:
             over = await tx.run(lambda c: directory.use_budget_step(c, body.sender, _periods(now), rows, limits))
             if over is not None:
                 return over
-            for holder, (held_hits, refused) in sorted(per_holder.items()):
-                _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
-                                     "rule": rule.id, "file_ref": query.file_ref, "hits": held_hits,
-                                     "not_covered": refused}, holder, now)
+            # One leaf for every organisation that could hold an entry, in a fixed order: a holder
+            # concerned sees its own; the others are padding nobody sees. The count never varies, so
+            # the querier's leaf index says nothing about who was found.
+            for holder in self._possible_holders(rule):
+                if holder in per_holder:
+                    held_hits, refused = per_holder[holder]
+                    _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
+                                         "rule": rule.id, "file_ref": query.file_ref, "hits": held_hits,
+                                         "not_covered": refused}, holder, now)
+                else:
+                    _append_leaf(batch, {"event": "query.pad"}, "", now)
             return await SqliteBrokerStore.record_txn(tx, batch, record, meta)
 
         result, head = await svc.committer.submit(op)
         if isinstance(result[0], str):  # (period, used, limit): the budget is used up
-            period, used, limit = result
-            over_budget = Refused(f"the query budget of {body.sender} for {period[2:]} is {limit} pseudonyms; "
-                                  f"{used} used, this query asks {rows}",
-                                  refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
-                                  rule_id=rule.id)
+            over_budget = _over_budget(body.sender, result, rows, rule.id)
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, over_budget, now)).refusal)
         index, leaf = result
         log.info("query.answered", sender=body.sender, rule=rule.id, rows=rows, hits=hits, leaf=index)
         return broker_pb2.QueryResponse(answer=broker_pb2.QueryAnswer(
             result=summary_pb2.QueryResult(rows=answer), audit=await svc.audit_proof(index, head, leaf)))
+
+    def _possible_holders(self, rule: Rule) -> list[str]:
+        kinds = rule.recipient_kinds or frozenset()
+        return sorted(str(o.id) for o in self._svc.bundle.orgs.values() if o.kind in kinds)
+
+    async def refuse_malformed(self, origin: OrgIdentity, exc: Refused) -> broker_pb2.QueryResponse:
+        """A Query whose request does not follow the wire contract: refused and logged like any other."""
+        from .service import _Plan
+
+        svc = self._svc
+        return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, _Plan(), exc, svc.now())).refusal)
 
     def _check(self, origin: OrgIdentity, raw: bytes, env: envelope_pb2.Envelope, body: envelope_pb2.EnvelopeBody,
                kind: Any, now: int, plan: _Plan) -> tuple[Rule, QueryBudget]:
@@ -269,10 +318,18 @@ class DirectoryService:
             return broker_pb2.DirectoryEntriesResponse()
         rows = await directory.own_entries(self._db, str(origin.org_id), after, limit or 1000)
         return broker_pb2.DirectoryEntriesResponse(entries=[
-            broker_pb2.DirectoryEntry(subject_pseudonym=p, contact_id=c, registered_at_ms=at, coverage=ev)
-            for p, c, at, ev in rows])
+            broker_pb2.DirectoryEntry(subject_pseudonym=p, contact_id=c, registered_at_ms=at, covers=cv, coverage=ev)
+            for p, c, at, cv, ev in rows])
 
 
 def _append_leaf(batch: Any, meta: dict[str, object], org: str, at: int) -> tuple[int, bytes, bytes]:
-    result: tuple[int, bytes, bytes] = batch.append(meta, (org,), at)
+    """A leaf visible to ``org`` (and the data-protection officer); to nobody else when ``org`` is ""."""
+    result: tuple[int, bytes, bytes] = batch.append(meta, (org,) if org else (), at)
     return result
+
+
+def _over_budget(sender: str, over: tuple[str, int, int], asked: int, rule_id: str) -> Refused:
+    period, used, limit = over
+    return Refused(f"the query budget of {sender} for {period[2:]} is {limit} pseudonyms; {used} used, this asks "
+                   f"{asked}", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
+                   rule_id=rule_id)

@@ -108,7 +108,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         try:
             wire.validate(request)
         except WireError as exc:
-            return broker_pb2.QueryResponse(refusal=exc.to_proto())
+            return await self._service.directory.refuse_malformed(origin, exc)
         return await self._service.directory.query(origin, request.envelope)
 
     async def DirectoryEntries(
@@ -118,6 +118,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         try:
             wire.validate(request)
         except WireError as exc:
+            log.warning("directory.entries_refused", org=str(origin), reason=exc.reason, field=exc.field)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
             raise AssertionError("unreachable") from exc
         return await self._service.directory.own_entries(origin, request.after, request.limit)

@@ -149,13 +149,15 @@ class BrokerService:
                 raise WireError("query.hit is answered by the Query call, not sent", field="kind")
             request = request_from_envelope(opened)
             plan.inputs = _decision_inputs(request)
-            request = await self.directory.holder_check(opened, request, origin, now)
-            decision = self.bundle.decide(request)
+            decision = self.bundle.decide(self.directory.assume_holder(request))
             decision.raise_if_denied()
             assert decision.rule is not None
+            if decision.rule.relation == "pseudonym_holder":  # only now: a denied sender learns nothing
+                await self.directory.route_to_holder(opened, decision.rule, origin, now)
+            await self.directory.check_response(opened)
             plan.rule_id, plan.opened = decision.rule.id, opened
             plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
-            plan.apply = self.directory.registration(opened, now, plan)
+            plan.apply = self.directory.changes(opened, now, plan)
         except Refused as refusal:
             plan.refusal = refusal
         return plan

@@ -964,9 +964,12 @@ class DirectoryEntry(_message.Message):
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_MS_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
+    COVERS_FIELD_NUMBER: _builtins.int
     subject_pseudonym: _builtins.bytes
     contact_id: _builtins.str
     registered_at_ms: _builtins.int
+    covers: _builtins.str
+    """What queries read: the flags of the statements above that passed verification."""
     @_builtins.property
     def coverage(self) -> _containers.RepeatedCompositeFieldContainer[_summary_pb2.SignedCoverage]: ...
     def __init__(
@@ -976,10 +979,11 @@ class DirectoryEntry(_message.Message):
         contact_id: _builtins.str = ...,
         registered_at_ms: _builtins.int = ...,
         coverage: _abc.Iterable[_summary_pb2.SignedCoverage] | None = ...,
+        covers: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "coverage", b"coverage", "registered_at_ms", b"registered_at_ms", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "coverage", b"coverage", "covers", b"covers", "registered_at_ms", b"registered_at_ms", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
