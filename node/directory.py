@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
-from olievlek.directory import open_statement, sign_statement
+from olievlek.directory import Cover, covers_string, open_statement, sign_statement
 from olievlek.envelope import Signer
 from olievlek.errors import Refused
 from olievlek.identity import OrgKind
@@ -31,6 +31,7 @@ from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .broker_client import BrokerClient
 from .outbox import OutboxSender
+from .request_error import RequestError
 from .store import NodeStore, OutboxRow
 
 log = logs.get("node.directory")
@@ -40,6 +41,7 @@ WITHDRAW = "directory.withdraw"
 DIRECTORY = "directory"  # the outbox's recipient column for what the broker's directory consumes
 ANSWERED_KINDS = frozenset({"query.hit", "disclosure.request"})
 PAGE = 1000
+BUNDLE_META = "directory_bundle"  # the bundle the entries' coverage was last computed under
 
 
 def _phase_name(phase: int) -> str:
@@ -71,32 +73,48 @@ class DirectoryHolder:
     async def sync_case_txn(self, tx: Txn, case_id: int, now: int, refresh: bool = False) -> int:
         """Queue what the case's state implies for the directory; returns how many intents.
 
-        Registered when open in a registering phase (``refresh``: again, for new coverage), withdrawn
-        otherwise. Works from ``directory_entries`` when the subject's pseudonyms are already gone."""
+        A case adds its pseudonyms while it is open in a registering phase and removes them otherwise.
+        An entry is (re-)registered while any case still holds its pseudonym (``refresh``: again, for
+        new coverage), with the union of their coverage, and withdrawn when none does. Works from
+        ``directory_entries`` when the subject's pseudonyms are already gone (erasure)."""
         if not self._rule(REGISTER):
             return 0  # this organisation does not register (not a holder kind in the bundle)
         row = await tx.fetchone("SELECT status, phase, subject_id FROM cases WHERE id = ?", (case_id,))
         want = row is not None and row[0] == "open" and _phase_name(int(row[1])) in self._phases
         have = {bytes(r[0]) for r in await tx.fetchall(
             "SELECT pseudonym FROM directory_entries WHERE case_id = ?", (case_id,))}
-        queued = 0
+        current: set[bytes] = set()
         if want:
             assert row is not None
-            current = [bytes(r[0]) for r in await tx.fetchall(
-                "SELECT pseudonym FROM subject_pseudonyms WHERE subject_id = ? ORDER BY pseudonym", (row[2],))]
-            for p in current:
-                if p not in have or refresh:
-                    await self._intent(tx, REGISTER, {"case_id": case_id, "pseudonym": p.hex()}, now)
-                    await tx.execute("INSERT OR REPLACE INTO directory_entries (pseudonym, case_id, registered_ms)"
-                                     " VALUES (?, ?, ?)", (p, case_id, now))
-                    queued += 1
-            gone = have - set(current)
-        else:
-            gone = have
-        for p in sorted(gone):
-            await self._intent(tx, WITHDRAW, {"pseudonym": p.hex()}, now)
-            await tx.execute("DELETE FROM directory_entries WHERE pseudonym = ?", (p,))
-            queued += 1
+            current = {bytes(r[0]) for r in await tx.fetchall(
+                "SELECT pseudonym FROM subject_pseudonyms WHERE subject_id = ?", (row[2],))}
+        changed = (current - have) | (have - current) | (current if refresh else set())
+        for p in current - have:
+            await tx.execute("INSERT INTO directory_entries (pseudonym, case_id, registered_ms) VALUES (?, ?, ?)",
+                             (p, case_id, now))
+        for p in have - current:
+            await tx.execute("DELETE FROM directory_entries WHERE pseudonym = ? AND case_id = ?", (p, case_id))
+        for p in sorted(changed):
+            held = await tx.fetchone("SELECT 1 FROM directory_entries WHERE pseudonym = ?", (p,))
+            await self._intent(tx, REGISTER if held else WITHDRAW, {"pseudonym": p.hex()}, now)
+        return len(changed)
+
+    async def refresh_all(self) -> int:
+        """Re-register every entry when the bundle changed: coverage follows the rules in force."""
+        seen = await self._store.meta(BUNDLE_META)
+        if seen == self._bundle.digest.encode():
+            return 0
+
+        async def op(tx: Txn) -> int:
+            cases = [int(r[0]) for r in await tx.fetchall("SELECT DISTINCT case_id FROM directory_entries")]
+            queued = sum([await self.sync_case_txn(tx, c, now_ms(), refresh=True) for c in cases])
+            await tx.execute("INSERT OR REPLACE INTO node_meta (name, value) VALUES (?, ?)",
+                             (BUNDLE_META, self._bundle.digest.encode()))
+            return queued
+
+        queued = await self._store.writer.write(op)
+        self.kick(queued)
+        log.info("directory.refreshed", bundle=self._bundle.digest, intents=queued)
         return queued
 
     async def _intent(self, tx: Txn, kind: str, intent: dict[str, object], now: int) -> None:
@@ -114,7 +132,7 @@ class DirectoryHolder:
                 and r.recipient_kinds is not None and self._kind in r.recipient_kinds]
 
     async def coverage(self, case_id: int, pseudonym: bytes, now: int) -> list[summary_pb2.CoverageStatement]:
-        """The statements a case's entry carries now: lawful basis, plus agreement where required."""
+        """The statements one case supports now: lawful basis, plus agreement where the rule requires it."""
         agreements = [(set(r[2].split(",")), set(r[3].split(",")), int(r[4]))
                       for r in await self._store.agreements(case_id) if r[7] is None and int(r[4]) > now]
         lawful_until = int(self._bundle.expires.timestamp() * 1000)
@@ -134,17 +152,37 @@ class DirectoryHolder:
                     rule_id=rule.id, expires_at_ms=until))
         return out
 
+    async def statements(self, pseudonym: bytes, now: int) -> tuple[str, list[summary_pb2.CoverageStatement]]:
+        """(contact, statements) of an entry: the union over the cases holding the pseudonym (latest expiry).
+
+        Raises:
+            RequestError: no case holds it any more (a withdrawal follows in the outbox).
+        """
+        cases = [int(r[0]) for r in await self._store.db.fetchall(
+            "SELECT case_id FROM directory_entries WHERE pseudonym = ? ORDER BY case_id", (pseudonym,))]
+        first = await self._store.case(cases[0]) if cases else None
+        if first is None:
+            raise RequestError("not_held", "no case holds this pseudonym any more; its withdrawal follows")
+        best: dict[tuple[str, str, str], summary_pb2.CoverageStatement] = {}
+        for case_id in cases:
+            for st in await self.coverage(case_id, pseudonym, now):
+                key = (st.recipient_kind, st.purpose, st.rule_id)
+                if key not in best or st.expires_at_ms > best[key].expires_at_ms:
+                    best[key] = st
+        return first.contact_id, [best[k] for k in sorted(best)]
+
+    def covers(self, statements: list[summary_pb2.CoverageStatement], kind: str, rule: Rule, now: int) -> bool:
+        return any(s.recipient_kind == kind and s.rule_id == rule.id and s.purpose == rule.purpose
+                   and s.expires_at_ms > now for s in statements)
+
     async def build_register(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
-        case_id, pseudonym = int(row.intent["case_id"]), bytes.fromhex(row.intent["pseudonym"])
-        case = await self._store.case(case_id)
-        if case is None:
-            raise Refused(f"case {case_id} no longer exists")
-        statements = await self.coverage(case_id, pseudonym, now_ms())
+        pseudonym = bytes.fromhex(row.intent["pseudonym"])
+        contact, statements = await self.statements(pseudonym, now_ms())
         return envelope_pb2.EnvelopeBody(
             kind=envelope_pb2.MESSAGE_KIND_DIRECTORY_REGISTER, sender=self._org_id,
             purpose=envelope_pb2.PURPOSE_REFERENCE_DIRECTORY, rule_id=row.rule_id,
             directory_register=summary_pb2.DirectoryRegister(
-                subject_pseudonym=pseudonym, contact_id=case.contact_id,
+                subject_pseudonym=pseudonym, contact_id=contact,
                 coverage=[sign_statement(self._signer.key, s) for s in statements]))
 
     async def build_withdraw(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
@@ -155,10 +193,24 @@ class DirectoryHolder:
                 subject_pseudonym=bytes.fromhex(row.intent["pseudonym"])))
 
     # -- re-verification -----------------------------------------------------
+    async def _compare(self, label: str, pseudonym: bytes, kept: list[summary_pb2.CoverageStatement],
+                       covers: str) -> list[str]:
+        """What the broker keeps and reads against what this node would sign now."""
+        _contact, now_signed = await self.statements(pseudonym, now_ms())
+        want = {(s.recipient_kind, s.purpose, s.rule_id, s.expires_at_ms) for s in now_signed}
+        got = {(s.recipient_kind, s.purpose, s.rule_id, s.expires_at_ms) for s in kept}
+        problems = []
+        if got != want:
+            problems.append(f"{label}: the broker keeps coverage {sorted(got - want)} this node no longer gives"
+                            if got - want else f"{label}: the broker lacks coverage {sorted(want - got)}")
+        if covers != covers_string([Cover(*w) for w in want]):
+            problems.append(f"{label}: what queries read ({covers!r}) differs from the signed coverage")
+        return problems
+
     async def verify(self) -> local_pb2.DirectoryVerifyResponse:
         """Compare the broker's copy of our entries with what we registered; every problem is named."""
         expected = {bytes(r[0]): int(r[1]) for r in await self._store.db.fetchall(
-            "SELECT pseudonym, case_id FROM directory_entries")}
+            "SELECT pseudonym, MIN(case_id) FROM directory_entries GROUP BY pseudonym")}
         pending = {bytes.fromhex(r.intent["pseudonym"]) for r in await self._store.all_outbox()
                    if r.kind in (REGISTER, WITHDRAW) and r.status in ("queued", "pending")}
         key = self._signer.key.public_key()
@@ -174,6 +226,7 @@ class DirectoryHolder:
                 label = f"entry {p[:4].hex()}…"
                 if p not in expected and p not in pending:
                     problems.append(f"{label}: the broker keeps an entry this node did not register or withdrew")
+                kept: list[summary_pb2.CoverageStatement] = []
                 for i, signed in enumerate(entry.coverage):
                     statements += 1
                     try:
@@ -183,6 +236,9 @@ class DirectoryHolder:
                         continue
                     if bytes(st.subject_pseudonym) != p or st.holder != self._org_id:
                         problems.append(f"{label} coverage[{i}]: statement belongs to another entry")
+                    kept.append(st)
+                if p in expected and p not in pending:
+                    problems += await self._compare(label, p, kept, entry.covers)
             if len(page) < PAGE:
                 break
             after = bytes(page[-1].subject_pseudonym)

@@ -23,6 +23,7 @@ from olievlek.policy import Bundle
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
+from .directory import DirectoryHolder
 from .outbox import OutboxSender
 from .request_error import RequestError
 from .retention import ERASURE_NOTICE
@@ -38,16 +39,20 @@ _FIELD: dict[int, str] = {  # DisclosableField -> the response's field
 }
 
 
+def _body(envelope_bytes: bytes) -> envelope_pb2.EnvelopeBody:
+    return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope_bytes).body)
+
+
 def request_of(envelope_bytes: bytes) -> summary_pb2.DisclosureRequest:
-    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope_bytes).body)
-    return body.disclosure_request
+    return _body(envelope_bytes).disclosure_request
 
 
 class Disclosures:
     """Decisions on disclosure requests, their expiry, and erasure after an agreement is withdrawn."""
 
     def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
-                 expiry_ms: int) -> None:
+                 expiry_ms: int, directory: DirectoryHolder) -> None:
+        self._directory = directory
         self._org_id = org_id
         self._store = store
         self._bundle = bundle
@@ -86,9 +91,7 @@ class Disclosures:
                 if _FIELD[f] not in allowed:
                     raise RequestError("field_not_allowed", f"rule {rule_id!r} never lets {_FIELD[f]} go to "
                                        f"{item.sender}")
-            if case_id is None:
-                raise RequestError("not_held", "this node no longer holds that person in the directory; deny "
-                                   "with --reason not-held")
+            await self._check_covered(item.sender, pseudonym, item.envelope)
             intent: dict[str, object] = {"decision": "approved", "fields": fields}
         else:
             if req.reason == summary_pb2.DENIAL_REASON_UNSPECIFIED:
@@ -102,6 +105,22 @@ class Disclosures:
         log.info("disclosure.decided", item=item.id, decision=status, outbox_id=outbox_id)
         self._outbox.kick()
         return int(outbox_id)
+
+    async def _check_covered(self, requester: str, pseudonym: bytes, raw: bytes) -> None:
+        """Approval only while the entry still covers the requester (an agreement may have gone meanwhile).
+
+        Raises:
+            RequestError: not held any more, or not covered for the requester's kind under the request's rule.
+        """
+        org = self._bundle.org(requester)
+        rule = self._bundle.rules.get(_body(raw).rule_id)
+        try:
+            _contact, statements = await self._directory.statements(pseudonym, now_ms())
+        except RequestError:
+            statements = []
+        if org is None or rule is None or not self._directory.covers(statements, org.kind.value, rule, now_ms()):
+            raise RequestError("not_covered", "this node's directory entry no longer covers the requester (closed, "
+                               "or the agreement was withdrawn); deny with --reason no-lawful-basis")
 
     async def _held_case(self, pseudonym: bytes) -> int | None:
         row = await self._store.db.fetchone("SELECT case_id FROM directory_entries WHERE pseudonym = ?", (pseudonym,))
@@ -127,7 +146,11 @@ class Disclosures:
         done = 0
         intent: dict[str, object] = {"decision": "denied", "reason": int(summary_pb2.DENIAL_REASON_EXPIRED)}
         for item_id, sender, raw in rows:
-            pseudonym, rule_id = bytes(request_of(bytes(raw)).subject_pseudonym), self._rule(sender)
+            try:  # one bad row (a requester the bundle no longer knows) must not stop the sweep
+                pseudonym, rule_id = bytes(request_of(bytes(raw)).subject_pseudonym), self._rule(sender)
+            except RequestError as exc:
+                log.warning("disclosure.expiry_skipped", item=int(item_id), reason=exc.message)
+                continue
             got = await self._store.writer.write(
                 lambda tx, i=int(item_id), s=str(sender), p=pseudonym, r=rule_id: self._decide_txn(
                     tx, i, "expired", None, p, s, r, intent))
@@ -137,23 +160,56 @@ class Disclosures:
             self._outbox.kick()
         return done
 
-    async def erase_disclosed_txn(self, tx: Txn, case_id: int, kinds: set[str], now: int) -> int:
-        """Queue erasure notices for the approved disclosures about a case to organisations of ``kinds``."""
+    async def erase_disclosed_txn(self, tx: Txn, case_id: int, pseudonyms: list[bytes], kinds: set[str] | None,
+                                  now: int, reason: int) -> list[str]:
+        """Take back what was disclosed about a case to organisations of ``kinds`` (all: None): approved
+        answers not built yet are cancelled, those sent get an erasure notice about the pseudonym they
+        carried, and pending requests about the case's pseudonyms are denied. Returns who is told."""
         rows = await tx.fetchall(
-            "SELECT DISTINCT recipient, json_extract(intent, '$.pseudonym') FROM outbox WHERE kind = ?"
+            "SELECT id, recipient, json_extract(intent, '$.pseudonym'), status FROM outbox WHERE kind = ?"
             " AND json_extract(intent, '$.case_id') = ? AND json_extract(intent, '$.decision') = 'approved'"
             " AND status IN ('queued', 'pending', 'accepted')", (RESPONSE, case_id))
-        queued = 0
-        for recipient, pseudonym in rows:
+        told: set[tuple[str, str]] = set()
+        for outbox_id, recipient, pseudonym, status in rows:
             org = self._bundle.org(recipient)
-            if org is None or org.kind.value not in kinds:
+            if org is None or (kinds is not None and org.kind.value not in kinds):
                 continue
+            if status == "queued":  # never built: nothing left the node
+                await tx.execute("UPDATE outbox SET status = 'cancelled' WHERE id = ? AND status = 'queued'",
+                                 (outbox_id,))
+                continue
+            if (recipient, pseudonym) in told:
+                continue
+            told.add((recipient, pseudonym))
             rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind)
-            await self._store.add_intent_txn(
-                tx, wire.new_token(), ERASURE_NOTICE, recipient, rules[0].id if rules else "",
-                {"pseudonym": pseudonym, "reason": int(summary_pb2.ERASURE_REASON_AGREEMENT_WITHDRAWN)}, now)
-            queued += 1
-        return queued
+            await self._store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient,
+                                             rules[0].id if rules else "", {"pseudonym": pseudonym, "reason": reason},
+                                             now)
+        await self._deny_pending_txn(tx, pseudonyms, kinds, now)
+        return sorted({r for r, _ in told})
+
+    async def _deny_pending_txn(self, tx: Txn, pseudonyms: list[bytes], kinds: set[str] | None, now: int) -> None:
+        """Deny the undecided requests about these pseudonyms from organisations of ``kinds`` (all: None)."""
+        marks = ",".join("?" * len(pseudonyms))
+        rows = await tx.fetchall(
+            f"SELECT id, sender, pseudonym FROM inbox WHERE kind = 'disclosure.request' AND status = 'pending_decision'"  # noqa: S608
+            f" AND pseudonym IN ({marks})", tuple(pseudonyms)) if pseudonyms else []
+        intent: dict[str, object] = {"decision": "denied", "reason": int(summary_pb2.DENIAL_REASON_NO_LAWFUL_BASIS)}
+        for item_id, sender, pseudonym in rows:
+            org = self._bundle.org(sender)
+            if org is None or (kinds is not None and org.kind.value not in kinds):
+                continue
+            await self._decide_txn(tx, int(item_id), "denied", None, bytes(pseudonym), sender, self._rule(sender),
+                                   intent)
+
+    @staticmethod
+    async def forget_txn(tx: Txn, case_id: int, pseudonyms: list[bytes], now: int) -> None:
+        """After a case's erasure: no pseudonym of it stays in disclosure records here (tombstones stay)."""
+        await tx.execute("UPDATE outbox SET envelope = NULL, intent = json_remove(intent, '$.pseudonym') WHERE"
+                         " kind = ? AND json_extract(intent, '$.case_id') = ? AND status NOT IN ('queued', 'pending')",
+                         (RESPONSE, case_id))
+        for p in pseudonyms:
+            await NodeStore.tombstone_inbox_txn(tx, "request", (p,), now)
 
     async def build_response(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
         i = row.intent

@@ -317,7 +317,10 @@ class NodeHandlers:
         if kinds is None:
             return None
         queued = await self.directory.sync_case_txn(tx, case_id, now, refresh=True)
-        return queued + await self.disclosures.erase_disclosed_txn(tx, case_id, kinds, now)
+        told = await self.disclosures.erase_disclosed_txn(
+            tx, case_id, await self.store.case_pseudonyms_txn(tx, case_id), kinds, now,
+            summary_pb2.ERASURE_REASON_AGREEMENT_WITHDRAWN)
+        return queued + len(told) + 1  # the denials of pending requests, if any, are in the outbox too
 
     async def case_list(self, caller: Caller) -> local_pb2.CaseListResponse:
         """Cases without identifying fields (nothing to log): all for a regisseur, else the assigned ones."""

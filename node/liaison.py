@@ -107,26 +107,30 @@ class Liaison:
             return local_pb2.LiaisonQueryResponse(rows=rows)
         pseudonyms = [bytes(p) for p in (await self._pseudonymiser.pseudonymise(flat)).pseudonyms]
         unique = list(dict.fromkeys(pseudonyms))  # the same person twice in a batch is asked once
-        answer = await self._ask(rule, unique, req)
-        if len(answer.result.rows) != len(unique):
-            raise TransportError(f"the broker answered {len(answer.result.rows)} rows for {len(unique)} pseudonyms")
-        by_pseudonym = {p: decode_row(r) for p, r in zip(unique, answer.result.rows, strict=True)}
-        contacts = [by_pseudonym[p] for p in pseudonyms]
+        by_pseudonym: dict[bytes, list[str]] = {}
+        leaf = 0
+        size = max(1, self._bundle.directory_policy.budget(self._kind).batch)
+        for start in range(0, len(unique), size):  # a row with a birth date asks two pseudonyms
+            chunk = unique[start:start + size]
+            answer = await self._ask(rule, chunk, req)
+            if len(answer.result.rows) != len(chunk):
+                raise TransportError(f"the broker answered {len(answer.result.rows)} rows for {len(chunk)} pseudonyms")
+            by_pseudonym |= {p: decode_row(r) for p, r in zip(chunk, answer.result.rows, strict=True)}
+            leaf = answer.audit.leaf_index
         at = 0
-        hits: list[tuple[int, bytes, list[str]]] = []
+        hits: list[tuple[int, list[tuple[bytes, str]]]] = []
         for position, inputs in asked:
-            mine = [(pseudonyms[at + k], contacts[at + k]) for k in range(len(inputs))]
+            mine = [(p, c) for p in pseudonyms[at:at + len(inputs)] for c in by_pseudonym[p]]
             at += len(inputs)
-            found = sorted({c for _, cs in mine for c in cs})
+            found = sorted({c for _, c in mine})
             rows[position].outcome = local_pb2.QUERY_OUTCOME_HIT if found else local_pb2.QUERY_OUTCOME_NO_HIT
             if found:
                 rows[position].contacts.extend(found)
-                hits.append((position, next(p for p, cs in mine if cs), found))
+                hits.append((position, mine))
         for position, hit_id in zip([h[0] for h in hits], await self._keep_hits(hits, req.file_ref), strict=True):
             rows[position].hit_id = hit_id
-        log.info("liaison.queried", rows=len(rows), asked=len(pseudonyms), hits=len(hits),
-                 leaf=answer.audit.leaf_index)
-        return local_pb2.LiaisonQueryResponse(rows=rows, leaf_index=answer.audit.leaf_index)
+        log.info("liaison.queried", rows=len(rows), asked=len(unique), hits=len(hits), leaf=leaf)
+        return local_pb2.LiaisonQueryResponse(rows=rows, leaf_index=leaf)
 
     async def _ask(self, rule: Rule, pseudonyms: list[bytes], req: local_pb2.LiaisonQueryRequest
                    ) -> broker_pb2.QueryAnswer:
@@ -145,31 +149,50 @@ class Liaison:
                                                         "rows": len(pseudonyms)})
         return response.answer
 
-    async def _keep_hits(self, hits: list[tuple[int, bytes, list[str]]], file_ref: str) -> list[int]:
+    async def _keep_hits(self, hits: list[tuple[int, list[tuple[bytes, str]]]], file_ref: str) -> list[int]:
+        """One row per (pseudonym, contact) that hit; a hit's number is its first row's id."""
         now = now_ms()
 
         async def op(tx: Txn) -> list[int]:
-            return [await tx.execute("INSERT INTO liaison_hits (pseudonym, contacts, file_ref, at_ms)"
-                                     " VALUES (?, ?, ?, ?)", (p, ",".join(cs), file_ref, now))
-                    for _, p, cs in hits]
+            numbers = []
+            for _, pairs in hits:
+                first = 0
+                for p, contact in pairs:
+                    row_id = await tx.execute("INSERT INTO liaison_hits (hit, pseudonym, contact, file_ref, at_ms)"
+                                              " VALUES (?, ?, ?, ?, ?)", (first, p, contact, file_ref, now))
+                    if not first:
+                        first = row_id
+                        await tx.execute("UPDATE liaison_hits SET hit = ? WHERE id = ?", (first, row_id))
+                numbers.append(first)
+            return numbers
         return await self._store.writer.write(op) if hits else []
 
+    async def forget_old_hits(self) -> int:
+        """Hits are kept no longer than the hit-query rule's retention."""
+        days = self._rule("query.hit", None).retention_days
+
+        async def op(tx: Txn) -> int:
+            await tx.execute("DELETE FROM liaison_hits WHERE at_ms < ?", (now_ms() - days * 86_400_000,))
+            row = await tx.fetchone("SELECT changes()")
+            return int(row[0]) if row else 0
+        return await self._store.writer.write(op)
+
     async def ask(self, req: local_pb2.DisclosureAskRequest) -> int:
-        """Queue a disclosure request to one holder of a hit; returns the outbox id."""
-        row = await self._store.db.fetchone("SELECT pseudonym, contacts FROM liaison_hits WHERE id = ?",
-                                            (req.hit_id,))
-        if row is None:
+        """Queue a disclosure request to one holder of a hit, about the pseudonym that hit there."""
+        pairs = {str(c): bytes(p) for p, c in await self._store.db.fetchall(
+            "SELECT pseudonym, contact FROM liaison_hits WHERE hit = ? ORDER BY id", (req.hit_id,))}
+        if not pairs:
             raise RequestError("unknown_hit", f"there is no hit {req.hit_id} (erased, or never a hit)")
-        contacts = str(row[1]).split(",")
+        contacts = list(pairs)
         contact = req.contact_id or contacts[0]
-        holder = self._bundle.org_of_contact(contact) if contact in contacts else None
+        holder = self._bundle.org_of_contact(contact) if contact in pairs else None
         if holder is None:
             raise RequestError("unknown_contact", f"hit {req.hit_id} has contacts {contacts}, not {contact!r}")
         rule = self._rule(DISCLOSURE_REQUEST, holder.kind)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not req.fields:
             raise RequestError("missing_fields", "say which fields you ask for (--fields)")
-        intent = {"pseudonym": bytes(row[0]).hex(), "fields": sorted(set(req.fields)), "file_ref": req.file_ref,
+        intent = {"pseudonym": pairs[contact].hex(), "fields": sorted(set(req.fields)), "file_ref": req.file_ref,
                   "legal_basis": req.legal_basis}
         key = wire.new_token()
 

@@ -15,6 +15,8 @@ and acknowledge; the broker's audit log holds each notice and each ack.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from olievlek import faults, logs, wire
 from olievlek.clock import now_ms
 from olievlek.identity import OrgKind
@@ -27,6 +29,9 @@ from .outbox import OutboxSender
 from .request_error import RequestError
 from .store import NodeStore, OutboxRow
 
+if TYPE_CHECKING:
+    from .disclosure import Disclosures  # it imports this module's ERASURE_NOTICE
+
 log = logs.get("node.retention")
 
 DAY_MS = 86_400_000
@@ -38,8 +43,9 @@ class Retention:
     """The lifecycle end of a case."""
 
     def __init__(self, org_id: str, store: NodeStore, bundle: Bundle, outbox: OutboxSender,
-                 retention_days: dict[str, int], directory: DirectoryHolder) -> None:
+                 retention_days: dict[str, int], directory: DirectoryHolder, disclosures: Disclosures) -> None:
         self._directory = directory
+        self._disclosures = disclosures
         self._org_id = org_id
         self._store = store
         self._bundle = bundle
@@ -112,6 +118,7 @@ class Retention:
         store = self._store
 
         async def op(tx: Txn) -> list[str] | None:
+            pseudonyms = await store.case_pseudonyms_txn(tx, case_id)  # before they are shredded
             erased = await store.erase_case_txn(tx, case_id, now, due_only)
             if erased is None:
                 return None
@@ -122,6 +129,10 @@ class Retention:
                 rule_id = rules[0].id if rules else ""
                 await store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient, rule_id,
                                            {"pseudonym": pseudonym.hex(), "reason": reason}, now)
+            # What was disclosed on request is erased too, under the pseudonym each answer carried.
+            disclosed = await self._disclosures.erase_disclosed_txn(tx, case_id, pseudonyms, None, now, reason)
+            await self._disclosures.forget_txn(tx, case_id, pseudonyms, now)
+            recipients = sorted(set(recipients) | set(disclosed))
             await store.record_erasure_txn(tx, case_id, now, reason, uid, recipients)
             await self._directory.sync_case_txn(tx, case_id, now)  # withdraw its entries
             faults.point("node.erasure_before_commit")

@@ -86,10 +86,11 @@ class NodeServer:
         bases = dict(cfg.retention_days)
         directory = DirectoryHolder(cfg.org_id, cfg.kind, self._store, bundle, signer, outbox, self._client)
         expiry_s = cfg.disclosure_expiry_s or bundle.directory_policy.disclosure_expiry_hours * 3600
-        disclosures = Disclosures(cfg.org_id, self._store, bundle, outbox, int(expiry_s * 1000))
+        disclosures = Disclosures(cfg.org_id, self._store, bundle, outbox, int(expiry_s * 1000), directory)
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile,
                                 directory, disclosures, frozenset(bases))
-        retention = Retention(cfg.org_id, self._store, bundle, outbox, bases, directory)
+        retention = Retention(cfg.org_id, self._store, bundle, outbox, bases, directory, disclosures)
+        await directory.refresh_all()
         queries = any(
             r.allows and "query.hit" in r.kinds and cfg.org_id in r.senders for r in bundle.rules.values())
         liaison = Liaison(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, self._client, self.audit,
@@ -102,7 +103,7 @@ class NodeServer:
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),
-                       asyncio.create_task(self._expire_disclosures(disclosures, min(60.0, expiry_s)))]
+                       asyncio.create_task(self._housekeeping(disclosures, liaison, min(60.0, expiry_s)))]
         if cfg.witness_quorum > 0:
             self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
@@ -119,14 +120,17 @@ class NodeServer:
             await asyncio.sleep(GAUGE_INTERVAL_S)
 
     @staticmethod
-    async def _expire_disclosures(disclosures: Disclosures, interval_s: float) -> None:
-        """Deny undecided disclosure requests past their expiry (also done before every listing)."""
+    async def _housekeeping(disclosures: Disclosures, liaison: Liaison | None, interval_s: float) -> None:
+        """Deny undecided disclosure requests past their expiry (also done before every listing); drop
+        a querying organisation's hits past the rule's retention."""
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await disclosures.expire_due()
-            except Exception:  # never let the sweep die; the next listing retries too
-                log.exception("disclosure.expiry_failed")
+                if liaison is not None:
+                    await liaison.forget_old_hits()
+            except Exception:  # never let the sweep die; the next round retries
+                log.exception("housekeeping.failed")
 
     async def stop(self) -> None:
         """Drain (SIGTERM): stop taking local requests, finish the send and the ack batch in

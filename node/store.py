@@ -106,12 +106,15 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS tombstones (
         sender TEXT NOT NULL, idem_key TEXT NOT NULL, erased_ms INTEGER NOT NULL, PRIMARY KEY (sender, idem_key))""",
     # What this holder has registered in the broker's directory (re-verified against the broker's copy).
+    # One row per (pseudonym, case): two cases about one person register one entry with their union.
     """CREATE TABLE IF NOT EXISTS directory_entries (
-        pseudonym BLOB PRIMARY KEY, case_id INTEGER NOT NULL, registered_ms INTEGER NOT NULL)""",
-    # At a querying organisation: a hit, kept so a disclosure can be asked about it (contacts only).
+        pseudonym BLOB NOT NULL, case_id INTEGER NOT NULL, registered_ms INTEGER NOT NULL,
+        PRIMARY KEY (pseudonym, case_id))""",
+    # At a querying organisation: a hit (its number, each pseudonym that hit with the contact it hit at),
+    # kept so a disclosure can be asked about it, for the hit-query rule's retention at most.
     """CREATE TABLE IF NOT EXISTS liaison_hits (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, pseudonym BLOB NOT NULL, contacts TEXT NOT NULL,
-        file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+        id INTEGER PRIMARY KEY AUTOINCREMENT, hit INTEGER NOT NULL, pseudonym BLOB NOT NULL,
+        contact TEXT NOT NULL, file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
@@ -146,7 +149,8 @@ class CaseRow:
 # Which inbox items an erasure takes: one item, those a case was opened from, or what one sender sent
 # about one pseudonym (not yet taken over into a case).
 _INBOX_SCOPES = {"item": "id = ?", "case": "case_id = ?",
-                 "about": "sender = ? AND pseudonym = ? AND case_id IS NULL"}
+                 "about": "sender = ? AND pseudonym = ? AND case_id IS NULL",
+                 "request": "kind = 'disclosure.request' AND pseudonym = ?"}
 _KEEP_TOMBSTONES = ("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
                     " SELECT sender, idem_key, ? FROM inbox WHERE ")
 # What a regisseur does with an inbox item first: identify the person (alerts, handovers) or decide.
@@ -490,7 +494,7 @@ class NodeStore:
             raise RequestError("shared_subject", f"case {case_id}'s person has other cases at this node; "
                                "erase those first")
         sent = await tx.fetchall(
-            "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover', 'disclosure.response')"
+            "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover')"
             " AND json_extract(intent, '$.case_id') = ?"
             " AND status IN ('pending', 'accepted', 'expired') ORDER BY recipient", (case_id,))
         await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=True)
@@ -498,8 +502,7 @@ class NodeStore:
         await tx.execute("DELETE FROM agreements WHERE case_id = ?", (case_id,))
         await NodeStore.tombstone_inbox_txn(tx, "case", (case_id,), now_ms)
         await tx.execute("UPDATE outbox SET envelope = NULL, status = CASE WHEN status IN ('queued', 'pending')"
-                         " THEN 'cancelled' ELSE status END WHERE kind IN"
-                         " ('alert.move', 'handover', 'disclosure.response', 'directory.register')"
+                         " THEN 'cancelled' ELSE status END WHERE kind IN ('alert.move', 'handover')"
                          " AND json_extract(intent, '$.case_id') = ?", (case_id,))
         await tx.execute("UPDATE cases SET status = 'erased', erased_ms = ?, concerns = '[]', agencies = '[]',"
                          " risk_level = 0 WHERE id = ?", (now_ms, case_id))
@@ -538,6 +541,12 @@ class NodeStore:
             if used is not None and int(used[0]) == 0:
                 await NodeStore.shred_subject_txn(tx, subject_id, now_ms, keep_row=False)
 
+    @staticmethod
+    async def case_pseudonyms_txn(tx: Txn, case_id: int) -> list[bytes]:
+        rows = await tx.fetchall("SELECT p.pseudonym FROM subject_pseudonyms p JOIN cases c ON c.subject_id ="
+                                 " p.subject_id WHERE c.id = ? ORDER BY p.pseudonym", (case_id,))
+        return [bytes(r[0]) for r in rows]
+
     async def subject_pseudonyms(self, subject_id: int) -> list[tuple[str, bytes]]:
         """(kind, pseudonym) of a subject, the one its summaries carry first."""
         rows = await self.db.fetchall(
@@ -564,7 +573,13 @@ class NodeStore:
             subjects = await tx.fetchall("SELECT DISTINCT subject_id FROM inbox WHERE sender = ? AND pseudonym = ?"
                                          " AND subject_id IS NOT NULL AND case_id IS NULL", (sender, pseudonym))
             erased = await NodeStore.tombstone_inbox_txn(tx, "about", (sender, pseudonym), now_ms)
-            await tx.execute("DELETE FROM liaison_hits WHERE pseudonym = ?", (pseudonym,))
+            # At a querying organisation: the hits on it, and the pseudonym in the requests it asked.
+            await tx.execute("DELETE FROM liaison_hits WHERE hit IN (SELECT hit FROM liaison_hits WHERE pseudonym = ?)",
+                             (pseudonym,))
+            await tx.execute("UPDATE outbox SET envelope = NULL, intent = json_remove(intent, '$.pseudonym'),"
+                             " status = CASE WHEN status IN ('queued', 'pending') THEN 'cancelled' ELSE status END"
+                             " WHERE kind = 'disclosure.request' AND json_extract(intent, '$.pseudonym') = ?",
+                             (pseudonym.hex(),))
             await tx.execute("INSERT INTO tombstones (sender, idem_key, erased_ms) VALUES (?, ?, ?)",
                              (sender, idem_key, now_ms))
             await NodeStore.release_subjects_txn(tx, {int(r[0]) for r in subjects}, now_ms)
@@ -679,7 +694,9 @@ class NodeStore:
                 "UPDATE outbox SET envelope = ?, status = 'pending' WHERE id = ? AND status = 'queued'",
                 [(env, i) for i, env in sealed])
             await tx.executemany(
-                "UPDATE outbox SET status = 'failed', detail = ? WHERE id = ? AND status = 'queued'",
+                "UPDATE outbox SET status = 'failed', detail = ?, intent = CASE WHEN kind IN"
+                " ('erasure.notice', 'directory.register', 'directory.withdraw') THEN '{}' ELSE intent END"
+                " WHERE id = ? AND status = 'queued'",
                 [(d, i) for i, d in failed])
         await self.writer.write(op)
 

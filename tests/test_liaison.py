@@ -9,7 +9,9 @@ misbehaving organisation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -380,3 +382,136 @@ def test_wire_bounds_of_queries_and_answers() -> None:
         wire.validate(summary_pb2.HitQuery(subject_pseudonyms=[p, p[:31]], file_ref=FILE_REF, legal_basis=BASIS))
     with pytest.raises(WireError, match="exactly 129 bytes"):
         wire.validate(summary_pb2.QueryResult(rows=[NO_HIT[:-1]]))
+
+
+# -- regressions from the review of the first version --------------------------------------------------
+
+async def test_the_callers_leaf_index_moves_the_same_whether_a_person_is_known_or_not(
+        federation: tuple[NodeServer, NodeServer, int], pki: Pki) -> None:
+    _gent, liaison, port = federation
+    assert liaison._pseudonymiser is not None
+    known, unknown = (bytes(p) for p in (await liaison._pseudonymiser.pseudonymise(
+        [nrn_input(KNOWN_UNCOVERED), nrn_input(UNKNOWN)])).pseudonyms)
+    me = signer(pki, "fed-liaison")
+    client = BrokerClient(f"127.0.0.1:{port}", pki.tls("fed-liaison"))
+    try:
+        leaves = [(await client.query(_hit_query(me, [p]))).answer.audit.leaf_index
+                  for p in (unknown, known, unknown, known, unknown)]
+    finally:
+        await client.close()
+    steps = {b - a for a, b in itertools.pairwise(leaves)}
+    assert len(steps) == 1, leaves
+
+
+def _disclosure_request(me: envelope.Signer, sender: str, to: str, pseudonym: bytes, purpose: int) -> bytes:
+    return envelope.seal(envelope_pb2.EnvelopeBody(
+        idempotency_key=wire.new_token(), kind=envelope_pb2.MESSAGE_KIND_DISCLOSURE_REQUEST, sender=sender,
+        recipients=[to], purpose=purpose, rule_id="disclosure-request", created_at_ms=int(time.time() * 1000),
+        disclosure_request=summary_pb2.DisclosureRequest(subject_pseudonym=pseudonym, file_ref=FILE_REF,
+                                                         legal_basis=BASIS,
+                                                         requested=[F.DISCLOSABLE_FIELD_PHASE])), me)
+
+
+async def test_routing_to_a_holder_is_decided_by_policy_first_and_answers_alike(
+        federation: tuple[NodeServer, NodeServer, int], pki: Pki) -> None:
+    _gent, liaison, port = federation
+    assert liaison._pseudonymiser is not None
+    covered_p, unknown = (bytes(p) for p in (await liaison._pseudonymiser.pseudonymise(
+        [nrn_input(KNOWN_COVERED), nrn_input(UNKNOWN)])).pseudonyms)
+    wrong = envelope_pb2.PURPOSE_HIT_NO_HIT_CHECK  # not the rule's purpose
+    for org in ("fed-liaison", "antwerpen"):  # a liaison with a wrong purpose; a municipality at all
+        c = BrokerClient(f"127.0.0.1:{port}", pki.tls(org))
+        try:
+            answers = [(await c.send(_disclosure_request(signer(pki, org), org, "gent", p, wrong))).refusal
+                       for p in (covered_p, unknown)]
+        finally:
+            await c.close()
+        assert {(a.code, a.detail) for a in answers} == {(answers[0].code, answers[0].detail)}, org
+        assert answers[0].code == broker_pb2.REFUSAL_CODE_POLICY_DENIED
+
+
+async def test_a_response_must_answer_a_request(federation: tuple[NodeServer, NodeServer, int], pki: Pki) -> None:
+    _gent, _liaison_node, port = federation
+    pushed = envelope.seal(envelope_pb2.EnvelopeBody(
+        idempotency_key=wire.new_token(), kind=envelope_pb2.MESSAGE_KIND_DISCLOSURE_RESPONSE, sender="gent",
+        recipients=["fed-liaison"], purpose=envelope_pb2.PURPOSE_DISCLOSURE_ON_REQUEST,
+        rule_id="disclosure-response", created_at_ms=int(time.time() * 1000),
+        disclosure_response=summary_pb2.DisclosureResponse(
+            subject_pseudonym=bytes(32), decision=F.DISCLOSURE_DECISION_APPROVED, phase=F.PHASE_FOLLOW_UP,
+            contact_id="gent-livc")), signer(pki, "gent"))
+    c = BrokerClient(f"127.0.0.1:{port}", pki.tls("gent"))
+    try:
+        refused = (await c.send(pushed)).refusal
+    finally:
+        await c.close()
+    assert refused.code == broker_pb2.REFUSAL_CODE_POLICY_DENIED and "never pushed" in refused.detail
+
+
+async def test_a_withdrawal_denies_pending_requests_and_blocks_approval(
+        federation: tuple[NodeServer, NodeServer, int]) -> None:
+    gent, liaison, _port = federation
+    [hit] = await _query(liaison, KNOWN_COVERED)
+    await _ask(liaison, hit.hit_id, F.DISCLOSABLE_FIELD_PHASE)
+    [request] = await _wait_inbox(gent, "disclosure.request")
+    case_id = (await _ok(gent, case_list=local_pb2.CaseListRequest())).case_list.cases[0].case_id
+    [agreement] = (await _ok(gent, agreement=local_pb2.AgreementRequest(
+        list=True, agreement=local_pb2.Agreement(case_id=case_id)))).agreement.agreements
+    await _ok(gent, agreement=local_pb2.AgreementRequest(
+        withdraw=True, agreement=local_pb2.Agreement(agreement_id=agreement.agreement_id)))
+    err = await _error(gent, disclosure_decide=local_pb2.DisclosureDecideRequest(item_id=request.item_id,
+                                                                                 approve=True))
+    assert err.remote_code == "not_pending"  # denied by the withdrawal itself
+    [answer] = await _wait_inbox(liaison, "disclosure.response")
+    assert answer.decision == F.DISCLOSURE_DECISION_DENIED and answer.reason == F.DENIAL_REASON_NO_LAWFUL_BASIS
+
+
+async def test_a_second_case_about_the_same_person_keeps_the_first_ones_coverage(
+        federation: tuple[NodeServer, NodeServer, int]) -> None:
+    gent, liaison, _port = federation
+    second = await _open(gent, KNOWN_COVERED)  # no agreement on this one
+    await _settle(gent)
+    assert [r.outcome for r in await _query(liaison, KNOWN_COVERED)] == [local_pb2.QUERY_OUTCOME_HIT]
+    await _ok(gent, case_close=local_pb2.CaseCloseRequest(case_id=second))
+    await _settle(gent)
+    assert [r.outcome for r in await _query(liaison, KNOWN_COVERED)] == [local_pb2.QUERY_OUTCOME_HIT]
+
+
+async def test_erasure_reaches_a_disclosure_made_on_the_fallback_identity(
+        federation: tuple[NodeServer, NodeServer, int]) -> None:
+    gent, liaison, _port = federation
+    number = nrn("880808", "321")
+    ident = local_pb2.Identity(national_number=number, given_names="Fall", family_name="Back",
+                               birth_date="1988-08-08")
+    case_id = (await _ok(gent, case_open=local_pb2.CaseOpenRequest(
+        identity=ident, phase=F.PHASE_FOLLOW_UP))).case_open.case_id
+    await _agree(gent, case_id)
+    await _settle(gent)
+    r = await _ok(liaison, liaison_query=local_pb2.LiaisonQueryRequest(
+        identities=[local_pb2.Identity(given_names="Fall", family_name="Back", birth_date="1988-08-08")],
+        purpose="hit_no_hit_check", legal_basis=BASIS, file_ref=FILE_REF))
+    [hit] = r.liaison_query.rows
+    assert hit.outcome == local_pb2.QUERY_OUTCOME_HIT
+    await _ask(liaison, hit.hit_id, F.DISCLOSABLE_FIELD_PHASE)
+    [request] = await _wait_inbox(gent, "disclosure.request")
+    await _ok(gent, disclosure_decide=local_pb2.DisclosureDecideRequest(item_id=request.item_id, approve=True))
+    await _wait_inbox(liaison, "disclosure.response")
+    await _ok(gent, subject_erase=local_pb2.EraseRequest(
+        case_id=case_id, reason=F.ERASURE_REASON_SUBJECT_REQUEST, confirm_open=True))
+    deadline = time.monotonic() + 20
+    while [i for i in (await _ok(liaison, inbox_list=local_pb2.InboxListRequest())).inbox_list.items
+           if i.kind == "disclosure.response"]:
+        assert time.monotonic() < deadline, "the disclosure on the fallback pseudonym was not erased"
+        await asyncio.sleep(0.1)
+
+
+async def test_verify_catches_a_broker_that_widens_what_queries_read(
+        federation: tuple[NodeServer, NodeServer, int], broker) -> None:  # type: ignore[no-untyped-def]
+    gent, _liaison_node, _port = federation
+    conn = sqlite3.connect(broker.config.database, timeout=10)  # the operator edits the file behind its back
+    try:
+        with conn:
+            conn.execute("UPDATE directory SET covers = covers || ';justice_house/x/y@9999999999999'")
+    finally:
+        conn.close()
+    verified = (await _ok(gent, directory_verify=local_pb2.DirectoryVerifyRequest())).directory_verify
+    assert verified.problems and all("what queries read" in p for p in verified.problems), verified.problems
