@@ -706,10 +706,12 @@ class NodeStore:
             await tx.executemany(
                 "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
                 " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
-            # An answered erasure notice or directory change needs its pseudonym no more: keep only what
-            # was sent to whom.
+            # An answered erasure notice, directory change or denial needs its pseudonym no more: keep
+            # only what was sent to whom. (An approved disclosure keeps it: a withdrawal may erase it.)
             await tx.executemany("UPDATE outbox SET envelope = NULL, intent = '{}' WHERE id = ?"
-                                 " AND kind IN ('erasure.notice', 'directory.register', 'directory.withdraw')"
+                                 " AND (kind IN ('erasure.notice', 'directory.register', 'directory.withdraw')"
+                                 " OR (kind = 'disclosure.response'"
+                                 " AND json_extract(intent, '$.decision') != 'approved'))"
                                  " AND status IN ('accepted', 'refused')",
                                  [(i,) for i, *_ in answers])
         await self.writer.write(op)
