@@ -21,6 +21,7 @@ from . import (
     pki_cmd,
     policy_cmd,
     pseudonymiser_cmd,
+    report_cmd,
     retention_cmd,
     up,
     users,
@@ -55,6 +56,7 @@ app.add_typer(agreement_cmd.agreement_app, name="agreement")
 app.add_typer(liaison_cmd.liaison_app, name="liaison")
 app.add_typer(liaison_cmd.disclosure_app, name="disclosure")
 app.add_typer(liaison_cmd.directory_app, name="directory")
+app.add_typer(report_cmd.report_app, name="report")
 app.command("up")(up.up)
 
 

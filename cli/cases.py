@@ -52,9 +52,12 @@ def case_open(
     basis: Annotated[str, typer.Option(help="Lawful-basis code of the node's configuration (sets retention).")]
     = "default",
     from_file: FromFileOpt = None,
+    opened: Annotated[str, typer.Option(help="A case carried over from paper: the month it opened, YYYY-MM.")] = "",
 ) -> None:
     """Open a case. The person's identity is read from a prompt, stdin or --from-file, never from arguments."""
+    year, month = year_month(opened, "--opened") if opened else (0, 0)
     request = local_pb2.CaseOpenRequest(
+        opened_year=year, opened_month=month,
         identity=read_identity(from_file, names=True),
         phase=enums.parse(enums.PHASES, "phase", phase),
         concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
@@ -64,6 +67,14 @@ def case_open(
     )
     response = call(socket, local_pb2.LocalRequest(case_open=request))
     out.print(f"case {response.case_open.case_id} opened")
+
+
+def year_month(text: str, option: str) -> tuple[int, int]:
+    try:
+        year, month = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise typer.BadParameter("expected YYYY-MM", param_hint=option) from None
+    return year, month
 
 
 def _when(ms: int) -> str:
@@ -299,10 +310,7 @@ def handover_send(
     need: Annotated[list[str] | None, typer.Option(help=f"Follow-up need (repeatable): {', '.join(NEEDS)}.")] = None,
 ) -> None:
     """Hand a person's follow-up over to the LIVC where they will live. Exit 1 when refused."""
-    try:
-        year, month = (int(x) for x in expected.split("-"))
-    except ValueError:
-        raise typer.BadParameter("expected YYYY-MM", param_hint="--expected") from None
+    year, month = year_month(expected, "--expected")
     r = call(socket, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
         case_id=case, destination_nis=to, expected_year=year, expected_month=month,
         needs=[enums.parse(NEEDS, "need", n) for n in need or []]))).alert_move  # type: ignore[misc]

@@ -51,6 +51,8 @@ ALLOWED: dict[str, frozenset[int]] = {
     "disclosure_ask": frozenset({REGISSEUR}),
     "disclosure_decide": frozenset({REGISSEUR}),
     "directory_verify": frozenset({REGISSEUR, ADMINISTRATOR}),
+    "monitor_report": frozenset({REGISSEUR}),
+    "monitor_list": frozenset({REGISSEUR}),
 }
 
 

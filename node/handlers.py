@@ -106,13 +106,16 @@ class NodeHandlers:
         if basis not in self.bases:
             raise RequestError("unknown_basis",
                                f"lawful basis {basis!r} is not configured; one of {sorted(self.bases)}")
-        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         today = dt.date.today()
+        year, month = (req.opened_year, req.opened_month) if req.opened_year else (today.year, today.month)
+        if not (2000 <= year and 1 <= month <= 12 and (year, month) <= (today.year, today.month)):
+            raise RequestError("bad_month", "the month a case was opened is YYYY-MM, not in the future")
+        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         async with self.store.db.transaction() as tx:
             subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
             case_id = await self.store.insert_case_txn(
                 tx, subject_id, req.phase, list(req.concerns), req.risk_level, list(req.agencies), contact,
-                today.year, today.month, basis,
+                year, month, basis,
             )
             queued = await self.directory.sync_case_txn(tx, case_id, now_ms())
         self.directory.kick(queued)

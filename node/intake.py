@@ -90,7 +90,8 @@ class Intake:
                 await tx.execute("UPDATE inbox SET case_id = ? WHERE id = ?", (case_id, item.id))
                 await self._directory.sync_case_txn(tx, case_id, now)  # registers only in a registering phase
             await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
-                                       {"item_key": key, "outcome": outcome, "nis": req.suggested_nis}, now)
+                                       {"item_key": key, "outcome": outcome, "nis": req.suggested_nis,
+                                        "item_kind": item.kind}, now)
             return case_id
 
         case_id = await store.writer.write(op)

@@ -25,6 +25,7 @@ from .access import ADMINISTRATOR, Caller, authorise
 from .handlers import NodeHandlers
 from .intake import Intake
 from .liaison import Liaison
+from .monitoring import Monitoring
 from .request_error import RequestError
 from .retention import Retention
 
@@ -44,8 +45,10 @@ class LocalApi:
 
     def __init__(self, handlers: NodeHandlers, retention: Retention, intake: Intake, path: Path,
                  administrators: frozenset[int] = frozenset(), socket_group: str | None = None,
-                 liaison: Liaison | None = None) -> None:
+                 liaison: Liaison | None = None, monitoring: Monitoring | None = None) -> None:
         self._liaison = liaison
+        assert monitoring is not None
+        self._monitoring = monitoring
         self._handlers = handlers
         self._retention = retention
         self._intake = intake
@@ -155,6 +158,10 @@ class LocalApi:
             return local_pb2.LocalResponse(alert_move=await h.handover(request.handover))
         if op == "inbox_decide":
             return local_pb2.LocalResponse(inbox_decide=await self._intake.decide(request.inbox_decide))
+        if op == "monitor_report":
+            return local_pb2.LocalResponse(monitor_report=await self._monitoring.report(request.monitor_report))
+        if op == "monitor_list":
+            return local_pb2.LocalResponse(monitor_list=await self._monitoring.received())
         if op in ("liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify"):
             return await self._directory(request, op)
         if op == "subject_export":

@@ -11,6 +11,7 @@ from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KeyEncryptionKey
+from olievlek.identity import OrgKind
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
@@ -28,6 +29,7 @@ from .inbox import Inbox
 from .intake import Intake
 from .liaison import Liaison
 from .local_api import LocalApi
+from .monitoring import Monitoring
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .retention import Retention
@@ -98,8 +100,13 @@ class NodeServer:
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         intake = Intake(cfg.org_id, self._store, bundle, outbox, casefile, directory)
+        monitors = [o.id for o in bundle.orgs.values() if o.kind == OrgKind.MONITOR
+                    and bundle.rules_for("report.aggregate", cfg.org_id, o.kind)]
+        rules = bundle.rules_for("report.aggregate", cfg.org_id, OrgKind.MONITOR)
+        monitoring = Monitoring(cfg.org_id, self._store, outbox, monitors[0] if monitors else "",
+                                rules[0].id if rules else "", {str(k): v for k, v in bundle.regions.items()})
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
-                               liaison)
+                               liaison, monitoring)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),

@@ -28,7 +28,8 @@ SCHEMA_VERSION = 5  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                       case status/closure/retention, retention_extensions, erasures, received_erasures;
 #                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items);
 #                       case_notes (sealed), phase_changes, agreements;
-#                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms
+#                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms,
+#                       monitoring_reports
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -115,6 +116,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS liaison_hits (
         id INTEGER PRIMARY KEY AUTOINCREMENT, hit INTEGER NOT NULL, pseudonym BLOB NOT NULL,
         contact TEXT NOT NULL, file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+    # The quarterly monitoring reports this node published (suppressed, no pseudonym): kept so a
+    # quarter is reported once and the next quarter's suppression sees what was published before.
+    """CREATE TABLE IF NOT EXISTS monitoring_reports (
+        period INTEGER PRIMARY KEY, report BLOB NOT NULL, at_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
@@ -607,8 +612,8 @@ class NodeStore:
         if status == "returned":  # not ours: nothing of it stays but the tombstone
             await NodeStore.tombstone_inbox_txn(tx, "item", (item_id,), now_ms)
         else:  # the case gets its own subject; the item keeps only the link to the case
-            await tx.execute("UPDATE inbox SET status = ?, case_id = ?, subject_id = NULL WHERE id = ?",
-                             (status, case_id, item_id))
+            await tx.execute("UPDATE inbox SET status = ?, case_id = ?, subject_id = NULL, decided_ms = ?"
+                             " WHERE id = ?", (status, case_id, now_ms, item_id))
         if row[1] is not None:
             await NodeStore.release_subjects_txn(tx, {int(row[1])}, now_ms)
         return str(row[0])

@@ -75,6 +75,7 @@ class Bundle:
         default_factory=lambda: PseudonymisationPolicy({}, {}))
     data_protection_officers: frozenset[str] = frozenset()
     directory_policy: DirectoryPolicy = field(default_factory=DirectoryPolicy)
+    regions: dict[OrgId, str] = field(default_factory=dict)  # organisation -> monitoring region (a group)
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -173,8 +174,17 @@ class _Loader:
             {OrgKind(k): QueryBudget(b["per_day"], b["per_month"], b["batch"]) for k, b in d["query_budgets"].items()},
             int(d.get("disclosure_expiry_hours", 336)),
         )
+        regions: dict[OrgId, str] = {}
+        for i, gid in enumerate(m.get("monitoring", {"regions": []})["regions"]):
+            if gid not in groups:
+                raise BundleError([meta.diag(f"region {gid!r} is not a group", "monitoring", "regions", i)])
+            for member in sorted(groups[gid].members):
+                if member in regions:
+                    raise BundleError([meta.diag(f"{member} is in regions {regions[member]!r} and {gid!r}; regions "
+                                                 "must not overlap", "monitoring", "regions", i)])
+                regions[member] = gid
         return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern, pseudonymisation, dpos, directory)
+                      pattern, pseudonymisation, dpos, directory, regions)
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

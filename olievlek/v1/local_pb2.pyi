@@ -189,11 +189,16 @@ class CaseOpenRequest(_message.Message):
     AGENCIES_FIELD_NUMBER: _builtins.int
     CONTACT_ID_FIELD_NUMBER: _builtins.int
     LAWFUL_BASIS_FIELD_NUMBER: _builtins.int
+    OPENED_YEAR_FIELD_NUMBER: _builtins.int
+    OPENED_MONTH_FIELD_NUMBER: _builtins.int
     phase: _summary_pb2.Phase.ValueType
     risk_level: _summary_pb2.RiskLevel.ValueType
     contact_id: _builtins.str
     lawful_basis: _builtins.str
     """A lawful-basis code of the node's configuration (retention_days); it decides the retention."""
+    opened_year: _builtins.int
+    """A case carried over from the paper file: the month it was opened (default: this month)."""
+    opened_month: _builtins.int
     @_builtins.property
     def identity(self) -> Global___Identity: ...
     @_builtins.property
@@ -210,10 +215,12 @@ class CaseOpenRequest(_message.Message):
         agencies: _abc.Iterable[_summary_pb2.AgencyRole.ValueType] | None = ...,
         contact_id: _builtins.str = ...,
         lawful_basis: _builtins.str = ...,
+        opened_year: _builtins.int = ...,
+        opened_month: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "concerns", b"concerns", "contact_id", b"contact_id", "identity", b"identity", "lawful_basis", b"lawful_basis", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "concerns", b"concerns", "contact_id", b"contact_id", "identity", b"identity", "lawful_basis", b"lawful_basis", "opened_month", b"opened_month", "opened_year", b"opened_year", "phase", b"phase", "risk_level", b"risk_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1450,6 +1457,8 @@ class LocalRequest(_message.Message):
     DISCLOSURE_ASK_FIELD_NUMBER: _builtins.int
     DISCLOSURE_DECIDE_FIELD_NUMBER: _builtins.int
     DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
+    MONITOR_REPORT_FIELD_NUMBER: _builtins.int
+    MONITOR_LIST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1502,6 +1511,10 @@ class LocalRequest(_message.Message):
     def disclosure_decide(self) -> Global___DisclosureDecideRequest: ...
     @_builtins.property
     def directory_verify(self) -> Global___DirectoryVerifyRequest: ...
+    @_builtins.property
+    def monitor_report(self) -> Global___MonitorReportRequest: ...
+    @_builtins.property
+    def monitor_list(self) -> Global___MonitorListRequest: ...
     def __init__(
         self,
         *,
@@ -1531,12 +1544,14 @@ class LocalRequest(_message.Message):
         disclosure_ask: Global___DisclosureAskRequest | None = ...,
         disclosure_decide: Global___DisclosureDecideRequest | None = ...,
         directory_verify: Global___DirectoryVerifyRequest | None = ...,
+        monitor_report: Global___MonitorReportRequest | None = ...,
+        monitor_list: Global___MonitorListRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify", "monitor_report", "monitor_list"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -1753,6 +1768,146 @@ class DirectoryVerifyResponse(_message.Message):
 Global___DirectoryVerifyResponse: _TypeAlias = DirectoryVerifyResponse  # noqa: Y015
 
 @_typing.final
+class MonitorReportRequest(_message.Message):
+    """A municipality's quarterly figures for the monitor: computed, suppressed, and (send) sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    QUARTER_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    quarter: _builtins.int
+    send: _builtins.bool
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        quarter: _builtins.int = ...,
+        send: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quarter", b"quarter", "send", b"send", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonitorReportRequest: _TypeAlias = MonitorReportRequest  # noqa: Y015
+
+@_typing.final
+class MonitorReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    OUTBOX_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    outbox_id: _builtins.int
+    """The report.aggregate envelope's outbox entry (0: not sent)."""
+    status: _builtins.str
+    @_builtins.property
+    def report(self) -> _summary_pb2.AggregateReport: ...
+    def __init__(
+        self,
+        *,
+        report: _summary_pb2.AggregateReport | None = ...,
+        outbox_id: _builtins.int = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outbox_id", b"outbox_id", "report", b"report", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonitorReportResponse: _TypeAlias = MonitorReportResponse  # noqa: Y015
+
+@_typing.final
+class MonitorListRequest(_message.Message):
+    """At the monitor: every report received, with its sender."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonitorListRequest: _TypeAlias = MonitorListRequest  # noqa: Y015
+
+@_typing.final
+class ReceivedReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    REPORT_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    @_builtins.property
+    def report(self) -> _summary_pb2.AggregateReport: ...
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        report: _summary_pb2.AggregateReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivedReport: _TypeAlias = ReceivedReport  # noqa: Y015
+
+@_typing.final
+class MonitorListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RegionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    REGIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceivedReport]: ...
+    @_builtins.property
+    def regions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Organisation id -> region (a group of the bundle's monitoring regions)."""
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___ReceivedReport] | None = ...,
+        regions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["regions", b"regions", "reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonitorListResponse: _TypeAlias = MonitorListResponse  # noqa: Y015
+
+@_typing.final
 class LocalError(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1797,6 +1952,8 @@ class LocalResponse(_message.Message):
     AGREEMENT_FIELD_NUMBER: _builtins.int
     LIAISON_QUERY_FIELD_NUMBER: _builtins.int
     DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
+    MONITOR_REPORT_FIELD_NUMBER: _builtins.int
+    MONITOR_LIST_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -1837,6 +1994,10 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def directory_verify(self) -> Global___DirectoryVerifyResponse: ...
     @_builtins.property
+    def monitor_report(self) -> Global___MonitorReportResponse: ...
+    @_builtins.property
+    def monitor_list(self) -> Global___MonitorListResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -1860,13 +2021,15 @@ class LocalResponse(_message.Message):
         agreement: Global___AgreementResponse | None = ...,
         liaison_query: Global___LiaisonQueryResponse | None = ...,
         directory_verify: Global___DirectoryVerifyResponse | None = ...,
+        monitor_report: Global___MonitorReportResponse | None = ...,
+        monitor_list: Global___MonitorListResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "liaison_query", "directory_verify", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "liaison_query", "directory_verify", "monitor_report", "monitor_list", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

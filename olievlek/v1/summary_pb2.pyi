@@ -277,6 +277,8 @@ class _AggregateDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ag
     AGGREGATE_DIMENSION_AGENCY: _AggregateDimension.ValueType  # 3
     AGGREGATE_DIMENSION_DURATION_BAND: _AggregateDimension.ValueType  # 4
     AGGREGATE_DIMENSION_FLOW: _AggregateDimension.ValueType  # 5
+    AGGREGATE_DIMENSION_PHASE_TIME: _AggregateDimension.ValueType  # 6
+    """Time spent in a phase before a change: category = from-phase * 10 + duration band."""
 
 class AggregateDimension(_AggregateDimension, metaclass=_AggregateDimensionEnumTypeWrapper): ...
 
@@ -286,6 +288,8 @@ AGGREGATE_DIMENSION_CONCERN: AggregateDimension.ValueType  # 2
 AGGREGATE_DIMENSION_AGENCY: AggregateDimension.ValueType  # 3
 AGGREGATE_DIMENSION_DURATION_BAND: AggregateDimension.ValueType  # 4
 AGGREGATE_DIMENSION_FLOW: AggregateDimension.ValueType  # 5
+AGGREGATE_DIMENSION_PHASE_TIME: AggregateDimension.ValueType  # 6
+"""Time spent in a phase before a change: category = from-phase * 10 + duration band."""
 Global___AggregateDimension: _TypeAlias = AggregateDimension  # noqa: Y015
 
 @_typing.final

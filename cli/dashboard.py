@@ -1,0 +1,130 @@
+"""The monitor's dashboard: one self-contained HTML file (Plotly charts, the library inlined) and a CSV.
+
+Each chart answers one evaluation question of the memorandum, over the whole federation and per
+quarter; the table gives every region's figures. Every text is translated (``olievlek.i18n``).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from olievlek.regions import Figure, Key
+from olievlek.v1 import summary_pb2
+
+from .enums import CONCERNS, PHASES
+
+Gettext = Callable[[str], str]
+D = summary_pb2
+FLOW = {"alerts_received": 4, "taken_over": 5, "handovers_received": 6, "accepted_before_release": 8}
+
+
+def _n_(text: str) -> str:
+    """Marks a message id for extraction where the text is translated later (Babel keyword)."""
+    return text
+
+
+BAND_LABELS = (_n_("under 1 month"), _n_("1 to 3 months"), _n_("3 to 6 months"), _n_("6 to 12 months"),
+               _n_("12 months or more"))
+PHASE_LABELS = {"signal": _n_("signal"), "pre-analysis": _n_("pre-analysis"), "follow-up": _n_("follow-up")}
+CONCERN_LABELS = {"islamist": _n_("islamist"), "right-wing": _n_("right-wing extremism"),
+                  "left-wing": _n_("left-wing extremism"),
+                  "single-issue-animal-rights": _n_("single issue: animal rights"),
+                  "single-issue-environmental": _n_("single issue: environment"),
+                  "single-issue-other": _n_("single issue: other"), "polarisation": _n_("polarisation"),
+                  "unclear": _n_("unclear")}
+
+WITHHELD = _n_("Figures under 5 are withheld at each municipality; a sum marked ≥ leaves withheld figures out.")
+
+
+def _series(figures: dict[Key, Figure], quarters: list[tuple[int, int]], dimension: int, category: int
+            ) -> tuple[list[int], list[str]]:
+    values, notes = [], []
+    for year, quarter in quarters:
+        fig = figures.get(Key("*", year, quarter, dimension, category), Figure())
+        values.append(fig.value)
+        notes.append("≥" if fig.partial else "")
+    return values, notes
+
+
+def _bars(title: str, quarters: list[str], series: list[tuple[str, list[int], list[str]]], _: Gettext) -> go.Figure:
+    fig = go.Figure([go.Bar(name=name, x=quarters, y=values, text=[f"{n}{v}" for n, v in zip(notes, values,
+                                                                                               strict=True)])
+                     for name, values, notes in series])
+    fig.update_layout(title=title, barmode="group", yaxis_title=_("persons"), legend_title_text="")
+    return fig
+
+
+def charts(figures: dict[Key, Figure], _: Gettext) -> list[go.Figure]:
+    """The four evaluation questions, as charts over the quarters reported."""
+    quarters = sorted({(k.year, k.quarter) for k in figures if k.region == "*"})
+    labels = [f"{y}Q{q}" for y, q in quarters]
+    moved = [(_(name), *_series(figures, quarters, D.AGGREGATE_DIMENSION_FLOW, FLOW[key]))
+             for key, name in (("alerts_received", _n_("move alerts received")),
+                               ("taken_over", _n_("taken over within a month")))]
+    handed = [(_(name), *_series(figures, quarters, D.AGGREGATE_DIMENSION_FLOW, FLOW[key]))
+              for key, name in (("handovers_received", _n_("handovers from prison received")),
+                                ("accepted_before_release", _n_("accepted before release")))]
+    concerns = [(_(CONCERN_LABELS[name]), *_series(figures, quarters, D.AGGREGATE_DIMENSION_CONCERN, value))
+                for name, value in CONCERNS.items()]
+    latest = quarters[-1] if quarters else (0, 0)
+    phase_time = go.Figure([
+        go.Bar(name=_(band), x=[_(PHASE_LABELS[p]) for p in PHASE_LABELS],
+               y=[figures.get(Key("*", *latest, D.AGGREGATE_DIMENSION_PHASE_TIME, PHASES[p] * 10 + b + 1),
+                              Figure()).value for p in PHASE_LABELS])
+        for b, band in enumerate(BAND_LABELS)])
+    phase_time.update_layout(title=_("How long cases stay in each phase before they move on") +
+                             f" ({latest[0]}Q{latest[1]})", barmode="stack", yaxis_title=_("phase changes"))
+    concern_chart = _bars(_("The mix of concern categories over the quarters"), labels, concerns, _)
+    concern_chart.update_layout(barmode="stack", yaxis_title=_("open cases"))
+    return [
+        _bars(_("People who moved between municipalities and were picked up within a month"), labels, moved, _),
+        _bars(_("Handovers from prison accepted before release"), labels, handed, _),
+        phase_time,
+        concern_chart,
+    ]
+
+
+def rows(figures: dict[Key, Figure]) -> list[list[str]]:
+    names = {v: k for k, v in D.AggregateDimension.items()}
+    return [[k.region, f"{k.year}Q{k.quarter}", names[k.dimension].removeprefix("AGGREGATE_DIMENSION_").lower(),
+             str(k.category), str(f.value), "1" if f.partial else "0"] for k, f in sorted(figures.items())]
+
+
+def render(figures: dict[Key, Figure], out: Path, _: Gettext, lang: str) -> tuple[Path, Path]:
+    """Write ``dashboard.html`` (self-contained) and ``figures.csv`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = rows(figures)
+    csv_path = out / "figures.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["region", "quarter", "table", "category", "value", "partial"])
+        w.writerows(table)
+    divs = [c.to_html(include_plotlyjs=(i == 0), full_html=False, div_id=f"chart-{i}")
+            for i, c in enumerate(charts(figures, _))]
+    regional = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in (r[0] or _("no region"), *r[1:5],
+                                                                   "≥" if r[5] == "1" else "")) + "</tr>"
+        for r in table if r[0] != "*")
+    head = "".join(f"<th>{html.escape(_(h))}</th>" for h in (_n_("region"), _n_("quarter"), _n_("table"),
+                                                              _n_("category"), _n_("value"), _n_("withheld figures")))
+    page = f"""<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(_("Monitoring dashboard"))}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
+<h1>{html.escape(_("Monitoring of the local approach to radicalisation and polarisation"))}</h1>
+<p>{html.escape(_(WITHHELD))}</p>
+{"".join(divs)}
+<h2>{html.escape(_("Figures per region"))}</h2>
+<p><a href="figures.csv">figures.csv</a></p>
+<table><tr>{head}</tr>{regional}</table>
+</body></html>
+"""
+    html_path = out / "dashboard.html"
+    html_path.write_text(page)
+    return html_path, csv_path
+

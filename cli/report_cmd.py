@@ -1,0 +1,102 @@
+"""``olievlek report``: a municipality's quarterly monitoring report, and the monitor's dashboard.
+
+What a regisseur reads here is in Dutch unless ``--lang en`` (or OLIEVLEK_LANG) says otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from olievlek.i18n import language, translator
+from olievlek.regions import combine
+from olievlek.v1 import local_pb2, summary_pb2
+
+from . import dashboard
+from .cases import SocketOpt
+from .console import out
+from .enums import AGENCIES, CONCERNS, PHASES
+from .local_client import call
+
+report_app = typer.Typer(help="Quarterly monitoring figures (municipality) and the dashboard (monitor).",
+                         no_args_is_help=True)
+LangOpt = Annotated[str | None, typer.Option("--lang", help="nl (default) or en; also OLIEVLEK_LANG.")]
+_n_ = dashboard._n_
+TABLES = {summary_pb2.AGGREGATE_DIMENSION_PHASE: _n_("phase"), summary_pb2.AGGREGATE_DIMENSION_CONCERN: _n_("concern"),
+          summary_pb2.AGGREGATE_DIMENSION_AGENCY: _n_("agency"),
+          summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND: _n_("duration of closed cases"),
+          summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME: _n_("time in a phase"),
+          summary_pb2.AGGREGATE_DIMENSION_FLOW: _n_("flows")}
+FLOWS = (_n_("opened"), _n_("closed"), _n_("move alerts sent"), _n_("move alerts received"),
+         _n_("taken over within a month"), _n_("handovers received"), _n_("handovers accepted"),
+         _n_("accepted before release"), _n_("handovers returned"), _n_("erasures on time"), _n_("erasures late"))
+
+
+def _category(dimension: int, category: int, _: dashboard.Gettext) -> str:
+    if category == 0 and dimension != summary_pb2.AGGREGATE_DIMENSION_FLOW:
+        return _("total")
+    if dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE:
+        return _(dashboard.PHASE_LABELS[next(k for k, v in PHASES.items() if v == category)])
+    if dimension == summary_pb2.AGGREGATE_DIMENSION_CONCERN:
+        return _(dashboard.CONCERN_LABELS[next(k for k, v in CONCERNS.items() if v == category)])
+    if dimension == summary_pb2.AGGREGATE_DIMENSION_AGENCY:
+        return next(k for k, v in AGENCIES.items() if v == category)
+    if dimension == summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND:
+        return _(dashboard.BAND_LABELS[category - 1])
+    if dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME:
+        phase = next(k for k, v in PHASES.items() if v == category // 10)
+        return f"{_(dashboard.PHASE_LABELS[phase])}: {_(dashboard.BAND_LABELS[category % 10 - 1])}"
+    return _(FLOWS[category - 1])
+
+
+@report_app.command("monitor")
+def report_monitor(
+    socket: SocketOpt,
+    quarter: Annotated[str, typer.Option(help="A finished calendar quarter, e.g. 2026Q3.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the report; do not send it.")] = False,
+    lang: LangOpt = None,
+) -> None:
+    """Compute this municipality's figures for a quarter, withhold what could identify, send them."""
+    _ = translator(lang).gettext
+    m = re.fullmatch(r"(\d{4})Q([1-4])", quarter)
+    if m is None:
+        raise typer.BadParameter(_("expected a quarter such as 2026Q3"), param_hint="--quarter")
+    r = call(socket, local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(
+        year=int(m[1]), quarter=int(m[2]), send=not dry_run))).monitor_report
+    table = Table(title=_("Monitoring report {quarter}").format(quarter=quarter))
+    for col in (_("table"), _("category"), _("value")):
+        table.add_column(col)
+    for c in r.report.cells:
+        table.add_row(_(TABLES[c.dimension]), _category(c.dimension, c.category, _),
+                      _("withheld") if c.suppressed else str(c.count))
+    out.print(table)
+    withheld = sum(c.suppressed for c in r.report.cells)
+    out.print(_("{withheld} of {cells} figures withheld (under 5, or needed to protect one that is)").format(
+        withheld=withheld, cells=len(r.report.cells)))
+    if r.outbox_id:
+        out.print(_("sent to the monitor: {status}").format(status=_(r.status)))
+
+
+@report_app.command("dashboard")
+def report_dashboard(
+    socket: SocketOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for dashboard.html and figures.csv.")],
+    lang: LangOpt = None,
+) -> None:
+    """At the monitor: combine the reports received per region and quarter into a dashboard."""
+    _ = translator(lang).gettext
+    r = call(socket, local_pb2.LocalRequest(monitor_list=local_pb2.MonitorListRequest())).monitor_list
+    figures = combine(((x.sender, x.report) for x in r.reports), dict(r.regions))
+    html_path, csv_path = dashboard.render(figures, out_dir, _, language(lang))
+    out.print(_("{reports} reports combined; dashboard: {html}; figures: {csv}").format(
+        reports=len(r.reports), html=html_path, csv=csv_path))
+
+
+_n_("accepted")
+_n_("pending")
+_n_("queued")
+_n_("refused")

@@ -1,0 +1,257 @@
+"""A municipality's quarterly figures for the monitor: computed here, suppressed here, then sent.
+
+Only finished calendar quarters are reported, each once (a second report of a quarter would let two
+versions be differenced; the stored one is sent again instead). The figures (``docs/monitoring.md``):
+
+- ``phase``: cases open at the quarter's end, by the phase they were in then (margin: open cases);
+- ``concern`` / ``agency``: the same cases by concern category and by agency at the table
+  (multi-valued; their margin is the phase table's);
+- ``duration``: cases closed in the quarter by how long they ran (bands, never averages);
+- ``phase_time``: phase changes in the quarter by the phase left and the time spent in it;
+- ``flow``: opened, closed, move alerts sent / received / taken over within a month, handovers
+  received / accepted / accepted before the release month / returned, erasures on time / late.
+
+Suppression (``olievlek.suppression``) runs over this quarter and what this node published before, so
+no suppressed figure can be recovered from the tables, their shared margin, or the stock identity
+linking consecutive quarters. No pseudonym is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from olievlek import logs, wire
+from olievlek.clock import now_ms
+from olievlek.suppression import TOTAL, Cell, Figures, period_of, protect
+from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
+
+from .outbox import OutboxSender
+from .request_error import RequestError
+from .store import NodeStore, OutboxRow
+
+log = logs.get("node.monitoring")
+
+REPORT = "report.aggregate"
+DAY_MS = 86_400_000
+MONTH_MS = 30 * DAY_MS
+BANDS_MS = (MONTH_MS, 3 * MONTH_MS, 6 * MONTH_MS, 12 * MONTH_MS)  # band n: under BANDS_MS[n-1]; 5: longer
+ERASURE_GRACE_MS = 2 * DAY_MS  # the retention timer runs daily
+FLOWS = ("opened", "closed", "alerts_sent", "alerts_received", "alerts_taken_over_within_a_month",
+         "handovers_received", "handovers_accepted", "handovers_accepted_before_release", "handovers_returned",
+         "erasures_on_time", "erasures_late")
+FLOW = {name: i + 1 for i, name in enumerate(FLOWS)}
+PHASES = (summary_pb2.PHASE_SIGNAL, summary_pb2.PHASE_PRE_ANALYSIS, summary_pb2.PHASE_FOLLOW_UP)
+DIMENSIONS = {"phase": summary_pb2.AGGREGATE_DIMENSION_PHASE, "concern": summary_pb2.AGGREGATE_DIMENSION_CONCERN,
+              "agency": summary_pb2.AGGREGATE_DIMENSION_AGENCY,
+              "duration": summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND,
+              "phase_time": summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME, "flow": summary_pb2.AGGREGATE_DIMENSION_FLOW}
+TABLE_OF = {v: k for k, v in DIMENSIONS.items()}
+
+
+def quarter_bounds(year: int, quarter: int) -> tuple[int, int]:
+    start = dt.datetime(year, 3 * quarter - 2, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=dt.UTC)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def band(ms: int) -> int:
+    return next((i + 1 for i, limit in enumerate(BANDS_MS) if ms < limit), len(BANDS_MS) + 1)
+
+
+def _month_start(year: int, month: int) -> int:
+    return int(dt.datetime(year, month, 1, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+class Monitoring:
+    """Computes, protects, keeps and sends this node's quarterly figures."""
+
+    def __init__(self, org_id: str, store: NodeStore, outbox: OutboxSender, monitor: str, rule_id: str,
+                 regions: dict[str, str]) -> None:
+        self._regions = regions
+        self._org_id = org_id
+        self._store = store
+        self._outbox = outbox
+        self._monitor = monitor
+        self._rule_id = rule_id
+        outbox.register(REPORT, self.build_report)
+
+    async def raw(self, year: int, quarter: int) -> Figures:
+        """The quarter's unsuppressed figures (they never leave the node)."""
+        start, end = quarter_bounds(year, quarter)
+        period, src = period_of(year, quarter), self._org_id
+        values: dict[Cell, int] = {}
+
+        def add(table: str, category: int, n: int = 1) -> None:
+            cell = Cell(src, period, table, category)
+            values[cell] = values.get(cell, 0) + n
+
+        for table, categories in (("phase", [TOTAL, *PHASES]), ("duration", range(6)),
+                                  ("concern", summary_pb2.ConcernCategory.values()[1:]),
+                                  ("agency", summary_pb2.AgencyRole.values()[1:]),
+                                  ("phase_time", [TOTAL] + [p * 10 + b for p in PHASES for b in range(1, 6)]),
+                                  ("flow", FLOW.values())):
+            for c in categories:
+                add(table, int(c), 0)  # every category is reported, zeros included (they are suppressed)
+        db = self._store.db
+        changes: dict[int, list[tuple[int, int, int]]] = {}
+        for case_id, at, frm, to in await db.fetchall(
+                "SELECT case_id, at_ms, from_phase, to_phase FROM phase_changes ORDER BY at_ms, id"):
+            changes.setdefault(int(case_id), []).append((int(at), int(frm), int(to)))
+        for row in await db.fetchall("SELECT id, phase, concerns, agencies, opened_year, opened_month, closed_ms,"
+                                     " erased_ms FROM cases"):
+            case_id, phase, concerns, agencies, oy, om, closed, erased = row
+            opened = _month_start(int(oy), int(om))
+            ended = closed if closed is not None else erased  # erased while open ends it too
+            if start <= opened < end:
+                add("flow", FLOW["opened"])
+            if ended is not None and start <= int(ended) < end:
+                add("flow", FLOW["closed"])
+                add("duration", TOTAL)
+                add("duration", band(int(ended) - opened))
+            if opened < end and (ended is None or int(ended) >= end):
+                add("phase", TOTAL)
+                add("phase", self._phase_at(changes.get(int(case_id), []), int(phase), end))
+                for c in json.loads(concerns):
+                    add("concern", int(c))
+                for a in json.loads(agencies):
+                    add("agency", int(a))
+            since = opened
+            for at, frm, _to in changes.get(int(case_id), []):
+                if start <= at < end:
+                    add("phase_time", TOTAL)
+                    add("phase_time", frm * 10 + band(at - since))
+                since = at
+        await self._flows(add, start, end)
+        return Figures(values)
+
+    @staticmethod
+    def _phase_at(changes: list[tuple[int, int, int]], current: int, when: int) -> int:
+        before = [to for at, _frm, to in changes if at < when]
+        after = [frm for at, frm, _to in changes if at >= when]
+        return before[-1] if before else after[0] if after else current
+
+    async def _flows(self, add: Any, start: int, end: int) -> None:
+        db = self._store.db
+        sent = await db.fetchone("SELECT COUNT(*) FROM outbox WHERE kind = 'alert.move' AND created_ms >= ?"
+                                 " AND created_ms < ? AND status IN ('accepted', 'expired', 'rejected')", (start, end))
+        add("flow", FLOW["alerts_sent"], int(sent[0]) if sent else 0)
+        for kind, status, received, decided, raw in await db.fetchall(
+                "SELECT kind, status, received_ms, decided_ms, envelope FROM inbox WHERE kind IN"
+                " ('alert.move', 'handover') AND received_ms >= ? AND received_ms < ?", (start, end)):
+            accepted = status == "accepted" and decided is not None
+            if kind == "alert.move":
+                add("flow", FLOW["alerts_received"])
+                if accepted and int(decided) - int(received) <= MONTH_MS:
+                    add("flow", FLOW["alerts_taken_over_within_a_month"])
+                continue
+            add("flow", FLOW["handovers_received"])
+            if accepted:
+                add("flow", FLOW["handovers_accepted"])
+                body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+                release = body.handover.expected_month
+                if int(decided) < _month_start(release.year, release.month):
+                    add("flow", FLOW["handovers_accepted_before_release"])
+        # A returned handover leaves only its tombstone and the item.status this node sent about it.
+        returned = await db.fetchone(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'item.status' AND created_ms >= ? AND created_ms < ?"
+            " AND json_extract(intent, '$.item_kind') = 'handover' AND json_extract(intent, '$.outcome') = 'returned'",
+            (start, end))
+        n = int(returned[0]) if returned else 0
+        add("flow", FLOW["handovers_returned"], n)
+        add("flow", FLOW["handovers_received"], n)
+        for at, until in await db.fetchall(
+                "SELECT e.at_ms, c.retain_until_ms FROM erasures e JOIN cases c ON c.id = e.case_id"
+                " WHERE e.reason = ? AND e.at_ms >= ? AND e.at_ms < ?",
+                (summary_pb2.ERASURE_REASON_RETENTION_ENDED, start, end)):
+            late = until is not None and int(at) > int(until) + ERASURE_GRACE_MS
+            add("flow", FLOW["erasures_late" if late else "erasures_on_time"])
+
+    async def report(self, req: local_pb2.MonitorReportRequest) -> local_pb2.MonitorReportResponse:
+        """The quarter's suppressed report; computed and kept once, sent when asked."""
+        if not (2000 <= req.year <= 2100 and 1 <= req.quarter <= 4):
+            raise RequestError("bad_quarter", "give the quarter as YYYYQn, e.g. 2026Q3")
+        _start, end = quarter_bounds(req.year, req.quarter)
+        if end > now_ms():
+            raise RequestError("quarter_not_over", f"{req.year}Q{req.quarter} is not over; only finished quarters "
+                               "are reported (a later report of the same quarter could be differenced)")
+        period = period_of(req.year, req.quarter)
+        report = await self._kept(period)
+        if report is None:
+            report = await self._protect(req.year, req.quarter, period)
+        outbox_id, status = 0, ""
+        if req.send:
+            outbox_id = await self._send(period)
+            await self._outbox.wait(outbox_id, 10.0)
+            row = await self._store.outbox(outbox_id)
+            status = row.status if row else ""
+        return local_pb2.MonitorReportResponse(report=report, outbox_id=outbox_id, status=status)
+
+    async def _kept(self, period: int) -> summary_pb2.AggregateReport | None:
+        row = await self._store.db.fetchone("SELECT report FROM monitoring_reports WHERE period = ?", (period,))
+        return summary_pb2.AggregateReport.FromString(bytes(row[0])) if row else None
+
+    async def _history(self) -> Figures:
+        """What this node published before: values of published cells, and which were withheld."""
+        history = Figures()
+        for period, raw in await self._store.db.fetchall("SELECT period, report FROM monitoring_reports"):
+            for cell in summary_pb2.AggregateReport.FromString(bytes(raw)).cells:
+                key = Cell(self._org_id, int(period), TABLE_OF[cell.dimension], cell.category)
+                history.values[key] = cell.count
+                if cell.suppressed:
+                    history.suppressed.add(key)
+        return history
+
+    async def _protect(self, year: int, quarter: int, period: int) -> summary_pb2.AggregateReport:
+        raw = await self.raw(year, quarter)
+        protected = protect(raw, period, await self._history())
+        report = summary_pb2.AggregateReport(year=year, quarter=quarter)
+        for cell in sorted(raw.values):
+            hidden = cell in protected.suppressed
+            report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category,
+                             count=0 if hidden else raw.values[cell], suppressed=hidden)
+        encoded = wire.encode(report)
+
+        async def op(tx: Any) -> None:
+            await tx.execute("INSERT OR IGNORE INTO monitoring_reports (period, report, at_ms) VALUES (?, ?, ?)",
+                             (period, encoded, now_ms()))
+        await self._store.writer.write(op)
+        kept = await self._kept(period)  # a concurrent first report wins; both computed the same
+        assert kept is not None
+        log.info("monitoring.report", period=period, cells=len(kept.cells),
+                 suppressed=sum(c.suppressed for c in kept.cells))
+        return kept
+
+    async def _send(self, period: int) -> int:
+        if not self._monitor:
+            raise RequestError("no_monitor", "the bundle names no monitor organisation and rule for reports")
+        key = f"report-{period}"  # one report per quarter: resending reuses the key, so it is one envelope
+
+        async def op(tx: Any) -> int:
+            row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
+            if row is not None:
+                return int(row[0])
+            return await self._store.add_intent_txn(tx, key, REPORT, self._monitor, self._rule_id,
+                                                    {"period": period}, now_ms())
+        outbox_id: int = await self._store.writer.write(op)
+        self._outbox.kick()
+        return outbox_id
+
+    async def build_report(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
+        report = await self._kept(int(row.intent["period"]))
+        if report is None:
+            raise RequestError("no_report", "the quarter's report is not kept here")
+        return envelope_pb2.EnvelopeBody(
+            kind=envelope_pb2.MESSAGE_KIND_REPORT_AGGREGATE, sender=self._org_id, recipients=[row.recipient],
+            purpose=envelope_pb2.PURPOSE_MONITORING_AND_EVALUATION, rule_id=row.rule_id, aggregate_report=report)
+
+    async def received(self) -> local_pb2.MonitorListResponse:
+        """At the monitor: every report received."""
+        rows = await self._store.db.fetchall("SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id",
+                                             (REPORT,))
+        out = local_pb2.MonitorListResponse(regions=self._regions)
+        for sender, raw in rows:
+            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+            out.reports.add(sender=sender, report=body.aggregate_report)
+        return out
