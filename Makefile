@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos bench lint typecheck protos clean
+.PHONY: demo test chaos bench lint typecheck protos catalogues clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,3 +48,8 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# What a regisseur reads: extract the message ids, fill and compile the Dutch catalogue (committed).
+catalogues: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _n_ -k _ --no-location --sort-output --project olievlek -o olievlek/locale/olievlek.pot .
+	$(BIN)/python scripts/nl_catalogue.py

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from olievlek.regions import Figure, Key
 from olievlek.v1 import summary_pb2
 
-from .enums import CONCERNS, PHASES
+from .enums import AGENCIES, CONCERNS, PHASES
 
 Gettext = Callable[[str], str]
 D = summary_pb2
@@ -38,7 +38,35 @@ CONCERN_LABELS = {"islamist": _n_("islamist"), "right-wing": _n_("right-wing ext
                   "single-issue-other": _n_("single issue: other"), "polarisation": _n_("polarisation"),
                   "unclear": _n_("unclear")}
 
+HEADING = _n_("Monitoring of the local approach to radicalisation and polarisation")
 WITHHELD = _n_("Figures under 5 are withheld at each municipality; a sum marked ≥ leaves withheld figures out.")
+
+
+TABLES = {D.AGGREGATE_DIMENSION_PHASE: _n_("phase"), D.AGGREGATE_DIMENSION_CONCERN: _n_("concern"),
+          D.AGGREGATE_DIMENSION_AGENCY: _n_("agency"),
+          D.AGGREGATE_DIMENSION_DURATION_BAND: _n_("duration of closed cases"),
+          D.AGGREGATE_DIMENSION_PHASE_TIME: _n_("time in a phase"), D.AGGREGATE_DIMENSION_FLOW: _n_("flows")}
+FLOWS = (_n_("opened"), _n_("closed"), _n_("move alerts sent"), _n_("move alerts received"),
+         _n_("taken over within a month"), _n_("handovers received"), _n_("handovers accepted"),
+         _n_("accepted before release"), _n_("handovers returned"), _n_("erasures on time"), _n_("erasures late"))
+
+
+def category_label(dimension: int, category: int, _: Gettext) -> str:
+    """A category's name in the reader's language (agencies keep their Dutch acronyms)."""
+    if category == 0 and dimension != D.AGGREGATE_DIMENSION_FLOW:
+        return _("total")
+    if dimension == D.AGGREGATE_DIMENSION_PHASE:
+        return _(PHASE_LABELS[next(k for k, v in PHASES.items() if v == category)])
+    if dimension == D.AGGREGATE_DIMENSION_CONCERN:
+        return _(CONCERN_LABELS[next(k for k, v in CONCERNS.items() if v == category)])
+    if dimension == D.AGGREGATE_DIMENSION_AGENCY:
+        return next(k for k, v in AGENCIES.items() if v == category)
+    if dimension == D.AGGREGATE_DIMENSION_DURATION_BAND:
+        return _(BAND_LABELS[category - 1])
+    if dimension == D.AGGREGATE_DIMENSION_PHASE_TIME:
+        phase = next(k for k, v in PHASES.items() if v == category // 10)
+        return f"{_(PHASE_LABELS[phase])}: {_(BAND_LABELS[category % 10 - 1])}"
+    return _(FLOWS[category - 1])
 
 
 def _series(figures: dict[Key, Figure], quarters: list[tuple[int, int]], dimension: int, category: int
@@ -106,20 +134,23 @@ def render(figures: dict[Key, Figure], out: Path, _: Gettext, lang: str) -> tupl
         w.writerows(table)
     divs = [c.to_html(include_plotlyjs=(i == 0), full_html=False, div_id=f"chart-{i}")
             for i, c in enumerate(charts(figures, _))]
+    names = {v: k for k, v in D.AggregateDimension.items()}
     regional = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in (r[0] or _("no region"), *r[1:5],
-                                                                   "≥" if r[5] == "1" else "")) + "</tr>"
-        for r in table if r[0] != "*")
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in (
+            k.region or _("no region"), f"{k.year}Q{k.quarter}", _(TABLES[k.dimension]),
+            category_label(k.dimension, k.category, _), str(f.value), "≥" if f.partial else "")) + "</tr>"
+        for k, f in sorted(figures.items()) if k.region != "*" and names[k.dimension])
+    title, heading, per_region = _("Monitoring dashboard"), _(HEADING), _("Figures per region")
     head = "".join(f"<th>{html.escape(_(h))}</th>" for h in (_n_("region"), _n_("quarter"), _n_("table"),
                                                               _n_("category"), _n_("value"), _n_("withheld figures")))
     page = f"""<!doctype html>
-<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(_("Monitoring dashboard"))}</title>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
-<h1>{html.escape(_("Monitoring of the local approach to radicalisation and polarisation"))}</h1>
+<h1>{html.escape(heading)}</h1>
 <p>{html.escape(_(WITHHELD))}</p>
 {"".join(divs)}
-<h2>{html.escape(_("Figures per region"))}</h2>
+<h2>{html.escape(per_region)}</h2>
 <p><a href="figures.csv">figures.csv</a></p>
 <table><tr>{head}</tr>{regional}</table>
 </body></html>

@@ -14,45 +14,19 @@ from rich.table import Table
 
 from olievlek.i18n import language, translator
 from olievlek.regions import combine
-from olievlek.v1 import local_pb2, summary_pb2
+from olievlek.v1 import local_pb2
 
 from . import dashboard
 from .cases import SocketOpt
 from .console import out
-from .enums import AGENCIES, CONCERNS, PHASES
+from .dashboard import _n_
 from .local_client import call
 
+# The outbox statuses `report monitor` shows after sending.
+STATUSES = (_n_("accepted"), _n_("pending"), _n_("queued"), _n_("refused"))
 report_app = typer.Typer(help="Quarterly monitoring figures (municipality) and the dashboard (monitor).",
                          no_args_is_help=True)
 LangOpt = Annotated[str | None, typer.Option("--lang", help="nl (default) or en; also OLIEVLEK_LANG.")]
-_n_ = dashboard._n_
-TABLES = {summary_pb2.AGGREGATE_DIMENSION_PHASE: _n_("phase"), summary_pb2.AGGREGATE_DIMENSION_CONCERN: _n_("concern"),
-          summary_pb2.AGGREGATE_DIMENSION_AGENCY: _n_("agency"),
-          summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND: _n_("duration of closed cases"),
-          summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME: _n_("time in a phase"),
-          summary_pb2.AGGREGATE_DIMENSION_FLOW: _n_("flows")}
-FLOWS = (_n_("opened"), _n_("closed"), _n_("move alerts sent"), _n_("move alerts received"),
-         _n_("taken over within a month"), _n_("handovers received"), _n_("handovers accepted"),
-         _n_("accepted before release"), _n_("handovers returned"), _n_("erasures on time"), _n_("erasures late"))
-
-
-def _category(dimension: int, category: int, _: dashboard.Gettext) -> str:
-    if category == 0 and dimension != summary_pb2.AGGREGATE_DIMENSION_FLOW:
-        return _("total")
-    if dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE:
-        return _(dashboard.PHASE_LABELS[next(k for k, v in PHASES.items() if v == category)])
-    if dimension == summary_pb2.AGGREGATE_DIMENSION_CONCERN:
-        return _(dashboard.CONCERN_LABELS[next(k for k, v in CONCERNS.items() if v == category)])
-    if dimension == summary_pb2.AGGREGATE_DIMENSION_AGENCY:
-        return next(k for k, v in AGENCIES.items() if v == category)
-    if dimension == summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND:
-        return _(dashboard.BAND_LABELS[category - 1])
-    if dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME:
-        phase = next(k for k, v in PHASES.items() if v == category // 10)
-        return f"{_(dashboard.PHASE_LABELS[phase])}: {_(dashboard.BAND_LABELS[category % 10 - 1])}"
-    return _(FLOWS[category - 1])
-
-
 @report_app.command("monitor")
 def report_monitor(
     socket: SocketOpt,
@@ -71,7 +45,7 @@ def report_monitor(
     for col in (_("table"), _("category"), _("value")):
         table.add_column(col)
     for c in r.report.cells:
-        table.add_row(_(TABLES[c.dimension]), _category(c.dimension, c.category, _),
+        table.add_row(_(dashboard.TABLES[c.dimension]), dashboard.category_label(c.dimension, c.category, _),
                       _("withheld") if c.suppressed else str(c.count))
     out.print(table)
     withheld = sum(c.suppressed for c in r.report.cells)
@@ -95,8 +69,3 @@ def report_dashboard(
     out.print(_("{reports} reports combined; dashboard: {html}; figures: {csv}").format(
         reports=len(r.reports), html=html_path, csv=csv_path))
 
-
-_n_("accepted")
-_n_("pending")
-_n_("queued")
-_n_("refused")

@@ -179,6 +179,10 @@ class Monitoring:
         period = period_of(req.year, req.quarter)
         report = await self._kept(period)
         if report is None:
+            later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
+            if later is not None and later[0] is not None and int(later[0]) > period:
+                raise RequestError("out_of_order", "a later quarter was reported already; quarters are reported in "
+                                   "order, so each one's suppression knows everything published before it")
             report = await self._protect(req.year, req.quarter, period)
         outbox_id, status = 0, ""
         if req.send:

@@ -95,8 +95,8 @@ def test_consecutive_quarters_do_not_give_away_opened_or_closed() -> None:
     public = published(before, Q2) | published(out, Q3)
     assert attack(public, out.suppressed | before.suppressed) == {}
     # Without the check, the margin of both quarters and the closed count give `opened` away:
-    naive = {c: v for c, v in (before.values | raw.values).items() if v >= THRESHOLD or c.table == "flow"
-             and c.category == CLOSED}
+    naive = {c: v for c, v in (before.values | raw.values).items() if v >= THRESHOLD or (c.table == "flow"
+             and c.category == CLOSED)}
     assert attack(naive, {Cell("leuven", Q3, "flow", OPENED)}) == {Cell("leuven", Q3, "flow", OPENED): 3}
 
 

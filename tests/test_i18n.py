@@ -1,0 +1,52 @@
+"""The Dutch catalogue is complete, compiled and in step with the sources."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from olievlek.i18n import LOCALE_DIR, translator
+
+pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _catalog():  # type: ignore[no-untyped-def]
+    with (LOCALE_DIR / "nl" / "LC_MESSAGES" / "olievlek.po").open("rb") as f:
+        return read_po(f)
+
+
+def test_no_message_is_left_untranslated() -> None:
+    catalog = _catalog()
+    untranslated = [m.id for m in catalog if m.id and not m.string]
+    assert untranslated == []
+    assert len([m for m in catalog if m.id]) > 50
+
+
+def test_the_compiled_catalogue_is_the_committed_one() -> None:
+    buf = io.BytesIO()
+    write_mo(buf, _catalog())
+    assert (LOCALE_DIR / "nl" / "LC_MESSAGES" / "olievlek.mo").read_bytes() == buf.getvalue()
+
+
+def test_every_message_id_in_the_sources_is_in_the_catalogue(tmp_path: Path) -> None:
+    pot = tmp_path / "now.pot"
+    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_n_",
+                    "-k", "_", "--no-location", "-o", str(pot), "."], cwd=REPO, check=True, capture_output=True)
+    with pot.open("rb") as f:
+        ids = {m.id for m in read_po(f) if m.id}
+    assert ids - {m.id for m in _catalog()} == set()  # run `make catalogues`
+
+
+def test_dutch_is_the_default_and_english_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLIEVLEK_LANG", raising=False)
+    assert translator().gettext("withheld") == "achtergehouden"
+    assert translator("en").gettext("withheld") == "withheld"
+    monkeypatch.setenv("OLIEVLEK_LANG", "en")
+    assert translator().gettext("withheld") == "withheld"

@@ -1,0 +1,144 @@
+"""A monitoring round: municipalities report a quarter, the monitor renders the dashboard in Chromium.
+
+Real broker, pseudonymisers and nodes (gent, antwerpen, the monitor vvsg) on loopback; the reports go
+through the local API and the broker; the dashboard is written by the `olievlek` CLI and rendered by
+Debian's headless Chromium driven by Selenium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from olievlek.node.server import NodeServer
+
+from olievlek.identity import OrgKind
+from olievlek.v1 import local_pb2, summary_pb2
+
+from .conftest import NodeFactory
+from .envelopes import local
+from .federations import cli
+
+pytestmark = pytest.mark.timeout(150)
+F = summary_pb2
+
+
+def nrn(first9: str) -> str:
+    return first9 + f"{97 - int(first9) % 97:02d}"
+
+
+async def _open(node: NodeServer, n: int, month: int, phase: int, concerns: list[int], serial: int) -> None:
+    for i in range(n):
+        ident = local_pb2.Identity(national_number=nrn(f"7{serial:02d}1{i:02d}{month:03d}"[:9]), given_names="M",
+                                   family_name="N")
+        await local(node, local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+            identity=ident, phase=phase, concerns=concerns, opened_year=2026, opened_month=month)))  # type: ignore[arg-type]
+
+
+async def _report(node: NodeServer, quarter: int) -> local_pb2.MonitorReportResponse:
+    r = await local(node, local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(
+        year=2026, quarter=quarter, send=True)))
+    return r.monitor_report
+
+
+@pytest.fixture
+async def round_(broker, nodes: NodeFactory) -> tuple[NodeServer, NodeServer, NodeServer]:  # type: ignore[no-untyped-def]
+    gent = await nodes.start("gent", broker.port)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    vvsg = await nodes.start("vvsg", broker.port, kind=OrgKind.MONITOR)
+    await _open(gent, 6, 4, F.PHASE_FOLLOW_UP, [F.CONCERN_CATEGORY_RIGHT_WING], 10)   # opened in Q2
+    await _open(gent, 5, 8, F.PHASE_PRE_ANALYSIS, [F.CONCERN_CATEGORY_ISLAMIST], 20)  # opened in Q3
+    await _open(antwerpen, 3, 7, F.PHASE_FOLLOW_UP, [F.CONCERN_CATEGORY_LEFT_WING], 30)
+    for node in (gent, antwerpen):
+        for q in (2, 3):
+            assert (await _report(node, q)).status == "accepted"
+    return gent, antwerpen, vvsg
+
+
+async def test_a_small_municipality_reveals_none_of_its_cases(
+        round_: tuple[NodeServer, NodeServer, NodeServer]) -> None:
+    gent, antwerpen, _vvsg = round_
+    small = (await _report(antwerpen, 3)).report  # kept: the same report, resent once
+    case_tables = (F.AGGREGATE_DIMENSION_PHASE, F.AGGREGATE_DIMENSION_CONCERN, F.AGGREGATE_DIMENSION_AGENCY)
+    assert all(c.suppressed and c.count == 0 for c in small.cells if c.dimension in case_tables)
+    big = (await _report(gent, 3)).report
+    total = next(c for c in big.cells if c.dimension == F.AGGREGATE_DIMENSION_PHASE and c.category == 0)
+    assert (total.count, total.suppressed) == (11, False)
+    with pytest.raises(Exception, match="not over"):
+        await local(gent, local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(year=2026,
+                                                                                                quarter=4)))
+    with pytest.raises(Exception, match="in order"):
+        await local(gent, local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(year=2026,
+                                                                                                quarter=1)))
+
+
+async def _reports_at(vvsg: NodeServer, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len((await local(vvsg, local_pb2.LocalRequest(
+            monitor_list=local_pb2.MonitorListRequest()))).monitor_list.reports) < count:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+
+
+async def test_the_dashboard_renders_in_chromium_and_answers_the_questions(
+        round_: tuple[NodeServer, NodeServer, NodeServer], tmp_path: Path) -> None:
+    _gent, _antwerpen, vvsg = round_
+    await _reports_at(vvsg, 4)
+    out = tmp_path / "dash"
+    r = await asyncio.to_thread(cli, "report", "dashboard", "--socket", str(vvsg.config.socket), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 rapporten samengevoegd" in r.stdout  # Dutch by default
+    rows = list(csv.DictReader((out / "figures.csv").open()))
+    phase_total = [x for x in rows if x["region"] == "*" and x["quarter"] == "2026Q3" and x["table"] == "phase"
+                   and x["category"] == "0"]
+    assert phase_total == [{"region": "*", "quarter": "2026Q3", "table": "phase", "category": "0", "value": "11",
+                            "partial": "1"}]  # gent's 11; antwerpen's 3 withheld
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them as root)")
+    texts, png = await asyncio.to_thread(_render, out / "dashboard.html", tmp_path / "dashboard.png")
+    assert texts["titles"] == 4  # one chart per evaluation question
+    for series in ("verhuismeldingen ontvangen", "binnen een maand overgenomen", "aanvaard vóór de vrijlating",
+                   "rechtsextremisme", "islamistisch", "linksextremisme", "minder dan 1 maand"):
+        assert series in texts["legend"], (series, texts["legend"])
+    assert texts["bars"] > 0
+    assert png.stat().st_size > 20_000  # a real rendering, not a blank page
+    print(f"screenshot {png} ({png.stat().st_size} bytes)")
+
+
+def _render(page: Path, shot: Path) -> tuple[dict[str, object], Path]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,3200"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+    try:
+        driver.get(page.as_uri())
+        WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".main-svg")) >= 4)
+        legend = " | ".join(e.get_attribute("textContent") or "" for e in
+                            driver.find_elements(By.CSS_SELECTOR, ".legendtext"))
+        texts = {"legend": legend, "titles": len(driver.find_elements(By.CSS_SELECTOR, ".gtitle")),
+                 "bars": len(driver.find_elements(By.CSS_SELECTOR, ".bars .point"))}
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    return texts, shot
+
+
+async def test_the_report_speaks_dutch_and_english(round_: tuple[NodeServer, NodeServer, NodeServer]) -> None:
+    gent, _antwerpen, _vvsg = round_
+    sock = str(gent.config.socket)
+    nl = await asyncio.to_thread(cli, "report", "monitor", "--socket", sock, "--quarter", "2026Q3", "--dry-run")
+    en = await asyncio.to_thread(cli, "report", "monitor", "--socket", sock, "--quarter", "2026Q3", "--dry-run",
+                                 "--lang", "en")
+    assert nl.returncode == en.returncode == 0, nl.stderr + en.stderr
+    assert "Monitoringrapport 2026Q3" in nl.stdout and "achtergehouden" in nl.stdout and "opvolging" in nl.stdout
+    assert "Monitoring report 2026Q3" in en.stdout and "withheld" in en.stdout and "follow-up" in en.stdout
