@@ -58,7 +58,8 @@ class NodeSpec:
 
 
 DEMO_NODES = (NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven"),
-              NodeSpec("jh-antwerpen", OrgKind.JUSTICE_HOUSE), NodeSpec("fed-liaison", OrgKind.FEDERAL_LIAISON))
+              NodeSpec("jh-antwerpen", OrgKind.JUSTICE_HOUSE), NodeSpec("fed-liaison", OrgKind.FEDERAL_LIAISON),
+              NodeSpec("vvsg", OrgKind.MONITOR))
 # A querying organisation names the legal basis of each query by one of its configured codes.
 LIAISON_BASIS = "law-30-07-2018-art5"
 
@@ -101,7 +102,8 @@ class Federation:
         ca.issue_server("broker", ["localhost", "127.0.0.1"])
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
-        ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId(WITNESS)))  # VVSG runs the demo's witness
+        if WITNESS not in {s.org_id for s in self.nodes}:  # VVSG runs the demo's witness (and its monitor node)
+            ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId(WITNESS)))
         for share in SHARES:
             ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))

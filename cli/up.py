@@ -132,10 +132,11 @@ class Scenario:
 
         self._handover()
         self._liaison()
+        self._monitoring()
 
-        out.rule("10. Every decision above is a leaf of the signed log, cosigned by the witness")
+        out.rule("11. Every decision above is a leaf of the signed log, cosigned by the witness")
         time.sleep(1.5)  # the witness polls every 0.5 s
-        for org in ("gent", "antwerpen", "leuven", "jh-antwerpen", "fed-liaison"):
+        for org in ("gent", "antwerpen", "leuven", "jh-antwerpen", "fed-liaison", "vvsg"):
             r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
                                 str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
                                capture_output=True, text=True, timeout=60, check=False)
@@ -219,6 +220,39 @@ class Scenario:
         s = answer.summary
         self.expect(bool(s.phase and s.concerns) and not s.risk_level and not s.agencies,
                     "it holds exactly the approved fields: phase and concerns, no risk level, no agencies")
+
+
+    def _monitoring(self) -> None:
+        fed = self.fed
+        out.rule("10. A monitoring round: Gent and Leuven report 2026Q3, VVSG renders the dashboard")
+        opened = 0
+        for org, count, month, concern in (("gent", 7, 7, summary_pb2.CONCERN_CATEGORY_RIGHT_WING),
+                                           ("gent", 5, 8, summary_pb2.CONCERN_CATEGORY_ISLAMIST),
+                                           ("leuven", 2, 9, summary_pb2.CONCERN_CATEGORY_POLARISATION)):
+            for i in range(count):  # cases carried over from the paper file, opened last quarter
+                first9 = f"6{month}01{i:02d}{len(org):02d}1"
+                number = first9 + f"{97 - int(first9) % 97:02d}"
+                call(fed.socket(org), local_pb2.LocalRequest(case_open=local_pb2.CaseOpenRequest(
+                    identity=local_pb2.Identity(national_number=number, given_names="Dossier", family_name="Papier"),
+                    phase=summary_pb2.PHASE_FOLLOW_UP, concerns=[concern], opened_year=2026, opened_month=month)))
+                opened += 1
+        reports = {org: call(fed.socket(org), local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(
+            year=2026, quarter=3, send=True))).monitor_report for org in ("gent", "leuven")}
+        for org, r in reports.items():
+            withheld = sum(c.suppressed for c in r.report.cells)
+            self.expect(r.status == "accepted", f"{org} sent its 2026Q3 report: {withheld} of {len(r.report.cells)} "
+                        "figures withheld")
+        self.expect(all(c.suppressed for c in reports["leuven"].report.cells
+                        if c.dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE),
+                    "Leuven's two cases appear in no figure")
+        monitor = fed.socket("vvsg")
+        self.expect(_wait_for(lambda: len(call(monitor, local_pb2.LocalRequest(
+            monitor_list=local_pb2.MonitorListRequest())).monitor_list.reports) == 2), "VVSG received both reports")
+        dash = fed.workdir / "dashboard"
+        r = subprocess.run([sys.executable, "-m", "olievlek", "report", "dashboard", "--socket", str(monitor),
+                            "--out", str(dash)], capture_output=True, text=True, timeout=120, check=False)
+        self.expect(r.returncode == 0 and (dash / "dashboard.html").exists(),
+                    f"dashboard written (in Dutch): {dash / 'dashboard.html'}")
 
 
 def _settled(fed: Federation, org: str) -> bool:
