@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2
 
 from .cases import CaseOpt, SocketOpt, day
@@ -45,7 +46,7 @@ def agreement_record(
     try:
         until = dt.datetime.strptime(valid_until, "%Y-%m-%d").replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
     except ValueError:
-        raise typer.BadParameter("expected YYYY-MM-DD", param_hint="--valid-until") from None
+        raise typer.BadParameter(_("expected YYYY-MM-DD"), param_hint="--valid-until") from None
     _show(call(socket, local_pb2.LocalRequest(agreement=local_pb2.AgreementRequest(agreement=local_pb2.Agreement(
         case_id=case, recipient_kinds=recipient_kind, purposes=purpose, valid_until_ms=int(until.timestamp() * 1000),
         evidence_ref=evidence)))).agreement)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ from rich.markup import escape
 
 from olievlek import logs
 from olievlek.errors import ConfigError, OlievlekError
+from olievlek.i18n import _
 
 from . import (
     agreement_cmd,
@@ -37,6 +39,13 @@ broker_app = typer.Typer(help="Run the broker.", no_args_is_help=True)
 witness_app = typer.Typer(help="Witness the broker's log: cosign consistent heads, alarm on forks.",
                           no_args_is_help=True)
 node_app = typer.Typer(help="Run an organisation's node.", no_args_is_help=True)
+@app.callback()
+def _main(lang: Annotated[str | None, typer.Option(
+        "--lang", help="nl (default) or en: the language of what you read; also OLIEVLEK_LANG.")] = None) -> None:
+    if lang:
+        os.environ["OLIEVLEK_LANG"] = lang
+
+
 app.add_typer(pki_cmd.app, name="pki")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(audit_cmd.app, name="audit")
@@ -93,8 +102,9 @@ def node_keygen(
     try:
         KeyEncryptionKey.generate(out)
     except FileExistsError:
-        raise ConfigError(f"{out} exists; a key-encryption key is never overwritten") from None
-    err.print(f"key-encryption key written to {out} (mode 0600); set kek_file: {out} in the node's configuration")
+        raise ConfigError(_("{out} exists; a key-encryption key is never overwritten").format(out=out)) from None
+    err.print(_("key-encryption key written to {out} (mode 0600); set kek_file: {out} in the node's configuration")
+                .format(out=out))
 
 
 @witness_app.command("run")
@@ -111,5 +121,5 @@ def run() -> None:
     try:
         app()  # standalone: usage errors and typer.Exit are handled by typer, ours arrive here
     except OlievlekError as exc:
-        err.print(f"[bold red]error[/] {escape(exc.diagnostics())}", highlight=False)
+        err.print(_("[bold red]error[/] {value}").format(value=escape(exc.diagnostics())), highlight=False)
         sys.exit(2)

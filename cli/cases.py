@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -66,14 +67,14 @@ def case_open(
         contact_id=contact, lawful_basis=basis,
     )
     response = call(socket, local_pb2.LocalRequest(case_open=request))
-    out.print(f"case {response.case_open.case_id} opened")
+    out.print(_("case {case_id} opened").format(case_id=response.case_open.case_id))
 
 
 def year_month(text: str, option: str) -> tuple[int, int]:
     try:
         year, month = (int(x) for x in text.split("-"))
     except ValueError:
-        raise typer.BadParameter("expected YYYY-MM", param_hint=option) from None
+        raise typer.BadParameter(_("expected YYYY-MM"), param_hint=option) from None
     return year, month
 
 
@@ -88,7 +89,7 @@ def day(ms: int) -> str:
 
 def _need(socket: Path | None) -> Path:
     if socket is None:
-        raise typer.BadParameter("give --socket or set OLIEVLEK_NODE_SOCKET", param_hint="--socket")
+        raise typer.BadParameter(_("give --socket or set OLIEVLEK_NODE_SOCKET"), param_hint="--socket")
     return socket
 
 
@@ -107,7 +108,7 @@ def case_list(socket: SocketOpt) -> None:
     """The node's cases, without identifying fields."""
     cases = list(call(socket, local_pb2.LocalRequest(case_list=local_pb2.CaseListRequest())).case_list.cases)
     if not cases:
-        out.print("no cases")
+        out.print(_("no cases"))
         return
     table = Table(title="Cases")
     for col in _CASE_COLUMNS:
@@ -179,9 +180,9 @@ def case_note(
     elif not sys.stdin.isatty():
         text = sys.stdin.read()
     else:
-        text = typer.prompt("Note")
+        text = typer.prompt(_("Note"))
     if not text.strip():
-        raise typer.BadParameter("the note is empty")
+        raise typer.BadParameter(_("the note is empty"))
     _update(socket, local_pb2.CaseUpdateRequest(case_id=case, note=text))
 
 
@@ -201,7 +202,8 @@ def case_assign(
     """Let a table member see a case (need-to-know), or take that away."""
     r = call(socket, local_pb2.LocalRequest(case_assign=local_pb2.CaseAssignRequest(
         case_id=case, uid=uid, remove=remove))).case_assign
-    out.print(f"case {case} is assigned to uid(s): {', '.join(map(str, r.uids)) or 'none'}")
+    out.print(_("case {case} is assigned to uid(s): {value}")
+                .format(case=case, value=', '.join(map(str, r.uids)) or 'none'))
 
 
 @case_app.command("access-log")
@@ -269,7 +271,7 @@ def inbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
         items = list(call(_need(socket), local_pb2.LocalRequest(inbox_list=local_pb2.InboxListRequest()))
                      .inbox_list.items)
         if not items:
-            out.print("inbox is empty")
+            out.print(_("inbox is empty"))
             return
         out.print(_inbox_table(items))
 
@@ -280,22 +282,26 @@ def inbox_identify(socket: SocketOpt, from_file: FromFileOpt = None) -> None:
     identity = read_identity(from_file, names=False)
     r = call(socket, local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(identity=identity))).identify
     if not r.matched_item_ids:
-        out.print("no waiting item matches this person")
+        out.print(_("no waiting item matches this person"))
         raise typer.Exit(1)
     note = " (probable: matched on names and birth date only)" if r.probable else ""
-    out.print(f"matched inbox item(s) {', '.join(map(str, r.matched_item_ids))} to subject {r.subject_id}{note}")
+    out.print(_("matched inbox item(s) {value} to subject {subject_id}{note}")
+                .format(value=', '.join(map(str, r.matched_item_ids)), subject_id=r.subject_id, note=note))
 
 
 def _sent(r: local_pb2.AlertMoveResponse, what: str) -> None:
     if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
-        out.print(f"{what} accepted by the broker for {r.recipient} (rule {r.rule_id})")
+        out.print(_("{what} accepted by the broker for {recipient} (rule {rule_id})")
+                    .format(what=what, recipient=r.recipient, rule_id=r.rule_id))
     elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
         out.print("[bold red]refused[/] " + escape(f"[{r.refusal_code}] {r.refusal_detail}"), highlight=False)
         if r.refusal_field:
-            out.print(f"  field: {r.refusal_field}   rule: {r.rule_id}", highlight=False)
+            out.print(_("  field: {refusal_field}   rule: {rule_id}")
+                        .format(refusal_field=r.refusal_field, rule_id=r.rule_id), highlight=False)
         raise typer.Exit(1)
     else:
-        out.print(f"{what} {r.outbox_id} queued; the broker has not answered yet (it will be resent)")
+        out.print(_("{what} {outbox_id} queued; the broker has not answered yet (it will be resent)")
+                    .format(what=what, outbox_id=r.outbox_id))
 
 
 NEEDS = enums.names(summary_pb2.FollowUpNeed, "FOLLOW_UP_NEED_")
@@ -321,7 +327,8 @@ def handover_send(
 def inbox_accept(socket: SocketOpt, item: Annotated[int, typer.Option("--item", help="Inbox item id.")]) -> None:
     """Take an identified item over: a case opens in pre-analysis and the sender is told."""
     r = call(socket, local_pb2.LocalRequest(inbox_decide=local_pb2.InboxDecisionRequest(item_id=item))).inbox_decide
-    out.print(f"item {item} accepted: case {r.case_id} opened in pre-analysis; the sender is told")
+    out.print(_("item {item} accepted: case {case_id} opened in pre-analysis; the sender is told")
+                .format(item=item, case_id=r.case_id))
 
 
 @inbox_app.command("return")

@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from olievlek.errors import ConfigError
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2
 
 FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
@@ -28,12 +29,14 @@ def _from_json(text: str, source: str) -> local_pb2.Identity:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         # The position only: the text itself may hold an identifier.
-        raise ConfigError(f"{source}: not a JSON object (line {exc.lineno}, column {exc.colno})") from None
+        raise ConfigError(_("{source}: not a JSON object (line {lineno}, column {colno})")
+                            .format(source=source, lineno=exc.lineno, colno=exc.colno)) from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{source}: expected a JSON object with {', '.join(FIELDS)}")
+        raise ConfigError(_("{source}: expected a JSON object with {value}")
+                            .format(source=source, value=', '.join(FIELDS)))
     unknown = set(doc) - set(FIELDS)
     if unknown:
-        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+        raise ConfigError(_("{source}: unknown keys {value}").format(source=source, value=sorted(unknown)))
     return local_pb2.Identity(**{k: str(doc.get(k, "")) for k in FIELDS})
 
 
@@ -43,15 +46,16 @@ def read_identity(from_file: Path | None, *, names: bool) -> local_pb2.Identity:
         try:
             return _from_json(from_file.read_text(), str(from_file))
         except OSError as exc:
-            raise ConfigError(f"cannot read {from_file}: {exc.strerror}") from exc
+            raise ConfigError(_("cannot read {from_file}: {strerror}")
+                                .format(from_file=from_file, strerror=exc.strerror)) from exc
     if not sys.stdin.isatty():
         return _from_json(sys.stdin.read(), "stdin")
-    number = typer.prompt("National register number", hide_input=True)
+    number = typer.prompt(_("National register number"), hide_input=True)
     if not names:
         return local_pb2.Identity(national_number=number)
-    given = typer.prompt("Given names")
-    family = typer.prompt("Family name")
-    birth = typer.prompt("Birth date (YYYY-MM-DD, optional)", default="", show_default=False)
-    address = typer.prompt("Address (optional)", default="", show_default=False)
+    given = typer.prompt(_("Given names"))
+    family = typer.prompt(_("Family name"))
+    birth = typer.prompt(_("Birth date (YYYY-MM-DD, optional)"), default="", show_default=False)
+    address = typer.prompt(_("Address (optional)"), default="", show_default=False)
     return local_pb2.Identity(national_number=number, given_names=given, family_name=family, birth_date=birth,
                               address=address)

@@ -18,6 +18,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from olievlek.errors import ConfigError
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2
 
 from . import enums
@@ -61,7 +62,8 @@ def read_identities(from_file: Path | None) -> list[local_pb2.Identity]:
         try:
             return _csv_identities(from_file.read_text(), str(from_file))
         except OSError as exc:
-            raise ConfigError(f"cannot read {from_file}: {exc.strerror}") from exc
+            raise ConfigError(_("cannot read {from_file}: {strerror}")
+                                .format(from_file=from_file, strerror=exc.strerror)) from exc
     if from_file is None and not sys.stdin.isatty():
         text = sys.stdin.read()
         if not text.lstrip().startswith("{"):
@@ -95,7 +97,8 @@ def liaison_query(
                       str(row.hit_id) if row.hit_id else "", escape(row.error))
     out.print(table)
     count = {o: sum(1 for r in rows if r.outcome == v) for v, o in _OUTCOME.items()}
-    out.print(f"{len(rows)} rows: {count['hit']} hit, {count['no hit']} no hit, {count['invalid']} invalid")
+    out.print(_("{value} rows: {value2} hit, {value3} no hit, {value4} invalid")
+                .format(value=len(rows), value2=count['hit'], value3=count['no hit'], value4=count['invalid']))
 
 
 @liaison_app.command("disclose")
@@ -135,9 +138,10 @@ def disclosure_deny(
 def directory_verify(socket: SocketOpt) -> None:
     """Re-verify the broker's copy of this node's entries: signatures and content. Exit 1 on a problem."""
     r = call(socket, local_pb2.LocalRequest(directory_verify=local_pb2.DirectoryVerifyRequest())).directory_verify
-    out.print(f"{r.entries} entries at the broker ({r.expected} registered here), {r.statements} signed "
-              "coverage statements checked")
+    out.print(_("{entries} entries at the broker ({expected} registered here), {statements} signed coverage "
+                "statements checked")
+                .format(entries=r.entries, expected=r.expected, statements=r.statements))
     for problem in r.problems:
-        out.print(f"[bold red]problem[/] {escape(problem)}", highlight=False)
+        out.print(_("[bold red]problem[/] {value}").format(value=escape(problem)), highlight=False)
     if r.problems:
         raise typer.Exit(1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from pathlib import Path
 
 from olievlek.errors import LocalApiError, TransportError
 from olievlek.framing import MAX_FRAME
+from olievlek.i18n import language
 from olievlek.v1 import local_pb2
 
 _HEADER = struct.Struct(">I")
@@ -33,6 +35,8 @@ def call(path: Path, request: local_pb2.LocalRequest, timeout: float = 30.0) -> 
         TransportError: no node listens on the socket.
         LocalApiError: the node answered with an error.
     """
+    if not request.lang and os.environ.get("OLIEVLEK_LANG"):  # asked for: the node answers in it
+        request.lang = language()
     data = request.SerializeToString()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

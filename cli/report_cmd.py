@@ -1,6 +1,6 @@
 """``olievlek report``: a municipality's quarterly monitoring report, and the monitor's dashboard.
 
-What a regisseur reads here is in Dutch unless ``--lang en`` (or OLIEVLEK_LANG) says otherwise.
+What a regisseur reads here is in Dutch unless ``olievlek --lang en`` (or OLIEVLEK_LANG) says otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from olievlek.i18n import language, translator
+from olievlek.i18n import _, language
 from olievlek.regions import combine
 from olievlek.v1 import local_pb2
 
@@ -26,16 +26,13 @@ from .local_client import call
 STATUSES = (_n_("accepted"), _n_("pending"), _n_("queued"), _n_("refused"))
 report_app = typer.Typer(help="Quarterly monitoring figures (municipality) and the dashboard (monitor).",
                          no_args_is_help=True)
-LangOpt = Annotated[str | None, typer.Option("--lang", help="nl (default) or en; also OLIEVLEK_LANG.")]
 @report_app.command("monitor")
 def report_monitor(
     socket: SocketOpt,
     quarter: Annotated[str, typer.Option(help="A finished calendar quarter, e.g. 2026Q3.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the report; do not send it.")] = False,
-    lang: LangOpt = None,
 ) -> None:
     """Compute this municipality's figures for a quarter, withhold what could identify, send them."""
-    _ = translator(lang).gettext
     m = re.fullmatch(r"(\d{4})Q([1-4])", quarter)
     if m is None:
         raise typer.BadParameter(_("expected a quarter such as 2026Q3"), param_hint="--quarter")
@@ -59,13 +56,11 @@ def report_monitor(
 def report_dashboard(
     socket: SocketOpt,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for dashboard.html and figures.csv.")],
-    lang: LangOpt = None,
 ) -> None:
     """At the monitor: combine the reports received per region and quarter into a dashboard."""
-    _ = translator(lang).gettext
     r = call(socket, local_pb2.LocalRequest(monitor_list=local_pb2.MonitorListRequest())).monitor_list
     figures = combine(((x.sender, x.report) for x in r.reports), dict(r.regions))
-    html_path, csv_path = dashboard.render(figures, out_dir, _, language(lang))
+    html_path, csv_path = dashboard.render(figures, out_dir, _, language())
     out.print(_("{reports} reports combined; dashboard: {html}; figures: {csv}").format(
         reports=len(r.reports), html=html_path, csv=csv_path))
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -30,23 +31,25 @@ ERASURE_REASONS = enums.names(summary_pb2.ErasureReason, "ERASURE_REASON_")
 def _days(text: str) -> int:
     m = re.fullmatch(r"(\d{1,5})d?", text)
     if m is None:
-        raise typer.BadParameter(f"{text!r} is not a number of days such as 30d", param_hint="--within")
+        raise typer.BadParameter(_("{text!r} is not a number of days such as 30d").format(text=text),
+                                 param_hint="--within")
     return int(m.group(1))
 
 
 def _erased(r: local_pb2.ErasureResponse) -> None:
     if not r.erased:
-        out.print("nothing to erase")
+        out.print(_("nothing to erase"))
     for e in r.erased:
         told = ", ".join(e.notified) or "nobody (no summary was sent)"
-        out.print(f"case {e.case_id} erased (data key destroyed); erasure notice to: {told}")
+        out.print(_("case {case_id} erased (data key destroyed); erasure notice to: {told}")
+                    .format(case_id=e.case_id, told=told))
 
 
 @case_app.command("close")
 def case_close(socket: SocketOpt, case: CaseOpt) -> None:
     """Close a case: its retention starts now (per its lawful basis)."""
     r = call(socket, local_pb2.LocalRequest(case_close=local_pb2.CaseCloseRequest(case_id=case))).case_close
-    out.print(f"case {case} closed; kept until {day(r.retain_until_ms)}")
+    out.print(_("case {case} closed; kept until {value}").format(case=case, value=day(r.retain_until_ms)))
 
 
 @case_retention_app.command("extend")
@@ -58,7 +61,7 @@ def case_retention_extend(
     """Keep a closed case longer, for a logged reason."""
     r = call(socket, local_pb2.LocalRequest(retention_extend=local_pb2.RetentionExtendRequest(
         case_id=case, days=days, reason=enums.parse(REASONS, "reason", reason)))).retention_due  # type: ignore[arg-type]
-    out.print(f"case {case} kept until {day(r.items[0].retain_until_ms)}")
+    out.print(_("case {case} kept until {value}").format(case=case, value=day(r.items[0].retain_until_ms)))
 
 
 @retention_app.command("due")
@@ -70,7 +73,7 @@ def retention_due(
     r = call(socket, local_pb2.LocalRequest(retention_due=local_pb2.RetentionDueRequest(
         within_days=_days(within)))).retention_due
     if not r.items:
-        out.print("nothing due")
+        out.print(_("nothing due"))
         return
     table = Table(title="Retention due")
     for col in ("case", "closed", "erase on"):
@@ -96,7 +99,8 @@ def subject_export(
     fd = os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(r.subject_export.document)
-    out.print(f"wrote what this node holds about case {case}'s subject to {to} (mode 0600)")
+    out.print(_("wrote what this node holds about case {case}'s subject to {to} (mode 0600)")
+                .format(case=case, to=to))
 
 
 @subject_app.command("erase")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from olievlek.errors import ConfigError
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .request_error import RequestError
@@ -86,11 +87,12 @@ def authorise(caller: Caller, op: str) -> None:
     if caller.roles & allowed:
         return
     if not caller.roles:
-        raise Forbidden(f"uid {caller.uid} is not a user of this node; a node administrator adds users with "
-                        "`olievlek user add`")
-    needed = " or ".join(sorted(role_name(r) for r in allowed)) or "nobody"
-    raise Forbidden(f"uid {caller.uid} ({', '.join(sorted(role_name(r) for r in caller.roles))}) may not {op}; "
-                    f"that needs {needed}")
+        raise Forbidden(_("uid {uid} is not a user of this node; a node administrator adds users with "
+                          "`olievlek user add`").format(uid=caller.uid))
+    needed = _(" or ").join(sorted(role_name(r) for r in allowed)) or _("nobody")
+    held = ", ".join(sorted(role_name(r) for r in caller.roles))
+    raise Forbidden(_("uid {uid} ({roles}) may not {op}; that needs {needed}").format(
+        uid=caller.uid, roles=held, op=op, needed=needed))
 
 
 def parse_user(uid: int, role: str, agency: str) -> local_pb2.User:

@@ -55,6 +55,7 @@ class NodeConfig:
     retention_days: tuple[tuple[str, int], ...] = (("default", 730),)
     # Undecided disclosure requests are denied (expired) after this long; 0: the bundle's setting.
     disclosure_expiry_s: float = 0.0
+    language: str = "nl"  # what the node answers its users in, unless a request asks otherwise
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -81,4 +82,5 @@ class NodeConfig:
             socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
             retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
             disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
+            language=str(doc.get("language", "nl")),
         )

@@ -23,6 +23,7 @@ from olievlek.clock import now_ms
 from olievlek.directory import Cover, covers_string, open_statement, sign_statement
 from olievlek.envelope import Signer
 from olievlek.errors import Refused
+from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
 from olievlek.policy.model import Rule
@@ -162,7 +163,7 @@ class DirectoryHolder:
             "SELECT case_id FROM directory_entries WHERE pseudonym = ? ORDER BY case_id", (pseudonym,))]
         first = await self._store.case(cases[0]) if cases else None
         if first is None:
-            raise RequestError("not_held", "no case holds this pseudonym any more; its withdrawal follows")
+            raise RequestError("not_held", _("no case holds this pseudonym any more; its withdrawal follows"))
         best: dict[tuple[str, str, str], summary_pb2.CoverageStatement] = {}
         for case_id in cases:
             for st in await self.coverage(case_id, pseudonym, now):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
 from olievlek.store import Txn
@@ -64,7 +65,8 @@ class Disclosures:
         org = self._bundle.org(recipient)
         rules = self._bundle.rules_for(RESPONSE, self._org_id, org.kind if org else OrgKind.FEDERAL_LIAISON)
         if not rules:
-            raise RequestError("no_rule", f"no rule of the bundle lets this node answer {recipient}")
+            raise RequestError("no_rule", _("no rule of the bundle lets this node answer {recipient}")
+                                            .format(recipient=recipient))
         return rules[0].id
 
     async def decide(self, req: local_pb2.DisclosureDecideRequest) -> int:
@@ -72,10 +74,11 @@ class Disclosures:
         await self.expire_due()
         item = await self._store.inbox_item(req.item_id)
         if item is None or item.kind != "disclosure.request":
-            raise RequestError("unknown_item", f"there is no disclosure request {req.item_id} in the inbox")
+            raise RequestError("unknown_item", _("there is no disclosure request {item_id} in the inbox")
+                                                 .format(item_id=req.item_id))
         if item.status != "pending_decision":
-            raise RequestError("not_pending", f"disclosure request {req.item_id} is {item.status}; it can no "
-                               "longer be decided")
+            raise RequestError("not_pending", _("disclosure request {item_id} is {status}; it can no longer be decided")
+                                                .format(item_id=req.item_id, status=item.status))
         asked = request_of(item.envelope)
         pseudonym = bytes(asked.subject_pseudonym)
         rule_id = self._rule(item.sender)
@@ -89,19 +92,20 @@ class Disclosures:
             allowed = self._bundle.rules[rule_id].leaves[RESPONSE]
             for f in fields:
                 if _FIELD[f] not in allowed:
-                    raise RequestError("field_not_allowed", f"rule {rule_id!r} never lets {_FIELD[f]} go to "
-                                       f"{item.sender}")
+                    raise RequestError("field_not_allowed", _("rule {rule_id!r} never lets {field} go to {sender}")
+                                       .format(rule_id=rule_id, field=_FIELD[f], sender=item.sender))
             await self._check_covered(item.sender, pseudonym, item.envelope)
             intent: dict[str, object] = {"decision": "approved", "fields": fields}
         else:
             if req.reason == summary_pb2.DENIAL_REASON_UNSPECIFIED:
-                raise RequestError("missing_reason", "a denial needs a --reason code")
+                raise RequestError("missing_reason", _("a denial needs a --reason code"))
             intent = {"decision": "denied", "reason": int(req.reason)}
         status = "approved" if req.approve else "denied"
         outbox_id = await self._store.writer.write(
             lambda tx: self._decide_txn(tx, item.id, status, case_id, pseudonym, item.sender, rule_id, intent))
         if outbox_id is None:
-            raise RequestError("not_pending", f"disclosure request {req.item_id} was decided meanwhile")
+            raise RequestError("not_pending", _("disclosure request {item_id} was decided meanwhile")
+                                                .format(item_id=req.item_id))
         log.info("disclosure.decided", item=item.id, decision=status, outbox_id=outbox_id)
         self._outbox.kick()
         return int(outbox_id)
@@ -119,8 +123,8 @@ class Disclosures:
         except RequestError:
             statements = []
         if org is None or rule is None or not self._directory.covers(statements, org.kind.value, rule, now_ms()):
-            raise RequestError("not_covered", "this node's directory entry no longer covers the requester (closed, "
-                               "or the agreement was withdrawn); deny with --reason no-lawful-basis")
+            raise RequestError("not_covered", _("this node's directory entry no longer covers the requester (closed, "
+                                                "or the agreement was withdrawn); deny with --reason no-lawful-basis"))
 
     async def _held_case(self, pseudonym: bytes) -> int | None:
         row = await self._store.db.fetchone("SELECT case_id FROM directory_entries WHERE pseudonym = ?", (pseudonym,))
@@ -217,7 +221,7 @@ class Disclosures:
         if i["decision"] == "approved":
             case = await self._store.case(int(i["case_id"]))
             if case is None:
-                raise RequestError("unknown_case", f"case {i['case_id']} no longer exists")
+                raise RequestError("unknown_case", _("case {value} no longer exists").format(value=i['case_id']))
             response.decision = summary_pb2.DISCLOSURE_DECISION_APPROVED
             response.approved.extend(i["fields"])
             response.contact_id = case.contact_id

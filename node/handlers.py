@@ -16,6 +16,7 @@ from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import Signer
 from olievlek.errors import ConfigError, InvalidIdentifier
+from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
 from olievlek.kinds import PURPOSES
 from olievlek.normalise import PrfInput, fallback_input, nrn_input
@@ -91,25 +92,27 @@ class NodeHandlers:
         if not requested:
             return org.contacts[0].id
         if requested not in org.contact_ids:
-            raise RequestError("unknown_contact", f"contact id {requested!r} is not registered for {self.org_id}")
+            raise RequestError("unknown_contact", _("contact id {requested!r} is not registered for {org_id}")
+                                                    .format(requested=requested, org_id=self.org_id))
         return requested
 
     async def case_open(self, req: local_pb2.CaseOpenRequest) -> local_pb2.CaseOpenResponse:
         # A person without a Belgian number is held on the fallback identity alone.
         number = normalise_national_number(req.identity.national_number) if req.identity.national_number else ""
         if not req.identity.family_name.strip():
-            raise RequestError("missing_name", "a family name is required to open a case")
+            raise RequestError("missing_name", _("a family name is required to open a case"))
         if req.phase == summary_pb2.PHASE_UNSPECIFIED:
-            raise RequestError("missing_phase", "a phase is required")
+            raise RequestError("missing_phase", _("a phase is required"))
         contact = self._contact(req.contact_id)
         basis = req.lawful_basis or "default"
         if basis not in self.bases:
             raise RequestError("unknown_basis",
-                               f"lawful basis {basis!r} is not configured; one of {sorted(self.bases)}")
+                               _("lawful basis {basis!r} is not configured; one of {value}")
+                                 .format(basis=basis, value=sorted(self.bases)))
         today = dt.date.today()
         year, month = (req.opened_year, req.opened_month) if req.opened_year else (today.year, today.month)
         if not (2000 <= year and 1 <= month <= 12 and (year, month) <= (today.year, today.month)):
-            raise RequestError("bad_month", "the month a case was opened is YYYY-MM, not in the future")
+            raise RequestError("bad_month", _("the month a case was opened is YYYY-MM, not in the future"))
         pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
         async with self.store.db.transaction() as tx:
             subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
@@ -138,11 +141,12 @@ class NodeHandlers:
         if requested:
             # Only a rule of the bundle is ever put on the wire (never an arbitrary string).
             if requested not in self.bundle.rules:
-                raise RequestError("unknown_rule", "that rule id is not in the bundle; see `olievlek policy flows`")
+                raise RequestError("unknown_rule", _("that rule id is not in the bundle; see `olievlek policy flows`"))
             return requested
         if not rules:
             raise RequestError(
-                "no_rule", f"no rule of the bundle lets {self.kind} send {kind} to {recipient_kind}"
+                "no_rule", _("no rule of the bundle lets {kind} send {kind2} to {recipient_kind}")
+                             .format(kind=self.kind, kind2=kind, recipient_kind=recipient_kind)
             )
         return rules[0].id
 
@@ -150,14 +154,15 @@ class NodeHandlers:
         """Commit the intent to alert the destination; the outbox worker builds, signs and sends it."""
         unknown = set(req.include_fields) - {"agencies"}
         if unknown:
-            raise RequestError("unknown_field", f"cannot include {sorted(unknown)}; only 'agencies' is optional")
+            raise RequestError("unknown_field", _("cannot include {value}; only 'agencies' is optional")
+                                                  .format(value=sorted(unknown)))
         return await self._send_about_case(ALERT_MOVE, req.case_id, req.destination_nis, req.rule_id,
                                            {"include": sorted(set(req.include_fields))}, req.no_wait)
 
     async def handover(self, req: local_pb2.HandoverRequest) -> local_pb2.AlertMoveResponse:
         """A justice house or prison service hands follow-up over to the municipality of release."""
         if not (1 <= req.expected_month <= 12 and 2000 <= req.expected_year <= 2100):
-            raise RequestError("bad_month", "give the expected release month as YYYY-MM")
+            raise RequestError("bad_month", _("give the expected release month as YYYY-MM"))
         return await self._send_about_case(HANDOVER, req.case_id, req.destination_nis, "",
                                            {"year": req.expected_year, "month": req.expected_month,
                                             "needs": sorted(set(req.needs))}, req.no_wait)
@@ -165,12 +170,12 @@ class NodeHandlers:
     async def _send_about_case(self, kind: str, case_id: int, nis: int, rule: str, extra: dict[str, object],
                                no_wait: bool) -> local_pb2.AlertMoveResponse:
         if await self.store.case(case_id) is None:
-            raise RequestError("unknown_case", f"there is no case {case_id}")
+            raise RequestError("unknown_case", _("there is no case {case_id}").format(case_id=case_id))
         dest = self.bundle.org_serving(nis)
         if dest is None:
-            raise RequestError("unknown_nis", f"NIS code {nis} is not served by any organisation")
+            raise RequestError("unknown_nis", _("NIS code {nis} is not served by any organisation").format(nis=nis))
         if dest.id == self.org_id:
-            raise RequestError("own_municipality", f"NIS code {nis} is served by this node")
+            raise RequestError("own_municipality", _("NIS code {nis} is served by this node").format(nis=nis))
         rule_id = self._rule_for(kind, rule, dest.kind)
         intent = {"case_id": case_id, **extra}
         key = wire.new_token()
@@ -178,7 +183,7 @@ class NodeHandlers:
         async def op(tx: Txn) -> int:
             # Checked again inside the transaction: an erasure that committed first leaves nothing to send.
             if not await self.store.case_is_open_txn(tx, case_id):
-                raise RequestError("unknown_case", f"case {case_id} was erased")
+                raise RequestError("unknown_case", _("case {case_id} was erased").format(case_id=case_id))
             return await self.store.add_intent_txn(tx, key, kind, dest.id, rule_id, intent, now_ms())
 
         outbox_id = await self.store.writer.write(op)
@@ -202,13 +207,14 @@ class NodeHandlers:
         """The case, if the caller may see it (need-to-know); an unknown and a hidden case read the same."""
         row = await self.store.case(case_id)
         if row is None or not (caller.sees_every_case() or await self.store.is_assigned(case_id, caller.uid)):
-            raise RequestError("unknown_case", f"there is no case {case_id} that you are assigned to")
+            raise RequestError("unknown_case", _("there is no case {case_id} that you are assigned to")
+                                                 .format(case_id=case_id))
         return row
 
     async def case_show(self, caller: Caller, req: local_pb2.CaseShowRequest) -> local_pb2.CaseShowResponse:
         """A case with its subject's identity, opened for a stated purpose and logged."""
         if req.purpose == local_pb2.ACCESS_PURPOSE_UNSPECIFIED:
-            raise RequestError("missing_purpose", "say why you open this case's identity (--purpose)")
+            raise RequestError("missing_purpose", _("say why you open this case's identity (--purpose)"))
         row = await self._visible_case(caller, req.case_id)
         uid = caller.uid
         identity, fields = await self.casefile.identity(row.subject_id)
@@ -228,9 +234,10 @@ class NodeHandlers:
         row = await self._visible_case(caller, req.case_id)
         status = await self.store.case_status(row.id)
         if status is None or status[0] != "open":
-            raise RequestError("not_open", f"case {row.id} is {status[0] if status else 'unknown'}; it cannot change")
+            raise RequestError("not_open", _("case {id} is {value}; it cannot change")
+                                             .format(id=row.id, value=status[0] if status else 'unknown'))
         if req.phase == summary_pb2.PHASE_CLOSED:
-            raise RequestError("use_close", "close a case with `olievlek case close`: that starts its retention")
+            raise RequestError("use_close", _("close a case with `olievlek case close`: that starts its retention"))
         add_note = await self.casefile.note_sealer(row.id) if req.note.strip() else None
         now, store = now_ms(), self.store
 
@@ -281,23 +288,26 @@ class NodeHandlers:
         a = req.agreement
         case_id = await self.store.agreement_case(a.agreement_id) if req.withdraw else a.case_id
         if case_id is None:
-            raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
+            raise RequestError("unknown_agreement", _("there is no agreement {agreement_id} in force")
+                                                      .format(agreement_id=a.agreement_id))
         await self._visible_case(caller, case_id)
         if req.withdraw:
             queued = await self.store.writer.write(lambda tx: self._withdraw_agreement_txn(tx, a.agreement_id, case_id))
             if queued is None:
-                raise RequestError("unknown_agreement", f"there is no agreement {a.agreement_id} in force")
+                raise RequestError("unknown_agreement", _("there is no agreement {agreement_id} in force")
+                                                          .format(agreement_id=a.agreement_id))
             self.directory.kick(queued)
             log.info("agreement.withdrawn", agreement=a.agreement_id, uid=caller.uid, notices=queued)
         elif not req.list:
             unknown = sorted(set(a.recipient_kinds) - {k.value for k in OrgKind} | set(a.purposes) - set(PURPOSES))
             if unknown or not a.recipient_kinds or not a.purposes:
-                raise RequestError("bad_scope", f"give recipient kinds and purposes of the bundle; unknown: {unknown}")
+                raise RequestError("bad_scope", _("give recipient kinds and purposes of the bundle; unknown: {unknown}")
+                                                  .format(unknown=unknown))
             if a.valid_until_ms <= now_ms():
-                raise RequestError("expired", "the agreement's validity must end in the future")
+                raise RequestError("expired", _("the agreement's validity must end in the future"))
             if not ID_PATTERN.fullmatch(a.evidence_ref) or sum(c.isdigit() for c in a.evidence_ref) >= 9:
-                raise RequestError("bad_evidence_ref", "the evidence reference must be a record id such as "
-                                   "gent-2026-0042, never free text")
+                raise RequestError("bad_evidence_ref", _("the evidence reference must be a record id such as "
+                                                         "gent-2026-0042, never free text"))
             agreement_id = await self.store.record_agreement(
                 a.case_id, sorted(set(a.recipient_kinds)), sorted(set(a.purposes)), a.valid_until_ms,
                 a.evidence_ref, caller.uid, now_ms(), self._refresh_entries)
@@ -332,10 +342,11 @@ class NodeHandlers:
 
     async def case_assign(self, req: local_pb2.CaseAssignRequest) -> local_pb2.CaseAssignResponse:
         if await self.store.case(req.case_id) is None:
-            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+            raise RequestError("unknown_case", _("there is no case {case_id}").format(case_id=req.case_id))
         roles = {r for r, _ in await self.store.roles_of(req.uid)}
         if not req.remove and local_pb2.USER_ROLE_TABLE_MEMBER not in roles:
-            raise RequestError("not_a_table_member", f"uid {req.uid} is not a table member of this node")
+            raise RequestError("not_a_table_member", _("uid {uid} is not a table member of this node")
+                                                       .format(uid=req.uid))
         uids = await self.store.assign(req.case_id, req.uid, not req.remove)
         log.info("case.assigned", case_id=req.case_id, uid=req.uid, removed=req.remove)
         return local_pb2.CaseAssignResponse(case_id=req.case_id, uids=uids)
@@ -343,11 +354,11 @@ class NodeHandlers:
     async def user_set(self, caller: Caller, user: local_pb2.User, present: bool) -> local_pb2.UserListResponse:
         if user.uid == caller.uid:
             # Otherwise an administrator (who may never read case contents) could make themselves regisseur.
-            raise RequestError("own_roles", "nobody changes their own roles; ask another administrator")
+            raise RequestError("own_roles", _("nobody changes their own roles; ask another administrator"))
         if user.role == local_pb2.USER_ROLE_UNSPECIFIED:
-            raise RequestError("missing_role", "a role is required: regisseur, table-member or administrator")
+            raise RequestError("missing_role", _("a role is required: regisseur, table-member or administrator"))
         if present and user.role == local_pb2.USER_ROLE_TABLE_MEMBER and not user.agency:
-            raise RequestError("missing_agency", "a table member sits at the table for an agency (--agency)")
+            raise RequestError("missing_agency", _("a table member sits at the table for an agency (--agency)"))
         await self.store.set_user(user.uid, user.role, user.agency, present, now_ms())
         log.info("user.added" if present else "user.removed", uid=user.uid,
                  role=local_pb2.UserRole.Name(user.role))
@@ -367,7 +378,8 @@ class NodeHandlers:
         """The envelope of an alert.move intent, from the case as it is now."""
         case = await self.store.case(int(row.intent["case_id"]))
         if case is None:
-            raise RequestError("unknown_case", f"case {row.intent['case_id']} no longer exists")
+            raise RequestError("unknown_case", _("case {value} no longer exists")
+                                                 .format(value=row.intent['case_id']))
         return envelope_pb2.EnvelopeBody(
             kind=envelope_pb2.MESSAGE_KIND_ALERT_MOVE, sender=self.org_id, recipients=[row.recipient],
             purpose=envelope_pb2.PURPOSE_CONTINUITY_OF_FOLLOW_UP, rule_id=row.rule_id,
@@ -377,7 +389,8 @@ class NodeHandlers:
     async def build_handover(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
         case = await self.store.case(int(row.intent["case_id"]))
         if case is None:
-            raise RequestError("unknown_case", f"case {row.intent['case_id']} no longer exists")
+            raise RequestError("unknown_case", _("case {value} no longer exists")
+                                                 .format(value=row.intent['case_id']))
         summary = self._summary(case, {"agencies"})
         summary.ClearField("month_opened")  # the release month says what matters; the rule takes no more
         return envelope_pb2.EnvelopeBody(

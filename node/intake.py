@@ -16,6 +16,7 @@ import datetime as dt
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
 from olievlek.store import Txn
@@ -55,16 +56,20 @@ class Intake:
     async def decide(self, req: local_pb2.InboxDecisionRequest) -> local_pb2.InboxDecisionResponse:
         item = await self._store.inbox_item(req.item_id)
         if item is None or item.kind not in DECIDABLE or item.status not in ("pending_identification", "identified"):
-            raise RequestError("unknown_item", f"there is no undecided move alert or handover {req.item_id}")
+            raise RequestError("unknown_item", _("there is no undecided move alert or handover {item_id}")
+                                                 .format(item_id=req.item_id))
         if not req.return_it and item.status != "identified":
-            raise RequestError("not_identified", f"item {req.item_id} is not matched to a person yet; enter the "
-                               "identifier first (`olievlek inbox identify`)")
+            raise RequestError("not_identified", _("item {item_id} is not matched to a person yet; enter the "
+                                                   "identifier first (`olievlek inbox identify`)")
+                                                   .format(item_id=req.item_id))
         if req.suggested_nis and self._bundle.org_serving(req.suggested_nis) is None:
-            raise RequestError("unknown_nis", f"NIS code {req.suggested_nis} is not served by any organisation")
+            raise RequestError("unknown_nis", _("NIS code {suggested_nis} is not served by any organisation")
+                                                .format(suggested_nis=req.suggested_nis))
         sender = self._bundle.org(item.sender)
         rules = self._bundle.rules_for(ITEM_STATUS, self._org_id, sender.kind if sender else OrgKind.MUNICIPALITY)
         if not rules:
-            raise RequestError("no_rule", f"no rule of the bundle lets this node tell {item.sender} its decision")
+            raise RequestError("no_rule", _("no rule of the bundle lets this node tell {sender} its decision")
+                                            .format(sender=item.sender))
         outcome = summary_pb2.ITEM_OUTCOME_RETURNED if req.return_it else summary_pb2.ITEM_OUTCOME_ACCEPTED
         summary, now, store = _summary(item.envelope), now_ms(), self._store
         copy: tuple[local_pb2.Identity, list[tuple[str, bytes]]] | None = None
@@ -79,7 +84,7 @@ class Intake:
             # Checked again inside the transaction: a concurrent decision on the same item loses here.
             key = await store.decide_item_txn(tx, item.id, "returned" if req.return_it else "accepted", None, now)
             if key is None:
-                raise RequestError("already_decided", f"item {item.id} was decided meanwhile")
+                raise RequestError("already_decided", _("item {id} was decided meanwhile").format(id=item.id))
             case_id = 0
             if copy is not None:
                 today = dt.date.today()

@@ -20,6 +20,7 @@ from olievlek.clock import now_ms
 from olievlek.directory import decode_row
 from olievlek.envelope import Signer
 from olievlek.errors import InvalidIdentifier, TransportError
+from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
 from olievlek.normalise import PrfInput, fallback_input, nrn_input
 from olievlek.policy import Bundle
@@ -76,23 +77,26 @@ class Liaison:
                     and (recipient_kind is None or rule.recipient_kinds is None
                          or recipient_kind in rule.recipient_kinds)):
                 return rule
-        raise RequestError("no_rule", f"no rule of the bundle lets {self._kind.value} send {kind}")
+        raise RequestError("no_rule", _("no rule of the bundle lets {value} send {kind}")
+                                        .format(value=self._kind.value, kind=kind))
 
     def _check_grounds(self, rule: Rule, purpose: str, basis: str, file_ref: str) -> None:
         if purpose != rule.purpose:
-            raise RequestError("purpose", f"rule {rule.id!r} is for purpose {rule.purpose}; give --purpose "
-                               f"{rule.purpose}")
+            raise RequestError("purpose", _("rule {id!r} is for purpose {purpose}; give --purpose {purpose}")
+                                            .format(id=rule.id, purpose=rule.purpose))
         if not ID_PATTERN.fullmatch(basis) or basis not in self._bases:
-            raise RequestError("legal_basis", f"--legal-basis must be one of this node's codes: {sorted(self._bases)}")
+            raise RequestError("legal_basis", _("--legal-basis must be one of this node's codes: {value}")
+                                                .format(value=sorted(self._bases)))
         pattern = self._bundle.file_ref_pattern or "$^"
         if not re.fullmatch(pattern, file_ref):
-            raise RequestError("file_ref", f"--file-ref must follow the bundle's pattern {pattern}")
+            raise RequestError("file_ref", _("--file-ref must follow the bundle's pattern {pattern}")
+                                             .format(pattern=pattern))
 
     async def query(self, req: local_pb2.LiaisonQueryRequest) -> local_pb2.LiaisonQueryResponse:
         rule = self._rule("query.hit", None)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not 0 < len(req.identities) <= MAX_ROWS:
-            raise RequestError("batch", f"send 1 to {MAX_ROWS} identities per request")
+            raise RequestError("batch", _("send 1 to {MAX_ROWS} identities per request").format(MAX_ROWS=MAX_ROWS))
         rows: list[local_pb2.LiaisonRow] = []
         asked: list[tuple[int, list[PrfInput]]] = []  # (position in rows, inputs)
         for i, identity in enumerate(req.identities):
@@ -144,7 +148,7 @@ class Liaison:
             r = response.refusal
             await self._audit.check(r.audit, {"sender": self._org_id, "decision": "refused"})
             code = broker_pb2.RefusalCode.Name(r.code).removeprefix("REFUSAL_CODE_").lower()
-            raise RequestError(code, f"the broker refused the query: {r.detail}")
+            raise RequestError(code, _("the broker refused the query: {detail}").format(detail=r.detail))
         await self._audit.check(response.answer.audit, {"sender": self._org_id, "event": "query",  # its own leaf
                                                         "rows": len(pseudonyms)})
         return response.answer
@@ -155,7 +159,7 @@ class Liaison:
 
         async def op(tx: Txn) -> list[int]:
             numbers = []
-            for _, pairs in hits:
+            for _position, pairs in hits:
                 first = 0
                 for p, contact in pairs:
                     row_id = await tx.execute("INSERT INTO liaison_hits (hit, pseudonym, contact, file_ref, at_ms)"
@@ -182,16 +186,18 @@ class Liaison:
         pairs = {str(c): bytes(p) for p, c in await self._store.db.fetchall(
             "SELECT pseudonym, contact FROM liaison_hits WHERE hit = ? ORDER BY id", (req.hit_id,))}
         if not pairs:
-            raise RequestError("unknown_hit", f"there is no hit {req.hit_id} (erased, or never a hit)")
+            raise RequestError("unknown_hit", _("there is no hit {hit_id} (erased, or never a hit)")
+                                                .format(hit_id=req.hit_id))
         contacts = list(pairs)
         contact = req.contact_id or contacts[0]
         holder = self._bundle.org_of_contact(contact) if contact in pairs else None
         if holder is None:
-            raise RequestError("unknown_contact", f"hit {req.hit_id} has contacts {contacts}, not {contact!r}")
+            raise RequestError("unknown_contact", _("hit {hit_id} has contacts {contacts}, not {contact!r}")
+                                                    .format(hit_id=req.hit_id, contacts=contacts, contact=contact))
         rule = self._rule(DISCLOSURE_REQUEST, holder.kind)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not req.fields:
-            raise RequestError("missing_fields", "say which fields you ask for (--fields)")
+            raise RequestError("missing_fields", _("say which fields you ask for (--fields)"))
         intent = {"pseudonym": pairs[contact].hex(), "fields": sorted(set(req.fields)), "file_ref": req.file_ref,
                   "legal_basis": req.legal_basis}
         key = wire.new_token()

@@ -15,10 +15,11 @@ import socket
 import struct
 from pathlib import Path
 
-from olievlek import logs
+from olievlek import i18n, logs
 from olievlek.clock import now_ms
 from olievlek.errors import OlievlekError
 from olievlek.framing import FrameError, read_frame, write_frame
+from olievlek.i18n import _
 from olievlek.v1 import local_pb2
 
 from .access import ADMINISTRATOR, Caller, authorise
@@ -45,7 +46,9 @@ class LocalApi:
 
     def __init__(self, handlers: NodeHandlers, retention: Retention, intake: Intake, path: Path,
                  administrators: frozenset[int] = frozenset(), socket_group: str | None = None,
-                 liaison: Liaison | None = None, monitoring: Monitoring | None = None) -> None:
+                 liaison: Liaison | None = None, monitoring: Monitoring | None = None,
+                 language: str = i18n.DEFAULT) -> None:
+        self._language = language
         self._liaison = liaison
         assert monitoring is not None
         self._monitoring = monitoring
@@ -90,9 +93,13 @@ class LocalApi:
     async def _dispatch(self, uid: int, frame: bytes) -> local_pb2.LocalResponse:
         request = local_pb2.LocalRequest()
         op = "malformed"
+        token = i18n.for_request(self._language)
         try:
             request.ParseFromString(frame)
             op = request.WhichOneof("request") or "empty"
+            if request.lang:
+                i18n.end_request(token)
+                token = i18n.for_request(request.lang)
             caller = await self._caller(uid)
             authorise(caller, op)
             response = await self._handle(request, op, caller)
@@ -108,6 +115,8 @@ class LocalApi:
             response = local_pb2.LocalResponse(error=local_pb2.LocalError(code="internal",
                                                                           message="internal error; see node log"))
             outcome = "internal"
+        finally:
+            i18n.end_request(token)
         await self._handlers.store.log_request(uid, op, outcome, now_ms())
         log.info("local.request", uid=uid, op=op, outcome=outcome)
         return response
@@ -176,14 +185,14 @@ class LocalApi:
             outbox_id = await h.disclosures.decide(request.disclosure_decide)
             return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, False))
         if self._liaison is None:
-            raise RequestError("not_a_querier", "this node's organisation kind does not query the directory")
+            raise RequestError("not_a_querier", _("this node's organisation kind does not query the directory"))
         if op == "liaison_query":
             return local_pb2.LocalResponse(liaison_query=await self._liaison.query(request.liaison_query))
         if op == "disclosure_ask":
             ask = request.disclosure_ask
             outbox_id = await self._liaison.ask(ask)
             return local_pb2.LocalResponse(alert_move=await h.outbox_result(outbox_id, ask.no_wait))
-        raise RequestError("unknown_request", f"unknown request {op!r}")
+        raise RequestError("unknown_request", _("unknown request {op!r}").format(op=op))
 
     async def _lifecycle(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
         r = self._retention
@@ -197,4 +206,4 @@ class LocalApi:
             return local_pb2.LocalResponse(erasure=await r.run(caller.uid))
         if op == "subject_erase":
             return local_pb2.LocalResponse(erasure=await r.erase(caller.uid, request.subject_erase))
-        raise RequestError("unknown_request", f"unknown request {op!r}")
+        raise RequestError("unknown_request", _("unknown request {op!r}").format(op=op))

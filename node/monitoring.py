@@ -24,6 +24,7 @@ from typing import Any
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.i18n import _
 from olievlek.suppression import TOTAL, Cell, Figures, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -171,18 +172,21 @@ class Monitoring:
     async def report(self, req: local_pb2.MonitorReportRequest) -> local_pb2.MonitorReportResponse:
         """The quarter's suppressed report; computed and kept once, sent when asked."""
         if not (2000 <= req.year <= 2100 and 1 <= req.quarter <= 4):
-            raise RequestError("bad_quarter", "give the quarter as YYYYQn, e.g. 2026Q3")
+            raise RequestError("bad_quarter", _("give the quarter as YYYYQn, e.g. 2026Q3"))
         _start, end = quarter_bounds(req.year, req.quarter)
         if end > now_ms():
-            raise RequestError("quarter_not_over", f"{req.year}Q{req.quarter} is not over; only finished quarters "
-                               "are reported (a later report of the same quarter could be differenced)")
+            raise RequestError("quarter_not_over", _("{year}Q{quarter} is not over; only finished quarters are "
+                                                     "reported (a later report of the same quarter could be "
+                                                     "differenced)")
+                                                     .format(year=req.year, quarter=req.quarter))
         period = period_of(req.year, req.quarter)
         report = await self._kept(period)
         if report is None:
             later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
             if later is not None and later[0] is not None and int(later[0]) > period:
-                raise RequestError("out_of_order", "a later quarter was reported already; quarters are reported in "
-                                   "order, so each one's suppression knows everything published before it")
+                raise RequestError("out_of_order", _("a later quarter was reported already; quarters are reported in "
+                                                     "order, so each one's suppression knows everything published "
+                                                     "before it"))
             report = await self._protect(req.year, req.quarter, period)
         outbox_id, status = 0, ""
         if req.send:
@@ -229,7 +233,7 @@ class Monitoring:
 
     async def _send(self, period: int) -> int:
         if not self._monitor:
-            raise RequestError("no_monitor", "the bundle names no monitor organisation and rule for reports")
+            raise RequestError("no_monitor", _("the bundle names no monitor organisation and rule for reports"))
         key = f"report-{period}"  # one report per quarter: resending reuses the key, so it is one envelope
 
         async def op(tx: Any) -> int:
@@ -245,7 +249,7 @@ class Monitoring:
     async def build_report(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
         report = await self._kept(int(row.intent["period"]))
         if report is None:
-            raise RequestError("no_report", "the quarter's report is not kept here")
+            raise RequestError("no_report", _("the quarter's report is not kept here"))
         return envelope_pb2.EnvelopeBody(
             kind=envelope_pb2.MESSAGE_KIND_REPORT_AGGREGATE, sender=self._org_id, recipients=[row.recipient],
             purpose=envelope_pb2.PURPOSE_MONITORING_AND_EVALUATION, rule_id=row.rule_id, aggregate_report=report)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from olievlek import faults, logs, wire
 from olievlek.clock import now_ms
+from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
 from olievlek.store import Txn
@@ -56,9 +57,10 @@ class Retention:
     async def close(self, req: local_pb2.CaseCloseRequest) -> local_pb2.CaseCloseResponse:
         status = await self._store.case_status(req.case_id)
         if status is None:
-            raise RequestError("unknown_case", f"there is no case {req.case_id}")
+            raise RequestError("unknown_case", _("there is no case {case_id}").format(case_id=req.case_id))
         if status[0] != "open":
-            raise RequestError("not_open", f"case {req.case_id} is {status[0]}")
+            raise RequestError("not_open", _("case {case_id} is {value}")
+                                             .format(case_id=req.case_id, value=status[0]))
         now = now_ms()
         until = now + self._days[status[1]] * DAY_MS
         async def op(tx: Txn) -> int:
@@ -71,11 +73,13 @@ class Retention:
 
     async def extend(self, uid: int, req: local_pb2.RetentionExtendRequest) -> local_pb2.RetentionDueResponse:
         if req.reason == local_pb2.RETENTION_REASON_UNSPECIFIED or not 1 <= req.days <= MAX_EXTENSION_DAYS:
-            raise RequestError("missing_reason", f"give --days (1 to {MAX_EXTENSION_DAYS}) and a --reason code "
-                               "to keep a case longer")
+            raise RequestError("missing_reason", _("give --days (1 to {MAX_EXTENSION_DAYS}) and a --reason code to "
+                                                   "keep a case longer")
+                                                   .format(MAX_EXTENSION_DAYS=MAX_EXTENSION_DAYS))
         status = await self._store.case_status(req.case_id)
         if status is None or status[0] != "closed":
-            raise RequestError("not_closed", f"case {req.case_id} is not a closed case awaiting erasure")
+            raise RequestError("not_closed", _("case {case_id} is not a closed case awaiting erasure")
+                                               .format(case_id=req.case_id))
         until = await self._store.extend_retention(req.case_id, req.days, req.reason, uid, now_ms())
         log.info("retention.extended", case_id=req.case_id, days=req.days, uid=uid,
                  reason=local_pb2.RetentionReason.Name(req.reason))
@@ -91,7 +95,7 @@ class Retention:
     async def run(self, uid: int) -> local_pb2.ErasureResponse:
         """Erase every closed case whose retention has ended."""
         done = []
-        for case_id, *_ in await self._store.retention_due(now_ms()):
+        for case_id, *_rest in await self._store.retention_due(now_ms()):
             erased = await self._erase(case_id, summary_pb2.ERASURE_REASON_RETENTION_ENDED, uid, due_only=True)
             if erased is not None:  # None: extended or erased meanwhile
                 done.append(erased)
@@ -101,14 +105,15 @@ class Retention:
     async def erase(self, uid: int, req: local_pb2.EraseRequest) -> local_pb2.ErasureResponse:
         status = await self._store.case_status(req.case_id)
         if status is None or status[0] == "erased":
-            raise RequestError("unknown_case", f"there is no case {req.case_id} to erase")
+            raise RequestError("unknown_case", _("there is no case {case_id} to erase").format(case_id=req.case_id))
         if req.reason == summary_pb2.ERASURE_REASON_UNSPECIFIED:
-            raise RequestError("missing_reason", "give a --reason for the erasure")
+            raise RequestError("missing_reason", _("give a --reason for the erasure"))
         if status[0] == "open" and not req.confirm_open:
-            raise RequestError("case_open", f"case {req.case_id} is still open; erase it only with --confirm-open")
+            raise RequestError("case_open", _("case {case_id} is still open; erase it only with --confirm-open")
+                                              .format(case_id=req.case_id))
         erased = await self._erase(req.case_id, req.reason, uid, due_only=False)
         if erased is None:
-            raise RequestError("unknown_case", f"case {req.case_id} was erased meanwhile")
+            raise RequestError("unknown_case", _("case {case_id} was erased meanwhile").format(case_id=req.case_id))
         done = [erased]
         await self._finish(done)
         return local_pb2.ErasureResponse(erased=done)

@@ -106,7 +106,7 @@ class NodeServer:
         monitoring = Monitoring(cfg.org_id, self._store, outbox, monitors[0] if monitors else "",
                                 rules[0].id if rules else "", {str(k): v for k, v in bundle.regions.items()})
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
-                               liaison, monitoring)
+                               liaison, monitoring, cfg.language)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),

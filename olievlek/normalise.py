@@ -22,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from olievlek.errors import InvalidIdentifier
+from olievlek.i18n import _
 from olievlek.nrn import normalise_national_number
 
 _SEPARATORS = re.compile("[-\u2010\u2011\u2012\u2013\u2014'\u2019.,]")
@@ -51,10 +52,10 @@ def normalise_name(raw: str) -> str:
 def normalise_birth_date(raw: str) -> str:
     m = _DATE.fullmatch(raw.strip())
     if not m:
-        raise InvalidIdentifier("a birth date is written YYYY-MM-DD (00 for an unknown day or month)")
+        raise InvalidIdentifier(_("a birth date is written YYYY-MM-DD (00 for an unknown day or month)"))
     year, month, day = (int(g) for g in m.groups())
     if not 1900 <= year <= 2100 or month > 12 or day > 31:
-        raise InvalidIdentifier("the birth date is not a possible date")
+        raise InvalidIdentifier(_("the birth date is not a possible date"))
     return m.group(0)
 
 
@@ -65,5 +66,5 @@ def nrn_input(raw: str) -> PrfInput:
 def fallback_input(family: str, given: str, birth_date: str) -> PrfInput:
     fam, giv = normalise_name(family), normalise_name(given)
     if not fam or not giv:
-        raise InvalidIdentifier("the fallback identity needs a family name and given names")
+        raise InvalidIdentifier(_("the fallback identity needs a family name and given names"))
     return PrfInput("fallback", f"fallback:{fam}|{giv}|{normalise_birth_date(birth_date)}".encode())

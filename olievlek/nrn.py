@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from olievlek.errors import InvalidIdentifier
+from olievlek.i18n import _
 
 _SEPARATORS = re.compile(r"[\s.\-/]")
 
@@ -31,15 +32,16 @@ def normalise_national_number(raw: str) -> str:
     """
     digits = _SEPARATORS.sub("", raw)
     if not digits.isascii() or not digits.isdigit():
-        raise InvalidIdentifier("a national register number has only digits and separators")
+        raise InvalidIdentifier(_("a national register number has only digits and separators"))
     if len(digits) != 11:
-        raise InvalidIdentifier(f"a national register number has 11 digits, this one has {len(digits)}")
+        raise InvalidIdentifier(_("a national register number has 11 digits, this one has {value}")
+                                  .format(value=len(digits)))
     month, day = int(digits[2:4]), int(digits[4:6])
     base_month = month % 20 if month >= 20 else month
     if month >= 60 or base_month > 12:
-        raise InvalidIdentifier("the month part is not a month (00-12, +20 or +40 for bis numbers)")
+        raise InvalidIdentifier(_("the month part is not a month (00-12, +20 or +40 for bis numbers)"))
     if day > 31:
-        raise InvalidIdentifier("the day part is not a day (00-31)")
+        raise InvalidIdentifier(_("the day part is not a day (00-31)"))
     if int(digits[9:]) not in _check(digits[:9]):
-        raise InvalidIdentifier("the check digits do not match (mod-97, both century rules tried)")
+        raise InvalidIdentifier(_("the check digits do not match (mod-97, both century rules tried)"))
     return digits

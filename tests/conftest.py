@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
+# Tests read the English texts; the Dutch ones (the default for users) are tested where they are shown.
+os.environ["OLIEVLEK_LANG"] = "en"
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass

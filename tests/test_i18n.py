@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +53,24 @@ def test_dutch_is_the_default_and_english_on_request(monkeypatch: pytest.MonkeyP
     assert translator("en").gettext("withheld") == "withheld"
     monkeypatch.setenv("OLIEVLEK_LANG", "en")
     assert translator().gettext("withheld") == "withheld"
+
+
+async def test_a_regisseur_uses_the_node_in_dutch(broker, nodes) -> None:  # type: ignore[no-untyped-def]
+    gent = await nodes.start("gent", broker.port)
+    sock = str(gent.config.socket)
+    bad = json.dumps({"national_number": "85073003399", "given_names": "A", "family_name": "B"})
+
+    def run(*args: str, lang: str | None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "OLIEVLEK_LANG"} | ({"OLIEVLEK_LANG": lang} if lang else {})
+        return subprocess.run([sys.executable, "-m", "olievlek", *args], input=stdin, capture_output=True,
+                              text=True, timeout=60, check=False, env=env)
+
+    for lang, error, empty, opened in ((None, "de controlecijfers kloppen niet", "inbox is leeg", "dossier 1 geopend"),
+                                       ("en", "the check digits do not match", "inbox is empty", "case 1 opened")):
+        r = await asyncio.to_thread(run, "case", "open", "--socket", sock, lang=lang, stdin=bad)
+        assert r.returncode == 2 and error in r.stderr and "85073003399" not in r.stderr, r.stderr
+        r = await asyncio.to_thread(run, "inbox", "--socket", sock, lang=lang)
+        assert empty in r.stdout, r.stdout
+        good = json.dumps({"national_number": "85.07.30-033.28", "given_names": "A", "family_name": "B"})
+        r = await asyncio.to_thread(run, "case", "open", "--socket", sock, "--phase", "signal", lang=lang, stdin=good)
+        assert opened.replace("1", "2" if lang else "1") in r.stdout, r.stdout

@@ -89,7 +89,8 @@ async def test_the_dashboard_renders_in_chromium_and_answers_the_questions(
     _gent, _antwerpen, vvsg = round_
     await _reports_at(vvsg, 4)
     out = tmp_path / "dash"
-    r = await asyncio.to_thread(cli, "report", "dashboard", "--socket", str(vvsg.config.socket), "--out", str(out))
+    r = await asyncio.to_thread(cli, "--lang", "nl", "report", "dashboard", "--socket", str(vvsg.config.socket),
+                                "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 rapporten samengevoegd" in r.stdout  # Dutch by default
     rows = list(csv.DictReader((out / "figures.csv").open()))
@@ -136,9 +137,10 @@ def _render(page: Path, shot: Path) -> tuple[dict[str, object], Path]:
 async def test_the_report_speaks_dutch_and_english(round_: tuple[NodeServer, NodeServer, NodeServer]) -> None:
     gent, _antwerpen, _vvsg = round_
     sock = str(gent.config.socket)
-    nl = await asyncio.to_thread(cli, "report", "monitor", "--socket", sock, "--quarter", "2026Q3", "--dry-run")
-    en = await asyncio.to_thread(cli, "report", "monitor", "--socket", sock, "--quarter", "2026Q3", "--dry-run",
-                                 "--lang", "en")
+    nl = await asyncio.to_thread(cli, "--lang", "nl", "report", "monitor", "--socket", sock, "--quarter", "2026Q3",
+                                 "--dry-run")
+    en = await asyncio.to_thread(cli, "--lang", "en", "report", "monitor", "--socket", sock, "--quarter", "2026Q3",
+                                 "--dry-run")
     assert nl.returncode == en.returncode == 0, nl.stderr + en.stderr
     assert "Monitoringrapport 2026Q3" in nl.stdout and "achtergehouden" in nl.stdout and "opvolging" in nl.stdout
     assert "Monitoring report 2026Q3" in en.stdout and "withheld" in en.stdout and "follow-up" in en.stdout

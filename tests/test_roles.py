@@ -108,7 +108,8 @@ def _run_as(user: str, *args: str, stdin: str | None = None) -> subprocess.Compl
     # subprocess keeps the parent's groups unless told: the user's own group is what reaches the socket.
     return subprocess.run([*_found[user], *args], user=user, group=GROUP["name"], extra_groups=[GROUP["name"]],
                           input=stdin, capture_output=True, text=True,
-                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "COLUMNS": "200"})
+                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "COLUMNS": "200",
+                                                          "OLIEVLEK_LANG": "en"})
 
 
 async def test_roles_and_need_to_know_through_the_cli(accounts: dict[str, object], broker: BrokerServer,

@@ -1431,6 +1431,7 @@ Global___IdentifyResponse: _TypeAlias = IdentifyResponse  # noqa: Y015
 class LocalRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    LANG_FIELD_NUMBER: _builtins.int
     CASE_OPEN_FIELD_NUMBER: _builtins.int
     ALERT_MOVE_FIELD_NUMBER: _builtins.int
     INBOX_LIST_FIELD_NUMBER: _builtins.int
@@ -1459,6 +1460,8 @@ class LocalRequest(_message.Message):
     DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
     MONITOR_REPORT_FIELD_NUMBER: _builtins.int
     MONITOR_LIST_FIELD_NUMBER: _builtins.int
+    lang: _builtins.str
+    """The language to answer in (nl, en; empty: the node's setting)."""
     @_builtins.property
     def case_open(self) -> Global___CaseOpenRequest: ...
     @_builtins.property
@@ -1518,6 +1521,7 @@ class LocalRequest(_message.Message):
     def __init__(
         self,
         *,
+        lang: _builtins.str = ...,
         case_open: Global___CaseOpenRequest | None = ...,
         alert_move: Global___AlertMoveRequest | None = ...,
         inbox_list: Global___InboxListRequest | None = ...,
@@ -1549,7 +1553,7 @@ class LocalRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "lang", b"lang", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify", "monitor_report", "monitor_list"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
