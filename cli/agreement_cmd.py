@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from olievlek.i18n import _
+from olievlek.i18n import N_, _
 from olievlek.v1 import local_pb2
 
 from .cases import CaseOpt, SocketOpt, day
@@ -25,9 +25,10 @@ agreement_app = typer.Typer(help="A person's recorded agreements on a case.", no
 
 
 def _show(r: local_pb2.AgreementResponse) -> None:
-    table = Table(title="Agreements")
-    for col in ("id", "recipient kinds", "purposes", "valid until", "evidence", "recorded", "withdrawn"):
-        table.add_column(col)
+    table = Table(title=_("Agreements"))
+    for col in (N_("id"), N_("recipient kinds"), N_("purposes"), N_("valid until"), N_("evidence"), N_("recorded"),
+                N_("withdrawn")):
+        table.add_column(_(col))
     for a in r.agreements:
         table.add_row(str(a.agreement_id), ", ".join(a.recipient_kinds), ", ".join(a.purposes),
                       day(a.valid_until_ms), a.evidence_ref, day(a.recorded_ms), day(a.withdrawn_ms))

@@ -19,6 +19,7 @@ from . import (
     agreement_cmd,
     audit_cmd,
     cases,
+    help_texts,
     liaison_cmd,
     pki_cmd,
     policy_cmd,
@@ -67,6 +68,7 @@ app.add_typer(liaison_cmd.disclosure_app, name="disclosure")
 app.add_typer(liaison_cmd.directory_app, name="directory")
 app.add_typer(report_cmd.report_app, name="report")
 app.command("up")(up.up)
+help_texts.translate(app, _)  # the regisseur's --help, in their language
 
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).", exists=True)]

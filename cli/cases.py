@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from olievlek.i18n import _
+from olievlek.i18n import N_, _
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -100,7 +100,7 @@ def _case_row(c: local_pb2.CaseInfo) -> tuple[str, ...]:
             f"{c.opened_year}-{c.opened_month:02d}")
 
 
-_CASE_COLUMNS = ("case", "phase", "risk", "concerns", "agencies", "contact", "opened")
+_CASE_COLUMNS = (N_("case"), N_("phase"), N_("risk"), N_("concerns"), N_("agencies"), N_("contact"), N_("opened"))
 
 
 @case_app.command("list")
@@ -110,9 +110,9 @@ def case_list(socket: SocketOpt) -> None:
     if not cases:
         out.print(_("no cases"))
         return
-    table = Table(title="Cases")
+    table = Table(title=_("Cases"))
     for col in _CASE_COLUMNS:
-        table.add_column(col)
+        table.add_column(_(col))
     for c in cases:
         table.add_row(*_case_row(c))
     out.print(table)
@@ -127,7 +127,7 @@ def case_show(
     """A case with its subject's identity; the read is written to the node's access log."""
     r = call(socket, local_pb2.LocalRequest(case_show=local_pb2.CaseShowRequest(
         case_id=case, purpose=enums.parse(enums.PURPOSES, "purpose", purpose)))).case_show
-    table = Table(title=f"Case {case}", show_header=False)
+    table = Table(title=_("Case {case}").format(case=case), show_header=False)
     table.add_column("field")
     table.add_column("value")
     for name, value in zip(_CASE_COLUMNS, _case_row(r.case), strict=True):
@@ -214,9 +214,9 @@ def case_access_log(
     """Who opened which case's identifying fields, when and why."""
     entries = list(call(socket, local_pb2.LocalRequest(access_log=local_pb2.AccessLogRequest(case_id=case)))
                    .access_log.entries)
-    table = Table(title="Access log")
-    for col in ("when", "uid", "case", "fields", "purpose"):
-        table.add_column(col)
+    table = Table(title=_("Access log"))
+    for col in (N_("when"), N_("uid"), N_("case"), N_("fields"), N_("purpose")):
+        table.add_column(_(col))
     for e in entries:
         table.add_row(_when(e.at_ms), str(e.uid), str(e.case_id), ", ".join(e.fields),
                       enums.name_of(enums.PURPOSES, e.purpose))
@@ -234,13 +234,15 @@ def alert_move(
     """Tell the municipality a followed-up person moves to. Exit 1 when the broker refuses."""
     request = local_pb2.AlertMoveRequest(case_id=case, destination_nis=to, include_fields=include or [],
                                          rule_id=rule)
-    _sent(call(socket, local_pb2.LocalRequest(alert_move=request)).alert_move, f"move alert for case {case}")
+    _sent(call(socket, local_pb2.LocalRequest(alert_move=request)).alert_move, _("move alert for case {case}")
+                                                                                 .format(case=case))
 
 
 def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
-    table = Table(title="Inbox")
-    for col in ("item", "from", "kind", "received", "status", "phase", "risk", "concerns", "contact", "detail"):
-        table.add_column(col)
+    table = Table(title=_("Inbox"))
+    for col in (N_("item"), N_("from"), N_("kind"), N_("received"),
+                N_("status"), N_("phase"), N_("risk"), N_("concerns"), N_("contact"), N_("detail")):
+        table.add_column(_(col))
     for it in items:
         s = it.summary
         table.add_row(
@@ -294,7 +296,8 @@ def _sent(r: local_pb2.AlertMoveResponse, what: str) -> None:
         out.print(_("{what} accepted by the broker for {recipient} (rule {rule_id})")
                     .format(what=what, recipient=r.recipient, rule_id=r.rule_id))
     elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
-        out.print("[bold red]refused[/] " + escape(f"[{r.refusal_code}] {r.refusal_detail}"), highlight=False)
+        out.print(_("[bold red]refused[/] {detail}").format(detail=escape(f"[{r.refusal_code}] {r.refusal_detail}")),
+                  highlight=False)
         if r.refusal_field:
             out.print(_("  field: {refusal_field}   rule: {rule_id}")
                         .format(refusal_field=r.refusal_field, rule_id=r.rule_id), highlight=False)
@@ -320,7 +323,7 @@ def handover_send(
     r = call(socket, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
         case_id=case, destination_nis=to, expected_year=year, expected_month=month,
         needs=[enums.parse(NEEDS, "need", n) for n in need or []]))).alert_move  # type: ignore[misc]
-    _sent(r, f"handover for case {case}")
+    _sent(r, _("handover for case {case}").format(case=case))
 
 
 @inbox_app.command("accept")
@@ -352,9 +355,9 @@ def outbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
         return
     request = local_pb2.LocalRequest(outbox_list=local_pb2.OutboxListRequest())
     items = list(call(_need(socket), request).outbox_list.items)
-    table = Table(title="Outbox")
-    for col in ("id", "kind", "to", "rule", "sent", "status", "outcome", "detail"):
-        table.add_column(col)
+    table = Table(title=_("Outbox"))
+    for col in (N_("id"), N_("kind"), N_("to"), N_("rule"), N_("sent"), N_("status"), N_("outcome"), N_("detail")):
+        table.add_column(_(col))
     for i in items:
         table.add_row(str(i.outbox_id), i.kind, i.recipient, i.rule_id, _when(i.created_at_ms),
                       _OUTBOX_STATUS[i.status], i.outcome or "-", escape(i.detail))

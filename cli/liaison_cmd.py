@@ -18,7 +18,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from olievlek.errors import ConfigError
-from olievlek.i18n import _
+from olievlek.i18n import N_, _
 from olievlek.v1 import local_pb2
 
 from . import enums
@@ -89,9 +89,9 @@ def liaison_query(
                 identities=chunk, purpose=purpose, legal_basis=legal_basis, file_ref=file_ref, first_row=start + 1)))
             rows.extend(r.liaison_query.rows)
             progress.advance(task, len(chunk))
-    table = Table(title=f"Query {file_ref}")
-    for col in ("row", "answer", "contacts", "hit", "why"):
-        table.add_column(col)
+    table = Table(title=_("Query {file_ref}").format(file_ref=file_ref))
+    for col in (N_("row"), N_("answer"), N_("contacts"), N_("hit"), N_("why")):
+        table.add_column(_(col))
     for row in rows:
         table.add_row(str(row.row), _OUTCOME[row.outcome], ", ".join(row.contacts),
                       str(row.hit_id) if row.hit_id else "", escape(row.error))
@@ -112,7 +112,7 @@ def liaison_disclose(
     r = call(socket, local_pb2.LocalRequest(disclosure_ask=local_pb2.DisclosureAskRequest(
         hit_id=hit, contact_id=contact, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []],  # type: ignore[misc]
         purpose=purpose, legal_basis=legal_basis, file_ref=file_ref))).alert_move
-    _sent(r, f"disclosure request about hit {hit}")
+    _sent(r, _("disclosure request about hit {hit}").format(hit=hit))
 
 
 @disclosure_app.command("approve")
@@ -120,7 +120,7 @@ def disclosure_approve(socket: SocketOpt, item: ItemOpt, field: FieldsOpt = None
     """Approve a request: all fields asked, or only the --field ones."""
     r = call(socket, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
         item_id=item, approve=True, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []]))).alert_move  # type: ignore[misc]
-    _sent(r, f"approval of request {item}")
+    _sent(r, _("approval of request {item}").format(item=item))
 
 
 @disclosure_app.command("deny")
@@ -131,7 +131,7 @@ def disclosure_deny(
     """Deny a request with a reason code; the requester gets the code and nothing else."""
     r = call(socket, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
         item_id=item, reason=enums.parse(DENIALS, "reason", reason)))).alert_move  # type: ignore[arg-type]
-    _sent(r, f"denial of request {item}")
+    _sent(r, _("denial of request {item}").format(item=item))
 
 
 @directory_app.command("verify")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from olievlek.i18n import _
+from olievlek.i18n import N_, _
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -75,9 +75,9 @@ def retention_due(
     if not r.items:
         out.print(_("nothing due"))
         return
-    table = Table(title="Retention due")
-    for col in ("case", "closed", "erase on"):
-        table.add_column(col)
+    table = Table(title=_("Retention due"))
+    for col in (N_("case"), N_("closed"), N_("erase on")):
+        table.add_column(_(col))
     for i in r.items:
         table.add_row(str(i.case_id), day(i.closed_ms), day(i.retain_until_ms))
     out.print(table)

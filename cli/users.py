@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from olievlek.i18n import N_, _
 from olievlek.v1 import local_pb2
 
 from . import enums
@@ -28,9 +29,9 @@ def _user(uid: int, role: str, agency: str | None) -> local_pb2.User:
 
 
 def _table(users: list[local_pb2.User]) -> Table:
-    table = Table(title="Users")
-    for col in ("uid", "role", "agency"):
-        table.add_column(col)
+    table = Table(title=_("Users"))
+    for col in (N_("uid"), N_("role"), N_("agency")):
+        table.add_column(_(col))
     for u in users:
         table.add_row(str(u.uid), enums.name_of(ROLES, u.role), enums.name_of(enums.AGENCIES, u.agency))
     return table

@@ -6,6 +6,7 @@ fails `make catalogues` (and the catalogue test) instead of silently appearing i
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -258,7 +259,191 @@ NL = {
     "be differenced)":
         "{year}Q{quarter} is niet voorbij; enkel afgelopen kwartalen worden gerapporteerd (een later rapport over "
         "hetzelfde kwartaal zou ermee vergeleken kunnen worden)",
+    # Tables and what was sent.
+    "Access log": "Toegangslogboek", "Agreements": "Akkoorden", "Case {case}": "Dossier {case}", "Cases": "Dossiers",
+    "Inbox": "Inbox", "Outbox": "Outbox", "Query {file_ref}": "Vraag {file_ref}", "Retention due": "Te wissen",
+    "Users": "Gebruikers", "[bold red]refused[/] {detail}": "[bold red]geweigerd[/] {detail}",
+    "agencies": "partners", "answer": "antwoord", "approval of request {item}": "goedkeuring van verzoek {item}",
+    "case": "dossier", "concerns": "vormen van extremisme", "contact": "contact", "contacts": "contacten",
+    "denial of request {item}": "weigering van verzoek {item}", "detail": "toelichting",
+    "disclosure request about hit {hit}": "verzoek tot inzage over treffer {hit}", "erase on": "wissen op",
+    "evidence": "bewijs", "fields": "velden", "from": "van",
+    "handover for case {case}": "overdracht voor dossier {case}",
+    "hit": "treffer", "id": "nr", "item": "item", "kind": "soort", "move alert for case {case}":
+        "verhuismelding voor dossier {case}", "outcome": "uitkomst", "purpose": "doel", "purposes": "doeleinden",
+    "received": "ontvangen", "recipient kinds": "soorten ontvangers", "recorded": "vastgelegd", "risk": "risico",
+    "role": "rol", "row": "rij", "rule": "regel", "sent": "verstuurd", "status": "status", "to": "aan", "uid": "uid",
+    "valid until": "geldig tot", "when": "wanneer", "why": "waarom", "withdrawn": "ingetrokken",
 }
+
+# `--help` of the regisseur's commands (cli/help_texts.py). Option values stay as typed: they are tokens.
+HELP_NL = {
+    "A case carried over from paper: the month it opened, YYYY-MM.":
+        "Een dossier overgenomen van papier: de maand waarin het geopend werd, JJJJ-MM.",
+    "A case with its subject's identity; the read is written to the node's access log.":
+        "Een dossier met de identiteit van de persoon; het inzien wordt in het toegangslogboek van het knooppunt "
+        "geschreven.",
+    "A field (repeatable): phase, concerns, risk-level, agencies, month-opened.":
+        "Een veld (herhaalbaar): phase, concerns, risk-level, agencies, month-opened.",
+    "A finished calendar quarter, e.g. 2026Q3.": "Een afgelopen kalenderkwartaal, bv. 2026Q3.",
+    "A person's data at this node.": "De gegevens van een persoon op dit knooppunt.",
+    "A person's recorded agreements on a case.": "De vastgelegde akkoorden van een persoon bij een dossier.",
+    "A table member's agency at the table.": "De partner die een tafellid aan tafel vertegenwoordigt.",
+    "Add a note (read from a file, stdin or a prompt, never from arguments; stored encrypted).":
+        "Voeg een notitie toe (uit een bestand, stdin of een prompt, nooit als argument; versleuteld bewaard).",
+    "Agency at the table (repeatable).": "Partner aan tafel (herhaalbaar).",
+    "Agency at the table (repeatable; replaces).": "Partner aan tafel (herhaalbaar; vervangt).",
+    "Agreement id.": "Nummer van het akkoord.",
+    "Agreements recorded on a case, withdrawn ones included.":
+        "Akkoorden vastgelegd bij een dossier, ook de ingetrokken.",
+    "Approve a request: all fields asked, or only the --field ones.":
+        "Keur een verzoek goed: alle gevraagde velden, of enkel die met --field.",
+    "Ask the directory whether a person is known (federal liaison, justice house).":
+        "Vraag het verwijzingsrepertorium of een persoon gekend is (federale verbindingspersoon, justitiehuis).",
+    "Ask the holder of a hit for more; the holder's regisseur approves (perhaps fewer fields) or denies.":
+        "Vraag de houder van een treffer om meer; de regisseur van de houder keurt goed (misschien minder velden) "
+        "of weigert.",
+    "At the monitor: combine the reports received per region and quarter into a dashboard.":
+        "Bij de monitor: voeg de ontvangen rapporten per regio en kwartaal samen tot een dashboard.",
+    "CSV (header: national_number,...) or a JSON identity; else stdin or a prompt.":
+        "CSV (kopregel: national_number,...) of een JSON-identiteit; anders stdin of een prompt.",
+    "Case files at this node.": "Dossiers op dit knooppunt.",
+    "Case id at this node.": "Dossiernummer op dit knooppunt.",
+    "Change a case's concerns, risk level or agencies at the table.":
+        "Wijzig de vormen van extremisme, het risiconiveau of de partners aan tafel van een dossier.",
+    "Close a case: its retention starts now (per its lawful basis).":
+        "Sluit een dossier af: de bewaartermijn begint nu (volgens de rechtsgrond).",
+    "Closed cases whose retention ends within the given time.":
+        "Afgesloten dossiers waarvan de bewaartermijn binnen de gegeven tijd afloopt.",
+    "Compute this municipality's figures for a quarter, withhold what could identify, send them.":
+        "Bereken de cijfers van deze gemeente voor een kwartaal, houd achter wat kan identificeren, en verstuur ze.",
+    "Concern category (repeatable).": "Vorm van extremisme (herhaalbaar).",
+    "Concern category (repeatable; replaces).": "Vorm van extremisme (herhaalbaar; vervangt).",
+    "Decide on disclosure requests about persons this node holds.":
+        "Beslis over verzoeken tot inzage over personen die dit knooppunt opvolgt.",
+    "Deny a request with a reason code; the requester gets the code and nothing else.":
+        "Weiger een verzoek met een redencode; de aanvrager krijgt de code en niets anders.",
+    "Directory for dashboard.html and figures.csv.": "Map voor dashboard.html en figures.csv.",
+    "Enter a person's identifier (prompt, stdin or file) and match it to waiting items.":
+        "Geef de identificatie van een persoon in (prompt, stdin of bestand) en koppel ze aan wachtende items.",
+    "Erase even though the case is open.": "Wis ook al is het dossier nog open.",
+    "Erase every closed case whose retention has ended, and tell every recipient.":
+        "Wis elk afgesloten dossier waarvan de bewaartermijn verstreken is, en verwittig elke ontvanger.",
+    "Erase one case's subject now (an access or erasure request), and tell every recipient.":
+        "Wis nu de persoon van één dossier (een verzoek tot inzage of wissing), en verwittig elke ontvanger.",
+    "Everything this node holds about a case's subject, for an access request (the read is logged).":
+        "Alles wat dit knooppunt over de persoon van een dossier bewaart, voor een verzoek tot inzage (het lezen "
+        "wordt gelogd).",
+    "Expected release month, YYYY-MM.": "Verwachte maand van vrijlating, JJJJ-MM.",
+    "Follow-up need (repeatable): housing, employment, mental-health, substance-use, family-support, education, "
+    "disengagement-coaching, other.":
+        "Nood aan opvolging (herhaalbaar): housing, employment, mental-health, substance-use, family-support, "
+        "education, disengagement-coaching, other.",
+    "Give a local user a role at this node.": "Geef een lokale gebruiker een rol op dit knooppunt.",
+    "Hand a person's follow-up over to the LIVC where they will live. Exit 1 when refused.":
+        "Draag de opvolging van een persoon over aan de LIVC waar die zal wonen. Afsluitcode 1 bij weigering.",
+    "Hand follow-up over to the municipality of release (justice house, prison).":
+        "Draag de opvolging over aan de gemeente van vrijlating (justitiehuis, gevangenis).",
+    "How many days longer.": "Hoeveel dagen langer.",
+    "Inbox item id of the disclosure request.": "Inbox-itemnummer van het verzoek tot inzage.",
+    "Inbox item id.": "Inbox-itemnummer.",
+    "Is any of these persons followed up? Hit (with the holders' contacts) or no hit, per row.":
+        "Wordt een van deze personen opgevolgd? Treffer (met de contacten van de houders) of geen treffer, per rij.",
+    "Keep a closed case longer, for a logged reason.": "Bewaar een afgesloten dossier langer, om een gelogde reden.",
+    "Last day it holds, YYYY-MM-DD.": "Laatste dag waarop het geldt, JJJJ-MM-DD.",
+    "Lawful-basis code of the node's configuration (sets retention).":
+        "Code van de rechtsgrond uit de configuratie van het knooppunt (bepaalt de bewaartermijn).",
+    "Let a table member see a case (need-to-know), or take that away.":
+        "Laat een tafellid een dossier zien (need-to-know), of neem dat weer af.",
+    "List what arrived; items wait *pending identification* until matched.":
+        "Toon wat binnenkwam; items wachten *in afwachting van identificatie* tot ze gekoppeld zijn.",
+    "Local users of this node and their roles (node administrators only).":
+        "Lokale gebruikers van dit knooppunt en hun rollen (enkel beheerders van het knooppunt).",
+    "Look ahead, e.g. 30d.": "Vooruitkijken, bv. 30d.",
+    "Move a case to another phase; the change is dated and kept with who made it.":
+        "Zet een dossier in een andere fase; de wijziging wordt gedateerd en bewaard met wie ze maakte.",
+    "NIS code of the municipality of release.": "NIS-code van de gemeente van vrijlating.",
+    "NIS code of the municipality the person moves to.": "NIS-code van de gemeente waarheen de persoon verhuist.",
+    "NIS code where the person may live instead.": "NIS-code waar de persoon misschien wel woont.",
+    "Not our municipality: return the item to its sender (nothing of it stays here but a tombstone).":
+        "Niet onze gemeente: stuur het item terug naar de afzender (er blijft hier enkel een grafsteen van over).",
+    "One case's retention.": "De bewaartermijn van één dossier.",
+    "One of this node's legal-basis codes.": "Een van de rechtsgrondcodes van dit knooppunt.",
+    "One of: low, medium, high.": "Een van: low, medium, high.",
+    "One of: regisseur, table-member, administrator.": "Een van: regisseur, table-member, administrator.",
+    "One of: retention-ended, subject-request, agreement-withdrawn, unlawful.":
+        "Een van: retention-ended, subject-request, agreement-withdrawn, unlawful.",
+    "One of: signal, pre-analysis, follow-up, closed.": "Een van: signal, pre-analysis, follow-up, closed.",
+    "One of: still-followed-up, legal-hold, access-request-pending.":
+        "Een van: still-followed-up, legal-hold, access-request-pending.",
+    "Only this case (default: all).": "Enkel dit dossier (standaard: alle).",
+    "Open a case. The person's identity is read from a prompt, stdin or --from-file, never from arguments.":
+        "Open een dossier. De identiteit van de persoon wordt gelezen uit een prompt, stdin of --from-file, nooit "
+        "uit argumenten.",
+    "Optional summary field to include: agencies.": "Optioneel veld om mee te sturen: agencies.",
+    "Purpose covered (repeatable), e.g. hit_no_hit_check.": "Gedekt doel (herhaalbaar), bv. hit_no_hit_check.",
+    "Quarterly monitoring figures (municipality) and the dashboard (monitor).":
+        "Kwartaalcijfers voor de monitoring (gemeente) en het dashboard (monitor).",
+    "Re-verify the broker's copy of this node's entries: signatures and content. Exit 1 on a problem.":
+        "Controleer opnieuw wat de broker van de vermeldingen van dit knooppunt bewaart: handtekeningen en inhoud. "
+        "Afsluitcode 1 bij een probleem.",
+    "Read the identity (JSON) from this file instead of stdin or a prompt.":
+        "Lees de identiteit (JSON) uit dit bestand in plaats van uit stdin of een prompt.",
+    "Read the note from this file.": "Lees de notitie uit dit bestand.",
+    "Recipient kind covered (repeatable).": "Gedekt soort ontvanger (herhaalbaar).",
+    "Record id of the signed form, e.g. gent-2026-0042.":
+        "Registratienummer van het ondertekende formulier, bv. gent-2026-0042.",
+    "Record what the person agreed to, for whom, for what, until when.":
+        "Leg vast waarmee de persoon akkoord ging, voor wie, waarvoor, tot wanneer.",
+    "Registered contact id (default: the first).": "Geregistreerde contactpersoon (standaard: de eerste).",
+    "Registered users and their roles.": "Geregistreerde gebruikers en hun rollen.",
+    "Retention at this node: what is due, and erasing it.":
+        "Bewaartermijnen op dit knooppunt: wat afloopt, en het wissen ervan.",
+    "Rule id to invoke (default: the bundle's rule).": "Regel om in te roepen (standaard: de regel van de bundel).",
+    "Send alerts to other organisations.": "Stuur meldingen naar andere organisaties.",
+    "Show the report; do not send it.": "Toon het rapport; verstuur het niet.",
+    "Take a role away from a local user.": "Neem een lokale gebruiker een rol af.",
+    "Take an identified item over: a case opens in pre-analysis and the sender is told.":
+        "Neem een geïdentificeerd item over: een dossier opent in vooronderzoek en de afzender wordt verwittigd.",
+    "Take the assignment away.": "Neem de toewijzing weg.",
+    "Tell the municipality a followed-up person moves to. Exit 1 when the broker refuses.":
+        "Verwittig de gemeente waarheen een opgevolgde persoon verhuist. Afsluitcode 1 als de broker weigert.",
+    "The bundle's purpose, e.g. hit_no_hit_check.": "Het doel uit de bundel, bv. hit_no_hit_check.",
+    "The hit number a query showed.": "Het treffernummer dat een vraag toonde.",
+    "The node's cases, without identifying fields.": "De dossiers van het knooppunt, zonder identificerende velden.",
+    "The node's local socket.": "De lokale socket van het knooppunt.",
+    "The person withdraws an agreement: it stops counting from now.":
+        "De persoon trekt een akkoord in: het geldt vanaf nu niet meer.",
+    "The table member's uid.": "De uid van het tafellid.",
+    "The user's numeric uid on this host.": "De numerieke uid van de gebruiker op deze machine.",
+    "This node's entries in the broker's reference directory.":
+        "De vermeldingen van dit knooppunt in het verwijzingsrepertorium van de broker.",
+    "What other organisations sent to this node.": "Wat andere organisaties naar dit knooppunt stuurden.",
+    "What this node sent, and what became of it.": "Wat dit knooppunt verstuurde, en wat ermee gebeurde.",
+    "What this node sent: delivery status, and what the recipient did with it.":
+        "Wat dit knooppunt verstuurde: afleveringsstatus, en wat de ontvanger ermee deed.",
+    "Where to write the JSON (created with mode 0600).": "Waar de JSON geschreven wordt (aangemaakt met modus 0600).",
+    "Which holder's contact to ask (default: the first).":
+        "Welk contact van een houder je vraagt (standaard: het eerste).",
+    "Who opened which case's identifying fields, when and why.":
+        "Wie welke identificerende velden van welk dossier opende, wanneer en waarom.",
+    "Why you open the identity: follow-up, table-meeting, access-request, correction, supervision.":
+        "Waarom je de identiteit opent: follow-up, table-meeting, access-request, correction, supervision.",
+    "Why: no-lawful-basis, disproportionate, ongoing-follow-up-at-risk, not-held, expired.":
+        "Waarom: no-lawful-basis, disproportionate, ongoing-follow-up-at-risk, not-held, expired.",
+    "Your file reference, in the bundle's pattern.": "Je dossierverwijzing, volgens het patroon van de bundel.",
+    "signal, pre-analysis or follow-up (closing: `case close`).":
+        "signal, pre-analysis of follow-up (afsluiten: `case close`).",
+}
+
+
+def help_ids() -> list[str]:
+    """The regisseur's --help texts, read from the CLI itself (in English: the message ids)."""
+    os.environ["OLIEVLEK_LANG"] = "en"
+    from olievlek.cli import help_texts
+    from olievlek.cli.app import app
+
+    return help_texts.texts(app)
 
 
 def main() -> None:
@@ -266,12 +451,11 @@ def main() -> None:
         template = read_po(f)
     catalog = Catalog(locale="nl", project="olievlek", fuzzy=False)
     missing = []
-    for message in template:
-        if not message.id:
-            continue
-        if message.id not in NL:
-            missing.append(message.id)
-        catalog.add(message.id, NL.get(message.id, ""))
+    dutch = NL | HELP_NL
+    for message_id in sorted({str(m.id) for m in template if m.id} | set(help_ids())):
+        if message_id not in dutch:
+            missing.append(message_id)
+        catalog.add(message_id, dutch.get(message_id, ""))
     if missing:
         sys.exit("no Dutch for: " + "; ".join(map(str, missing)))
     target = LOCALE / "nl" / "LC_MESSAGES"

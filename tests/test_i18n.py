@@ -40,10 +40,15 @@ def test_the_compiled_catalogue_is_the_committed_one() -> None:
 
 def test_every_message_id_in_the_sources_is_in_the_catalogue(tmp_path: Path) -> None:
     pot = tmp_path / "now.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_n_",
+    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_n_", "-k", "N_",
                     "-k", "_", "--no-location", "-o", str(pot), "."], cwd=REPO, check=True, capture_output=True)
     with pot.open("rb") as f:
         ids = {m.id for m in read_po(f) if m.id}
+    from olievlek.cli import help_texts
+    from olievlek.cli.app import app  # imported in English (conftest): the help texts are the message ids
+
+    ids |= set(help_texts.texts(app))
+    assert len(ids) > 250
     assert ids - {m.id for m in _catalog()} == set()  # run `make catalogues`
 
 
@@ -74,3 +79,15 @@ async def test_a_regisseur_uses_the_node_in_dutch(broker, nodes) -> None:  # typ
         good = json.dumps({"national_number": "85.07.30-033.28", "given_names": "A", "family_name": "B"})
         r = await asyncio.to_thread(run, "case", "open", "--socket", sock, "--phase", "signal", lang=lang, stdin=good)
         assert opened.replace("1", "2" if lang else "1") in r.stdout, r.stdout
+
+
+def test_the_help_a_regisseur_reads_is_dutch_unless_asked() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OLIEVLEK_LANG"}
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "olievlek", *args], capture_output=True, text=True, timeout=60,
+                              check=True, env=env | {"COLUMNS": "200"}).stdout
+
+    assert "Open een dossier" in run("case", "open", "--help")
+    assert "Open a case" in run("--lang", "en", "case", "open", "--help")
+    assert "Vraag het verwijzingsrepertorium" in run("liaison", "--help")
