@@ -52,7 +52,15 @@ FLOWS = (_n_("opened"), _n_("closed"), _n_("move alerts sent"), _n_("move alerts
 
 
 def category_label(dimension: int, category: int, _: Gettext) -> str:
-    """A category's name in the reader's language (agencies keep their Dutch acronyms)."""
+    """A category's name in the reader's language (agencies keep their Dutch acronyms); the number of a
+    category this version does not know (a newer sender's)."""
+    try:
+        return _label(dimension, category, _)
+    except (StopIteration, IndexError, KeyError):
+        return str(category)
+
+
+def _label(dimension: int, category: int, _: Gettext) -> str:
     if category == 0 and dimension != D.AGGREGATE_DIMENSION_FLOW:
         return _("total")
     if dimension == D.AGGREGATE_DIMENSION_PHASE:
@@ -100,10 +108,13 @@ def charts(figures: dict[Key, Figure], _: Gettext) -> list[go.Figure]:
     concerns = [(_(CONCERN_LABELS[name]), *_series(figures, quarters, D.AGGREGATE_DIMENSION_CONCERN, value))
                 for name, value in CONCERNS.items()]
     latest = quarters[-1] if quarters else (0, 0)
+    def cell(p: str, b: int) -> Figure:
+        return figures.get(Key("*", *latest, D.AGGREGATE_DIMENSION_PHASE_TIME, PHASES[p] * 10 + b + 1), Figure())
+
     phase_time = go.Figure([
         go.Bar(name=_(band), x=[_(PHASE_LABELS[p]) for p in PHASE_LABELS],
-               y=[figures.get(Key("*", *latest, D.AGGREGATE_DIMENSION_PHASE_TIME, PHASES[p] * 10 + b + 1),
-                              Figure()).value for p in PHASE_LABELS])
+               y=[cell(p, b).value for p in PHASE_LABELS],
+               text=[("≥" if cell(p, b).partial else "") + str(cell(p, b).value) for p in PHASE_LABELS])
         for b, band in enumerate(BAND_LABELS)])
     phase_time.update_layout(title=_("How long cases stay in each phase before they move on") +
                              f" ({latest[0]}Q{latest[1]})", barmode="stack", yaxis_title=_("phase changes"))

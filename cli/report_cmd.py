@@ -23,14 +23,16 @@ from .dashboard import _n_
 from .local_client import call
 
 # The outbox statuses `report monitor` shows after sending.
-STATUSES = (_n_("accepted"), _n_("pending"), _n_("queued"), _n_("refused"))
+STATUSES = (_n_("accepted"), _n_("pending"), _n_("queued"), _n_("refused"), _n_("failed"), _n_("expired"),
+            _n_("rejected"))
 report_app = typer.Typer(help="Quarterly monitoring figures (municipality) and the dashboard (monitor).",
                          no_args_is_help=True)
 @report_app.command("monitor")
 def report_monitor(
     socket: SocketOpt,
     quarter: Annotated[str, typer.Option(help="A finished calendar quarter, e.g. 2026Q3.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the report; do not send it.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show the report as it would be; neither keep nor send it.")] = False,
 ) -> None:
     """Compute this municipality's figures for a quarter, withhold what could identify, send them."""
     m = re.fullmatch(r"(\d{4})Q([1-4])", quarter)

@@ -18,6 +18,7 @@ linking consecutive quarters. No pseudonym is read.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.i18n import _
-from olievlek.suppression import TOTAL, Cell, Figures, period_of, protect
+from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .outbox import OutboxSender
@@ -39,10 +40,7 @@ DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
 BANDS_MS = (MONTH_MS, 3 * MONTH_MS, 6 * MONTH_MS, 12 * MONTH_MS)  # band n: under BANDS_MS[n-1]; 5: longer
 ERASURE_GRACE_MS = 2 * DAY_MS  # the retention timer runs daily
-FLOWS = ("opened", "closed", "alerts_sent", "alerts_received", "alerts_taken_over_within_a_month",
-         "handovers_received", "handovers_accepted", "handovers_accepted_before_release", "handovers_returned",
-         "erasures_on_time", "erasures_late")
-FLOW = {name: i + 1 for i, name in enumerate(FLOWS)}
+FLOW = FLOW_CATEGORY
 PHASES = (summary_pb2.PHASE_SIGNAL, summary_pb2.PHASE_PRE_ANALYSIS, summary_pb2.PHASE_FOLLOW_UP)
 DIMENSIONS = {"phase": summary_pb2.AGGREGATE_DIMENSION_PHASE, "concern": summary_pb2.AGGREGATE_DIMENSION_CONCERN,
               "agency": summary_pb2.AGGREGATE_DIMENSION_AGENCY,
@@ -76,6 +74,7 @@ class Monitoring:
         self._outbox = outbox
         self._monitor = monitor
         self._rule_id = rule_id
+        self._reporting = asyncio.Lock()
         outbox.register(REPORT, self.build_report)
 
     async def raw(self, year: int, quarter: int) -> Figures:
@@ -88,7 +87,7 @@ class Monitoring:
             cell = Cell(src, period, table, category)
             values[cell] = values.get(cell, 0) + n
 
-        for table, categories in (("phase", [TOTAL, *PHASES]), ("duration", range(6)),
+        for table, categories in (("phase", [TOTAL, *PHASES]), ("duration", range(1, 6)),
                                   ("concern", summary_pb2.ConcernCategory.values()[1:]),
                                   ("agency", summary_pb2.AgencyRole.values()[1:]),
                                   ("phase_time", [TOTAL] + [p * 10 + b for p in PHASES for b in range(1, 6)]),
@@ -108,8 +107,7 @@ class Monitoring:
             if start <= opened < end:
                 add("flow", FLOW["opened"])
             if ended is not None and start <= int(ended) < end:
-                add("flow", FLOW["closed"])
-                add("duration", TOTAL)
+                add("flow", FLOW["closed"])  # also the duration table's margin
                 add("duration", band(int(ended) - opened))
             if opened < end and (ended is None or int(ended) >= end):
                 add("phase", TOTAL)
@@ -180,14 +178,16 @@ class Monitoring:
                                                      "differenced)")
                                                      .format(year=req.year, quarter=req.quarter))
         period = period_of(req.year, req.quarter)
-        report = await self._kept(period)
-        if report is None:
-            later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
-            if later is not None and later[0] is not None and int(later[0]) > period:
-                raise RequestError("out_of_order", _("a later quarter was reported already; quarters are reported in "
-                                                     "order, so each one's suppression knows everything published "
-                                                     "before it"))
-            report = await self._protect(req.year, req.quarter, period)
+        async with self._reporting:  # one quarter at a time: each one's protection sees the one before
+            report = await self._kept(period)
+            if report is None:
+                later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
+                if later is not None and later[0] is not None and int(later[0]) > period:
+                    raise RequestError("out_of_order", _("a later quarter was reported already; quarters are "
+                                                         "reported in order, so each one's suppression knows "
+                                                         "everything published before it"))
+                # A look without sending stores nothing: the quarter stays open to a real report.
+                report = await self._protect(req.year, req.quarter, period, keep=req.send)
         outbox_id, status = 0, ""
         if req.send:
             outbox_id = await self._send(period)
@@ -211,7 +211,7 @@ class Monitoring:
                     history.suppressed.add(key)
         return history
 
-    async def _protect(self, year: int, quarter: int, period: int) -> summary_pb2.AggregateReport:
+    async def _protect(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
         raw = await self.raw(year, quarter)
         protected = protect(raw, period, await self._history())
         report = summary_pb2.AggregateReport(year=year, quarter=quarter)
@@ -220,6 +220,8 @@ class Monitoring:
             report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category,
                              count=0 if hidden else raw.values[cell], suppressed=hidden)
         encoded = wire.encode(report)
+        if not keep:
+            return report
 
         async def op(tx: Any) -> None:
             await tx.execute("INSERT OR IGNORE INTO monitoring_reports (period, report, at_ms) VALUES (?, ?, ?)",

@@ -63,16 +63,43 @@ def period_of(year: int, quarter: int) -> int:
 
 # Tables whose categories partition the margin (each case in exactly one category).
 ADDITIVE = frozenset({"phase", "duration", "phase_time"})
+# The flow table's categories, numbered from 1 in this order.
+FLOWS = ("opened", "closed", "alerts_sent", "alerts_received", "alerts_taken_over_within_a_month",
+         "handovers_received", "handovers_accepted", "handovers_accepted_before_release", "handovers_returned",
+         "erasures_on_time", "erasures_late")
+FLOW_CATEGORY = {name: i + 1 for i, name in enumerate(FLOWS)}
+# Counts of a part of another count (flow categories): a published part close to its whole gives the
+# small rest away ("9 received, 7 accepted": 2 were not), so such a part is withheld.
+FLOW_PARTS = (("alerts_received", "alerts_taken_over_within_a_month"), ("handovers_received", "handovers_accepted"),
+              ("handovers_received", "handovers_returned"),
+              ("handovers_accepted", "handovers_accepted_before_release"))
 # Tables that count the cases open at the end of the quarter share one margin: the phase table's.
 # (Concerns and agencies are multi-valued, so their cells do not add up to it.)
 OPEN_CASES = ("phase", "concern", "agency")
 FLOW = "flow"
-OPENED, CLOSED = 1, 2  # categories of the flow table used by the stock identity
+OPENED, CLOSED = FLOW_CATEGORY["opened"], FLOW_CATEGORY["closed"]  # used by the stock identity
 
 
 def margin(source: str, period: int, table: str) -> Cell:
-    """The margin cell of a table; the open-case tables all point at the phase table's margin."""
+    """The margin cell of a table: the open-case tables share the phase table's; the durations of closed
+    cases add up to the flow table's "closed" (one figure, published or withheld once)."""
+    if table == "duration":
+        return Cell(source, period, FLOW, CLOSED)
     return Cell(source, period, "phase" if table in OPEN_CASES else table, TOTAL)
+
+
+def parts(cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
+    """(whole, part) pairs among these cells: each concern or agency count is a part of the open cases,
+    and the flow parts of their wholes."""
+    out = []
+    for c in cells:
+        if c.table in ("concern", "agency") and c.category != TOTAL:
+            out.append((margin(c.source, c.period, c.table), c))
+        if c.table == FLOW:
+            for whole, part in FLOW_PARTS:
+                if c.category == FLOW_CATEGORY[part]:
+                    out.append((Cell(c.source, c.period, FLOW, FLOW_CATEGORY[whole]), c))
+    return out
 
 
 def constraints(cells: Iterable[Cell]) -> list[Constraint]:
@@ -96,8 +123,16 @@ def constraints(cells: Iterable[Cell]) -> list[Constraint]:
 
 
 def recoverable(figures: Figures, rules: list[Constraint]) -> set[Cell]:
-    """Every suppressed cell whose value the published cells and the constraints determine exactly."""
-    unknown = sorted(figures.suppressed)
+    """Every suppressed cell whose value the published cells and the constraints determine exactly;
+    what is found is used to find more (as an attacker would), until nothing more is."""
+    found: set[Cell] = set()
+    while more := _recoverable_once(figures, rules, figures.suppressed - found):
+        found |= more
+    return found
+
+
+def _recoverable_once(figures: Figures, rules: list[Constraint], withheld: set[Cell]) -> set[Cell]:
+    unknown = sorted(withheld)
     index = {c: i for i, c in enumerate(unknown)}
     rows: list[tuple[dict[int, Fraction], Fraction]] = []
     for rule in rules:
@@ -112,16 +147,24 @@ def recoverable(figures: Figures, rules: list[Constraint]) -> set[Cell]:
         if coeffs:
             rows.append((coeffs, rhs))
     found: set[Cell] = set()
-    for coeffs, rhs in rows:  # nonnegative values that must sum to zero are all zero
-        if rhs == 0 and (all(v > 0 for v in coeffs.values()) or all(v < 0 for v in coeffs.values())):
-            found |= {unknown[i] for i in coeffs}
-    for i in _determined(rows, len(unknown)):
+    for i in _determined(rows + _reduced(rows)):
         found.add(unknown[i])
     return found
 
 
-def _determined(rows: list[tuple[dict[int, Fraction], Fraction]], n: int) -> set[int]:
-    """Unknowns fixed by the equations: a reduced row with a single unknown left."""
+def _determined(rows: list[tuple[dict[int, Fraction], Fraction]]) -> set[int]:
+    """Unknowns fixed by an equation: the only unknown left in it, or one of nonnegative unknowns that
+    must sum to zero (all of them are zero)."""
+    fixed: set[int] = set()
+    for coeffs, rhs in rows:
+        if len(coeffs) == 1 or (rhs == 0 and (all(v > 0 for v in coeffs.values())
+                                             or all(v < 0 for v in coeffs.values()))):
+            fixed |= set(coeffs)
+    return fixed
+
+
+def _reduced(rows: list[tuple[dict[int, Fraction], Fraction]]) -> list[tuple[dict[int, Fraction], Fraction]]:
+    """The equations in reduced row echelon form (exact rational elimination)."""
     pivots: dict[int, tuple[dict[int, Fraction], Fraction]] = {}
     for coeffs, rhs in rows:
         row, b = dict(coeffs), rhs
@@ -144,7 +187,7 @@ def _determined(rows: list[tuple[dict[int, Fraction], Fraction]], n: int) -> set
                 new = {j: qrow.get(j, Fraction(0)) - g * row.get(j, Fraction(0)) for j in set(qrow) | set(row)}
                 pivots[q] = ({j: v for j, v in new.items() if v}, qb - g * b)
         pivots[p] = (row, b)
-    return {p for p, (row, _) in pivots.items() if len(row) == 1 and p < n}
+    return list(pivots.values())
 
 
 def protect(figures: Figures, current: int, history: Figures | None = None) -> Figures:
@@ -159,6 +202,10 @@ def protect(figures: Figures, current: int, history: Figures | None = None) -> F
     for cell, value in figures.values.items():
         if value < THRESHOLD:
             combined.suppressed.add(cell)
+    for whole, part in parts(figures.values):  # a part close to its whole: the small rest shows
+        if whole not in combined.suppressed and part not in combined.suppressed and \
+                combined.values.get(whole, 0) - combined.values[part] < THRESHOLD:
+            combined.suppressed.add(part)
     rules = constraints(combined.values)
     while found := recoverable(combined, rules):
         combined.suppressed.add(_complement(min(found), combined, rules, current))

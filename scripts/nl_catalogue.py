@@ -274,6 +274,10 @@ NL = {
     "received": "ontvangen", "recipient kinds": "soorten ontvangers", "recorded": "vastgelegd", "risk": "risico",
     "role": "rol", "row": "rij", "rule": "regel", "sent": "verstuurd", "status": "status", "to": "aan", "uid": "uid",
     "valid until": "geldig tot", "when": "wanneer", "why": "waarom", "withdrawn": "ingetrokken",
+    "expired": "verlopen", "failed": "mislukt", "rejected": "geweigerd door de ontvanger",
+    "that month lies in a quarter already reported to the monitor; give the month the case is entered here":
+        "die maand valt in een kwartaal dat al aan de monitor gerapporteerd werd; geef de maand waarin het dossier "
+        "hier ingevoerd wordt",
 }
 
 # `--help` of the regisseur's commands (cli/help_texts.py). Option values stay as typed: they are tokens.
@@ -401,7 +405,8 @@ HELP_NL = {
         "Bewaartermijnen op dit knooppunt: wat afloopt, en het wissen ervan.",
     "Rule id to invoke (default: the bundle's rule).": "Regel om in te roepen (standaard: de regel van de bundel).",
     "Send alerts to other organisations.": "Stuur meldingen naar andere organisaties.",
-    "Show the report; do not send it.": "Toon het rapport; verstuur het niet.",
+    "Show the report as it would be; neither keep nor send it.":
+        "Toon het rapport zoals het zou zijn; bewaar en verstuur het niet.",
     "Take a role away from a local user.": "Neem een lokale gebruiker een rol af.",
     "Take an identified item over: a case opens in pre-analysis and the sender is told.":
         "Neem een geïdentificeerd item over: een dossier opent in vooronderzoek en de afzender wordt verwittigd.",

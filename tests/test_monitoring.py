@@ -144,3 +144,15 @@ async def test_the_report_speaks_dutch_and_english(round_: tuple[NodeServer, Nod
     assert nl.returncode == en.returncode == 0, nl.stderr + en.stderr
     assert "Monitoringrapport 2026Q3" in nl.stdout and "achtergehouden" in nl.stdout and "opvolging" in nl.stdout
     assert "Monitoring report 2026Q3" in en.stdout and "withheld" in en.stdout and "follow-up" in en.stdout
+
+
+async def test_a_look_keeps_nothing_and_a_reported_quarter_takes_no_late_cases(broker, nodes: NodeFactory) -> None:  # type: ignore[no-untyped-def]
+    leuven = await nodes.start("leuven", broker.port)
+    await _open(leuven, 5, 7, F.PHASE_FOLLOW_UP, [F.CONCERN_CATEGORY_UNCLEAR], 40)
+    look = await local(leuven, local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(
+        year=2026, quarter=3, send=False)))
+    assert look.monitor_report.outbox_id == 0 and len(look.monitor_report.report.cells) > 40
+    assert (await _report(leuven, 2)).status == "accepted"  # Q3 was only looked at: Q2 can still go first
+    assert (await _report(leuven, 3)).status == "accepted"
+    with pytest.raises(Exception, match="already reported"):
+        await _open(leuven, 1, 8, F.PHASE_FOLLOW_UP, [], 41)  # August 2026 lies in the reported Q3

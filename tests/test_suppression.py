@@ -14,7 +14,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from olievlek.regions import combine
-from olievlek.suppression import CLOSED, OPENED, THRESHOLD, TOTAL, Cell, Figures, period_of, protect
+from olievlek.suppression import (
+    CLOSED,
+    FLOW_CATEGORY,
+    OPENED,
+    THRESHOLD,
+    TOTAL,
+    Cell,
+    Figures,
+    constraints,
+    period_of,
+    protect,
+    recoverable,
+)
 from olievlek.v1 import summary_pb2
 
 pytestmark = pytest.mark.timeout(60)
@@ -152,3 +164,44 @@ def test_groups_combine_before_suppression() -> None:
     assert {c.source for c in published(out, Q3)} <= {"olievlek-rand"}
     assert all(v >= THRESHOLD for v in published(out, Q3).values())
     assert attack(published(out, Q3), out.suppressed) == {}
+
+
+# -- regressions from the review of the first version ---------------------------------------------------
+
+def test_zeros_found_in_a_reduced_equation_give_the_rest_away() -> None:
+    s = "gent"
+    values = {Cell(s, Q2, "phase", TOTAL): 18, Cell(s, Q2, "phase", 1): 5, Cell(s, Q2, "phase", 2): 6,
+              Cell(s, Q2, "phase", 3): 7, Cell(s, Q2, "flow", OPENED): 9, Cell(s, Q2, "flow", CLOSED): 6,
+              Cell(s, Q3, "phase", TOTAL): 23, Cell(s, Q3, "phase", 1): 0, Cell(s, Q3, "phase", 2): 23,
+              Cell(s, Q3, "phase", 3): 0, Cell(s, Q3, "flow", OPENED): 5, Cell(s, Q3, "flow", CLOSED): 0}
+    withheld = {Cell(s, Q3, "phase", TOTAL), Cell(s, Q3, "phase", 1), Cell(s, Q3, "phase", 3),
+                Cell(s, Q3, "flow", CLOSED)}
+    # M3 = 23 + x + y and M3 = 18 + 5 - closed: x + y + closed = 0, so all are 0 and M3 = 23.
+    assert recoverable(Figures(values, withheld), constraints(values)) == withheld
+
+
+def test_the_durations_of_closed_cases_add_up_to_the_closed_count() -> None:
+    s = "leuven"
+    before = protect(Figures(quarter(s, Q2, (6, 7, 7), {1: 9}, opened=9, closed=6)
+                             | {Cell(s, Q2, "duration", b): n for b, n in zip(range(1, 6), (6, 0, 0, 0, 0),
+                                                                               strict=True)}), Q2)
+    raw = quarter(s, Q3, (6, 6, 6), {1: 9}, opened=4, closed=6)  # 20 -> 18: 4 opened, 6 closed
+    raw |= {Cell(s, Q3, "duration", b): n for b, n in zip(range(1, 6), (0, 6, 0, 0, 0), strict=True)}
+    out = protect(Figures(raw), Q3, before)
+    public = published(before, Q2) | published(out, Q3)
+    closed = Cell(s, Q3, "flow", CLOSED)
+    if closed not in out.suppressed:  # then `opened` (4) must not follow from the stock identity
+        assert Cell(s, Q3, "flow", OPENED) in out.suppressed
+    assert recoverable(out, constraints(out.values)) == set()
+    assert all(v >= THRESHOLD for v in public.values())
+
+
+def test_a_part_close_to_its_whole_is_withheld() -> None:
+    s = "antwerpen"
+    raw = quarter(s, Q3, (6, 6, 6), {1: 17, 2: 9}, opened=6, closed=5)  # 18 open; 17 islamist: 1 is not
+    raw[Cell(s, Q3, "flow", FLOW_CATEGORY["handovers_received"])] = 9
+    raw[Cell(s, Q3, "flow", FLOW_CATEGORY["handovers_accepted"])] = 7  # 2 were not accepted
+    out = protect(Figures(raw), Q3)
+    assert Cell(s, Q3, "concern", 1) in out.suppressed
+    assert Cell(s, Q3, "concern", 2) not in out.suppressed
+    assert Cell(s, Q3, "flow", FLOW_CATEGORY["handovers_accepted"]) in out.suppressed
