@@ -224,11 +224,11 @@ class Scenario:
 
     def _monitoring(self) -> None:
         fed = self.fed
-        out.rule("10. A monitoring round: Gent and Leuven report 2026Q3, VVSG renders the dashboard")
+        out.rule("10. A monitoring round: Gent and Antwerpen report 2026Q3, VVSG renders the dashboard")
         opened = 0
         for org, count, month, concern in (("gent", 7, 7, summary_pb2.CONCERN_CATEGORY_RIGHT_WING),
                                            ("gent", 5, 8, summary_pb2.CONCERN_CATEGORY_ISLAMIST),
-                                           ("leuven", 2, 9, summary_pb2.CONCERN_CATEGORY_POLARISATION)):
+                                           ("antwerpen", 2, 9, summary_pb2.CONCERN_CATEGORY_POLARISATION)):
             for i in range(count):  # cases carried over from the paper file, opened last quarter
                 first9 = f"6{month}01{i:02d}{len(org):02d}1"
                 number = first9 + f"{97 - int(first9) % 97:02d}"
@@ -237,14 +237,14 @@ class Scenario:
                     phase=summary_pb2.PHASE_FOLLOW_UP, concerns=[concern], opened_year=2026, opened_month=month)))
                 opened += 1
         reports = {org: call(fed.socket(org), local_pb2.LocalRequest(monitor_report=local_pb2.MonitorReportRequest(
-            year=2026, quarter=3, send=True))).monitor_report for org in ("gent", "leuven")}
+            year=2026, quarter=3, send=True))).monitor_report for org in ("gent", "antwerpen")}
         for org, r in reports.items():
             withheld = sum(c.suppressed for c in r.report.cells)
             self.expect(r.status == "accepted", f"{org} sent its 2026Q3 report: {withheld} of {len(r.report.cells)} "
                         "figures withheld")
-        self.expect(all(c.suppressed for c in reports["leuven"].report.cells
+        self.expect(all(c.suppressed for c in reports["antwerpen"].report.cells
                         if c.dimension == summary_pb2.AGGREGATE_DIMENSION_PHASE),
-                    "Leuven's two cases appear in no figure")
+                    "Antwerpen's two carried-over cases appear in no figure")
         monitor = fed.socket("vvsg")
         self.expect(_wait_for(lambda: len(call(monitor, local_pb2.LocalRequest(
             monitor_list=local_pb2.MonitorListRequest())).monitor_list.reports) == 2), "VVSG received both reports")

@@ -21,11 +21,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.i18n import _
+from olievlek.identity import OrgId
+from olievlek.policy import Bundle
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -63,12 +66,35 @@ def _month_start(year: int, month: int) -> int:
     return int(dt.datetime(year, month, 1, tzinfo=dt.UTC).timestamp() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class Cooperation:
+    """A group whose members combine their figures before suppression (bundle ``monitoring.combined``)."""
+
+    group: str
+    aggregator: str
+    members: tuple[str, ...]
+    rule_id: str  # the rule that lets members send their figures to the aggregator
+
+
+def cooperation(bundle: Bundle, org_id: str) -> Cooperation | None:
+    """This organisation's cooperation that combines figures, from the bundle (None: reports alone)."""
+    entry = bundle.combined.get(OrgId(org_id))
+    if entry is None:
+        return None
+    group, aggregator = entry
+    members = tuple(sorted(str(m) for m, (g, _a) in bundle.combined.items() if g == group))
+    rule = next((r.id for r in bundle.rules.values() if r.allows and REPORT in r.kinds
+                 and r.relation == "group_members" and r.recipient_group == group), "")
+    return Cooperation(group, str(aggregator), members, rule)
+
+
 class Monitoring:
     """Computes, protects, keeps and sends this node's quarterly figures."""
 
     def __init__(self, org_id: str, store: NodeStore, outbox: OutboxSender, monitor: str, rule_id: str,
-                 regions: dict[str, str]) -> None:
+                 regions: dict[str, str], cooperation: Cooperation | None = None) -> None:
         self._regions = regions
+        self._coop = cooperation
         self._org_id = org_id
         self._store = store
         self._outbox = outbox
@@ -77,10 +103,20 @@ class Monitoring:
         self._reporting = asyncio.Lock()
         outbox.register(REPORT, self.build_report)
 
-    async def raw(self, year: int, quarter: int) -> Figures:
-        """The quarter's unsuppressed figures (they never leave the node)."""
+    @property
+    def _source(self) -> str:
+        """Whose figures this node publishes: its own, or (as a cooperation's aggregator) the group's."""
+        return self._coop.group if self._coop else self._org_id
+
+    @property
+    def _member(self) -> bool:
+        """A member of a cooperation that combines figures, other than its aggregator."""
+        return self._coop is not None and self._coop.aggregator != self._org_id
+
+    async def raw(self, year: int, quarter: int, source: str = "") -> Figures:
+        """The quarter's unsuppressed figures (they leave the node only to its cooperation's aggregator)."""
         start, end = quarter_bounds(year, quarter)
-        period, src = period_of(year, quarter), self._org_id
+        period, src = period_of(year, quarter), source or self._org_id
         values: dict[Cell, int] = {}
 
         def add(table: str, category: int, n: int = 1) -> None:
@@ -187,7 +223,10 @@ class Monitoring:
                                                          "reported in order, so each one's suppression knows "
                                                          "everything published before it"))
                 # A look without sending stores nothing: the quarter stays open to a real report.
-                report = await self._protect(req.year, req.quarter, period, keep=req.send)
+                if self._member:
+                    report = await self._unsuppressed(req.year, req.quarter, period, keep=req.send)
+                else:
+                    report = await self._protect(req.year, req.quarter, period, keep=req.send)
         outbox_id, status = 0, ""
         if req.send:
             outbox_id = await self._send(period)
@@ -205,20 +244,62 @@ class Monitoring:
         history = Figures()
         for period, raw in await self._store.db.fetchall("SELECT period, report FROM monitoring_reports"):
             for cell in summary_pb2.AggregateReport.FromString(bytes(raw)).cells:
-                key = Cell(self._org_id, int(period), TABLE_OF[cell.dimension], cell.category)
+                key = Cell(self._source, int(period), TABLE_OF[cell.dimension], cell.category)
                 history.values[key] = cell.count
                 if cell.suppressed:
                     history.suppressed.add(key)
         return history
 
     async def _protect(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
-        raw = await self.raw(year, quarter)
+        raw = await self._combined(year, quarter, period) if self._coop else await self.raw(year, quarter)
         protected = protect(raw, period, await self._history())
-        report = summary_pb2.AggregateReport(year=year, quarter=quarter)
+        report = summary_pb2.AggregateReport(year=year, quarter=quarter,
+                                             source=self._coop.group if self._coop else "")
         for cell in sorted(raw.values):
             hidden = cell in protected.suppressed
             report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category,
                              count=0 if hidden else raw.values[cell], suppressed=hidden)
+        return await self._keep(period, report, keep)
+
+    async def _unsuppressed(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
+        """A cooperation member's figures for its aggregator, before suppression (the group agreed to it)."""
+        raw = await self.raw(year, quarter)
+        report = summary_pb2.AggregateReport(year=year, quarter=quarter)
+        for cell in sorted(raw.values):
+            report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category, count=raw.values[cell])
+        return await self._keep(period, report, keep)
+
+    async def _combined(self, year: int, quarter: int, period: int) -> Figures:
+        """At a cooperation's aggregator: its own figures plus every other member's, as the group's.
+
+        Raises:
+            RequestError: a member's figures for the quarter have not arrived yet.
+        """
+        assert self._coop is not None
+        group = self._coop.group
+        total: dict[Cell, int] = {}
+        for cell, value in (await self.raw(year, quarter, group)).values.items():
+            total[cell] = value
+        arrived: set[str] = set()
+        for sender, raw in await self._store.db.fetchall("SELECT sender, envelope FROM inbox WHERE kind = ?",
+                                                         (REPORT,)):
+            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+            r = body.aggregate_report
+            if sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter):
+                continue
+            arrived.add(sender)
+            for c in r.cells:
+                key = Cell(group, period, TABLE_OF[c.dimension], c.category)
+                total[key] = total.get(key, 0) + c.count
+        missing = sorted(set(self._coop.members) - arrived - {self._org_id})
+        if missing:
+            raise RequestError("members_missing", _("the figures of {missing} for this quarter have not arrived; "
+                                                    "the group is reported when every member's are in")
+                               .format(missing=", ".join(missing)))
+        return Figures(total)
+
+    async def _keep(self, period: int, report: summary_pb2.AggregateReport, keep: bool
+                    ) -> summary_pb2.AggregateReport:
         encoded = wire.encode(report)
         if not keep:
             return report
@@ -234,7 +315,12 @@ class Monitoring:
         return kept
 
     async def _send(self, period: int) -> int:
-        if not self._monitor:
+        """To the monitor; a cooperation member's to its aggregator instead (never to the monitor)."""
+        recipient, rule = (self._monitor, self._rule_id)
+        if self._member:
+            assert self._coop is not None
+            recipient, rule = self._coop.aggregator, self._coop.rule_id
+        if not recipient or not rule:
             raise RequestError("no_monitor", _("the bundle names no monitor organisation and rule for reports"))
         key = f"report-{period}"  # one report per quarter: resending reuses the key, so it is one envelope
 
@@ -242,8 +328,7 @@ class Monitoring:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
             if row is not None:
                 return int(row[0])
-            return await self._store.add_intent_txn(tx, key, REPORT, self._monitor, self._rule_id,
-                                                    {"period": period}, now_ms())
+            return await self._store.add_intent_txn(tx, key, REPORT, recipient, rule, {"period": period}, now_ms())
         outbox_id: int = await self._store.writer.write(op)
         self._outbox.kick()
         return outbox_id

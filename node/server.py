@@ -29,7 +29,7 @@ from .inbox import Inbox
 from .intake import Intake
 from .liaison import Liaison
 from .local_api import LocalApi
-from .monitoring import Monitoring
+from .monitoring import Monitoring, cooperation
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .retention import Retention
@@ -103,8 +103,9 @@ class NodeServer:
         monitors = [o.id for o in bundle.orgs.values() if o.kind == OrgKind.MONITOR
                     and bundle.rules_for("report.aggregate", cfg.org_id, o.kind)]
         rules = bundle.rules_for("report.aggregate", cfg.org_id, OrgKind.MONITOR)
+        regions = {str(k): v for k, v in bundle.regions.items()} | {g: g for g in set(bundle.regions.values())}
         monitoring = Monitoring(cfg.org_id, self._store, outbox, monitors[0] if monitors else "",
-                                rules[0].id if rules else "", {str(k): v for k, v in bundle.regions.items()})
+                                rules[0].id if rules else "", regions, cooperation(bundle, cfg.org_id))
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
                                liaison, monitoring, cfg.language)
         await self._local.start()

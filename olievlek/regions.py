@@ -37,7 +37,8 @@ def combine(reports: Iterable[tuple[str, summary_pb2.AggregateReport]],
     out: dict[Key, Figure] = {}
     latest: dict[tuple[str, int, int], summary_pb2.AggregateReport] = {}
     for sender, report in reports:  # a resent report is the same report: count it once
-        latest[(sender, report.year, report.quarter)] = report
+        # A cooperation's combined report counts for the group (its aggregator only carried it).
+        latest[(report.source or sender, report.year, report.quarter)] = report
     for (sender, year, quarter), report in sorted(latest.items()):
         for region in {region_of.get(sender, ""), "*"}:
             for cell in report.cells:

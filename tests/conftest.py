@@ -92,6 +92,7 @@ def make_pki(root: Path) -> Pki:
     ca.issue_org(OrgIdentity(OrgKind.JUSTICE_HOUSE, OrgId("jh-antwerpen")))
     ca.issue_org(OrgIdentity(OrgKind.FEDERAL_LIAISON, OrgId("fed-liaison")))
     ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId("vvsg")))
+    ca.issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("mechelen")))
     ca.issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("livc-zennevallei")))  # serves three NIS codes
     for share in (1, 2):
         ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])

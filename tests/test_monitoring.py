@@ -17,6 +17,7 @@ import pytest
 from olievlek.node.server import NodeServer
 
 from olievlek.identity import OrgKind
+from olievlek.regions import Key, combine
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .conftest import NodeFactory
@@ -156,3 +157,42 @@ async def test_a_look_keeps_nothing_and_a_reported_quarter_takes_no_late_cases(b
     assert (await _report(leuven, 3)).status == "accepted"
     with pytest.raises(Exception, match="already reported"):
         await _open(leuven, 1, 8, F.PHASE_FOLLOW_UP, [], 41)  # August 2026 lies in the reported Q3
+
+
+async def test_a_cooperation_combines_its_members_before_suppression(broker, nodes: NodeFactory) -> None:  # type: ignore[no-untyped-def]
+    mechelen = await nodes.start("mechelen", broker.port)
+    leuven = await nodes.start("leuven", broker.port)
+    zennevallei = await nodes.start("livc-zennevallei", broker.port)  # the group's aggregator (bundle)
+    vvsg = await nodes.start("vvsg", broker.port, kind=OrgKind.MONITOR)
+    RIGHT, ISLAMIST = F.CONCERN_CATEGORY_RIGHT_WING, F.CONCERN_CATEGORY_ISLAMIST
+    for node, (follow, follow_c), (pre, pre_c), serial in ((mechelen, (3, RIGHT), (1, ISLAMIST), 50),
+                                                          (leuven, (3, RIGHT), (2, ISLAMIST), 60),
+                                                          (zennevallei, (4, ISLAMIST), (3, RIGHT), 70)):
+        await _open(node, follow, 7, F.PHASE_FOLLOW_UP, [follow_c], serial)  # every member: counts under 5
+        await _open(node, pre, 8, F.PHASE_PRE_ANALYSIS, [pre_c], serial + 5)
+    with pytest.raises(Exception, match="mechelen"):  # the group waits for every member's figures
+        await _report(zennevallei, 3)
+    for member in (mechelen, leuven):
+        sent = await _report(member, 3)
+        assert sent.status == "accepted" and not any(c.suppressed for c in sent.report.cells)  # unsuppressed,
+        # to the aggregator only: the group's rule allows nothing else
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            group = await _report(zennevallei, 3)
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the members' figures did not reach the aggregator"
+            await asyncio.sleep(0.2)
+    assert group.status == "accepted" and group.report.source == "olievlek-rand"
+    cells = {(c.dimension, c.category): c for c in group.report.cells}
+    # The group's figures are the sums of the members' unsuppressed ones: 3+3+3 right-wing, 1+2+4 islamist.
+    assert (cells[(F.AGGREGATE_DIMENSION_CONCERN, RIGHT)].count, cells[(F.AGGREGATE_DIMENSION_CONCERN, ISLAMIST)].count
+            ) == (9, 7)
+    assert all(c.count >= 5 for c in group.report.cells if not c.suppressed)
+    await _reports_at(vvsg, 1)
+    received = (await local(vvsg, local_pb2.LocalRequest(monitor_list=local_pb2.MonitorListRequest()))).monitor_list
+    assert [(r.sender, r.report.source) for r in received.reports] == [("livc-zennevallei", "olievlek-rand")]
+    figures = combine(((r.sender, r.report) for r in received.reports), dict(received.regions))
+    key = Key("olievlek-rand", 2026, 3, F.AGGREGATE_DIMENSION_CONCERN, RIGHT)
+    assert (figures[key].value, figures[key].partial) == (9, False)

@@ -76,6 +76,8 @@ class Bundle:
     data_protection_officers: frozenset[str] = frozenset()
     directory_policy: DirectoryPolicy = field(default_factory=DirectoryPolicy)
     regions: dict[OrgId, str] = field(default_factory=dict)  # organisation -> monitoring region (a group)
+    # member -> (group, aggregator): cooperations that combine their figures before suppression
+    combined: dict[OrgId, tuple[str, OrgId]] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -183,8 +185,19 @@ class _Loader:
                     raise BundleError([meta.diag(f"{member} is in regions {regions[member]!r} and {gid!r}; regions "
                                                  "must not overlap", "monitoring", "regions", i)])
                 regions[member] = gid
+        combined: dict[OrgId, tuple[str, OrgId]] = {}
+        for i, c in enumerate(m.get("monitoring", {}).get("combined", [])):
+            members = groups[c["group"]].members if c["group"] in groups else frozenset()
+            if OrgId(c["aggregator"]) not in members:
+                raise BundleError([meta.diag(f"aggregator {c['aggregator']!r} is not a member of group {c['group']!r}",
+                                             "monitoring", "combined", i)])
+            for member in members:
+                if member in combined:
+                    raise BundleError([meta.diag(f"{member} combines its figures in two groups", "monitoring",
+                                                 "combined", i)])
+                combined[member] = (c["group"], OrgId(c["aggregator"]))
         return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern, pseudonymisation, dpos, directory, regions)
+                      pattern, pseudonymisation, dpos, directory, regions, combined)
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

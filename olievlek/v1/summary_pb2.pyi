@@ -779,8 +779,13 @@ class AggregateReport(_message.Message):
     YEAR_FIELD_NUMBER: _builtins.int
     QUARTER_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     year: _builtins.int
     quarter: _builtins.int
+    source: _builtins.str
+    """A cooperation's combined report: its group id (the sender is the group's aggregator); empty: the
+    sender's own figures.
+    """
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateCell]: ...
     def __init__(
@@ -789,10 +794,11 @@ class AggregateReport(_message.Message):
         year: _builtins.int = ...,
         quarter: _builtins.int = ...,
         cells: _abc.Iterable[Global___AggregateCell] | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "quarter", b"quarter", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "quarter", b"quarter", "source", b"source", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
