@@ -274,6 +274,9 @@ NL = {
     "received": "ontvangen", "recipient kinds": "soorten ontvangers", "recorded": "vastgelegd", "risk": "risico",
     "role": "rol", "row": "rij", "rule": "regel", "sent": "verstuurd", "status": "status", "to": "aan", "uid": "uid",
     "valid until": "geldig tot", "when": "wanneer", "why": "waarom", "withdrawn": "ingetrokken",
+    "the figures of {missing} for this quarter have not arrived; the group is reported when every member's are in":
+        "de cijfers van {missing} voor dit kwartaal zijn nog niet binnen; de groep wordt gerapporteerd als die van "
+        "elk lid binnen zijn",
     "expired": "verlopen", "failed": "mislukt", "rejected": "geweigerd door de ontvanger",
     "that month lies in a quarter already reported to the monitor; give the month the case is entered here":
         "die maand valt in een kwartaal dat al aan de monitor gerapporteerd werd; geef de maand waarin het dossier "

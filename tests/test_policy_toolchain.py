@@ -165,7 +165,7 @@ def test_diff_says_which_flows_open_and_close(tmp_path: Path) -> None:
     b = copy(tmp_path)
     edit(b / "rules.yaml", "summary.month_opened, summary.contact_id]",
          "summary.month_opened, summary.contact_id, summary.agencies]")
-    edit(b / "rules.yaml", "fields: [year, quarter, cells]", "fields: [year, cells]")
+    edit(b / "rules.yaml", "fields: [year, quarter, cells, source]", "fields: [year, cells, source]")
     r = policy("diff", FLANDERS, b)
     assert r.returncode == 0
     assert "opens  municipality → municipality: summary.agencies (alert.move) via rule move-alert" in r.stdout
