@@ -291,13 +291,33 @@ def inbox_identify(socket: SocketOpt, from_file: FromFileOpt = None) -> None:
                 .format(value=', '.join(map(str, r.matched_item_ids)), subject_id=r.subject_id, note=note))
 
 
+_FORMAT = N_("the message does not follow the message format")
+REFUSALS = {
+    "malformed": _FORMAT, "unknown_field": _FORMAT, "invalid_enum": _FORMAT, "bound_exceeded": _FORMAT,
+    "invalid_field": _FORMAT, "non_canonical": _FORMAT,
+    "sender_mismatch": N_("the sender is not the organisation of this node's certificate"),
+    "bad_signature": N_("the signature or the signing certificate does not check out"),
+    "bad_signer_certificate": N_("the signature or the signing certificate does not check out"),
+    "stale": N_("this node's clock is too far off; the message is sent again"),
+    "idempotency_conflict": N_("the same key was used for another message"),
+    "policy_denied": N_("the federation's data-sharing rules do not allow this"),
+    "unknown_recipient": N_("the recipient is not an organisation of the federation"),
+    "queue_full": N_("the recipient's queue is full; the message is sent again later"),
+    "budget_exceeded": N_("the query budget is used up"),
+    "no_hit": N_("no hit"),
+}
+
+
 def _sent(r: local_pb2.AlertMoveResponse, what: str) -> None:
     if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
         out.print(_("{what} accepted by the broker for {recipient} (rule {rule_id})")
                     .format(what=what, recipient=r.recipient, rule_id=r.rule_id))
     elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
-        out.print(_("[bold red]refused[/] {detail}").format(detail=escape(f"[{r.refusal_code}] {r.refusal_detail}")),
-                  highlight=False)
+        # The broker's words are English (it does not know who reads them); the code says it in the reader's.
+        out.print(_("[bold red]refused[/] {detail}").format(
+            detail=escape(f"[{r.refusal_code}] {_(REFUSALS.get(r.refusal_code, r.refusal_code))}")), highlight=False)
+        if r.refusal_detail:
+            out.print(_("  broker: {detail}").format(detail=escape(r.refusal_detail)), highlight=False)
         if r.refusal_field:
             out.print(_("  field: {refusal_field}   rule: {rule_id}")
                         .format(refusal_field=r.refusal_field, rule_id=r.rule_id), highlight=False)

@@ -277,6 +277,22 @@ NL = {
     "the figures of {missing} for this quarter have not arrived; the group is reported when every member's are in":
         "de cijfers van {missing} voor dit kwartaal zijn nog niet binnen; de groep wordt gerapporteerd als die van "
         "elk lid binnen zijn",
+    "  broker: {detail}": "  broker (Engels): {detail}",
+    "no hit": "geen treffer",
+    "the federation's data-sharing rules do not allow this": "de regels voor gegevensdeling van de federatie laten dit "
+                                                             "niet toe",
+    "the message does not follow the message format": "het bericht volgt het berichtformaat niet",
+    "the query budget is used up": "het vraagbudget is opgebruikt",
+    "the recipient is not an organisation of the federation": "de ontvanger is geen organisatie van de federatie",
+    "the recipient's queue is full; the message is sent again later":
+        "de wachtrij van de ontvanger is vol; het bericht wordt later opnieuw verstuurd",
+    "the same key was used for another message": "dezelfde sleutel werd al voor een ander bericht gebruikt",
+    "the sender is not the organisation of this node's certificate":
+        "de afzender is niet de organisatie van het certificaat van dit knooppunt",
+    "the signature or the signing certificate does not check out": "de handtekening of het ondertekeningscertificaat "
+                                                                   "klopt niet",
+    "this node's clock is too far off; the message is sent again":
+        "de klok van dit knooppunt wijkt te ver af; het bericht wordt opnieuw verstuurd",
     "expired": "verlopen", "failed": "mislukt", "rejected": "geweigerd door de ontvanger",
     "that month lies in a quarter already reported to the monitor; give the month the case is entered here":
         "die maand valt in een kwartaal dat al aan de monitor gerapporteerd werd; geef de maand waarin het dossier "
