@@ -51,7 +51,7 @@ def report_monitor(
     out.print(_("{withheld} of {cells} figures withheld (under 5, or needed to protect one that is)").format(
         withheld=withheld, cells=len(r.report.cells)))
     if r.outbox_id:
-        out.print(_("sent to the monitor: {status}").format(status=_(r.status)))
+        out.print(_("sent to {recipient}: {status}").format(recipient=r.recipient, status=_(r.status)))
 
 
 @report_app.command("dashboard")
@@ -61,7 +61,7 @@ def report_dashboard(
 ) -> None:
     """At the monitor: combine the reports received per region and quarter into a dashboard."""
     r = call(socket, local_pb2.LocalRequest(monitor_list=local_pb2.MonitorListRequest())).monitor_list
-    figures = combine(((x.sender, x.report) for x in r.reports), dict(r.regions))
+    figures = combine(((x.sender, x.report) for x in r.reports), dict(r.regions), dict(r.aggregators))
     html_path, csv_path = dashboard.render(figures, out_dir, _, language())
     out.print(_("{reports} reports combined; dashboard: {html}; figures: {csv}").format(
         reports=len(r.reports), html=html_path, csv=csv_path))

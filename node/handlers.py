@@ -113,7 +113,7 @@ class NodeHandlers:
         year, month = (req.opened_year, req.opened_month) if req.opened_year else (today.year, today.month)
         if not (2000 <= year and 1 <= month <= 12 and (year, month) <= (today.year, today.month)):
             raise RequestError("bad_month", _("the month a case was opened is YYYY-MM, not in the future"))
-        reported = await self.store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
+        reported = await self.store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")  # either kind
         if reported is not None and reported[0] is not None and year * 4 + (month - 1) // 3 <= int(reported[0]):
             # It would be open at the end of a reported quarter without ever having been counted as opened.
             raise RequestError("month_reported", _("that month lies in a quarter already reported to the monitor; "

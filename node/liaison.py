@@ -197,7 +197,7 @@ class Liaison:
         rule = self._rule(DISCLOSURE_REQUEST, holder.kind)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not req.fields:
-            raise RequestError("missing_fields", _("say which fields you ask for (--fields)"))
+            raise RequestError("missing_fields", _("say which fields you ask for (--field)"))
         intent = {"pseudonym": pairs[contact].hex(), "fields": sorted(set(req.fields)), "file_ref": req.file_ref,
                   "legal_basis": req.legal_basis}
         key = wire.new_token()

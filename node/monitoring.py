@@ -28,8 +28,8 @@ from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.i18n import _
 from olievlek.identity import OrgId
-from olievlek.policy import Bundle
-from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, period_of, protect
+from olievlek.policy import Bundle, Request
+from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .outbox import OutboxSender
@@ -39,6 +39,7 @@ from .store import NodeStore, OutboxRow
 log = logs.get("node.monitoring")
 
 REPORT = "report.aggregate"
+PUBLISHED, UNSUPPRESSED = "published", "unsuppressed"
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
 BANDS_MS = (MONTH_MS, 3 * MONTH_MS, 6 * MONTH_MS, 12 * MONTH_MS)  # band n: under BANDS_MS[n-1]; 5: longer
@@ -83,17 +84,27 @@ def cooperation(bundle: Bundle, org_id: str) -> Cooperation | None:
         return None
     group, aggregator = entry
     members = tuple(sorted(str(m) for m, (g, _a) in bundle.combined.items() if g == group))
-    rule = next((r.id for r in bundle.rules.values() if r.allows and REPORT in r.kinds
-                 and r.relation == "group_members" and r.recipient_group == group), "")
-    return Cooperation(group, str(aggregator), members, rule)
+    return Cooperation(group, str(aggregator), members, member_rule(bundle, org_id, str(aggregator)))
+
+
+def member_rule(bundle: Bundle, member: str, aggregator: str) -> str:
+    """The rule under which a member may send its figures to the aggregator ("" when none does)."""
+    for rule in bundle.rules.values():
+        if rule.allows and REPORT in rule.kinds and rule.relation == "group_members" and bundle.decide(Request(
+                REPORT, OrgId(member), (OrgId(aggregator),), rule.id, frozenset({"year", "quarter", "cells"}),
+                purpose="monitoring_and_evaluation")).allowed:
+            return rule.id
+    return ""
 
 
 class Monitoring:
     """Computes, protects, keeps and sends this node's quarterly figures."""
 
     def __init__(self, org_id: str, store: NodeStore, outbox: OutboxSender, monitor: str, rule_id: str,
-                 regions: dict[str, str], cooperation: Cooperation | None = None) -> None:
+                 regions: dict[str, str], cooperation: Cooperation | None = None,
+                 aggregators: dict[str, str] | None = None) -> None:
         self._regions = regions
+        self._aggregators = aggregators or {}
         self._coop = cooperation
         self._org_id = org_id
         self._store = store
@@ -214,10 +225,14 @@ class Monitoring:
                                                      "differenced)")
                                                      .format(year=req.year, quarter=req.quarter))
         period = period_of(req.year, req.quarter)
+        kind = UNSUPPRESSED if self._member else PUBLISHED
+        if self._member and not (self._coop and self._coop.rule_id):
+            raise RequestError("no_monitor", _("the bundle names no monitor organisation and rule for reports"))
         async with self._reporting:  # one quarter at a time: each one's protection sees the one before
-            report = await self._kept(period)
+            report = await self._kept(period, kind)
             if report is None:
-                later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports")
+                later = await self._store.db.fetchone("SELECT MAX(period) FROM monitoring_reports WHERE kind = ?",
+                                                      (kind,))
                 if later is not None and later[0] is not None and int(later[0]) > period:
                     raise RequestError("out_of_order", _("a later quarter was reported already; quarters are "
                                                          "reported in order, so each one's suppression knows "
@@ -227,39 +242,58 @@ class Monitoring:
                     report = await self._unsuppressed(req.year, req.quarter, period, keep=req.send)
                 else:
                     report = await self._protect(req.year, req.quarter, period, keep=req.send)
-        outbox_id, status = 0, ""
+        outbox_id, status, recipient = 0, "", ""
         if req.send:
-            outbox_id = await self._send(period)
+            outbox_id = await self._send(period, kind)
             await self._outbox.wait(outbox_id, 10.0)
             row = await self._store.outbox(outbox_id)
-            status = row.status if row else ""
-        return local_pb2.MonitorReportResponse(report=report, outbox_id=outbox_id, status=status)
+            status, recipient = (row.status, row.recipient) if row else ("", "")
+        return local_pb2.MonitorReportResponse(report=report, outbox_id=outbox_id, status=status, recipient=recipient)
 
-    async def _kept(self, period: int) -> summary_pb2.AggregateReport | None:
-        row = await self._store.db.fetchone("SELECT report FROM monitoring_reports WHERE period = ?", (period,))
+    async def _kept(self, period: int, kind: str) -> summary_pb2.AggregateReport | None:
+        row = await self._store.db.fetchone("SELECT report FROM monitoring_reports WHERE period = ? AND kind = ?",
+                                            (period, kind))
         return summary_pb2.AggregateReport.FromString(bytes(row[0])) if row else None
 
-    async def _history(self) -> Figures:
-        """What this node published before: values of published cells, and which were withheld."""
+    @property
+    def _members(self) -> str:
+        return ",".join(self._coop.members) if self._coop else ""
+
+    async def _history(self, period: int) -> tuple[Figures, frozenset[Cell]]:
+        """What this node published before, and what must be withheld now because of how it was published.
+
+        Earlier reports of the same population keep this source, so the stock identity links them. A
+        report of another population (before a member joined or left, or before this node combined
+        for its cooperation) gets a source of its own; but the monitor still sees both under one name,
+        and the difference of their stocks is the joiner's or leaver's count: so the first quarter after
+        a change withholds the open-case margin (and what gives it away)."""
         history = Figures()
-        for period, raw in await self._store.db.fetchall("SELECT period, report FROM monitoring_reports"):
+        previous = ""
+        for at, members, raw in await self._store.db.fetchall(
+                "SELECT period, members, report FROM monitoring_reports WHERE kind = ? ORDER BY period",
+                (PUBLISHED,)):
+            source = self._source if members == self._members else f"{self._source}~{members}"
             for cell in summary_pb2.AggregateReport.FromString(bytes(raw)).cells:
-                key = Cell(self._source, int(period), TABLE_OF[cell.dimension], cell.category)
+                key = Cell(source, int(at), TABLE_OF.get(cell.dimension, "unknown"), cell.category)
                 history.values[key] = cell.count
                 if cell.suppressed:
                     history.suppressed.add(key)
-        return history
+            if int(at) == period - 1:
+                previous = members
+        changed = period - 1 in {c.period for c in history.values} and previous != self._members
+        return history, frozenset({margin(self._source, period, "phase")} if changed else ())
 
     async def _protect(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
         raw = await self._combined(year, quarter, period) if self._coop else await self.raw(year, quarter)
-        protected = protect(raw, period, await self._history())
+        history, forced = await self._history(period)
+        protected = protect(raw, period, history, forced)
         report = summary_pb2.AggregateReport(year=year, quarter=quarter,
                                              source=self._coop.group if self._coop else "")
         for cell in sorted(raw.values):
             hidden = cell in protected.suppressed
             report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category,
                              count=0 if hidden else raw.values[cell], suppressed=hidden)
-        return await self._keep(period, report, keep)
+        return await self._keep(period, PUBLISHED, report, keep)
 
     async def _unsuppressed(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
         """A cooperation member's figures for its aggregator, before suppression (the group agreed to it)."""
@@ -267,7 +301,7 @@ class Monitoring:
         report = summary_pb2.AggregateReport(year=year, quarter=quarter)
         for cell in sorted(raw.values):
             report.cells.add(dimension=DIMENSIONS[cell.table], category=cell.category, count=raw.values[cell])
-        return await self._keep(period, report, keep)
+        return await self._keep(period, UNSUPPRESSED, report, keep)
 
     async def _combined(self, year: int, quarter: int, period: int) -> Figures:
         """At a cooperation's aggregator: its own figures plus every other member's, as the group's.
@@ -281,14 +315,18 @@ class Monitoring:
         for cell, value in (await self.raw(year, quarter, group)).values.items():
             total[cell] = value
         arrived: set[str] = set()
-        for sender, raw in await self._store.db.fetchall("SELECT sender, envelope FROM inbox WHERE kind = ?",
-                                                         (REPORT,)):
+        for sender, raw in await self._store.db.fetchall(
+                "SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id", (REPORT,)):
             body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
             r = body.aggregate_report
-            if sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter):
-                continue
+            if (sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter)
+                    or body.rule_id != self._coop.rule_id or r.source):
+                continue  # the first unsuppressed report of each member, under the cooperation's rule
             arrived.add(sender)
             for c in r.cells:
+                if c.dimension not in TABLE_OF or c.suppressed:
+                    log.warning("monitoring.member_cell_skipped", member=sender, dimension=int(c.dimension))
+                    continue
                 key = Cell(group, period, TABLE_OF[c.dimension], c.category)
                 total[key] = total.get(key, 0) + c.count
         missing = sorted(set(self._coop.members) - arrived - {self._org_id})
@@ -298,43 +336,49 @@ class Monitoring:
                                .format(missing=", ".join(missing)))
         return Figures(total)
 
-    async def _keep(self, period: int, report: summary_pb2.AggregateReport, keep: bool
+    async def _keep(self, period: int, kind: str, report: summary_pb2.AggregateReport, keep: bool
                     ) -> summary_pb2.AggregateReport:
         encoded = wire.encode(report)
         if not keep:
             return report
+        members = self._members if kind == PUBLISHED else ""
 
         async def op(tx: Any) -> None:
-            await tx.execute("INSERT OR IGNORE INTO monitoring_reports (period, report, at_ms) VALUES (?, ?, ?)",
-                             (period, encoded, now_ms()))
+            await tx.execute("INSERT OR IGNORE INTO monitoring_reports (period, kind, members, report, at_ms)"
+                             " VALUES (?, ?, ?, ?, ?)", (period, kind, members, encoded, now_ms()))
         await self._store.writer.write(op)
-        kept = await self._kept(period)  # a concurrent first report wins; both computed the same
+        kept = await self._kept(period, kind)  # a concurrent first report wins; both computed the same
         assert kept is not None
         log.info("monitoring.report", period=period, cells=len(kept.cells),
                  suppressed=sum(c.suppressed for c in kept.cells))
         return kept
 
-    async def _send(self, period: int) -> int:
-        """To the monitor; a cooperation member's to its aggregator instead (never to the monitor)."""
+    async def _send(self, period: int, kind: str) -> int:
+        """A published report to the monitor; a cooperation member's unsuppressed one to its aggregator only."""
         recipient, rule = (self._monitor, self._rule_id)
-        if self._member:
+        if kind == UNSUPPRESSED:
             assert self._coop is not None
             recipient, rule = self._coop.aggregator, self._coop.rule_id
         if not recipient or not rule:
             raise RequestError("no_monitor", _("the bundle names no monitor organisation and rule for reports"))
-        key = f"report-{period}"  # one report per quarter: resending reuses the key, so it is one envelope
+        # One report per quarter and recipient: resending reuses the key, so it is one envelope.
+        key = f"report-{period}-{recipient}"
 
         async def op(tx: Any) -> int:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
             if row is not None:
                 return int(row[0])
-            return await self._store.add_intent_txn(tx, key, REPORT, recipient, rule, {"period": period}, now_ms())
+            return await self._store.add_intent_txn(tx, key, REPORT, recipient, rule, {"period": period, "kind": kind},
+                                                    now_ms())
         outbox_id: int = await self._store.writer.write(op)
         self._outbox.kick()
         return outbox_id
 
     async def build_report(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
-        report = await self._kept(int(row.intent["period"]))
+        kind = row.intent.get("kind", PUBLISHED)
+        if kind != PUBLISHED and (self._coop is None or row.recipient != self._coop.aggregator):
+            raise RequestError("unsuppressed", "an unsuppressed report goes to the cooperation's aggregator only")
+        report = await self._kept(int(row.intent["period"]), kind)
         if report is None:
             raise RequestError("no_report", _("the quarter's report is not kept here"))
         return envelope_pb2.EnvelopeBody(
@@ -345,7 +389,7 @@ class Monitoring:
         """At the monitor: every report received."""
         rows = await self._store.db.fetchall("SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id",
                                              (REPORT,))
-        out = local_pb2.MonitorListResponse(regions=self._regions)
+        out = local_pb2.MonitorListResponse(regions=self._regions, aggregators=self._aggregators)
         for sender, raw in rows:
             body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
             out.reports.add(sender=sender, report=body.aggregate_report)

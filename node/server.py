@@ -105,7 +105,8 @@ class NodeServer:
         rules = bundle.rules_for("report.aggregate", cfg.org_id, OrgKind.MONITOR)
         regions = {str(k): v for k, v in bundle.regions.items()} | {g: g for g in set(bundle.regions.values())}
         monitoring = Monitoring(cfg.org_id, self._store, outbox, monitors[0] if monitors else "",
-                                rules[0].id if rules else "", regions, cooperation(bundle, cfg.org_id))
+                                rules[0].id if rules else "", regions, cooperation(bundle, cfg.org_id),
+                                {g: str(a) for g, a in set(bundle.combined.values())})
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
                                liaison, monitoring, cfg.language)
         await self._local.start()

@@ -119,8 +119,11 @@ SCHEMA = [
         contact TEXT NOT NULL, file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
     # The quarterly monitoring reports this node published (suppressed, no pseudonym): kept so a
     # quarter is reported once and the next quarter's suppression sees what was published before.
+    # kind: 'published' (suppressed: for the monitor) or 'unsuppressed' (a cooperation member's, for its
+    # aggregator only); members: whose figures a published report combines ('' for this node's alone).
     """CREATE TABLE IF NOT EXISTS monitoring_reports (
-        period INTEGER PRIMARY KEY, report BLOB NOT NULL, at_ms INTEGER NOT NULL)""",
+        period INTEGER NOT NULL, kind TEXT NOT NULL, members TEXT NOT NULL, report BLOB NOT NULL,
+        at_ms INTEGER NOT NULL, PRIMARY KEY (period, kind))""",
     """CREATE TABLE IF NOT EXISTS delivery_refusals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
         detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",

@@ -31,12 +31,16 @@ class Figure:
 
 
 def combine(reports: Iterable[tuple[str, summary_pb2.AggregateReport]],
-            region_of: dict[str, str]) -> dict[Key, Figure]:
+            region_of: dict[str, str], aggregators: dict[str, str] | None = None) -> dict[Key, Figure]:
     """Sum each region's published figures per quarter, table and category; a report of an
-    organisation in no region counts in the region ``""`` (the whole federation only)."""
+    organisation in no region counts in the region ``""`` (the whole federation only). A report that
+    speaks for a group (``source``) counts only when its sender is that group's aggregator."""
+    aggregators = aggregators or {}
     out: dict[Key, Figure] = {}
     latest: dict[tuple[str, int, int], summary_pb2.AggregateReport] = {}
     for sender, report in reports:  # a resent report is the same report: count it once
+        if report.source and aggregators.get(report.source) != sender:
+            continue  # nobody else speaks for a group
         # A cooperation's combined report counts for the group (its aggregator only carried it).
         latest[(report.source or sender, report.year, report.quarter)] = report
     for (sender, year, quarter), report in sorted(latest.items()):

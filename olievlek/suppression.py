@@ -190,24 +190,27 @@ def _reduced(rows: list[tuple[dict[int, Fraction], Fraction]]) -> list[tuple[dic
     return list(pivots.values())
 
 
-def protect(figures: Figures, current: int, history: Figures | None = None) -> Figures:
+def protect(figures: Figures, current: int, history: Figures | None = None,
+            forced: frozenset[Cell] = frozenset()) -> Figures:
     """Suppress the current period's figures until no suppressed value can be recovered.
 
     ``figures`` holds one period's raw values (every source); ``history`` what the same sources
-    published before (its suppressed set is final). Returns the combined figures with the final
-    suppression; the caller publishes the current period's cells.
+    published before (its suppressed set is final); ``forced`` cells withheld whatever their value.
+    Returns the combined figures with the final suppression; the caller publishes the current period's.
     """
     combined = Figures(dict(history.values) if history else {}, set(history.suppressed) if history else set())
     combined.values.update(figures.values)
     for cell, value in figures.values.items():
-        if value < THRESHOLD:
+        if value < THRESHOLD or cell in forced:
             combined.suppressed.add(cell)
     for whole, part in parts(figures.values):  # a part close to its whole: the small rest shows
         if whole not in combined.suppressed and part not in combined.suppressed and \
                 combined.values.get(whole, 0) - combined.values[part] < THRESHOLD:
             combined.suppressed.add(part)
     rules = constraints(combined.values)
-    while found := recoverable(combined, rules):
+    # What the past alone gives away (published under an older, weaker check) is not this quarter's to fix.
+    past = recoverable(history, constraints(history.values)) if history else set()
+    while found := recoverable(combined, rules) - past:
         combined.suppressed.add(_complement(min(found), combined, rules, current))
     return combined
 

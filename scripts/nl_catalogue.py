@@ -68,7 +68,7 @@ NL = {
     "refused": "geweigerd",
     "region": "regio",
     "right-wing extremism": "rechtsextremisme",
-    "sent to the monitor: {status}": "verstuurd naar de monitor: {status}",
+    "sent to {recipient}: {status}": "verstuurd naar {recipient}: {status}",
     "signal": "signaal",
     "single issue: animal rights": "single issue: dierenrechten",
     "single issue: environment": "single issue: milieu",
@@ -193,7 +193,7 @@ NL = {
     "rule {id!r} is for purpose {purpose}; give --purpose {purpose}":
         "regel {id!r} is voor doel {purpose}; geef --purpose {purpose}",
     "rule {rule_id!r} never lets {field} go to {sender}": "regel {rule_id!r} laat {field} nooit naar {sender} gaan",
-    "say which fields you ask for (--fields)": "zeg welke velden je vraagt (--field)",
+    "say which fields you ask for (--field)": "zeg welke velden je vraagt (--field)",
     "say why you open this case's identity (--purpose)":
         "zeg waarom je de identiteit in dit dossier opent (--purpose)",
     "send 1 to {MAX_ROWS} identities per request": "stuur 1 tot {MAX_ROWS} identiteiten per verzoek",

@@ -173,9 +173,9 @@ async def test_a_cooperation_combines_its_members_before_suppression(broker, nod
     with pytest.raises(Exception, match="mechelen"):  # the group waits for every member's figures
         await _report(zennevallei, 3)
     for member in (mechelen, leuven):
-        sent = await _report(member, 3)
-        assert sent.status == "accepted" and not any(c.suppressed for c in sent.report.cells)  # unsuppressed,
-        # to the aggregator only: the group's rule allows nothing else
+        sent = await _report(member, 3)  # unsuppressed, to the aggregator only: the rule allows nothing else
+        assert sent.status == "accepted" and sent.recipient == "livc-zennevallei"
+        assert not any(c.suppressed for c in sent.report.cells)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -193,6 +193,13 @@ async def test_a_cooperation_combines_its_members_before_suppression(broker, nod
     await _reports_at(vvsg, 1)
     received = (await local(vvsg, local_pb2.LocalRequest(monitor_list=local_pb2.MonitorListRequest()))).monitor_list
     assert [(r.sender, r.report.source) for r in received.reports] == [("livc-zennevallei", "olievlek-rand")]
-    figures = combine(((r.sender, r.report) for r in received.reports), dict(received.regions))
+    figures = combine(((r.sender, r.report) for r in received.reports), dict(received.regions),
+                      dict(received.aggregators))
     key = Key("olievlek-rand", 2026, 3, F.AGGREGATE_DIMENSION_CONCERN, RIGHT)
     assert (figures[key].value, figures[key].partial) == (9, False)
+    # Nobody but the aggregator speaks for the group: a report claiming to be its figures is ignored.
+    forged = F.AggregateReport(year=2026, quarter=3, source="olievlek-rand")
+    forged.cells.add(dimension=F.AGGREGATE_DIMENSION_CONCERN, category=RIGHT, count=99)
+    again = combine([*((r.sender, r.report) for r in received.reports), ("gent", forged)], dict(received.regions),
+                    dict(received.aggregators))
+    assert again[key].value == 9

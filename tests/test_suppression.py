@@ -205,3 +205,17 @@ def test_a_part_close_to_its_whole_is_withheld() -> None:
     assert Cell(s, Q3, "concern", 1) in out.suppressed
     assert Cell(s, Q3, "concern", 2) not in out.suppressed
     assert Cell(s, Q3, "flow", FLOW_CATEGORY["handovers_accepted"]) in out.suppressed
+
+
+def test_a_change_of_members_withholds_the_stock_that_would_show_the_joiner() -> None:
+    g = "olievlek-rand"
+    before = protect(Figures(quarter(g, Q2, (6, 7, 7), {1: 9}, opened=8, closed=6)), Q2)
+    # A member with 3 open cases joins in Q3: 20 + 6 - 5 + 3 = 24. Published as is, the monitor would
+    # compute 24 - 20 - 6 + 5 = 3, the joiner's count its own report withheld.
+    raw = quarter(g, Q3, (8, 8, 8), {1: 10}, opened=6, closed=5)
+    naive = protect(Figures(raw), Q3, Figures({Cell(f"{g}~old", c.period, c.table, c.category): v
+                                                 for c, v in before.values.items()}))
+    assert Cell(g, Q3, "phase", TOTAL) not in naive.suppressed  # nothing else would have stopped it
+    out = protect(Figures(raw), Q3, None, frozenset({Cell(g, Q3, "phase", TOTAL)}))
+    assert Cell(g, Q3, "phase", TOTAL) in out.suppressed
+    assert recoverable(out, constraints(out.values)) == set()  # nor can the phase cells give it back

@@ -191,13 +191,26 @@ class _Loader:
             if OrgId(c["aggregator"]) not in members:
                 raise BundleError([meta.diag(f"aggregator {c['aggregator']!r} is not a member of group {c['group']!r}",
                                              "monitoring", "combined", i)])
+            odd = sorted(str(x) for x in members if x not in orgs or orgs[x].kind != OrgKind.MUNICIPALITY)
+            if odd:
+                raise BundleError([meta.diag(f"group {c['group']!r} combines figures of {odd}, which are not "
+                                             "municipalities", "monitoring", "combined", i)])
             for member in members:
                 if member in combined:
                     raise BundleError([meta.diag(f"{member} combines its figures in two groups", "monitoring",
                                                  "combined", i)])
                 combined[member] = (c["group"], OrgId(c["aggregator"]))
-        return Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                      pattern, pseudonymisation, dpos, directory, regions, combined)
+        bundle = Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
+                        pattern, pseudonymisation, dpos, directory, regions, combined)
+        for member, (group, aggregator) in sorted(combined.items()):
+            allowed = any(r.allows and "report.aggregate" in r.kinds and r.relation == "group_members"
+                          and bundle.decide(Request("report.aggregate", member, (aggregator,), r.id,
+                                                    frozenset({"year", "quarter", "cells"}))).allowed
+                          for r in rules.values())
+            if member != aggregator and not allowed:
+                raise BundleError([meta.diag(f"no rule lets {member} send its figures to {aggregator}, the "
+                                             f"aggregator of {group}", "monitoring", "combined")])
+        return bundle
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

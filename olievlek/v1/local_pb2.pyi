@@ -1803,8 +1803,11 @@ class MonitorReportResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPORT_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
     OUTBOX_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    recipient: _builtins.str
+    """Where it went: the monitor, or (a cooperation member's figures) the group's aggregator."""
     outbox_id: _builtins.int
     """The report.aggregate envelope's outbox entry (0: not sent)."""
     status: _builtins.str
@@ -1814,12 +1817,13 @@ class MonitorReportResponse(_message.Message):
         self,
         *,
         report: _summary_pb2.AggregateReport | None = ...,
+        recipient: _builtins.str = ...,
         outbox_id: _builtins.int = ...,
         status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outbox_id", b"outbox_id", "report", b"report", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outbox_id", b"outbox_id", "recipient", b"recipient", "report", b"report", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1889,23 +1893,49 @@ class MonitorListResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class AggregatorsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REPORTS_FIELD_NUMBER: _builtins.int
     REGIONS_FIELD_NUMBER: _builtins.int
+    AGGREGATORS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceivedReport]: ...
     @_builtins.property
     def regions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Organisation id -> region (a group of the bundle's monitoring regions)."""
 
+    @_builtins.property
+    def aggregators(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Cooperation (group id) -> its aggregator: the only sender whose report may speak for the group."""
+
     def __init__(
         self,
         *,
         reports: _abc.Iterable[Global___ReceivedReport] | None = ...,
         regions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        aggregators: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["regions", b"regions", "reports", b"reports"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregators", b"aggregators", "regions", b"regions", "reports", b"reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
