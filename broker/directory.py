@@ -72,6 +72,14 @@ def request_step(c: sqlite3.Connection, requester: str, holder: str, pseudonym: 
                   (requester, holder, pseudonym))
 
 
+def close_requests_before(c: sqlite3.Connection, cutoff_ms: int) -> int:
+    return int(c.execute("DELETE FROM open_requests WHERE at_ms < ?", (cutoff_ms,)).rowcount)
+
+
+async def has_requests_before(db: Database, cutoff_ms: int) -> bool:
+    return await db.fetchone("SELECT 1 FROM open_requests WHERE at_ms < ? LIMIT 1", (cutoff_ms,)) is not None
+
+
 async def open_request(db: Database, requester: str, holder: str, pseudonym: bytes) -> bool:
     row = await db.fetchone("SELECT 1 FROM open_requests WHERE requester = ? AND holder = ? AND pseudonym = ?",
                             (requester, holder, pseudonym))

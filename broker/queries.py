@@ -168,6 +168,22 @@ class DirectoryService:
             raise Refused(NO_HIT_DETAIL, refusal_code=broker_pb2.REFUSAL_CODE_NO_HIT, field="recipients",
                           rule_id=rule.id)
 
+    async def close_stale_requests(self, now: int) -> int:
+        """Forget open disclosure requests older than the longest time-to-live of a request rule: an
+        answer could no longer be delivered, so it may no longer be sent."""
+        ttl_ms = max((r.ttl_hours for r in self._svc.bundle.rules.values() if "disclosure.request" in r.kinds),
+                     default=0) * 3_600_000
+        if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
+            return 0  # the usual case: no commit for nothing
+
+        async def op(tx: Any, batch: Any) -> int:
+            return int(await tx.run(lambda c: directory.close_requests_before(c, now - ttl_ms)))
+
+        closed, _head = await self._svc.committer.submit(op)
+        if closed:
+            log.info("directory.requests_closed", count=closed)
+        return int(closed)
+
     async def check_response(self, opened: envelope.OpenedEnvelope) -> None:
         """A disclosure.response answers an open request of its recipient to its sender, about its pseudonym.
 

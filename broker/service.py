@@ -314,8 +314,10 @@ class BrokerService:
         log.debug("delivery.acks", recipient=recipient, count=len(acks))
 
     async def expire_due(self) -> int:
-        """Expire every envelope past its delivery deadline; the sender is told on its stream."""
+        """Expire every envelope past its delivery deadline; the sender is told on its stream. Open
+        disclosure requests nobody answered within their rule's time-to-live are closed too."""
         now = self._clock()
+        await self.directory.close_stale_requests(now)
         due = await self.store.due(now, EXPIRY_BATCH)
         commits = [self.committer.enqueue(lambda tx, batch, d=d: self._expire_op(tx, batch, d, now)) for d in due]
         expired = 0

@@ -515,3 +515,18 @@ async def test_verify_catches_a_broker_that_widens_what_queries_read(
         conn.close()
     verified = (await _ok(gent, directory_verify=local_pb2.DirectoryVerifyRequest())).directory_verify
     assert verified.problems and all("what queries read" in p for p in verified.problems), verified.problems
+
+
+async def test_unanswered_requests_are_closed_after_their_time_to_live(broker) -> None:  # type: ignore[no-untyped-def]
+    conn = sqlite3.connect(broker.config.database, timeout=10)
+    try:
+        with conn:
+            conn.execute("INSERT INTO open_requests (requester, holder, pseudonym, at_ms) VALUES (?, ?, ?, ?)",
+                         ("fed-liaison", "gent", bytes(32), 1_000))  # long ago
+            conn.execute("INSERT INTO open_requests (requester, holder, pseudonym, at_ms) VALUES (?, ?, ?, ?)",
+                         ("fed-liaison", "gent", bytes([1]) * 32, int(time.time() * 1000)))
+    finally:
+        conn.close()
+    assert await broker.service.directory.close_stale_requests(int(time.time() * 1000)) == 1
+    rows = await broker.service.store.db.fetchall("SELECT pseudonym FROM open_requests")
+    assert [bytes(r[0]) for r in rows] == [bytes([1]) * 32]
