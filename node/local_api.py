@@ -105,8 +105,8 @@ class LocalApi:
             response = await self._handle(request, op, caller)
             outcome = "ok"
         except RequestError as exc:
-            response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=exc.local_code,
-                                                                                   message=exc.message)), exc.local_code
+            response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(
+                code=exc.local_code, message=exc.in_language(i18n._))), exc.local_code
         except OlievlekError as exc:
             response, outcome = local_pb2.LocalResponse(error=local_pb2.LocalError(code=str(exc.code),
                                                                                    message=exc.message)), str(exc.code)

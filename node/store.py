@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from olievlek.groupcommit import Writer
-from olievlek.i18n import _
+from olievlek.i18n import N_
 from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2
 
@@ -363,7 +363,7 @@ class NodeStore:
                               risk: int, agencies: list[int] | None) -> None:
         status = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
         if status is None or status[0] != "open":
-            raise RequestError("not_open", _("case {case_id} is not open").format(case_id=case_id))
+            raise RequestError.later("not_open", N_("case {case_id} is not open"), case_id=case_id)
         if phase:
             row = await tx.fetchone("SELECT phase FROM cases WHERE id = ?", (case_id,))
             assert row is not None
@@ -500,9 +500,8 @@ class NodeStore:
         others = await tx.fetchone("SELECT COUNT(*) FROM cases WHERE subject_id = ? AND id != ? AND status != 'erased'",
                                    (subject_id, case_id))
         if others and int(others[0]):
-            raise RequestError("shared_subject", _("case {case_id}'s person has other cases at this node; erase those "
-                                                   "first")
-                                                   .format(case_id=case_id))
+            raise RequestError.later("shared_subject", N_("case {case_id}'s person has other cases at this node; "
+                                                          "erase those first"), case_id=case_id)
         sent = await tx.fetchall(
             "SELECT DISTINCT recipient FROM outbox WHERE kind IN ('alert.move', 'handover')"
             " AND json_extract(intent, '$.case_id') = ?"

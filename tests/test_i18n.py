@@ -92,3 +92,12 @@ def test_the_help_a_regisseur_reads_is_dutch_unless_asked() -> None:
     assert "Open een dossier" in run("case", "open", "--help")
     assert "Open a case" in run("--lang", "en", "case", "open", "--help")
     assert "Vraag het verwijzingsrepertorium" in run("liaison", "--help")
+
+
+def test_an_error_raised_inside_a_write_is_translated_when_answered() -> None:
+    from olievlek.node.request_error import RequestError
+
+    error = RequestError.later("not_open", "case {case_id} is not open", case_id=3)
+    assert error.message == "case 3 is not open"  # the writer's own task knows no request language
+    assert error.in_language(translator("nl").gettext) == "dossier 3 is niet open"
+    assert error.in_language(translator("en").gettext) == "case 3 is not open"
