@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
@@ -40,12 +41,8 @@ _FIELD: dict[int, str] = {  # DisclosableField -> the response's field
 }
 
 
-def _body(envelope_bytes: bytes) -> envelope_pb2.EnvelopeBody:
-    return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope_bytes).body)
-
-
 def request_of(envelope_bytes: bytes) -> summary_pb2.DisclosureRequest:
-    return _body(envelope_bytes).disclosure_request
+    return body_of(envelope_bytes).disclosure_request
 
 
 class Disclosures:
@@ -117,7 +114,7 @@ class Disclosures:
             RequestError: not held any more, or not covered for the requester's kind under the request's rule.
         """
         org = self._bundle.org(requester)
-        rule = self._bundle.rules.get(_body(raw).rule_id)
+        rule = self._bundle.rules.get(body_of(raw).rule_id)
         try:
             _contact, statements = await self._directory.statements(pseudonym, now_ms())
         except RequestError:

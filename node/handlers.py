@@ -14,12 +14,12 @@ from google.protobuf import json_format
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
-from olievlek.envelope import Signer
-from olievlek.errors import ConfigError, InvalidIdentifier
+from olievlek.envelope import Signer, body_of
+from olievlek.errors import ConfigError
 from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
 from olievlek.kinds import PURPOSES
-from olievlek.normalise import PrfInput, fallback_input, nrn_input
+from olievlek.normalise import identity_inputs
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
 from olievlek.store import Txn
@@ -28,7 +28,7 @@ from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 from .access import Caller
 from .casefile import CaseFile
 from .directory import DirectoryHolder
-from .disclosure import Disclosures, request_of
+from .disclosure import Disclosures
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .request_error import RequestError
@@ -71,17 +71,10 @@ class NodeHandlers:
         outbox.register(ALERT_MOVE, self.build_alert_move)
         outbox.register(HANDOVER, self.build_handover)
 
-    async def _pseudonyms(self, identity: local_pb2.Identity, require_number: bool) -> list[tuple[str, bytes]]:
+    async def _pseudonyms(self, identity: local_pb2.Identity) -> list[tuple[str, bytes]]:
         """(kind, pseudonym) for every identifier given: the number first, then the fallback identity."""
-        inputs: list[PrfInput] = []
-        if identity.national_number.strip():
-            inputs.append(nrn_input(identity.national_number))
-        elif require_number:
-            raise InvalidIdentifier("a national register or bis number is required")
-        if identity.birth_date.strip():
-            inputs.append(fallback_input(identity.family_name, identity.given_names, identity.birth_date))
-        if not inputs:
-            raise InvalidIdentifier("give a national register number, or names with a birth date")
+        inputs = identity_inputs(identity.national_number, identity.family_name, identity.given_names,
+                                 identity.birth_date)
         combined = await self.pseudonymiser.pseudonymise(inputs)
         return [(i.kind, p) for i, p in zip(inputs, combined.pseudonyms, strict=True)]
 
@@ -118,7 +111,7 @@ class NodeHandlers:
             # It would be open at the end of a reported quarter without ever having been counted as opened.
             raise RequestError("month_reported", _("that month lies in a quarter already reported to the monitor; "
                                                    "give the month the case is entered here"))
-        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
+        pseudonyms = await self._pseudonyms(req.identity)  # network: before the transaction
         async with self.store.db.transaction() as tx:
             subject_id = await self.casefile.new_subject_txn(tx, number, req.identity, pseudonyms)
             case_id = await self.store.insert_case_txn(
@@ -433,8 +426,7 @@ class NodeHandlers:
         await self.disclosures.expire_due()
         items = []
         for row in await self.store.inbox():
-            env = envelope_pb2.Envelope.FromString(row.envelope)
-            body = envelope_pb2.EnvelopeBody.FromString(env.body)
+            body = body_of(row.envelope)
             item = local_pb2.InboxItem(
                 item_id=row.id, sender=row.sender, kind=row.kind, received_at_ms=row.received_ms,
                 status=row.status, matched_subject_id=row.subject_id or 0,
@@ -443,7 +435,7 @@ class NodeHandlers:
             if which == "move_alert":
                 item.summary.CopyFrom(body.move_alert.summary)
             elif which == "disclosure_request":
-                asked = request_of(row.envelope)
+                asked = body.disclosure_request
                 item.fields.extend(asked.requested)
                 item.file_ref, item.legal_basis = asked.file_ref, asked.legal_basis
                 item.expires_at_ms = row.received_ms + self.disclosures.expiry_ms
@@ -458,7 +450,7 @@ class NodeHandlers:
         return local_pb2.InboxListResponse(items=items)
 
     async def identify(self, req: local_pb2.IdentifyRequest) -> local_pb2.IdentifyResponse:
-        pseudonyms = await self._pseudonyms(req.identity, require_number=False)  # network: before the transaction
+        pseudonyms = await self._pseudonyms(req.identity)  # network: before the transaction
         number = normalise_national_number(req.identity.national_number) if req.identity.national_number else ""
         async with self.store.db.transaction() as tx:
             hits = []

@@ -19,10 +19,11 @@ from collections.abc import Callable
 
 from olievlek import envelope, logs
 from olievlek.clock import now_ms
+from olievlek.envelope import body_of
 from olievlek.errors import Refused, TransportError, VerificationError
 from olievlek.metrics import Metrics
 from olievlek.trust import TrustAnchor
-from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
+from olievlek.v1 import broker_pb2, summary_pb2
 
 from .audit_check import AuditChecker
 from .store import NewDelivery, NodeStore
@@ -111,7 +112,7 @@ class Inbox:
 
     async def _status(self, seq: int, item: NewDelivery, now: int) -> broker_pb2.Ack:
         """What a recipient did with an item we sent: shown on our outbox entry."""
-        body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(item.envelope).body)
+        body = body_of(item.envelope)
         status = body.item_status
         outcome = summary_pb2.ItemOutcome.Name(status.outcome).removeprefix("ITEM_OUTCOME_").lower()
         detail = f"{item.sender} suggests NIS {status.suggested_nis}" if status.suggested_nis else ""

@@ -16,6 +16,7 @@ import datetime as dt
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
 from olievlek.policy import Bundle
@@ -35,7 +36,7 @@ DECIDABLE = ("alert.move", "handover")
 
 
 def _summary(envelope: bytes) -> summary_pb2.CaseSummary:
-    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope).body)
+    body = body_of(envelope)
     payload = body.move_alert if body.WhichOneof("payload") == "move_alert" else body.handover
     return payload.summary
 

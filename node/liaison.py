@@ -22,7 +22,7 @@ from olievlek.envelope import Signer
 from olievlek.errors import InvalidIdentifier, TransportError
 from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
-from olievlek.normalise import PrfInput, fallback_input, nrn_input
+from olievlek.normalise import PrfInput, identity_inputs
 from olievlek.policy import Bundle
 from olievlek.policy.model import Rule
 from olievlek.store import Txn
@@ -39,18 +39,6 @@ log = logs.get("node.liaison")
 
 DISCLOSURE_REQUEST = "disclosure.request"
 MAX_ROWS = 500  # identities per local request; the CLI sends a long batch in chunks and shows progress
-
-
-def _inputs(identity: local_pb2.Identity) -> list[PrfInput]:
-    """The identifiers of one row: the number, and the fallback identity when a birth date is given."""
-    out = []
-    if identity.national_number.strip():
-        out.append(nrn_input(identity.national_number))
-    if identity.birth_date.strip():
-        out.append(fallback_input(identity.family_name, identity.given_names, identity.birth_date))
-    if not out:
-        raise InvalidIdentifier("give a national register number, or names with a birth date")
-    return out
 
 
 class Liaison:
@@ -102,7 +90,8 @@ class Liaison:
         for i, identity in enumerate(req.identities):
             row = local_pb2.LiaisonRow(row=req.first_row + i)
             try:
-                asked.append((len(rows), _inputs(identity)))
+                asked.append((len(rows), identity_inputs(identity.national_number, identity.family_name,
+                                                         identity.given_names, identity.birth_date)))
             except InvalidIdentifier as exc:  # says why, never what
                 row.outcome, row.error = local_pb2.QUERY_OUTCOME_INVALID, exc.message
             rows.append(row)

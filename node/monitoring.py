@@ -26,6 +26,7 @@ from typing import Any
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
+from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgId
 from olievlek.policy import Bundle, Request
@@ -195,7 +196,7 @@ class Monitoring:
             add("flow", FLOW["handovers_received"])
             if accepted:
                 add("flow", FLOW["handovers_accepted"])
-                body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+                body = body_of(bytes(raw))
                 release = body.handover.expected_month
                 if int(decided) < _month_start(release.year, release.month):
                     add("flow", FLOW["handovers_accepted_before_release"])
@@ -317,7 +318,7 @@ class Monitoring:
         arrived: set[str] = set()
         for sender, raw in await self._store.db.fetchall(
                 "SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id", (REPORT,)):
-            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+            body = body_of(bytes(raw))
             r = body.aggregate_report
             if (sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter)
                     or body.rule_id != self._coop.rule_id or r.source):
@@ -391,6 +392,6 @@ class Monitoring:
                                              (REPORT,))
         out = local_pb2.MonitorListResponse(regions=self._regions, aggregators=self._aggregators)
         for sender, raw in rows:
-            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(bytes(raw)).body)
+            body = body_of(bytes(raw))
             out.reports.add(sender=sender, report=body.aggregate_report)
         return out

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from olievlek import envelope, logs, wire
 from olievlek.clock import now_ms
-from olievlek.envelope import Signer
+from olievlek.envelope import Signer, body_of
 from olievlek.errors import OlievlekError, TransportError, VerificationError
 from olievlek.metrics import Metrics
 from olievlek.v1 import broker_pb2, envelope_pb2
@@ -49,7 +49,7 @@ Builder = Callable[[OutboxRow], Awaitable[envelope_pb2.EnvelopeBody]]
 
 
 def _sender_of(raw: bytes) -> str:
-    return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body).sender
+    return body_of(raw).sender
 
 
 class OutboxSender:
@@ -163,7 +163,7 @@ class OutboxSender:
 
     async def _reseal(self, row: OutboxRow) -> None:
         assert row.envelope is not None
-        body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(row.envelope).body)
+        body = body_of(row.envelope)
         body.created_at_ms = now_ms()
         await self._store.replace_outbox_envelope(row.id, envelope.seal(body, self._signer))
         log.warning("outbox.resealed", outbox_id=row.id, reason="stale")

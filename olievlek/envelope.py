@@ -78,6 +78,12 @@ def seal(body: envelope_pb2.EnvelopeBody, signer: Signer) -> bytes:
     return wire.encode(env)
 
 
+def body_of(raw: bytes) -> envelope_pb2.EnvelopeBody:
+    """The body of envelope bytes a node keeps in its own store: verified when they arrived (or signed
+    there), so read without checking again."""
+    return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body)
+
+
 def parse(raw: bytes) -> tuple[envelope_pb2.Envelope, envelope_pb2.EnvelopeBody, KindInfo]:
     """Strictly parse an envelope and its body, without checking the signature.
 

@@ -68,3 +68,18 @@ def fallback_input(family: str, given: str, birth_date: str) -> PrfInput:
     if not fam or not giv:
         raise InvalidIdentifier(_("the fallback identity needs a family name and given names"))
     return PrfInput("fallback", f"fallback:{fam}|{giv}|{normalise_birth_date(birth_date)}".encode())
+
+
+def identity_inputs(national_number: str, family: str, given: str, birth_date: str) -> list[PrfInput]:
+    """Every identifier a person is given by: the number first, then the fallback identity when a birth
+    date is there (a person may be known by either, so both are pseudonymised).
+
+    Raises:
+        InvalidIdentifier: neither is given, or one that is given is not valid (says why, never what).
+    """
+    inputs = [nrn_input(national_number)] if national_number.strip() else []
+    if birth_date.strip():
+        inputs.append(fallback_input(family, given, birth_date))
+    if not inputs:
+        raise InvalidIdentifier(_("give a national register number, or names with a birth date"))
+    return inputs

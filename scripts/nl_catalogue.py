@@ -154,6 +154,8 @@ NL = {
         "geef --days (1 tot {MAX_EXTENSION_DAYS}) en een --reason-code om een dossier langer te bewaren",
     "give --socket or set OLIEVLEK_NODE_SOCKET": "geef --socket of zet OLIEVLEK_NODE_SOCKET",
     "give a --reason for the erasure": "geef een --reason voor de wissing",
+    "give a national register number, or names with a birth date":
+        "geef een rijksregisternummer, of namen met een geboortedatum",
     "give recipient kinds and purposes of the bundle; unknown: {unknown}":
         "geef soorten ontvangers en doeleinden uit de bundel; onbekend: {unknown}",
     "give the expected release month as YYYY-MM": "geef de verwachte maand van vrijlating als JJJJ-MM",
