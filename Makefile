@@ -51,5 +51,5 @@ clean:
 
 # What a regisseur reads: extract the message ids, fill and compile the Dutch catalogue (committed).
 catalogues: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _n_ -k N_ -k _ --no-location --sort-output --project olievlek -o olievlek/locale/olievlek.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ --no-location --sort-output --project olievlek -o olievlek/locale/olievlek.pot .
 	$(BIN)/python scripts/nl_catalogue.py

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from olievlek.i18n import N_
 from olievlek.regions import Figure, Key
 from olievlek.v1 import summary_pb2
 
@@ -23,32 +24,27 @@ D = summary_pb2
 FLOW = {"alerts_received": 4, "taken_over": 5, "handovers_received": 6, "accepted_before_release": 8}
 
 
-def _n_(text: str) -> str:
-    """Marks a message id for extraction where the text is translated later (Babel keyword)."""
-    return text
+BAND_LABELS = (N_("under 1 month"), N_("1 to 3 months"), N_("3 to 6 months"), N_("6 to 12 months"),
+               N_("12 months or more"))
+PHASE_LABELS = {"signal": N_("signal"), "pre-analysis": N_("pre-analysis"), "follow-up": N_("follow-up")}
+CONCERN_LABELS = {"islamist": N_("islamist"), "right-wing": N_("right-wing extremism"),
+                  "left-wing": N_("left-wing extremism"),
+                  "single-issue-animal-rights": N_("single issue: animal rights"),
+                  "single-issue-environmental": N_("single issue: environment"),
+                  "single-issue-other": N_("single issue: other"), "polarisation": N_("polarisation"),
+                  "unclear": N_("unclear")}
+
+HEADING = N_("Monitoring of the local approach to radicalisation and polarisation")
+WITHHELD = N_("Figures under 5 are withheld at each municipality; a sum marked ≥ leaves withheld figures out.")
 
 
-BAND_LABELS = (_n_("under 1 month"), _n_("1 to 3 months"), _n_("3 to 6 months"), _n_("6 to 12 months"),
-               _n_("12 months or more"))
-PHASE_LABELS = {"signal": _n_("signal"), "pre-analysis": _n_("pre-analysis"), "follow-up": _n_("follow-up")}
-CONCERN_LABELS = {"islamist": _n_("islamist"), "right-wing": _n_("right-wing extremism"),
-                  "left-wing": _n_("left-wing extremism"),
-                  "single-issue-animal-rights": _n_("single issue: animal rights"),
-                  "single-issue-environmental": _n_("single issue: environment"),
-                  "single-issue-other": _n_("single issue: other"), "polarisation": _n_("polarisation"),
-                  "unclear": _n_("unclear")}
-
-HEADING = _n_("Monitoring of the local approach to radicalisation and polarisation")
-WITHHELD = _n_("Figures under 5 are withheld at each municipality; a sum marked ≥ leaves withheld figures out.")
-
-
-TABLES = {D.AGGREGATE_DIMENSION_PHASE: _n_("phase"), D.AGGREGATE_DIMENSION_CONCERN: _n_("concern"),
-          D.AGGREGATE_DIMENSION_AGENCY: _n_("agency"),
-          D.AGGREGATE_DIMENSION_DURATION_BAND: _n_("duration of closed cases"),
-          D.AGGREGATE_DIMENSION_PHASE_TIME: _n_("time in a phase"), D.AGGREGATE_DIMENSION_FLOW: _n_("flows")}
-FLOWS = (_n_("opened"), _n_("closed"), _n_("move alerts sent"), _n_("move alerts received"),
-         _n_("taken over within a month"), _n_("handovers received"), _n_("handovers accepted"),
-         _n_("accepted before release"), _n_("handovers returned"), _n_("erasures on time"), _n_("erasures late"))
+TABLES = {D.AGGREGATE_DIMENSION_PHASE: N_("phase"), D.AGGREGATE_DIMENSION_CONCERN: N_("concern"),
+          D.AGGREGATE_DIMENSION_AGENCY: N_("agency"),
+          D.AGGREGATE_DIMENSION_DURATION_BAND: N_("duration of closed cases"),
+          D.AGGREGATE_DIMENSION_PHASE_TIME: N_("time in a phase"), D.AGGREGATE_DIMENSION_FLOW: N_("flows")}
+FLOWS = (N_("opened"), N_("closed"), N_("move alerts sent"), N_("move alerts received"),
+         N_("taken over within a month"), N_("handovers received"), N_("handovers accepted"),
+         N_("accepted before release"), N_("handovers returned"), N_("erasures on time"), N_("erasures late"))
 
 
 def category_label(dimension: int, category: int, _: Gettext) -> str:
@@ -100,11 +96,11 @@ def charts(figures: dict[Key, Figure], _: Gettext) -> list[go.Figure]:
     quarters = sorted({(k.year, k.quarter) for k in figures if k.region == "*"})
     labels = [f"{y}Q{q}" for y, q in quarters]
     moved = [(_(name), *_series(figures, quarters, D.AGGREGATE_DIMENSION_FLOW, FLOW[key]))
-             for key, name in (("alerts_received", _n_("move alerts received")),
-                               ("taken_over", _n_("taken over within a month")))]
+             for key, name in (("alerts_received", N_("move alerts received")),
+                               ("taken_over", N_("taken over within a month")))]
     handed = [(_(name), *_series(figures, quarters, D.AGGREGATE_DIMENSION_FLOW, FLOW[key]))
-              for key, name in (("handovers_received", _n_("handovers from prison received")),
-                                ("accepted_before_release", _n_("accepted before release")))]
+              for key, name in (("handovers_received", N_("handovers from prison received")),
+                                ("accepted_before_release", N_("accepted before release")))]
     concerns = [(_(CONCERN_LABELS[name]), *_series(figures, quarters, D.AGGREGATE_DIMENSION_CONCERN, value))
                 for name, value in CONCERNS.items()]
     latest = quarters[-1] if quarters else (0, 0)
@@ -152,8 +148,8 @@ def render(figures: dict[Key, Figure], out: Path, _: Gettext, lang: str) -> tupl
             category_label(k.dimension, k.category, _), str(f.value), "≥" if f.partial else "")) + "</tr>"
         for k, f in sorted(figures.items()) if k.region != "*" and names[k.dimension])
     title, heading, per_region = _("Monitoring dashboard"), _(HEADING), _("Figures per region")
-    head = "".join(f"<th>{html.escape(_(h))}</th>" for h in (_n_("region"), _n_("quarter"), _n_("table"),
-                                                              _n_("category"), _n_("value"), _n_("withheld figures")))
+    head = "".join(f"<th>{html.escape(_(h))}</th>" for h in (N_("region"), N_("quarter"), N_("table"),
+                                                              N_("category"), N_("value"), N_("withheld figures")))
     page = f"""<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}

@@ -12,19 +12,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from olievlek.i18n import _, language
+from olievlek.i18n import N_, _, language
 from olievlek.regions import combine
 from olievlek.v1 import local_pb2
 
 from . import dashboard
 from .cases import SocketOpt
 from .console import out
-from .dashboard import _n_
 from .local_client import call
 
 # The outbox statuses `report monitor` shows after sending.
-STATUSES = (_n_("accepted"), _n_("pending"), _n_("queued"), _n_("refused"), _n_("failed"), _n_("expired"),
-            _n_("rejected"))
+STATUSES = (N_("accepted"), N_("pending"), N_("queued"), N_("refused"), N_("failed"), N_("expired"),
+            N_("rejected"))
 report_app = typer.Typer(help="Quarterly monitoring figures (municipality) and the dashboard (monitor).",
                          no_args_is_help=True)
 @report_app.command("monitor")
