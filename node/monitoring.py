@@ -29,7 +29,7 @@ from olievlek.clock import now_ms
 from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgId
-from olievlek.policy import Bundle, Request
+from olievlek.policy import Bundle
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -85,17 +85,7 @@ def cooperation(bundle: Bundle, org_id: str) -> Cooperation | None:
         return None
     group, aggregator = entry
     members = tuple(sorted(str(m) for m, (g, _a) in bundle.combined.items() if g == group))
-    return Cooperation(group, str(aggregator), members, member_rule(bundle, org_id, str(aggregator)))
-
-
-def member_rule(bundle: Bundle, member: str, aggregator: str) -> str:
-    """The rule under which a member may send its figures to the aggregator ("" when none does)."""
-    for rule in bundle.rules.values():
-        if rule.allows and REPORT in rule.kinds and rule.relation == "group_members" and bundle.decide(Request(
-                REPORT, OrgId(member), (OrgId(aggregator),), rule.id, frozenset({"year", "quarter", "cells"}),
-                purpose="monitoring_and_evaluation")).allowed:
-            return rule.id
-    return ""
+    return Cooperation(group, str(aggregator), members, bundle.cooperation_rule(org_id, str(aggregator)))
 
 
 class Monitoring:

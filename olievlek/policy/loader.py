@@ -99,6 +99,15 @@ class Bundle:
     def org(self, org_id: str) -> Organisation | None:
         return self.orgs.get(OrgId(org_id))
 
+    def cooperation_rule(self, member: str, aggregator: str) -> str:
+        """The rule under which a cooperation's member may send its figures to the aggregator ("": none)."""
+        for rule in self.rules.values():
+            if rule.allows and "report.aggregate" in rule.kinds and rule.relation == "group_members" and self.decide(
+                    Request("report.aggregate", OrgId(member), (OrgId(aggregator),), rule.id,
+                            frozenset({"year", "quarter", "cells"}))).allowed:
+                return rule.id
+        return ""
+
     def org_of_contact(self, contact_id: str) -> Organisation | None:
         return next((o for o in self.orgs.values() if contact_id in o.contact_ids), None)
 
@@ -203,11 +212,7 @@ class _Loader:
         bundle = Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
                         pattern, pseudonymisation, dpos, directory, regions, combined)
         for member, (group, aggregator) in sorted(combined.items()):
-            allowed = any(r.allows and "report.aggregate" in r.kinds and r.relation == "group_members"
-                          and bundle.decide(Request("report.aggregate", member, (aggregator,), r.id,
-                                                    frozenset({"year", "quarter", "cells"}))).allowed
-                          for r in rules.values())
-            if member != aggregator and not allowed:
+            if member != aggregator and not bundle.cooperation_rule(member, aggregator):
                 raise BundleError([meta.diag(f"no rule lets {member} send its figures to {aggregator}, the "
                                              f"aggregator of {group}", "monitoring", "combined")])
         return bundle
