@@ -24,7 +24,7 @@ from olievlek.v1 import local_pb2
 FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
 
 
-def _from_json(text: str, source: str) -> local_pb2.Identity:
+def from_json(text: str, source: str) -> local_pb2.Identity:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -44,12 +44,12 @@ def read_identity(from_file: Path | None, *, names: bool) -> local_pb2.Identity:
     """An identity from a file, from piped stdin, or from an interactive prompt."""
     if from_file is not None:
         try:
-            return _from_json(from_file.read_text(), str(from_file))
+            return from_json(from_file.read_text(), str(from_file))
         except OSError as exc:
             raise ConfigError(_("cannot read {from_file}: {strerror}")
                                 .format(from_file=from_file, strerror=exc.strerror)) from exc
     if not sys.stdin.isatty():
-        return _from_json(sys.stdin.read(), "stdin")
+        return from_json(sys.stdin.read(), "stdin")
     number = typer.prompt(_("National register number"), hide_input=True)
     if not names:
         return local_pb2.Identity(national_number=number)

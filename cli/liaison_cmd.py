@@ -24,7 +24,7 @@ from olievlek.v1 import local_pb2
 from . import enums
 from .cases import SocketOpt, _sent
 from .console import err, out
-from .identity_input import FIELDS, read_identity
+from .identity_input import FIELDS, from_json, read_identity
 from .local_client import call
 
 liaison_app = typer.Typer(help="Ask the directory whether a person is known (federal liaison, justice house).",
@@ -66,9 +66,7 @@ def read_identities(from_file: Path | None) -> list[local_pb2.Identity]:
                                 .format(from_file=from_file, strerror=exc.strerror)) from exc
     if from_file is None and not sys.stdin.isatty():
         text = sys.stdin.read()
-        if not text.lstrip().startswith("{"):
-            return _csv_identities(text, "stdin")
-        sys.stdin = io.StringIO(text)
+        return [from_json(text, "stdin")] if text.lstrip().startswith("{") else _csv_identities(text, "stdin")
     return [read_identity(from_file, names=False)]
 
 
