@@ -16,6 +16,7 @@ from olievlek.broker.store import NEVER
 from olievlek.node.broker_client import BrokerClient
 
 from olievlek import faults, wire
+from olievlek.envelope import body_of
 from olievlek.errors import ConfigError, TransportError
 from olievlek.store import Database
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2
@@ -205,8 +206,7 @@ async def test_a_broker_restarts_serving_a_queue_of_100000_and_delivers_in_order
         antwerpen = await nodes.start("antwerpen", broker.port)
         await eventually(lambda: _rows(antwerpen, 21), timeout=30)
         rows = await inbox_rows(antwerpen)
-        keys = [envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(r.envelope).body)
-                .idempotency_key for r in rows]
+        keys = [body_of(r.envelope).idempotency_key for r in rows]
         assert keys[:21] == [f"deep{i}" for i in range(20)] + ["template"]  # in sequence order
     finally:
         for n in list(nodes.running):
@@ -328,8 +328,7 @@ async def test_a_full_queue_delays_but_never_reorders_a_senders_alerts(
         antwerpen = await nodes.start("antwerpen", broker.port)
         await eventually(lambda: _rows(antwerpen, 5), timeout=20)
         sent = [r.idem_key for r in await gent._store.all_outbox() if r.kind == "alert.move"]
-        got = [envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(r.envelope).body)
-               .idempotency_key for r in await inbox_rows(antwerpen)]
+        got = [body_of(r.envelope).idempotency_key for r in await inbox_rows(antwerpen)]
         assert got == sent
     finally:
         for n in list(nodes.running):

@@ -7,6 +7,7 @@ import pytest
 from olievlek.broker.server import BrokerServer
 from olievlek.node.server import NodeServer
 
+from olievlek.envelope import body_of
 from olievlek.errors import LocalApiError
 from olievlek.identity import OrgKind
 from olievlek.v1 import local_pb2, summary_pb2
@@ -140,10 +141,7 @@ async def test_what_the_recipient_entered_to_match_goes_with_a_returned_item(
 
 
 async def _summary_pseudonym(envelope: bytes) -> bytes:
-    from olievlek.v1 import envelope_pb2
-
-    body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(envelope).body)
-    return bytes(body.move_alert.summary.subject_pseudonym)
+    return bytes(body_of(envelope).move_alert.summary.subject_pseudonym)
 
 
 async def test_each_accepted_case_has_its_own_subject_and_erasing_it_leaves_nothing(

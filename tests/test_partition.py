@@ -20,7 +20,8 @@ import pytest
 from olievlek.broker.server import BrokerServer
 from olievlek.node.server import NodeServer
 
-from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
+from olievlek.envelope import body_of
+from olievlek.v1 import local_pb2, summary_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
 from .envelopes import local
@@ -101,7 +102,7 @@ async def test_everything_arrives_in_order_after_a_silent_partition(
         assert len(rows) == total  # no duplicates (and none lost)
         received: dict[str, list[str]] = defaultdict(list)
         for row in rows:  # inbox order is the order Antwerpen stored them in
-            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(row.envelope).body)
+            body = body_of(row.envelope)
             received[row.sender].append(body.idempotency_key)
         for org, node in senders.items():
             assert received[org] == await _keys_sent(node), f"{org}'s alerts arrived out of order"

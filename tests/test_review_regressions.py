@@ -15,12 +15,13 @@ from olievlek.broker.server import BrokerServer
 from olievlek.node.broker_client import BrokerClient
 
 from olievlek import wire
+from olievlek.envelope import body_of
 from olievlek.errors import IdentityError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.policy import Bundle, Request
 from olievlek.store import Database
 from olievlek.trust import TrustAnchor
-from olievlek.v1 import broker_pb2, envelope_pb2
+from olievlek.v1 import broker_pb2
 
 from .conftest import FLANDERS, NodeFactory, Pki
 from .envelopes import body, seal_bytes, send_envelope, signer, summary
@@ -90,7 +91,7 @@ async def test_an_alert_written_before_a_long_outage_is_resent_not_lost(
         await asyncio.sleep(0.1)
         assert not any(task.done() for task in gent._tasks)  # the workers stay alive
     assert row is not None and row.status == "accepted"
-    resent = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(row.envelope).body)
+    resent = body_of(row.envelope)
     assert resent.idempotency_key == old.idempotency_key and resent.created_at_ms > old.created_at_ms
     assert resent.move_alert == old.move_alert
 
