@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import parse_args, report
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.broker.committer import Committer
 
@@ -95,13 +96,15 @@ async def main() -> None:
     ap.add_argument("--appends", type=int, default=102_400)
     ap.add_argument("--callers", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=20261129)
-    args = ap.parse_args()
+    ap.add_argument("--single-appends", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=1000)
+    args = parse_args(ap, {"leaves": 5000, "appends": 1024, "callers": 64, "single_appends": 100, "samples": 50})
     rng = random.Random(args.seed)
     print(f"seed {args.seed}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         grouped, batches = await appends(tmp / "a.sqlite", args.appends, args.callers)
-        single = await single_txn_appends(tmp / "b.sqlite", 2000)
+        single = await single_txn_appends(tmp / "b.sqlite", args.single_appends)
         print(f"durable appends, group commit: {grouped:>10,.0f} leaves/s ({batches} batches, "
               f"{args.appends / batches:.0f} leaves per fsync)")
         print(f"durable appends, one txn each: {single:>10,.0f} leaves/s   group/single {grouped / single:.1f}x")
@@ -113,7 +116,7 @@ async def main() -> None:
         assert head is not None and head.size == log.size
         n = log.size
         t0 = time.perf_counter()
-        samples = 1000
+        samples = args.samples
         for _ in range(samples):
             i = rng.randrange(n)
             p = await log.inclusion(i, n)
@@ -153,6 +156,9 @@ async def main() -> None:
     # so the ideal ratio is 1.5x, not 1x.
     print(f"full verification of {n:,} leaves: {verify_s:.2f} s; raw SHA-256 per leaf and node {raw_s:.2f} s; "
           f"ratio {verify_s / raw_s:.2f}x (goal <= 2x)")
+    report("audit", args.smoke, leaves=n, grouped_per_s=round(grouped), single_per_s=round(single),
+           group_over_single=round(grouped / single, 2), inclusion_ms=round(incl_ms, 4),
+           consistency_ms=round(cons_ms, 4), verify_s=round(verify_s, 3), ratio=round(verify_s / raw_s, 3))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cedarpy
 import yaml
+from common import parse_args, report
 
 from olievlek.identity import OrgId
 from olievlek.policy import Bundle, Request
@@ -118,7 +119,7 @@ def main() -> None:
     ap.add_argument("--decisions", type=int, default=200_000)
     ap.add_argument("--cedar-decisions", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=20261129)
-    args = ap.parse_args()
+    args = parse_args(ap, {"decisions": 2000, "cedar_decisions": 200})
     print(f"seed {args.seed}; {args.decisions} decisions per size (cedarpy: {args.cedar_decisions})")
     rng = random.Random(args.seed)
     results = {}
@@ -134,6 +135,8 @@ def main() -> None:
             print(f"{n:>5} rules: olievlek {ours:>12,.0f}/s   cedarpy {cedar:>10,.0f}/s   dict floor {floor:>12,.0f}/s"
                   f"   ours/cedarpy {ours / cedar:>7.1f}x   floor/ours {floor / ours:>5.1f}x")
     print(f"1,000-rule vs 10-rule slowdown: {results[10] / results[1000]:.2f}x (goal <= 1.5x)")
+    report("policy", args.smoke, decisions_per_s={str(n): round(r) for n, r in results.items()},
+           ratio=round(results[10] / results[1000], 3))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ import asyncio
 import logging
 import os
 import random
-import re
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import rbcl
+from common import edit_bundle, parse_args, report
 from olievlek.cli.federation import DEFAULT_BUNDLE, provision_policy
 from olievlek.node.pseudonym_client import PseudonymClient
 from olievlek.node.store import NodeStore
@@ -81,11 +81,12 @@ async def setup(tmp: Path) -> tuple[list[PseudonymiserServer], PseudonymClient, 
     pki = tmp / "pki"
     ca = CertificateAuthority.init(pki)
     liaison = ca.issue_org(OrgIdentity(OrgKind.FEDERAL_LIAISON, OrgId("fed-liaison")))
-    src = tmp / "bundle-src"
-    shutil.copytree(DEFAULT_BUNDLE, src)
-    meta = src / "bundle.yaml"
-    meta.write_text(re.sub(r"federal_liaison: \{[^}]*\}", "federal_liaison: {per_hour: 10000000, per_day: 10000000, "
-                                                           "batch: 1000}", meta.read_text()))
+
+    def unlimited(bundle: dict[str, Any]) -> None:
+        bundle["pseudonymisation"]["budgets"]["federal_liaison"] = {"per_hour": 10_000_000, "per_day": 10_000_000,
+                                                                   "batch": 1000}
+
+    src = edit_bundle(DEFAULT_BUNDLE, tmp / "bundle-src", unlimited)
     provision_policy(tmp / "federation", src)
     servers = []
     for share in (1, 2):
@@ -116,7 +117,8 @@ async def main() -> None:
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--singles", type=int, default=200)
     ap.add_argument("--seed", type=int, default=20261129)
-    args = ap.parse_args()
+    ap.add_argument("--bound-ops", type=int, default=2000)
+    args = parse_args(ap, {"batches": 1, "singles": 10, "bound_ops": 100})
     rng = random.Random(args.seed)
     logs.configure(json=True, level=logging.WARNING)
     print(f"seed {args.seed}; python {sys.version.split()[0]}")
@@ -138,11 +140,13 @@ async def main() -> None:
             await node_store.close()
             for s in servers:
                 await s.stop()
-    bound = raw_bound(2000)
+    bound = raw_bound(args.bound_ops)
     print(f"single evaluations      {singles:>10,.0f}/s")
     print(f"batches of 1,000        {batched:>10,.0f}/s")
     print(f"raw group-ops bound     {bound:>10,.0f}/s   (same run, one core)")
     print(f"batch / bound           {batched / bound:>10.0%}   (goal >= 50%)")
+    report("pseudonym", args.smoke, singles_per_s=round(singles), batched_per_s=round(batched),
+           bound_per_s=round(bound), ratio=round(batched / bound, 3))
 
 
 if __name__ == "__main__":

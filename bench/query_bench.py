@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
+from common import edit_bundle, parse_args, report  # noqa: E402
 from olievlek.broker.store import SqliteBrokerStore  # noqa: E402
 from olievlek.cli.federation import DEFAULT_BUNDLE, Federation, NodeSpec  # noqa: E402
 from olievlek.node.broker_client import BrokerClient  # noqa: E402
@@ -46,13 +47,12 @@ FAR = 4_102_444_800_000  # 2100-01-01
 
 def _bundle(workdir: Path) -> Path:
     """The default bundle with a liaison budget large enough for the bench."""
-    src = workdir / "bundle-src"
-    shutil.copytree(DEFAULT_BUNDLE, src, ignore=shutil.ignore_patterns("signatures.json"))
-    text = (src / "bundle.yaml").read_text()
-    text = text.replace("federal_liaison: {per_day: 5000, per_month: 50000, batch: 1000}",
-                        "federal_liaison: {per_day: 100000000, per_month: 1000000000, batch: 1000}")
-    (src / "bundle.yaml").write_text(text)
-    return src
+
+    def unlimited(bundle: dict[str, Any]) -> None:
+        bundle["directory"]["query_budgets"]["federal_liaison"] = {"per_day": 100_000_000,
+                                                                   "per_month": 1_000_000_000, "batch": 1000}
+
+    return edit_bundle(DEFAULT_BUNDLE, workdir / "bundle-src", unlimited)
 
 
 def _fill(db: Path, entries: int, rng: random.Random) -> list[bytes]:
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, {"entries": 2000, "batches": 5, "batch": 100, "warmup": 1})
     print(f"query bench: {args.entries:,} entries, {args.batches} batches of {args.batch}, seed {args.seed}")
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="olv-qbench-") as tmp:
@@ -175,6 +175,8 @@ def main() -> None:
     full = _summary("end to end at the broker (Query)", e2e)
     print(f"ratio end-to-end / plain: {full / base:.2f}x (goal <= 1.5x); "
           f"{args.batch / (full / 1000):,.0f} pseudonyms/s end to end")
+    report("query", args.smoke, entries=args.entries, batch=args.batch, plain_median_ms=round(base, 3),
+           end_to_end_median_ms=round(full, 3), ratio=round(full / base, 3))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sqlite3
 import subprocess
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 import echo_baseline  # noqa: E402
+from common import parse_args, report  # noqa: E402
 from olievlek.broker.store import NEVER, SqliteBrokerStore  # noqa: E402
 from olievlek.cli.federation import Federation, NodeSpec  # noqa: E402
 from olievlek.cli.local_client import call  # noqa: E402
@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=4000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--depth", type=int, default=100_000)
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=400)
+    args = parse_args(parser, {"alerts": 40, "seconds": 1.0, "depth": 200, "warmup": 8})
     work = Path(tempfile.mkdtemp(prefix="olievlek-route-"))
     echo = echo_baseline.measure_echo(work / "echo", seconds=args.seconds, concurrency=16)
     print(f"echo baseline: {echo['requests_per_s']:.0f} requests/s, p50 {echo['p50_ms']:.1f} ms, "
@@ -185,7 +186,7 @@ def main() -> None:
     try:
         fed.start()
         cases = {org: _open(fed, org) for org in PAIRS}
-        peak(fed, cases, 400)  # warm-up
+        peak(fed, cases, args.warmup)
         rate = peak(fed, cases, args.alerts)
         print(f"route: {rate:.0f} delivered alerts/s with {len(PAIRS)} concurrent senders "
               f"({rate / echo['requests_per_s']:.0%} of the echo rate; goal >= 40 %)")
@@ -194,10 +195,9 @@ def main() -> None:
         serving, first = restart_deep_queue(fed, args.depth)
         print(f"restart with {args.depth:,} queued: serving after {serving:.2f} s, first delivery after "
               f"{first:.2f} s (goal < 2 s)")
-        print(json.dumps({"echo_rps": round(echo["requests_per_s"]), "route_rps": round(rate),
-                          "ratio": round(rate / echo["requests_per_s"], 3), "p50_ms": p50, "p99_ms": p99,
-                          "restart_serving_s": round(serving, 3), "restart_first_delivery_s": round(first, 3),
-                          "cpus": os.cpu_count()}))
+        report("route", args.smoke, echo_rps=round(echo["requests_per_s"]), route_rps=round(rate),
+               ratio=round(rate / echo["requests_per_s"], 3), p50_ms=p50, p99_ms=p99,
+               restart_serving_s=round(serving, 3), restart_first_delivery_s=round(first, 3), cpus=os.cpu_count())
     finally:
         fed.stop()
         subprocess.run(["rm", "-rf", str(work)], check=False)

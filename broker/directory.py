@@ -86,15 +86,24 @@ async def open_request(db: Database, requester: str, holder: str, pseudonym: byt
     return row is not None
 
 
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    """A query budget that would be exceeded: its period ("d:2026-12-07" or "m:2026-12"), rows used, limit."""
+
+    period: str
+    used: int
+    limit: int
+
+
 def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], rows: int,
-                    limits: tuple[int, int]) -> tuple[str, int, int] | None:
-    """Count ``rows`` against the day's and month's budget, or return (period, used, limit) of the
-    first that would be exceeded (then nothing is counted)."""
+                    limits: tuple[int, int]) -> OverBudget | None:
+    """Count ``rows`` against the day's and month's budget, or return the first that would be exceeded
+    (then nothing is counted)."""
     for period, limit in zip(periods, limits, strict=True):
         row = c.execute("SELECT rows FROM query_usage WHERE org = ? AND period = ?", (org, period)).fetchone()
         used = int(row[0]) if row else 0
         if used + rows > limit:
-            return period, used, limit
+            return OverBudget(period, used, limit)
     for period in periods:
         c.execute("INSERT INTO query_usage (org, period, rows) VALUES (?, ?, ?)"
                   " ON CONFLICT (org, period) DO UPDATE SET rows = rows + excluded.rows", (org, period, rows))

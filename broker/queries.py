@@ -26,12 +26,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from olievlek import envelope, logs
+from olievlek.audit.log import Batch
 from olievlek.directory import NO_HIT, Cover, covered, encode_row, needle, open_statement
 from olievlek.errors import PolicyDenied, Refused, WireError
 from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
 from olievlek.policy import Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import QueryBudget, Rule
+from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
 
 from . import directory
@@ -155,7 +157,7 @@ class DirectoryService:
                     "covered": ok}
         sender, limits = opened.body.sender, (budget.per_day, budget.per_month)
 
-        async def op(tx: Any, batch: Any) -> Any:
+        async def op(tx: Txn, batch: Batch) -> directory.OverBudget | None:
             over = await tx.run(lambda c: directory.use_budget_step(c, sender, _periods(now), 1, limits))
             if over is None:
                 _append_leaf(batch, meta, recipient if covers is not None else "", now)
@@ -176,7 +178,7 @@ class DirectoryService:
         if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
             return 0  # the usual case: no commit for nothing
 
-        async def op(tx: Any, batch: Any) -> int:
+        async def op(tx: Txn, batch: Batch) -> int:
             return int(await tx.run(lambda c: directory.close_requests_before(c, now - ttl_ms)))
 
         closed, _head = await self._svc.committer.submit(op)
@@ -231,7 +233,7 @@ class DirectoryService:
         record = DecisionRecord(now, body.sender, "query.hit", rule.id, "accepted", "", "", ())
         limits = (budget.per_day, budget.per_month)
 
-        async def op(tx: Any, batch: Any) -> Any:
+        async def op(tx: Txn, batch: Batch) -> directory.OverBudget | tuple[int, tuple[bytes, bytes]]:
             over = await tx.run(lambda c: directory.use_budget_step(c, body.sender, _periods(now), rows, limits))
             if over is not None:
                 return over
@@ -249,7 +251,7 @@ class DirectoryService:
             return await SqliteBrokerStore.record_txn(tx, batch, record, meta)
 
         result, head = await svc.committer.submit(op)
-        if isinstance(result[0], str):  # (period, used, limit): the budget is used up
+        if isinstance(result, directory.OverBudget):
             over_budget = _over_budget(body.sender, result, rows, rule.id)
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, over_budget, now)).refusal)
         index, leaf = result
@@ -338,14 +340,14 @@ class DirectoryService:
             for p, c, at, cv, ev in rows])
 
 
-def _append_leaf(batch: Any, meta: dict[str, object], org: str, at: int) -> tuple[int, bytes, bytes]:
+def _append_leaf(batch: Batch, meta: dict[str, object], org: str, at: int) -> tuple[int, bytes, bytes]:
     """A leaf visible to ``org`` (and the data-protection officer); to nobody else when ``org`` is ""."""
     result: tuple[int, bytes, bytes] = batch.append(meta, (org,) if org else (), at)
     return result
 
 
-def _over_budget(sender: str, over: tuple[str, int, int], asked: int, rule_id: str) -> Refused:
-    period, used, limit = over
+def _over_budget(sender: str, over: directory.OverBudget, asked: int, rule_id: str) -> Refused:
+    period, used, limit = over.period, over.used, over.limit
     return Refused(f"the query budget of {sender} for {period[2:]} is {limit} pseudonyms; {used} used, this asks "
                    f"{asked}", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED, field="subject_pseudonyms",
                    rule_id=rule_id)

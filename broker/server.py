@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
+from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
@@ -64,7 +66,8 @@ class _Window:
         self.freed.set()
 
 
-async def _append(batch: Batch, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
+async def _append_op(tx: Txn, batch: Batch, *, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
+    """A committer op that only appends one audit leaf."""
     return batch.append(meta, orgs, at)[0]
 
 
@@ -123,7 +126,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             raise AssertionError("unreachable") from exc
         return await self._service.directory.own_entries(origin, request.after, request.limit)
 
-    async def Subscribe(
+    # grpc.aio lets a streaming handler return None and use context.read()/write() (backpressure per write);
+    # the generated stub only knows the iterator form, so this one override is declared, not inferred.
+    async def Subscribe(  # type: ignore[override]
         self, request_iterator: AsyncIterator[broker_pb2.SubscribeUp], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         origin = await self._authenticate(context)
@@ -167,7 +172,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                     "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
                     "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
             commits.append(self._service.committer.enqueue(
-                lambda tx, batch, meta=meta, org=c.org_id: _append(batch, meta, (str(origin.org_id), org), at)))
+                functools.partial(_append_op, meta=meta, orgs=(str(origin.org_id), c.org_id), at=at)))
         await asyncio.gather(*commits)  # all queued first: they share one commit instead of one each
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
@@ -311,7 +316,8 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 last = item.seq
             if batch:
                 continue
-            waits = [asyncio.ensure_future(e.wait()) for e in (wake, superseded, window.freed)]
+            events = (wake, superseded, window.freed)
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]
             try:
                 await asyncio.wait([*waits, reader], return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -366,7 +372,7 @@ class BrokerServer:
         )
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
-        self._gauges = asyncio.create_task(self._update_gauges())
+        self._gauges = asyncio.create_task(self._update_gauges(self.metrics))
         self._expiry = asyncio.create_task(self._expire())
         server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s))
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
@@ -390,7 +396,7 @@ class BrokerServer:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
 
-    async def _update_gauges(self) -> None:
+    async def _update_gauges(self, metrics: Metrics) -> None:
         """Queue depth and oldest undelivered age per recipient (collectors may not touch the database)."""
         assert self._store is not None
         seen: set[str] = set()
@@ -398,11 +404,11 @@ class BrokerServer:
             stats = await self._store.queue_stats()
             now = now_ms()
             for recipient in seen - {r for r, _, _ in stats}:
-                self.metrics.queue_depth.labels(recipient=recipient).set(0)
-                self.metrics.oldest_age.labels(recipient=recipient).set(0)
+                metrics.queue_depth.labels(recipient=recipient).set(0)
+                metrics.oldest_age.labels(recipient=recipient).set(0)
             for recipient, depth, oldest in stats:
-                self.metrics.queue_depth.labels(recipient=recipient).set(depth)
-                self.metrics.oldest_age.labels(recipient=recipient).set(max(0, now - oldest) / 1000)
+                metrics.queue_depth.labels(recipient=recipient).set(depth)
+                metrics.oldest_age.labels(recipient=recipient).set(max(0, now - oldest) / 1000)
             seen = {r for r, _, _ in stats} | seen
             await asyncio.sleep(GAUGE_INTERVAL_S)
 

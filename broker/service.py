@@ -29,24 +29,27 @@ This module does not import grpc.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from olievlek import envelope, logs, wire
+from olievlek.audit.log import Batch
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, Request
 from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .committer import Committer
 from .queries import DirectoryService
-from .store import NEVER, DecisionRecord, Due, QueueFull, SqliteBrokerStore
+from .store import NEVER, Accepted, DecisionRecord, Due, QueueFull, SqliteBrokerStore
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -179,7 +182,7 @@ class BrokerService:
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
         encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
 
-        async def op(tx: Any, batch: Any) -> Any:
+        async def op(tx: Txn, batch: Batch) -> Accepted | QueueFull:
             blocked = full.intersection(body.recipients)
             if blocked:
                 return QueueFull(min(blocked), limit, limit)
@@ -299,7 +302,7 @@ class BrokerService:
         at, recipient = self._clock(), str(org.org_id)
         outcomes = [broker_pb2.AckOutcome.Name(a.outcome).removeprefix("ACK_OUTCOME_").lower() for a in acks]
 
-        async def op(tx: Any, batch: Any) -> list[str | None]:
+        async def op(tx: Txn, batch: Batch) -> list[str | None]:
             return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at)
                     for a, o in zip(acks, outcomes, strict=True)]
 
@@ -319,7 +322,7 @@ class BrokerService:
         now = self._clock()
         await self.directory.close_stale_requests(now)
         due = await self.store.due(now, EXPIRY_BATCH)
-        commits = [self.committer.enqueue(lambda tx, batch, d=d: self._expire_op(tx, batch, d, now)) for d in due]
+        commits = [self.committer.enqueue(functools.partial(self._expire_op, due=d, now=now)) for d in due]
         expired = 0
         for d, c in zip(due, commits, strict=True):
             index, _head = await c
@@ -332,10 +335,10 @@ class BrokerService:
                         queued_s=(now - d.enqueued_ms) // 1000, leaf=index)
         return expired
 
-    async def _expire_op(self, tx: Any, batch: Any, due: Due, now: int) -> int | None:
+    async def _expire_op(self, tx: Txn, batch: Batch, *, due: Due, now: int) -> int | None:
         notice = broker_pb2.DeliveryNotice(idempotency_key=due.idem_key, recipient=due.recipient, rule_id=due.rule_id,
                                            enqueued_at_ms=due.enqueued_ms, expired_at_ms=now,
                                            reason=broker_pb2.NOTICE_REASON_EXPIRED)
-        meta = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient, "rule": due.rule_id,
-                "key": due.idem_key}
+        meta: dict[str, object] = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient,
+                                   "rule": due.rule_id, "key": due.idem_key}
         return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now)

@@ -16,7 +16,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -35,12 +35,17 @@ from olievlek.v1 import broker_pb2
 
 from .console import out
 
+if TYPE_CHECKING:  # the node's modules load only when a command needs them (the CLI starts fast)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from olievlek.node.broker_client import BrokerClient
+    from olievlek.node.config import NodeConfig
+
 app = typer.Typer(help="The transparency audit log: verify, query, report, proof, replay.", no_args_is_help=True)
 
 NodeOpt = Annotated[Path, typer.Option("--node-config", exists=True, help="The organisation's node configuration.")]
 
 
-def _client(config: Path) -> tuple[Any, Any]:
+def _client(config: Path) -> tuple[NodeConfig, BrokerClient]:
     from olievlek.node.broker_client import BrokerClient
     from olievlek.node.config import NodeConfig
 
@@ -48,7 +53,7 @@ def _client(config: Path) -> tuple[Any, Any]:
     return cfg, BrokerClient(cfg.broker, cfg.tls)
 
 
-async def _events(client: Any) -> tuple[list[broker_pb2.AuditEvent], broker_pb2.TreeHead]:
+async def _events(client: BrokerClient) -> tuple[list[broker_pb2.AuditEvent], broker_pb2.TreeHead]:
     out_events: list[broker_pb2.AuditEvent] = []
     start, head = 0, broker_pb2.TreeHead()
     while True:
@@ -69,7 +74,7 @@ def _checked(run: Callable[[], Coroutine[Any, Any, None]], label: str) -> None:
         raise typer.Exit(1) from None
 
 
-def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
+def _node_head(cfg: NodeConfig) -> broker_pb2.TreeHead | None:
     """The last head the node accepted (read-only from its store)."""
     if not cfg.database.exists():
         return None
@@ -84,7 +89,7 @@ def _node_head(cfg: Any) -> broker_pb2.TreeHead | None:
 
 
 
-async def _signed_head(cfg: Any, client: Any) -> tuple[Any, broker_pb2.TreeHead]:
+async def _signed_head(cfg: NodeConfig, client: BrokerClient) -> tuple[Ed25519PublicKey, broker_pb2.TreeHead]:
     """The broker's log key from the node's configuration, and the latest head, its signature checked."""
     key = load_public_key(cfg.log_public_key)
     head = (await client.head()).head

@@ -62,7 +62,7 @@ def case_open(
         identity=read_identity(from_file, names=True),
         phase=enums.parse(enums.PHASES, "phase", phase),
         concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
-        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else 0,
+        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else summary_pb2.RISK_LEVEL_UNSPECIFIED,
         agencies=[enums.parse(enums.AGENCIES, "agency", a) for a in agency or []],
         contact_id=contact, lawful_basis=basis,
     )
@@ -154,7 +154,7 @@ def case_update(
     """Change a case's concerns, risk level or agencies at the table."""
     _update(socket, local_pb2.CaseUpdateRequest(
         case_id=case, concerns=[enums.parse(enums.CONCERNS, "concern", c) for c in concern or []],
-        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else 0,
+        risk_level=enums.parse(enums.RISKS, "risk level", risk) if risk else summary_pb2.RISK_LEVEL_UNSPECIFIED,
         agencies=[enums.parse(enums.AGENCIES, "agency", a) for a in agency or []]))
 
 
@@ -342,7 +342,7 @@ def handover_send(
     year, month = year_month(expected, "--expected")
     r = call(socket, local_pb2.LocalRequest(handover=local_pb2.HandoverRequest(
         case_id=case, destination_nis=to, expected_year=year, expected_month=month,
-        needs=[enums.parse(NEEDS, "need", n) for n in need or []]))).alert_move  # type: ignore[misc]
+        needs=[enums.parse(NEEDS, "need", n) for n in need or []]))).alert_move
     _sent(r, _("handover for case {case}").format(case=case))
 
 

@@ -73,7 +73,8 @@ def _label(dimension: int, category: int, _: Gettext) -> str:
     return _(FLOWS[category - 1])
 
 
-def _series(figures: dict[Key, Figure], quarters: list[tuple[int, int]], dimension: int, category: int
+def _series(figures: dict[Key, Figure], quarters: list[tuple[int, int]],
+            dimension: D.AggregateDimension.ValueType, category: int
             ) -> tuple[list[int], list[str]]:
     values, notes = [], []
     for year, quarter in quarters:

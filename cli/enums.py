@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol, TypeVar
 
 import typer
 
 from olievlek.v1 import local_pb2, summary_pb2
 
+V = TypeVar("V", bound=int)
 
-def names(enum: Any, prefix: str) -> dict[str, int]:
+
+class WireEnum(Protocol[V]):
+    """A generated protobuf enum: its members and their typed values."""
+
+    def items(self) -> list[tuple[str, V]]: ...
+
+
+def names(enum: WireEnum[V], prefix: str) -> dict[str, V]:
     return {
         n.removeprefix(prefix).lower().replace("_", "-"): v
         for n, v in enum.items()
@@ -26,14 +34,14 @@ DISCLOSABLE = names(summary_pb2.DisclosableField, "DISCLOSABLE_FIELD_")
 DENIALS = names(summary_pb2.DenialReason, "DENIAL_REASON_")
 
 
-def parse(table: dict[str, int], what: str, value: str) -> int:
+def parse(table: dict[str, V], what: str, value: str) -> V:
     try:
         return table[value]
     except KeyError:
         raise typer.BadParameter(f"unknown {what} {value!r}; choose from {', '.join(table)}") from None
 
 
-def name_of(table: dict[str, int], value: int) -> str:
+def name_of(table: dict[str, V], value: int) -> str:
     for k, v in table.items():
         if v == value:
             return k

@@ -43,9 +43,9 @@ def _visit(group: typer.Typer, change: Callable[[str], str]) -> None:
         for info in _infos(group.registered_callback.callback):
             if info.help:
                 info.help = change(info.help)
-        doc = inspect.getdoc(group.registered_callback.callback)
-        if doc:
-            group.registered_callback.help = change(doc)
+        group_doc = inspect.getdoc(group.registered_callback.callback)
+        if group_doc:
+            group.registered_callback.help = change(group_doc)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
             _visit(sub.typer_instance, change)

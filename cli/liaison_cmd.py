@@ -108,7 +108,7 @@ def liaison_disclose(
 ) -> None:
     """Ask the holder of a hit for more; the holder's regisseur approves (perhaps fewer fields) or denies."""
     r = call(socket, local_pb2.LocalRequest(disclosure_ask=local_pb2.DisclosureAskRequest(
-        hit_id=hit, contact_id=contact, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []],  # type: ignore[misc]
+        hit_id=hit, contact_id=contact, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []],
         purpose=purpose, legal_basis=legal_basis, file_ref=file_ref))).alert_move
     _sent(r, _("disclosure request about hit {hit}").format(hit=hit))
 
@@ -117,7 +117,7 @@ def liaison_disclose(
 def disclosure_approve(socket: SocketOpt, item: ItemOpt, field: FieldsOpt = None) -> None:
     """Approve a request: all fields asked, or only the --field ones."""
     r = call(socket, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
-        item_id=item, approve=True, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []]))).alert_move  # type: ignore[misc]
+        item_id=item, approve=True, fields=[enums.parse(FIELD_NAMES, "field", f) for f in field or []]))).alert_move
     _sent(r, _("approval of request {item}").format(item=item))
 
 
@@ -128,7 +128,7 @@ def disclosure_deny(
 ) -> None:
     """Deny a request with a reason code; the requester gets the code and nothing else."""
     r = call(socket, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
-        item_id=item, reason=enums.parse(DENIALS, "reason", reason)))).alert_move  # type: ignore[arg-type]
+        item_id=item, reason=enums.parse(DENIALS, "reason", reason)))).alert_move
     _sent(r, _("denial of request {item}").format(item=item))
 
 

@@ -60,7 +60,7 @@ def case_retention_extend(
 ) -> None:
     """Keep a closed case longer, for a logged reason."""
     r = call(socket, local_pb2.LocalRequest(retention_extend=local_pb2.RetentionExtendRequest(
-        case_id=case, days=days, reason=enums.parse(REASONS, "reason", reason)))).retention_due  # type: ignore[arg-type]
+        case_id=case, days=days, reason=enums.parse(REASONS, "reason", reason)))).retention_due
     out.print(_("case {case} kept until {value}").format(case=case, value=day(r.items[0].retain_until_ms)))
 
 
@@ -111,6 +111,6 @@ def subject_erase(
 ) -> None:
     """Erase one case's subject now (an access or erasure request), and tell every recipient."""
     r = call(socket, local_pb2.LocalRequest(subject_erase=local_pb2.EraseRequest(
-        case_id=case, reason=enums.parse(ERASURE_REASONS, "reason", reason),  # type: ignore[arg-type]
+        case_id=case, reason=enums.parse(ERASURE_REASONS, "reason", reason),
         confirm_open=confirm_open))).erasure
     _erased(r)

@@ -137,11 +137,11 @@ class Scenario:
         out.rule("11. Every decision above is a leaf of the signed log, cosigned by the witness")
         time.sleep(1.5)  # the witness polls every 0.5 s
         for org in ("gent", "antwerpen", "leuven", "jh-antwerpen", "fed-liaison", "vvsg"):
-            r = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
-                                str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
-                               capture_output=True, text=True, timeout=60, check=False)
-            last = (r.stdout.strip().splitlines() or ["(no output)"])
-            self.expect(r.returncode == 0, escape(f"{org}: " + " / ".join(line.strip() for line in last)))
+            proc = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
+                                   str(fed.node_dir(org) / "node.yaml"), "--witness", "vvsg", "--quorum", "1"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            last = (proc.stdout.strip().splitlines() or ["(no output)"])
+            self.expect(proc.returncode == 0, escape(f"{org}: " + " / ".join(line.strip() for line in last)))
         return not self.failures
 
     def _handover(self) -> None:
@@ -249,9 +249,9 @@ class Scenario:
         self.expect(_wait_for(lambda: len(call(monitor, local_pb2.LocalRequest(
             monitor_list=local_pb2.MonitorListRequest())).monitor_list.reports) == 2), "VVSG received both reports")
         dash = fed.workdir / "dashboard"
-        r = subprocess.run([sys.executable, "-m", "olievlek", "report", "dashboard", "--socket", str(monitor),
-                            "--out", str(dash)], capture_output=True, text=True, timeout=120, check=False)
-        self.expect(r.returncode == 0 and (dash / "dashboard.html").exists(),
+        proc = subprocess.run([sys.executable, "-m", "olievlek", "report", "dashboard", "--socket", str(monitor),
+                               "--out", str(dash)], capture_output=True, text=True, timeout=120, check=False)
+        self.expect(proc.returncode == 0 and (dash / "dashboard.html").exists(),
                     f"dashboard written (in Dutch): {dash / 'dashboard.html'}")
 
 

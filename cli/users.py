@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from olievlek.i18n import N_, _
-from olievlek.v1 import local_pb2
+from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
 from .cases import SocketOpt
@@ -24,8 +24,9 @@ RoleOpt = Annotated[str, typer.Option("--role", help=f"One of: {', '.join(ROLES)
 
 
 def _user(uid: int, role: str, agency: str | None) -> local_pb2.User:
-    return local_pb2.User(uid=uid, role=enums.parse(ROLES, "role", role),  # type: ignore[arg-type]
-                          agency=enums.parse(enums.AGENCIES, "agency", agency) if agency else 0)
+    no_agency = summary_pb2.AGENCY_ROLE_UNSPECIFIED
+    return local_pb2.User(uid=uid, role=enums.parse(ROLES, "role", role),
+                          agency=enums.parse(enums.AGENCIES, "agency", agency) if agency else no_agency)
 
 
 def _table(users: list[local_pb2.User]) -> Table:

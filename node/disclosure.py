@@ -16,6 +16,8 @@ that agreement covered gets an ``erasure.notice`` (reason: agreement withdrawn).
 
 from __future__ import annotations
 
+import functools
+
 from olievlek import logs, wire
 from olievlek.clock import now_ms
 from olievlek.envelope import body_of
@@ -152,9 +154,9 @@ class Disclosures:
             except RequestError as exc:
                 log.warning("disclosure.expiry_skipped", item=int(item_id), reason=exc.message)
                 continue
-            got = await self._store.writer.write(
-                lambda tx, i=int(item_id), s=str(sender), p=pseudonym, r=rule_id: self._decide_txn(
-                    tx, i, "expired", None, p, s, r, intent))
+            got = await self._store.writer.write(functools.partial(
+                self._decide_txn, item_id=int(item_id), status="expired", case_id=None, pseudonym=pseudonym,
+                requester=str(sender), rule_id=rule_id, intent=intent))
             done += got is not None
         if done:
             log.info("disclosure.expired", count=done)

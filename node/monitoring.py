@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from olievlek import logs, wire
 from olievlek.clock import now_ms
@@ -30,6 +30,7 @@ from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgId
 from olievlek.policy import Bundle
+from olievlek.store import Txn
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -169,7 +170,7 @@ class Monitoring:
         after = [frm for at, frm, _to in changes if at >= when]
         return before[-1] if before else after[0] if after else current
 
-    async def _flows(self, add: Any, start: int, end: int) -> None:
+    async def _flows(self, add: Callable[..., None], start: int, end: int) -> None:
         db = self._store.db
         sent = await db.fetchone("SELECT COUNT(*) FROM outbox WHERE kind = 'alert.move' AND created_ms >= ?"
                                  " AND created_ms < ? AND status IN ('accepted', 'expired', 'rejected')", (start, end))
@@ -334,7 +335,7 @@ class Monitoring:
             return report
         members = self._members if kind == PUBLISHED else ""
 
-        async def op(tx: Any) -> None:
+        async def op(tx: Txn) -> None:
             await tx.execute("INSERT OR IGNORE INTO monitoring_reports (period, kind, members, report, at_ms)"
                              " VALUES (?, ?, ?, ?, ?)", (period, kind, members, encoded, now_ms()))
         await self._store.writer.write(op)
@@ -355,7 +356,7 @@ class Monitoring:
         # One report per quarter and recipient: resending reuses the key, so it is one envelope.
         key = f"report-{period}-{recipient}"
 
-        async def op(tx: Any) -> int:
+        async def op(tx: Txn) -> int:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
             if row is not None:
                 return int(row[0])

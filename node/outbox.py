@@ -66,7 +66,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._finished: dict[int, asyncio.Event] = {}
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
 
     def register(self, kind: str, builder: Builder) -> None:
@@ -77,7 +77,7 @@ class OutboxSender:
 
     async def stop(self, grace: float) -> None:
         """Drain: finish the batch in flight (bounded by its deadline), then stop."""
-        self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         try:
             await asyncio.wait_for(self._stopped.wait(), grace)
@@ -87,14 +87,14 @@ class OutboxSender:
     async def run(self) -> None:
         backoff = INITIAL_BACKOFF_S
         try:
-            while not self._stopping:
+            while not self._stop_requested.is_set():
                 self._wake.clear()
                 try:
                     drained = await self._drain()
                 except Exception:  # never let the worker die: log, back off, retry
                     log.exception("outbox.failed")
                     drained = False
-                if self._stopping:
+                if self._stop_requested.is_set():
                     break
                 if drained:
                     backoff, delay = INITIAL_BACKOFF_S, IDLE_POLL_S
@@ -117,7 +117,7 @@ class OutboxSender:
         await self._seal_intents()
         after, waiting = 0, False
         held: set[str] = set()  # recipients with a waiting row: later rows to them wait too (order)
-        while not self._stopping:
+        while not self._stop_requested.is_set():
             fetched = await self._store.outbox_rows("pending", BATCH, after)
             if not fetched:
                 return not waiting

@@ -17,7 +17,7 @@ from typing import Any
 from olievlek.groupcommit import Writer
 from olievlek.i18n import N_
 from olievlek.store import Database, Txn
-from olievlek.v1 import local_pb2
+from olievlek.v1 import local_pb2, summary_pb2
 
 from .request_error import RequestError
 
@@ -146,10 +146,10 @@ class CaseRow:
     id: int
     subject_id: int
     pseudonym: bytes
-    phase: int
-    concerns: list[int]
-    risk_level: int
-    agencies: list[int]
+    phase: summary_pb2.Phase.ValueType
+    concerns: list[summary_pb2.ConcernCategory.ValueType]
+    risk_level: summary_pb2.RiskLevel.ValueType
+    agencies: list[summary_pb2.AgencyRole.ValueType]
     contact_id: str
     opened_year: int
     opened_month: int
@@ -170,8 +170,12 @@ _CASE_SELECT = ("SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.
 
 
 def _case_row(row: tuple[Any, ...]) -> CaseRow:
-    return CaseRow(int(row[0]), int(row[1]), bytes(row[2]), int(row[3]), json.loads(row[4]), int(row[5]),
-                   json.loads(row[6]), row[7], int(row[8]), int(row[9]))
+    # The stored numbers are the wire enums' values; they were checked against the enum when written.
+    return CaseRow(int(row[0]), int(row[1]), bytes(row[2]), summary_pb2.Phase.ValueType(int(row[3])),
+                   [summary_pb2.ConcernCategory.ValueType(int(c)) for c in json.loads(row[4])],
+                   summary_pb2.RiskLevel.ValueType(int(row[5])),
+                   [summary_pb2.AgencyRole.ValueType(int(a)) for a in json.loads(row[6])],
+                   row[7], int(row[8]), int(row[9]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ class Key:
     region: str
     year: int
     quarter: int
-    dimension: int
+    dimension: summary_pb2.AggregateDimension.ValueType
     category: int
 
 

@@ -87,7 +87,7 @@ class PseudonymiserServer:
         counts = pseudonymiser_pb2.EvaluationCounts(share=self.config.share, period_start_ms=since,
                                                     period_end_ms=until)
         for org, kind, domain, requests, evaluations in rows:
-            counts.counts.add(org_id=org, org_kind=kind, domain=domain, requests=requests,  # type: ignore[arg-type]
+            counts.counts.add(org_id=org, org_kind=kind, domain=domain, requests=requests,
                               evaluations=evaluations)
         body = wire.encode(counts)
         signer = self.service.signer

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from olievlek.v1 import local_pb2, summary_pb2
 from .conftest import NodeFactory
 from .envelopes import local
 from .federations import cli
+from .tools import require
 
 pytestmark = pytest.mark.timeout(150)
 F = summary_pb2
@@ -99,9 +99,8 @@ async def test_the_dashboard_renders_in_chromium_and_answers_the_questions(
                    and x["category"] == "0"]
     assert phase_total == [{"region": "*", "quarter": "2026Q3", "table": "phase", "category": "0", "value": "11",
                             "partial": "1"}]  # gent's 11; antwerpen's 3 withheld
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them as root)")
-    texts, png = await asyncio.to_thread(_render, out / "dashboard.html", tmp_path / "dashboard.png")
+    tools = require("chromium", "chromedriver")
+    texts, png = await asyncio.to_thread(_render, tools, out / "dashboard.html", tmp_path / "dashboard.png")
     assert texts["titles"] == 4  # one chart per evaluation question
     for series in ("verhuismeldingen ontvangen", "binnen een maand overgenomen", "aanvaard vóór de vrijlating",
                    "rechtsextremisme", "islamistisch", "linksextremisme", "minder dan 1 maand"):
@@ -111,17 +110,17 @@ async def test_the_dashboard_renders_in_chromium_and_answers_the_questions(
     print(f"screenshot {png} ({png.stat().st_size} bytes)")
 
 
-def _render(page: Path, shot: Path) -> tuple[dict[str, object], Path]:
+def _render(tools: dict[str, str], page: Path, shot: Path) -> tuple[dict[str, object], Path]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
+    options.binary_location = tools["chromium"]
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,3200"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+    driver = webdriver.Chrome(service=Service(tools["chromedriver"]), options=options)
     try:
         driver.get(page.as_uri())
         WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".main-svg")) >= 4)

@@ -2,8 +2,8 @@
 
 The test creates a group and four users (regisseur, table member, administrator, stranger), serves the
 node's socket to that group, and runs `olievlek` as each of them with ``subprocess.run(user=…)``. It
-needs root and useradd (CI runs as root) and an interpreter those users can run; otherwise it skips and
-says why.
+needs root and useradd (CI runs as root) and an interpreter those users can run; otherwise it cannot run
+(a failure under CI, ``tests/tools.py``) and says why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from olievlek.broker.server import BrokerServer
 
 from .conftest import NodeFactory
+from .tools import require, require_root, shared_dir, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -59,18 +59,18 @@ def traversable() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def accounts(traversable: None) -> Iterator[dict[str, int]]:
-    if os.geteuid() != 0 or shutil.which("useradd") is None:
-        pytest.skip("needs root and useradd to create local users (CI runs as root)")
+    require("useradd", "groupadd")
+    require_root("the test creates local users")
     tag = f"olv{os.getpid() % 100000}"
     group = f"{tag}g"
     names = {role: f"{tag}{role[:3]}" for role in ("regisseur", "table", "admin", "stranger")}
     if _sh("groupadd", group).returncode != 0:
-        pytest.skip(f"cannot create a group here: {_sh('groupadd', group).stderr.strip()}")
+        unavailable(f"cannot create a group here: {_sh('groupadd', group).stderr.strip()}")
     try:
         for name in names.values():
             r = _sh("useradd", "-M", "-N", "-g", group, "-s", "/usr/sbin/nologin", name)
             if r.returncode != 0:
-                pytest.skip(f"cannot create local users here: {r.stderr.strip()}")
+                unavailable(f"cannot create local users here: {r.stderr.strip()}")
         uids = {role: int(_sh("id", "-u", name).stdout) for role, name in names.items()}
         yield {**uids, "group": group, **{f"name:{k}": v for k, v in names.items()}}  # type: ignore[dict-item]
     finally:
@@ -91,7 +91,7 @@ def _interpreter(user: str) -> list[str]:
                 return candidate
         except OSError:  # not executable by that user (e.g. an interpreter under /root)
             continue
-    pytest.skip(f"no Python interpreter with olievlek's packages is runnable by the local user {user}")
+    unavailable(f"no Python interpreter with olievlek's packages is runnable by the local user {user}")
 
 
 _found: dict[str, list[str]] = {}
@@ -117,8 +117,7 @@ async def test_roles_and_need_to_know_through_the_cli(accounts: dict[str, object
     names = {k.split(":")[1]: str(v) for k, v in accounts.items() if k.startswith("name:")}
     GROUP["name"] = str(accounts["group"])
     uid = {k: int(v) for k, v in accounts.items() if not k.startswith("name:") and k != "group"}  # type: ignore[call-overload]
-    shared = Path(tempfile.mkdtemp(prefix="olv-roles-", dir="/tmp"))
-    shared.chmod(0o711)  # others may pass through to the socket, not list
+    shared = shared_dir("olv-roles-", mode=0o711)  # others may pass through to the socket, not list
     try:
         sock = shared / "gent.sock"
         await nodes.start("gent", broker.port, socket=sock, socket_group=str(accounts["group"]),

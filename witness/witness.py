@@ -76,7 +76,7 @@ class Witness:
             TransportError: the broker is unreachable.
         """
         try:
-            current = (await self._stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)).head
+            current: broker_pb2.TreeHead = (await self._stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)).head
             verify_head(current, self._log_key)
             last = await self._last()
             if last is not None and last.SerializeToString() != current.SerializeToString():

@@ -271,7 +271,9 @@ class Lab:
 
     def cli(self, org: str, args: list[str], stdin: str = "") -> str:
         """The regisseur's CLI on the organisation's own host; identities go in on stdin only."""
-        env = {**os.environ, "COLUMNS": "240", "NO_COLOR": "1"}  # one line per message, no wrapping
+        # One line per message, no wrapping; English, because this script reads the answers (a regisseur's
+        # default is Dutch).
+        env = {**os.environ, "COLUMNS": "240", "NO_COLOR": "1", "OLIEVLEK_LANG": "en"}
         r = run(["ip", "netns", "exec", self.net.ns(org), sys.executable, "-m", "olievlek", *args,
                  "--socket", str(self.fed.socket(org))], input=stdin, env=env, timeout=60, check=False)
         return " ".join((r.stdout + r.stderr).split())
