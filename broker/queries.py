@@ -30,9 +30,11 @@ from olievlek.audit.log import Batch
 from olievlek.directory import NO_HIT, Cover, covered, encode_row, needle, open_statement
 from olievlek.errors import PolicyDenied, Refused, WireError
 from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.policy import Request
 from olievlek.policy.from_envelope import request_from_envelope
-from olievlek.policy.model import QueryBudget, Rule
+from olievlek.policy.model import QueryBudget, Relation, Rule
+from olievlek.statuses import Decision
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
 
@@ -72,16 +74,16 @@ class DirectoryService:
                      ) -> Callable[[sqlite3.Connection], None] | None:
         """What an accepted envelope changes in the directory or the open disclosure requests (None: nothing)."""
         sender, body = opened.body.sender, opened.body
-        if opened.kind.name == "directory.withdraw":
+        if opened.kind.name == MessageKind.DIRECTORY_WITHDRAW:
             pseudonym = bytes(body.directory_withdraw.subject_pseudonym)
             return lambda c: directory.withdraw_step(c, sender, pseudonym)
-        if opened.kind.name in ("disclosure.request", "disclosure.response"):
-            asking = opened.kind.name == "disclosure.request"
+        if opened.kind.name in (MessageKind.DISCLOSURE_REQUEST, MessageKind.DISCLOSURE_RESPONSE):
+            asking = opened.kind.name == MessageKind.DISCLOSURE_REQUEST
             requester, holder = (sender, body.recipients[0]) if asking else (body.recipients[0], sender)
             p = bytes(body.disclosure_request.subject_pseudonym if asking
                       else body.disclosure_response.subject_pseudonym)
             return lambda c: directory.request_step(c, requester, holder, p, now, asking)
-        if opened.kind.name != "directory.register":
+        if opened.kind.name != MessageKind.DIRECTORY_REGISTER:
             return None
         reg = opened.body.directory_register
         signer_der = envelope_pb2.Envelope.FromString(opened.raw).signer_certificate
@@ -129,7 +131,7 @@ class DirectoryService:
     def assume_holder(self, req: Request) -> Request:
         """The policy decides first, as if the recipient held the pseudonym; the directory after."""
         rule = self._svc.bundle.rules.get(req.rule_id)
-        if rule is None or rule.relation != "pseudonym_holder":
+        if rule is None or rule.relation != Relation.PSEUDONYM_HOLDER:
             return req
         return dataclasses.replace(req, holder_asserted=True)
 
@@ -173,8 +175,8 @@ class DirectoryService:
     async def close_stale_requests(self, now: int) -> int:
         """Forget open disclosure requests older than the longest time-to-live of a request rule: an
         answer could no longer be delivered, so it may no longer be sent."""
-        ttl_ms = max((r.ttl_hours for r in self._svc.bundle.rules.values() if "disclosure.request" in r.kinds),
-                     default=0) * 3_600_000
+        request_rules = [r for r in self._svc.bundle.rules.values() if MessageKind.DISCLOSURE_REQUEST in r.kinds]
+        ttl_ms = max((r.ttl_hours for r in request_rules), default=0) * 3_600_000
         if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
             return 0  # the usual case: no commit for nothing
 
@@ -192,7 +194,7 @@ class DirectoryService:
         Raises:
             PolicyDenied: there is no such request (nothing may be pushed unasked).
         """
-        if opened.kind.name != "disclosure.response":
+        if opened.kind.name != MessageKind.DISCLOSURE_RESPONSE:
             return
         [requester] = opened.body.recipients or [""]
         pseudonym = bytes(opened.body.disclosure_response.subject_pseudonym)
@@ -212,7 +214,7 @@ class DirectoryService:
         try:
             env, body, kind = envelope.parse(raw)
             plan.kind_name, plan.rule_id = kind.name, body.rule_id
-            if kind.name != "query.hit":
+            if kind.name != MessageKind.QUERY_HIT:
                 raise WireError(f"the Query call takes query.hit, not {kind.name}", field="kind")
             svc.check_sender(origin, body.sender)
             # The read starts now and runs while the signature and the policy are checked; if they
@@ -227,10 +229,10 @@ class DirectoryService:
         answer, per_holder = self._answer(list(query.subject_pseudonyms), await lookup,
                                           needle(origin.kind.value, rule.purpose, rule.id), now)
         hits = sum(1 for r in answer if r[0] == 1)
-        meta = {"event": "query", "sender": body.sender, "kind": "query.hit", "rule": rule.id, "decision": "accepted",
-                "rows": rows, "hits": hits, "file_ref": query.file_ref, "legal_basis": query.legal_basis,
-                "bundle": svc.bundle.digest}
-        record = DecisionRecord(now, body.sender, "query.hit", rule.id, "accepted", "", "", ())
+        meta = {"event": "query", "sender": body.sender, "kind": MessageKind.QUERY_HIT, "rule": rule.id,
+                "decision": Decision.ACCEPTED, "rows": rows, "hits": hits, "file_ref": query.file_ref,
+                "legal_basis": query.legal_basis, "bundle": svc.bundle.digest}
+        record = DecisionRecord(now, body.sender, MessageKind.QUERY_HIT, rule.id, Decision.ACCEPTED, "", "", ())
         limits = (budget.per_day, budget.per_month)
 
         async def op(tx: Txn, batch: Batch) -> directory.OverBudget | tuple[int, tuple[bytes, bytes]]:

@@ -31,6 +31,7 @@ from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
+from olievlek.statuses import LoadOutcome
 from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
@@ -436,7 +437,8 @@ class BrokerServer:
     def _bundle_digest(self) -> str:
         return self.service.bundle.digest if self.service is not None else ""
 
-    async def _record_load(self, now: int, name: str, version: int, digest: str, outcome: str, reason: str) -> None:
+    async def _record_load(self, now: int, name: str, version: int, digest: str, outcome: LoadOutcome,
+                           reason: str) -> None:
         assert self._store is not None and self._committer is not None
         store = self._store
         await self._committer.submit(
@@ -449,16 +451,17 @@ class BrokerServer:
         try:
             bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         except ConfigError as exc:
-            await self._record_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), "refused", exc.message)
+            await self._record_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), LoadOutcome.REFUSED,
+                                    exc.message)
             log.error("policy.refused", bundle=str(cfg.bundle), reason=exc.message)
             return None
         floor = await self._store.enforced_policy_version()
         if bundle.version < floor:
             reason = f"version {bundle.version} is lower than version {floor} enforced before"
-            await self._record_load(now, bundle.name, bundle.version, bundle.digest, "refused", reason)
+            await self._record_load(now, bundle.name, bundle.version, bundle.digest, LoadOutcome.REFUSED, reason)
             log.error("policy.refused", bundle=bundle.name, version=bundle.version, reason=reason)
             return None
-        await self._record_load(now, bundle.name, bundle.version, bundle.digest, "enforced", "")
+        await self._record_load(now, bundle.name, bundle.version, bundle.digest, LoadOutcome.ENFORCED, "")
         log.info("policy.enforced", bundle=bundle.name, version=bundle.version, digest=bundle.digest)
         return bundle
 

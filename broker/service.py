@@ -40,9 +40,12 @@ from olievlek.audit.log import Batch
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity
+from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, Request
 from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.policy.model import Relation
+from olievlek.statuses import Decision
 from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
@@ -148,14 +151,14 @@ class BrokerService:
                 self.metrics.sends.labels(decision="duplicate").inc()
                 return plan
             self.check_clock(body.created_at_ms, now)
-            if kind.name == "query.hit":
+            if kind.name == MessageKind.QUERY_HIT:
                 raise WireError("query.hit is answered by the Query call, not sent", field="kind")
             request = request_from_envelope(opened)
             plan.inputs = _decision_inputs(request)
             decision = self.bundle.decide(self.directory.assume_holder(request))
             decision.raise_if_denied()
             assert decision.rule is not None
-            if decision.rule.relation == "pseudonym_holder":  # only now: a denied sender learns nothing
+            if decision.rule.relation == Relation.PSEUDONYM_HOLDER:  # only now: a denied sender learns nothing
                 await self.directory.route_to_holder(opened, decision.rule, origin, now)
             await self.directory.check_response(opened)
             plan.rule_id, plan.opened = decision.rule.id, opened
@@ -174,10 +177,10 @@ class BrokerService:
                 body_digest=opened.digest, accepted_at_ms=now, recipients=list(body.recipients), rule_id=plan.rule_id,
             )
         )
-        record = DecisionRecord(now, body.sender, opened.kind.name, plan.rule_id, "accepted", "", "",
+        record = DecisionRecord(now, body.sender, opened.kind.name, plan.rule_id, Decision.ACCEPTED, "", "",
                                 tuple(body.recipients))
         meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": plan.rule_id,
-                "decision": "accepted", "reason": "", "field": "", "recipients": list(body.recipients),
+                "decision": Decision.ACCEPTED, "reason": "", "field": "", "recipients": list(body.recipients),
                 "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
         encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
@@ -210,16 +213,16 @@ class BrokerService:
         return await self.refuse(origin, plan, plan.refusal, now)
 
     async def refuse(self, origin: OrgIdentity, plan: _Plan, refusal: Refused, now: int) -> broker_pb2.SendResponse:
-        record = DecisionRecord(now, str(origin.org_id), plan.kind_name, refusal.rule_id or plan.rule_id, "refused",
-                                refusal.reason, refusal.field, ())
+        record = DecisionRecord(now, str(origin.org_id), plan.kind_name, refusal.rule_id or plan.rule_id,
+                                Decision.REFUSED, refusal.reason, refusal.field, ())
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
-                "decision": "refused", "reason": refusal.reason, "field": refusal.field,
+                "decision": Decision.REFUSED, "reason": refusal.reason, "field": refusal.field,
                 "bundle": self.bundle.digest, **plan.inputs}
         (index, leaf), head = await self.committer.submit(
             lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
         log.warning("send.refused", sender=str(origin), kind=plan.kind_name, rule=record.rule_id,
                     reason=refusal.reason, field=refusal.field, leaf=index)
-        self.metrics.sends.labels(decision="refused").inc()
+        self.metrics.sends.labels(decision=Decision.REFUSED).inc()
         refused = refusal.to_proto()
         refused.audit.CopyFrom(await self.audit_proof(index, head, leaf))
         return broker_pb2.SendResponse(refusal=refused)
@@ -294,7 +297,7 @@ class BrokerService:
             self.notifier.notify(recipient)
         log.info("send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
                  recipients=list(body.recipients), leaf=index)
-        self.metrics.sends.labels(decision="accepted").inc()
+        self.metrics.sends.labels(decision=Decision.ACCEPTED).inc()
         return await self._with_proof(stored, index, head, leaf)
 
     async def ack(self, org: OrgIdentity, acks: list[broker_pb2.Ack]) -> None:

@@ -19,6 +19,7 @@ from olievlek import faults
 from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
 from olievlek.clock import now_ms as clock_now
+from olievlek.statuses import Decision, LoadOutcome
 from olievlek.store import Database, Txn
 from olievlek.v1 import broker_pb2
 
@@ -76,7 +77,7 @@ class DecisionRecord:
     sender: str
     kind: str
     rule_id: str
-    decision: str  # "accepted" | "refused"
+    decision: Decision
     reason: str
     field: str
     recipients: tuple[str, ...]
@@ -324,7 +325,7 @@ class SqliteBrokerStore:
 
     @staticmethod
     async def policy_load_txn(tx: Txn, batch: Batch, at_ms: int, name: str, version: int, digest: str,
-                              outcome: str, reason: str) -> None:
+                              outcome: LoadOutcome, reason: str) -> None:
         await tx.execute(
             "INSERT INTO policy_loads (at_ms, name, version, digest, outcome, reason) VALUES (?, ?, ?, ?, ?, ?)",
             (at_ms, name, version, digest, outcome, reason),

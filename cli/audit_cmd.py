@@ -28,6 +28,7 @@ from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
 from olievlek.errors import VerificationError
 from olievlek.identity import OrgId
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle, Request
 from olievlek.policy.signing import load_public_key
 from olievlek.trust import TrustAnchor
@@ -242,11 +243,11 @@ def _query_counts(events: list[broker_pb2.AuditEvent]) -> dict[tuple[str, str], 
             c = counts.setdefault((r["sender"], month), Counter())
             c["hits"] += int(r["hits"])
             c["not_covered"] += int(r["not_covered"])
-        elif event == "send" and kind == "query.hit":
+        elif event == "send" and kind == MessageKind.QUERY_HIT:
             counts.setdefault((r["sender"], month), Counter())["refused"] += 1
-        elif event == "send" and kind == "disclosure.request" and r.get("decision") == "accepted":
+        elif event == "send" and kind == MessageKind.DISCLOSURE_REQUEST and r.get("decision") == "accepted":
             counts.setdefault((r["sender"], month), Counter())["disclosures_asked"] += 1
-        elif event == "send" and kind == "disclosure.response" and r.get("decision") == "accepted":
+        elif event == "send" and kind == MessageKind.DISCLOSURE_RESPONSE and r.get("decision") == "accepted":
             for querier in r.get("recipients", []):
                 counts.setdefault((querier, month), Counter())["disclosures_answered"] += 1
     return counts

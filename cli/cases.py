@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from olievlek.i18n import N_, _
+from olievlek.kinds import MessageKind
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -257,9 +258,9 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
 def _disclosure(it: local_pb2.InboxItem) -> str:
     """What a disclosure request asks (and until when), or what a response decided."""
     fields = ", ".join(enums.name_of(enums.DISCLOSABLE, f) for f in it.fields)
-    if it.kind == "disclosure.request":
+    if it.kind == MessageKind.DISCLOSURE_REQUEST:
         return f"asks {fields}; file {it.file_ref}, basis {it.legal_basis}; decide by {_when(it.expires_at_ms)}"
-    if it.kind == "disclosure.response":
+    if it.kind == MessageKind.DISCLOSURE_RESPONSE:
         if it.decision == summary_pb2.DISCLOSURE_DECISION_APPROVED:
             return f"approved: {fields}"
         return f"denied: {enums.name_of(enums.DENIALS, it.reason)}"

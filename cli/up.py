@@ -26,6 +26,8 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from olievlek.errors import OlievlekError
+from olievlek.kinds import MessageKind
+from olievlek.statuses import InboxStatus
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .console import out
@@ -96,7 +98,7 @@ class Scenario:
         items = _inbox(fed, "antwerpen")
         self.expect(arrived, "one summary arrived at Antwerpen")
         if items:
-            self.expect(items[0].status == "pending_identification",
+            self.expect(items[0].status == InboxStatus.PENDING_IDENTIFICATION,
                         f"item {items[0].item_id} from {items[0].sender} is pending identification")
 
         out.rule("4. Antwerpen's regisseur enters the person's number")
@@ -104,7 +106,8 @@ class Scenario:
             identity=local_pb2.Identity(national_number=DEMO_IDENTITY.national_number)))).identify
         self.expect(len(ident.matched_item_ids) == 1,
                     f"the node matched item(s) {list(ident.matched_item_ids)} to the person")
-        self.expect(all(i.status == "identified" for i in _inbox(fed, "antwerpen")), "inbox shows it identified")
+        self.expect(all(i.status == InboxStatus.IDENTIFIED for i in _inbox(fed, "antwerpen")),
+                    "inbox shows it identified")
 
         out.rule("5. Leuven (NIS 24062) was not involved")
         self.expect(_inbox(fed, "leuven") == [], "Leuven's inbox is empty")
@@ -156,7 +159,7 @@ class Scenario:
             case_id=case_id, destination_nis=NIS["antwerpen"], expected_year=2027, expected_month=3,
             needs=[summary_pb2.FOLLOW_UP_NEED_HOUSING, summary_pb2.FOLLOW_UP_NEED_EMPLOYMENT]))).alert_move
         self.expect(r.status == local_pb2.OUTBOX_STATUS_ACCEPTED, f"handover accepted by the broker (rule {r.rule_id})")
-        self.expect(_wait_for(lambda: any(i.kind == "handover" for i in _inbox(fed, "antwerpen"))),
+        self.expect(_wait_for(lambda: any(i.kind == MessageKind.HANDOVER for i in _inbox(fed, "antwerpen"))),
                     "the handover waits at Antwerpen, pending identification")
         ident = call(antwerpen, local_pb2.LocalRequest(identify=local_pb2.IdentifyRequest(
             identity=RELEASED_IDENTITY))).identify
@@ -208,15 +211,15 @@ class Scenario:
                     summary_pb2.DISCLOSABLE_FIELD_RISK_LEVEL]))).alert_move
         self.expect(asked.status == local_pb2.OUTBOX_STATUS_ACCEPTED,
                     f"the broker routed the request to {asked.recipient}: its directory entry covers the liaison")
-        self.expect(_wait_for(lambda: any(i.kind == "disclosure.request" for i in _inbox(fed, "gent"))),
+        self.expect(_wait_for(lambda: any(i.kind == MessageKind.DISCLOSURE_REQUEST for i in _inbox(fed, "gent"))),
                     "Gent's regisseur sees the request in the inbox")
-        [request] = [i for i in _inbox(fed, "gent") if i.kind == "disclosure.request"]
+        [request] = [i for i in _inbox(fed, "gent") if i.kind == MessageKind.DISCLOSURE_REQUEST]
         call(gent, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
             item_id=request.item_id, approve=True,
             fields=[summary_pb2.DISCLOSABLE_FIELD_PHASE, summary_pb2.DISCLOSABLE_FIELD_CONCERNS])))
-        self.expect(_wait_for(lambda: any(i.kind == "disclosure.response" for i in _inbox(fed, "fed-liaison"))),
+        self.expect(_wait_for(lambda: any(i.kind == MessageKind.DISCLOSURE_RESPONSE for i in _inbox(fed, "fed-liaison"))),
                     "the answer arrived at the liaison")
-        [answer] = [i for i in _inbox(fed, "fed-liaison") if i.kind == "disclosure.response"]
+        [answer] = [i for i in _inbox(fed, "fed-liaison") if i.kind == MessageKind.DISCLOSURE_RESPONSE]
         s = answer.summary
         self.expect(bool(s.phase and s.concerns) and not s.risk_level and not s.agencies,
                     "it holds exactly the approved fields: phase and concerns, no risk level, no agencies")

@@ -25,8 +25,9 @@ from olievlek.envelope import Signer
 from olievlek.errors import Refused
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
-from olievlek.policy.model import Rule
+from olievlek.policy.model import Relation, Rule
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -37,10 +38,8 @@ from .store import NodeStore, OutboxRow
 
 log = logs.get("node.directory")
 
-REGISTER = "directory.register"
-WITHDRAW = "directory.withdraw"
 DIRECTORY = "directory"  # the outbox's recipient column for what the broker's directory consumes
-ANSWERED_KINDS = frozenset({"query.hit", "disclosure.request"})
+ANSWERED_KINDS = frozenset({MessageKind.QUERY_HIT, MessageKind.DISCLOSURE_REQUEST})
 PAGE = 1000
 BUNDLE_META = "directory_bundle"  # the bundle the entries' coverage was last computed under
 
@@ -62,12 +61,13 @@ class DirectoryHolder:
         self._outbox = outbox
         self._client = client
         self._phases = bundle.directory_policy.register_phases
-        outbox.register(REGISTER, self.build_register)
-        outbox.register(WITHDRAW, self.build_withdraw)
+        outbox.register(MessageKind.DIRECTORY_REGISTER, self.build_register)
+        outbox.register(MessageKind.DIRECTORY_WITHDRAW, self.build_withdraw)
 
     def _rule(self, kind: str) -> str:
         for rule in self._bundle.rules.values():
-            if rule.allows and kind in rule.kinds and rule.relation == "directory" and self._org_id in rule.senders:
+            if (rule.allows and kind in rule.kinds and rule.relation == Relation.DIRECTORY
+                    and self._org_id in rule.senders):
                 return rule.id
         return ""
 
@@ -78,7 +78,7 @@ class DirectoryHolder:
         An entry is (re-)registered while any case still holds its pseudonym (``refresh``: again, for
         new coverage), with the union of their coverage, and withdrawn when none does. Works from
         ``directory_entries`` when the subject's pseudonyms are already gone (erasure)."""
-        if not self._rule(REGISTER):
+        if not self._rule(MessageKind.DIRECTORY_REGISTER):
             return 0  # this organisation does not register (not a holder kind in the bundle)
         row = await tx.fetchone("SELECT status, phase, subject_id FROM cases WHERE id = ?", (case_id,))
         want = row is not None and row[0] == "open" and _phase_name(int(row[1])) in self._phases
@@ -97,7 +97,8 @@ class DirectoryHolder:
             await tx.execute("DELETE FROM directory_entries WHERE pseudonym = ? AND case_id = ?", (p, case_id))
         for p in sorted(changed):
             held = await tx.fetchone("SELECT 1 FROM directory_entries WHERE pseudonym = ?", (p,))
-            await self._intent(tx, REGISTER if held else WITHDRAW, {"pseudonym": p.hex()}, now)
+            kind = MessageKind.DIRECTORY_REGISTER if held else MessageKind.DIRECTORY_WITHDRAW
+            await self._intent(tx, kind, {"pseudonym": p.hex()}, now)
         return len(changed)
 
     async def refresh_all(self) -> int:
@@ -129,7 +130,8 @@ class DirectoryHolder:
     def _answering_rules(self) -> list[Rule]:
         """Rules under which the directory may answer about an entry of ours."""
         return [r for r in self._bundle.rules.values()
-                if r.allows and r.kinds & ANSWERED_KINDS and r.relation in ("directory", "pseudonym_holder")
+                if r.allows and r.kinds & ANSWERED_KINDS
+                and r.relation in (Relation.DIRECTORY, Relation.PSEUDONYM_HOLDER)
                 and r.recipient_kinds is not None and self._kind in r.recipient_kinds]
 
     async def coverage(self, case_id: int, pseudonym: bytes, now: int) -> list[summary_pb2.CoverageStatement]:
@@ -213,7 +215,8 @@ class DirectoryHolder:
         expected = {bytes(r[0]): int(r[1]) for r in await self._store.db.fetchall(
             "SELECT pseudonym, MIN(case_id) FROM directory_entries GROUP BY pseudonym")}
         pending = {bytes.fromhex(r.intent["pseudonym"]) for r in await self._store.all_outbox()
-                   if r.kind in (REGISTER, WITHDRAW) and r.status in ("queued", "pending")}
+                   if r.kind in (MessageKind.DIRECTORY_REGISTER, MessageKind.DIRECTORY_WITHDRAW)
+                   and r.status.unanswered}
         key = self._signer.key.public_key()
         problems: list[str] = []
         seen: set[bytes] = set()

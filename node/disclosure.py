@@ -23,19 +23,19 @@ from olievlek.clock import now_ms
 from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
+from olievlek.statuses import InboxStatus, OutboxStatus
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .directory import DirectoryHolder
 from .outbox import OutboxSender
 from .request_error import RequestError
-from .retention import ERASURE_NOTICE
 from .store import NodeStore, OutboxRow
 
 log = logs.get("node.disclosure")
 
-RESPONSE = "disclosure.response"
 _FIELD: dict[int, str] = {  # DisclosableField -> the response's field
     summary_pb2.DISCLOSABLE_FIELD_PHASE: "phase", summary_pb2.DISCLOSABLE_FIELD_CONCERNS: "concerns",
     summary_pb2.DISCLOSABLE_FIELD_RISK_LEVEL: "risk_level", summary_pb2.DISCLOSABLE_FIELD_AGENCIES: "agencies",
@@ -58,11 +58,12 @@ class Disclosures:
         self._bundle = bundle
         self._outbox = outbox
         self.expiry_ms = expiry_ms
-        outbox.register(RESPONSE, self.build_response)
+        outbox.register(MessageKind.DISCLOSURE_RESPONSE, self.build_response)
 
     def _rule(self, recipient: str) -> str:
         org = self._bundle.org(recipient)
-        rules = self._bundle.rules_for(RESPONSE, self._org_id, org.kind if org else OrgKind.FEDERAL_LIAISON)
+        rules = self._bundle.rules_for(MessageKind.DISCLOSURE_RESPONSE, self._org_id,
+                                       org.kind if org else OrgKind.FEDERAL_LIAISON)
         if not rules:
             raise RequestError("no_rule", _("no rule of the bundle lets this node answer {recipient}")
                                             .format(recipient=recipient))
@@ -72,10 +73,10 @@ class Disclosures:
         """Approve or deny a pending request; returns the response's outbox id."""
         await self.expire_due()
         item = await self._store.inbox_item(req.item_id)
-        if item is None or item.kind != "disclosure.request":
+        if item is None or item.kind != MessageKind.DISCLOSURE_REQUEST:
             raise RequestError("unknown_item", _("there is no disclosure request {item_id} in the inbox")
                                                  .format(item_id=req.item_id))
-        if item.status != "pending_decision":
+        if item.status != InboxStatus.PENDING_DECISION:
             raise RequestError("not_pending", _("disclosure request {item_id} is {status}; it can no longer be decided")
                                                 .format(item_id=req.item_id, status=item.status))
         asked = request_of(item.envelope)
@@ -88,7 +89,7 @@ class Disclosures:
             if extra:
                 raise RequestError("not_requested", "approve at most the fields asked for; not asked: "
                                    + ", ".join(_FIELD[f] for f in sorted(extra)))
-            allowed = self._bundle.rules[rule_id].leaves[RESPONSE]
+            allowed = self._bundle.rules[rule_id].leaves[MessageKind.DISCLOSURE_RESPONSE]
             for f in fields:
                 if _FIELD[f] not in allowed:
                     raise RequestError("field_not_allowed", _("rule {rule_id!r} never lets {field} go to {sender}")
@@ -99,7 +100,7 @@ class Disclosures:
             if req.reason == summary_pb2.DENIAL_REASON_UNSPECIFIED:
                 raise RequestError("missing_reason", _("a denial needs a --reason code"))
             intent = {"decision": "denied", "reason": int(req.reason)}
-        status = "approved" if req.approve else "denied"
+        status = InboxStatus.APPROVED if req.approve else InboxStatus.DENIED
         outbox_id = await self._store.writer.write(
             lambda tx: self._decide_txn(tx, item.id, status, case_id, pseudonym, item.sender, rule_id, intent))
         if outbox_id is None:
@@ -129,7 +130,7 @@ class Disclosures:
         row = await self._store.db.fetchone("SELECT case_id FROM directory_entries WHERE pseudonym = ?", (pseudonym,))
         return int(row[0]) if row else None
 
-    async def _decide_txn(self, tx: Txn, item_id: int, status: str, case_id: int | None, pseudonym: bytes,
+    async def _decide_txn(self, tx: Txn, item_id: int, status: InboxStatus, case_id: int | None, pseudonym: bytes,
                           requester: str, rule_id: str, intent: dict[str, object]) -> int | None:
         now = now_ms()
         await tx.execute("UPDATE inbox SET status = ?, decided_ms = ?, case_id = ? WHERE id = ?"
@@ -138,7 +139,8 @@ class Disclosures:
         if not changed or int(changed[0]) == 0:
             return None
         full = {**intent, "case_id": case_id, "item_id": item_id, "pseudonym": pseudonym.hex()}
-        return await self._store.add_intent_txn(tx, wire.new_token(), RESPONSE, requester, rule_id, full, now)
+        return await self._store.add_intent_txn(tx, wire.new_token(), MessageKind.DISCLOSURE_RESPONSE, requester,
+                                                rule_id, full, now)
 
     async def expire_due(self) -> int:
         """Deny, with reason expired, every request older than the expiry time; returns how many."""
@@ -155,7 +157,7 @@ class Disclosures:
                 log.warning("disclosure.expiry_skipped", item=int(item_id), reason=exc.message)
                 continue
             got = await self._store.writer.write(functools.partial(
-                self._decide_txn, item_id=int(item_id), status="expired", case_id=None, pseudonym=pseudonym,
+                self._decide_txn, item_id=int(item_id), status=InboxStatus.EXPIRED, case_id=None, pseudonym=pseudonym,
                 requester=str(sender), rule_id=rule_id, intent=intent))
             done += got is not None
         if done:
@@ -171,21 +173,21 @@ class Disclosures:
         rows = await tx.fetchall(
             "SELECT id, recipient, json_extract(intent, '$.pseudonym'), status FROM outbox WHERE kind = ?"
             " AND json_extract(intent, '$.case_id') = ? AND json_extract(intent, '$.decision') = 'approved'"
-            " AND status IN ('queued', 'pending', 'accepted')", (RESPONSE, case_id))
+            " AND status IN ('queued', 'pending', 'accepted')", (MessageKind.DISCLOSURE_RESPONSE, case_id))
         told: set[tuple[str, str]] = set()
         for outbox_id, recipient, pseudonym, status in rows:
             org = self._bundle.org(recipient)
             if org is None or (kinds is not None and org.kind.value not in kinds):
                 continue
-            if status == "queued":  # never built: nothing left the node
+            if status == OutboxStatus.QUEUED:  # never built: nothing left the node
                 await tx.execute("UPDATE outbox SET status = 'cancelled' WHERE id = ? AND status = 'queued'",
                                  (outbox_id,))
                 continue
             if (recipient, pseudonym) in told:
                 continue
             told.add((recipient, pseudonym))
-            rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind)
-            await self._store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient,
+            rules = self._bundle.rules_for(MessageKind.ERASURE_NOTICE, self._org_id, org.kind)
+            await self._store.add_intent_txn(tx, wire.new_token(), MessageKind.ERASURE_NOTICE, recipient,
                                              rules[0].id if rules else "", {"pseudonym": pseudonym, "reason": reason},
                                              now)
         await self._deny_pending_txn(tx, pseudonyms, kinds, now)
@@ -202,15 +204,15 @@ class Disclosures:
             org = self._bundle.org(sender)
             if org is None or (kinds is not None and org.kind.value not in kinds):
                 continue
-            await self._decide_txn(tx, int(item_id), "denied", None, bytes(pseudonym), sender, self._rule(sender),
-                                   intent)
+            await self._decide_txn(tx, int(item_id), InboxStatus.DENIED, None, bytes(pseudonym), sender,
+                                   self._rule(sender), intent)
 
     @staticmethod
     async def forget_txn(tx: Txn, case_id: int, pseudonyms: list[bytes], now: int) -> None:
         """After a case's erasure: no pseudonym of it stays in disclosure records here (tombstones stay)."""
         await tx.execute("UPDATE outbox SET envelope = NULL, intent = json_remove(intent, '$.pseudonym') WHERE"
                          " kind = ? AND json_extract(intent, '$.case_id') = ? AND status NOT IN ('queued', 'pending')",
-                         (RESPONSE, case_id))
+                         (MessageKind.DISCLOSURE_RESPONSE, case_id))
         for p in pseudonyms:
             await NodeStore.tombstone_inbox_txn(tx, "request", (p,), now)
 

@@ -18,10 +18,11 @@ from olievlek.envelope import Signer, body_of
 from olievlek.errors import ConfigError
 from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
-from olievlek.kinds import PURPOSES
+from olievlek.kinds import PURPOSES, MessageKind
 from olievlek.normalise import identity_inputs
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
+from olievlek.statuses import CaseStatus, OutboxStatus
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
@@ -34,16 +35,15 @@ from .pseudonym_client import PseudonymClient
 from .request_error import RequestError
 from .store import CaseRow, NodeStore, OutboxRow
 
-ALERT_MOVE = "alert.move"
-HANDOVER = "handover"
 # Outbox states as the local API reports them; "failed" (could not be built) reads as refused.
 _STATUS = {
-    "queued": local_pb2.OUTBOX_STATUS_QUEUED, "pending": local_pb2.OUTBOX_STATUS_PENDING,
-    "accepted": local_pb2.OUTBOX_STATUS_ACCEPTED, "refused": local_pb2.OUTBOX_STATUS_REFUSED,
-    "failed": local_pb2.OUTBOX_STATUS_REFUSED, "expired": local_pb2.OUTBOX_STATUS_EXPIRED,
-    "cancelled": local_pb2.OUTBOX_STATUS_REFUSED,  # the case was erased before it was sent
-    "rejected": local_pb2.OUTBOX_STATUS_REJECTED,
+    OutboxStatus.QUEUED: local_pb2.OUTBOX_STATUS_QUEUED, OutboxStatus.PENDING: local_pb2.OUTBOX_STATUS_PENDING,
+    OutboxStatus.ACCEPTED: local_pb2.OUTBOX_STATUS_ACCEPTED, OutboxStatus.REFUSED: local_pb2.OUTBOX_STATUS_REFUSED,
+    OutboxStatus.FAILED: local_pb2.OUTBOX_STATUS_REFUSED, OutboxStatus.EXPIRED: local_pb2.OUTBOX_STATUS_EXPIRED,
+    OutboxStatus.CANCELLED: local_pb2.OUTBOX_STATUS_REFUSED,  # the case was erased before it was sent
+    OutboxStatus.REJECTED: local_pb2.OUTBOX_STATUS_REJECTED,
 }
+assert set(_STATUS) == set(OutboxStatus)
 
 log = logs.get("node")
 
@@ -68,8 +68,8 @@ class NodeHandlers:
         self.bases = bases
         self.directory = directory
         self.disclosures = disclosures
-        outbox.register(ALERT_MOVE, self.build_alert_move)
-        outbox.register(HANDOVER, self.build_handover)
+        outbox.register(MessageKind.ALERT_MOVE, self.build_alert_move)
+        outbox.register(MessageKind.HANDOVER, self.build_handover)
 
     async def _pseudonyms(self, identity: local_pb2.Identity) -> list[tuple[str, bytes]]:
         """(kind, pseudonym) for every identifier given: the number first, then the fallback identity."""
@@ -154,14 +154,14 @@ class NodeHandlers:
         if unknown:
             raise RequestError("unknown_field", _("cannot include {value}; only 'agencies' is optional")
                                                   .format(value=sorted(unknown)))
-        return await self._send_about_case(ALERT_MOVE, req.case_id, req.destination_nis, req.rule_id,
+        return await self._send_about_case(MessageKind.ALERT_MOVE, req.case_id, req.destination_nis, req.rule_id,
                                            {"include": sorted(set(req.include_fields))}, req.no_wait)
 
     async def handover(self, req: local_pb2.HandoverRequest) -> local_pb2.AlertMoveResponse:
         """A justice house or prison service hands follow-up over to the municipality of release."""
         if not (1 <= req.expected_month <= 12 and 2000 <= req.expected_year <= 2100):
             raise RequestError("bad_month", _("give the expected release month as YYYY-MM"))
-        return await self._send_about_case(HANDOVER, req.case_id, req.destination_nis, "",
+        return await self._send_about_case(MessageKind.HANDOVER, req.case_id, req.destination_nis, "",
                                            {"year": req.expected_year, "month": req.expected_month,
                                             "needs": sorted(set(req.needs))}, req.no_wait)
 
@@ -231,7 +231,7 @@ class NodeHandlers:
         """Phase (dated, by whom), concerns, risk, agencies, and a sealed note, in one transaction."""
         row = await self._visible_case(caller, req.case_id)
         status = await self.store.case_status(row.id)
-        if status is None or status[0] != "open":
+        if status is None or status[0] != CaseStatus.OPEN:
             raise RequestError("not_open", _("case {id} is {value}; it cannot change")
                                              .format(id=row.id, value=status[0] if status else 'unknown'))
         if req.phase == summary_pb2.PHASE_CLOSED:
@@ -405,13 +405,13 @@ class NodeHandlers:
         assert row is not None
         out = local_pb2.AlertMoveResponse(outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id,
                                           status=_STATUS[row.status])
-        if row.status == "refused" and row.response is not None:
+        if row.status == OutboxStatus.REFUSED and row.response is not None:
             refusal = broker_pb2.SendResponse.FromString(row.response).refusal
             out.refusal_code = broker_pb2.RefusalCode.Name(refusal.code).removeprefix("REFUSAL_CODE_").lower()
             out.refusal_detail = refusal.detail
             out.refusal_field = refusal.field
             out.rule_id = refusal.rule_id or row.rule_id
-        elif row.status in ("failed", "expired", "rejected"):
+        elif row.status in (OutboxStatus.FAILED, OutboxStatus.EXPIRED, OutboxStatus.REJECTED):
             out.refusal_detail = row.detail
         return out
 

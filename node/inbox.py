@@ -21,6 +21,7 @@ from olievlek import envelope, logs
 from olievlek.clock import now_ms
 from olievlek.envelope import body_of
 from olievlek.errors import Refused, TransportError, VerificationError
+from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, summary_pb2
@@ -54,9 +55,9 @@ class Inbox:
             which = down.WhichOneof("msg")
             if which == "delivery":
                 item = await self._verify(down.delivery, now)
-                if isinstance(item, NewDelivery) and item.kind in ("erasure.notice", "item.status"):
+                if isinstance(item, NewDelivery) and item.kind in (MessageKind.ERASURE_NOTICE, MessageKind.ITEM_STATUS):
                     await self._store_batch(store, acks, now)
-                    handle = self._erase if item.kind == "erasure.notice" else self._status
+                    handle = self._erase if item.kind == MessageKind.ERASURE_NOTICE else self._status
                     acks.append(await handle(down.delivery.seq, item, now))
                 elif isinstance(item, NewDelivery):
                     store.append((len(acks), down.delivery.seq, item))

@@ -19,7 +19,9 @@ from olievlek.clock import now_ms
 from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
+from olievlek.statuses import InboxStatus
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -31,8 +33,7 @@ from .store import NodeStore, OutboxRow
 
 log = logs.get("node.intake")
 
-ITEM_STATUS = "item.status"
-DECIDABLE = ("alert.move", "handover")
+DECIDABLE = (MessageKind.ALERT_MOVE, MessageKind.HANDOVER)
 
 
 def _summary(envelope: bytes) -> summary_pb2.CaseSummary:
@@ -52,14 +53,15 @@ class Intake:
         self._store = store
         self._bundle = bundle
         self._outbox = outbox
-        outbox.register(ITEM_STATUS, self.build_status)
+        outbox.register(MessageKind.ITEM_STATUS, self.build_status)
 
     async def decide(self, req: local_pb2.InboxDecisionRequest) -> local_pb2.InboxDecisionResponse:
         item = await self._store.inbox_item(req.item_id)
-        if item is None or item.kind not in DECIDABLE or item.status not in ("pending_identification", "identified"):
+        undecided = (InboxStatus.PENDING_IDENTIFICATION, InboxStatus.IDENTIFIED)
+        if item is None or item.kind not in DECIDABLE or item.status not in undecided:
             raise RequestError("unknown_item", _("there is no undecided move alert or handover {item_id}")
                                                  .format(item_id=req.item_id))
-        if not req.return_it and item.status != "identified":
+        if not req.return_it and item.status != InboxStatus.IDENTIFIED:
             raise RequestError("not_identified", _("item {item_id} is not matched to a person yet; enter the "
                                                    "identifier first (`olievlek inbox identify`)")
                                                    .format(item_id=req.item_id))
@@ -67,7 +69,8 @@ class Intake:
             raise RequestError("unknown_nis", _("NIS code {suggested_nis} is not served by any organisation")
                                                 .format(suggested_nis=req.suggested_nis))
         sender = self._bundle.org(item.sender)
-        rules = self._bundle.rules_for(ITEM_STATUS, self._org_id, sender.kind if sender else OrgKind.MUNICIPALITY)
+        rules = self._bundle.rules_for(MessageKind.ITEM_STATUS, self._org_id,
+                                       sender.kind if sender else OrgKind.MUNICIPALITY)
         if not rules:
             raise RequestError("no_rule", _("no rule of the bundle lets this node tell {sender} its decision")
                                             .format(sender=item.sender))
@@ -80,10 +83,11 @@ class Intake:
             copy = identity, await store.subject_pseudonyms(item.subject_id)
         org = self._bundle.org(self._org_id)
         contact = org.contacts[0].id if org and org.contacts else ""
+        status = InboxStatus.RETURNED if req.return_it else InboxStatus.ACCEPTED
 
         async def op(tx: Txn) -> int:
             # Checked again inside the transaction: a concurrent decision on the same item loses here.
-            key = await store.decide_item_txn(tx, item.id, "returned" if req.return_it else "accepted", None, now)
+            key = await store.decide_item_txn(tx, item.id, status, None, now)
             if key is None:
                 raise RequestError("already_decided", _("item {id} was decided meanwhile").format(id=item.id))
             case_id = 0
@@ -95,7 +99,7 @@ class Intake:
                     list(summary.agencies), contact, today.year, today.month, "default")
                 await tx.execute("UPDATE inbox SET case_id = ? WHERE id = ?", (case_id, item.id))
                 await self._directory.sync_case_txn(tx, case_id, now)  # registers only in a registering phase
-            await store.add_intent_txn(tx, wire.new_token(), ITEM_STATUS, item.sender, rules[0].id,
+            await store.add_intent_txn(tx, wire.new_token(), MessageKind.ITEM_STATUS, item.sender, rules[0].id,
                                        {"item_key": key, "outcome": outcome, "nis": req.suggested_nis,
                                         "item_kind": item.kind}, now)
             return case_id
@@ -104,7 +108,6 @@ class Intake:
         if req.return_it:
             await store.db.checkpoint_truncate()  # nothing of a returned item stays, in the WAL either
         self._outbox.kick()
-        status = "returned" if req.return_it else "accepted"
         log.info("inbox.decided", item=item.id, status=status, case_id=case_id, sender=item.sender)
         return local_pb2.InboxDecisionResponse(item_id=item.id, case_id=case_id, status=status)
 

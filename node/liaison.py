@@ -22,6 +22,7 @@ from olievlek.envelope import Signer
 from olievlek.errors import InvalidIdentifier, TransportError
 from olievlek.i18n import _
 from olievlek.identity import ID_PATTERN, OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.normalise import PrfInput, identity_inputs
 from olievlek.policy import Bundle
 from olievlek.policy.model import Rule
@@ -37,7 +38,6 @@ from .store import NodeStore, OutboxRow
 
 log = logs.get("node.liaison")
 
-DISCLOSURE_REQUEST = "disclosure.request"
 MAX_ROWS = 500  # identities per local request; the CLI sends a long batch in chunks and shows progress
 
 
@@ -57,7 +57,7 @@ class Liaison:
         self._audit = audit
         self._outbox = outbox
         self._bases = bases
-        outbox.register(DISCLOSURE_REQUEST, self.build_request)
+        outbox.register(MessageKind.DISCLOSURE_REQUEST, self.build_request)
 
     def _rule(self, kind: str, recipient_kind: OrgKind | None) -> Rule:
         for rule in self._bundle.rules.values():
@@ -81,7 +81,7 @@ class Liaison:
                                              .format(pattern=pattern))
 
     async def query(self, req: local_pb2.LiaisonQueryRequest) -> local_pb2.LiaisonQueryResponse:
-        rule = self._rule("query.hit", None)
+        rule = self._rule(MessageKind.QUERY_HIT, None)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not 0 < len(req.identities) <= MAX_ROWS:
             raise RequestError("batch", _("send 1 to {MAX_ROWS} identities per request").format(MAX_ROWS=MAX_ROWS))
@@ -162,7 +162,7 @@ class Liaison:
 
     async def forget_old_hits(self) -> int:
         """Hits are kept no longer than the hit-query rule's retention."""
-        days = self._rule("query.hit", None).retention_days
+        days = self._rule(MessageKind.QUERY_HIT, None).retention_days
 
         async def op(tx: Txn) -> int:
             await tx.execute("DELETE FROM liaison_hits WHERE at_ms < ?", (now_ms() - days * 86_400_000,))
@@ -183,7 +183,7 @@ class Liaison:
         if holder is None:
             raise RequestError("unknown_contact", _("hit {hit_id} has contacts {contacts}, not {contact!r}")
                                                     .format(hit_id=req.hit_id, contacts=contacts, contact=contact))
-        rule = self._rule(DISCLOSURE_REQUEST, holder.kind)
+        rule = self._rule(MessageKind.DISCLOSURE_REQUEST, holder.kind)
         self._check_grounds(rule, req.purpose, req.legal_basis, req.file_ref)
         if not req.fields:
             raise RequestError("missing_fields", _("say which fields you ask for (--field)"))
@@ -192,7 +192,8 @@ class Liaison:
         key = wire.new_token()
 
         async def op(tx: Txn) -> int:
-            return await self._store.add_intent_txn(tx, key, DISCLOSURE_REQUEST, holder.id, rule.id, intent, now_ms())
+            return await self._store.add_intent_txn(tx, key, MessageKind.DISCLOSURE_REQUEST, holder.id, rule.id,
+                                                    intent, now_ms())
 
         outbox_id = await self._store.writer.write(op)
         log.info("disclosure.asked", outbox_id=outbox_id, holder=holder.id, rule=rule.id)

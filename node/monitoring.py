@@ -29,7 +29,9 @@ from olievlek.clock import now_ms
 from olievlek.envelope import body_of
 from olievlek.i18n import _
 from olievlek.identity import OrgId
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
+from olievlek.statuses import InboxStatus
 from olievlek.store import Txn
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
@@ -40,7 +42,6 @@ from .store import NodeStore, OutboxRow
 
 log = logs.get("node.monitoring")
 
-REPORT = "report.aggregate"
 PUBLISHED, UNSUPPRESSED = "published", "unsuppressed"
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
@@ -104,7 +105,7 @@ class Monitoring:
         self._monitor = monitor
         self._rule_id = rule_id
         self._reporting = asyncio.Lock()
-        outbox.register(REPORT, self.build_report)
+        outbox.register(MessageKind.REPORT_AGGREGATE, self.build_report)
 
     @property
     def _source(self) -> str:
@@ -178,8 +179,8 @@ class Monitoring:
         for kind, status, received, decided, raw in await db.fetchall(
                 "SELECT kind, status, received_ms, decided_ms, envelope FROM inbox WHERE kind IN"
                 " ('alert.move', 'handover') AND received_ms >= ? AND received_ms < ?", (start, end)):
-            accepted = status == "accepted" and decided is not None
-            if kind == "alert.move":
+            accepted = status == InboxStatus.ACCEPTED and decided is not None
+            if kind == MessageKind.ALERT_MOVE:
                 add("flow", FLOW["alerts_received"])
                 if accepted and int(decided) - int(received) <= MONTH_MS:
                     add("flow", FLOW["alerts_taken_over_within_a_month"])
@@ -308,7 +309,7 @@ class Monitoring:
             total[cell] = value
         arrived: set[str] = set()
         for sender, raw in await self._store.db.fetchall(
-                "SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id", (REPORT,)):
+                "SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id", (MessageKind.REPORT_AGGREGATE,)):
             body = body_of(bytes(raw))
             r = body.aggregate_report
             if (sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter)
@@ -360,7 +361,8 @@ class Monitoring:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
             if row is not None:
                 return int(row[0])
-            return await self._store.add_intent_txn(tx, key, REPORT, recipient, rule, {"period": period, "kind": kind},
+            return await self._store.add_intent_txn(tx, key, MessageKind.REPORT_AGGREGATE, recipient, rule,
+                                                    {"period": period, "kind": kind},
                                                     now_ms())
         outbox_id: int = await self._store.writer.write(op)
         self._outbox.kick()
@@ -380,7 +382,7 @@ class Monitoring:
     async def received(self) -> local_pb2.MonitorListResponse:
         """At the monitor: every report received."""
         rows = await self._store.db.fetchall("SELECT sender, envelope FROM inbox WHERE kind = ? ORDER BY id",
-                                             (REPORT,))
+                                             (MessageKind.REPORT_AGGREGATE,))
         out = local_pb2.MonitorListResponse(regions=self._regions, aggregators=self._aggregators)
         for sender, raw in rows:
             body = body_of(bytes(raw))

@@ -229,7 +229,7 @@ class OutboxSender:
         event = self._finished.setdefault(outbox_id, asyncio.Event())  # before reading: no missed finish
         try:
             row = await self._store.outbox(outbox_id)
-            if row is not None and row.status not in ("queued", "pending"):
+            if row is not None and not row.status.unanswered:
                 return
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:

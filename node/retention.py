@@ -21,7 +21,9 @@ from olievlek import faults, logs, wire
 from olievlek.clock import now_ms
 from olievlek.i18n import _
 from olievlek.identity import OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
+from olievlek.statuses import CaseStatus
 from olievlek.store import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
@@ -31,13 +33,12 @@ from .request_error import RequestError
 from .store import NodeStore, OutboxRow
 
 if TYPE_CHECKING:
-    from .disclosure import Disclosures  # it imports this module's ERASURE_NOTICE
+    from .disclosure import Disclosures
 
 log = logs.get("node.retention")
 
 DAY_MS = 86_400_000
 MAX_EXTENSION_DAYS = 3650  # one extension; a longer hold is a new, logged decision
-ERASURE_NOTICE = "erasure.notice"
 
 
 class Retention:
@@ -52,13 +53,13 @@ class Retention:
         self._bundle = bundle
         self._outbox = outbox
         self._days = retention_days
-        outbox.register(ERASURE_NOTICE, self.build_notice)
+        outbox.register(MessageKind.ERASURE_NOTICE, self.build_notice)
 
     async def close(self, req: local_pb2.CaseCloseRequest) -> local_pb2.CaseCloseResponse:
         status = await self._store.case_status(req.case_id)
         if status is None:
             raise RequestError("unknown_case", _("there is no case {case_id}").format(case_id=req.case_id))
-        if status[0] != "open":
+        if status[0] != CaseStatus.OPEN:
             raise RequestError("not_open", _("case {case_id} is {value}")
                                              .format(case_id=req.case_id, value=status[0]))
         now = now_ms()
@@ -77,14 +78,14 @@ class Retention:
                                                    "keep a case longer")
                                                    .format(MAX_EXTENSION_DAYS=MAX_EXTENSION_DAYS))
         status = await self._store.case_status(req.case_id)
-        if status is None or status[0] != "closed":
+        if status is None or status[0] != CaseStatus.CLOSED:
             raise RequestError("not_closed", _("case {case_id} is not a closed case awaiting erasure")
                                                .format(case_id=req.case_id))
         until = await self._store.extend_retention(req.case_id, req.days, req.reason, uid, now_ms())
         log.info("retention.extended", case_id=req.case_id, days=req.days, uid=uid,
                  reason=local_pb2.RetentionReason.Name(req.reason))
         return local_pb2.RetentionDueResponse(items=[local_pb2.RetentionItem(
-            case_id=req.case_id, status="closed", retain_until_ms=until)])
+            case_id=req.case_id, status=CaseStatus.CLOSED, retain_until_ms=until)])
 
     async def due(self, req: local_pb2.RetentionDueRequest) -> local_pb2.RetentionDueResponse:
         rows = await self._store.retention_due(now_ms() + req.within_days * DAY_MS)
@@ -104,11 +105,11 @@ class Retention:
 
     async def erase(self, uid: int, req: local_pb2.EraseRequest) -> local_pb2.ErasureResponse:
         status = await self._store.case_status(req.case_id)
-        if status is None or status[0] == "erased":
+        if status is None or status[0] == CaseStatus.ERASED:
             raise RequestError("unknown_case", _("there is no case {case_id} to erase").format(case_id=req.case_id))
         if req.reason == summary_pb2.ERASURE_REASON_UNSPECIFIED:
             raise RequestError("missing_reason", _("give a --reason for the erasure"))
-        if status[0] == "open" and not req.confirm_open:
+        if status[0] == CaseStatus.OPEN and not req.confirm_open:
             raise RequestError("case_open", _("case {case_id} is still open; erase it only with --confirm-open")
                                               .format(case_id=req.case_id))
         erased = await self._erase(req.case_id, req.reason, uid, due_only=False)
@@ -130,9 +131,10 @@ class Retention:
             pseudonym, recipients = erased
             for recipient in recipients:
                 org = self._bundle.org(recipient)
-                rules = self._bundle.rules_for(ERASURE_NOTICE, self._org_id, org.kind if org else OrgKind.MUNICIPALITY)
+                rules = self._bundle.rules_for(MessageKind.ERASURE_NOTICE, self._org_id,
+                                               org.kind if org else OrgKind.MUNICIPALITY)
                 rule_id = rules[0].id if rules else ""
-                await store.add_intent_txn(tx, wire.new_token(), ERASURE_NOTICE, recipient, rule_id,
+                await store.add_intent_txn(tx, wire.new_token(), MessageKind.ERASURE_NOTICE, recipient, rule_id,
                                            {"pseudonym": pseudonym.hex(), "reason": reason}, now)
             # What was disclosed on request is erased too, under the pseudonym each answer carried.
             disclosed = await self._disclosures.erase_disclosed_txn(tx, case_id, pseudonyms, None, now, reason)

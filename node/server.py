@@ -12,6 +12,7 @@ from olievlek.envelope import Signer
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgKind
+from olievlek.kinds import MessageKind
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
@@ -94,15 +95,15 @@ class NodeServer:
         retention = Retention(cfg.org_id, self._store, bundle, outbox, bases, directory, disclosures)
         await directory.refresh_all()
         queries = any(
-            r.allows and "query.hit" in r.kinds and cfg.org_id in r.senders for r in bundle.rules.values())
+            r.allows and MessageKind.QUERY_HIT in r.kinds and cfg.org_id in r.senders for r in bundle.rules.values())
         liaison = Liaison(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, self._client, self.audit,
                           outbox, frozenset(bases)) if queries else None
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         intake = Intake(cfg.org_id, self._store, bundle, outbox, casefile, directory)
         monitors = [o.id for o in bundle.orgs.values() if o.kind == OrgKind.MONITOR
-                    and bundle.rules_for("report.aggregate", cfg.org_id, o.kind)]
-        rules = bundle.rules_for("report.aggregate", cfg.org_id, OrgKind.MONITOR)
+                    and bundle.rules_for(MessageKind.REPORT_AGGREGATE, cfg.org_id, o.kind)]
+        rules = bundle.rules_for(MessageKind.REPORT_AGGREGATE, cfg.org_id, OrgKind.MONITOR)
         regions = {str(k): v for k, v in bundle.regions.items()} | {g: g for g in set(bundle.regions.values())}
         monitoring = Monitoring(cfg.org_id, self._store, outbox, monitors[0] if monitors else "",
                                 rules[0].id if rules else "", regions, cooperation(bundle, cfg.org_id),

@@ -16,6 +16,8 @@ from typing import Any
 
 from olievlek.groupcommit import Writer
 from olievlek.i18n import N_
+from olievlek.kinds import MessageKind
+from olievlek.statuses import CaseStatus, InboxStatus, OutboxStatus
 from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
@@ -163,7 +165,8 @@ _INBOX_SCOPES = {"item": "id = ?", "case": "case_id = ?",
 _KEEP_TOMBSTONES = ("INSERT OR IGNORE INTO tombstones (sender, idem_key, erased_ms)"
                     " SELECT sender, idem_key, ? FROM inbox WHERE ")
 # What a regisseur does with an inbox item first: identify the person (alerts, handovers) or decide.
-_INITIAL_STATUS = {"disclosure.request": "pending_decision", "disclosure.response": "received"}
+_INITIAL_STATUS = {MessageKind.DISCLOSURE_REQUEST: InboxStatus.PENDING_DECISION,
+                   MessageKind.DISCLOSURE_RESPONSE: InboxStatus.RECEIVED}
 SUBJECT_FIELDS = ("national_number", "given_names", "family_name", "birth_date", "address")
 _CASE_SELECT = ("SELECT c.id, c.subject_id, s.pseudonym, c.phase, c.concerns, c.risk_level, c.agencies, c.contact_id,"
                 " c.opened_year, c.opened_month FROM cases c JOIN subjects s ON s.id = c.subject_id")
@@ -182,12 +185,12 @@ def _case_row(row: tuple[Any, ...]) -> CaseRow:
 class OutboxRow:
     id: int
     idem_key: str
-    kind: str
+    kind: MessageKind
     recipient: str
     rule_id: str
     intent: dict[str, Any]
     envelope: bytes | None
-    status: str
+    status: OutboxStatus
     attempts: int
     response: bytes | None
     detail: str
@@ -203,8 +206,13 @@ _OUTBOX_ONE = _OUTBOX_SELECT + " WHERE id = ?"
 
 
 def _outbox_row(r: tuple[Any, ...]) -> OutboxRow:
-    return OutboxRow(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), bytes(r[6]) if r[6] is not None else None,
-                     r[7], int(r[8]), bytes(r[9]) if r[9] is not None else None, r[10], int(r[11]), r[12])
+    return OutboxRow(int(r[0]), r[1], MessageKind(r[2]), r[3], r[4], json.loads(r[5]),
+                     bytes(r[6]) if r[6] is not None else None, OutboxStatus(r[7]), int(r[8]),
+                     bytes(r[9]) if r[9] is not None else None, r[10], int(r[11]), r[12])
+
+
+def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
+    return InboxRow(int(r[0]), r[1], MessageKind(r[2]), bytes(r[3]), int(r[4]), InboxStatus(r[5]), r[6])
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +221,7 @@ class NewDelivery:
 
     sender: str
     idem_key: str
-    kind: str
+    kind: MessageKind
     envelope: bytes
     pseudonym: bytes
     created_ms: int = 0
@@ -224,10 +232,10 @@ class NewDelivery:
 class InboxRow:
     id: int
     sender: str
-    kind: str
+    kind: MessageKind
     envelope: bytes
     received_ms: int
-    status: str
+    status: InboxStatus
     subject_id: int | None
 
 
@@ -366,7 +374,7 @@ class NodeStore:
     async def update_case_txn(tx: Txn, case_id: int, uid: int, now_ms: int, phase: int, concerns: list[int] | None,
                               risk: int, agencies: list[int] | None) -> None:
         status = await tx.fetchone("SELECT status FROM cases WHERE id = ?", (case_id,))
-        if status is None or status[0] != "open":
+        if status is None or status[0] != CaseStatus.OPEN:
             raise RequestError.later("not_open", N_("case {case_id} is not open"), case_id=case_id)
         if phase:
             row = await tx.fetchone("SELECT phase FROM cases WHERE id = ?", (case_id,))
@@ -462,10 +470,10 @@ class NodeStore:
                          (now_ms, retain_until_ms, case_id))
         return True
 
-    async def case_status(self, case_id: int) -> tuple[str, str] | None:
+    async def case_status(self, case_id: int) -> tuple[CaseStatus, str] | None:
         """(status, lawful basis) of a case."""
         row = await self.db.fetchone("SELECT status, lawful_basis FROM cases WHERE id = ?", (case_id,))
-        return (row[0], row[1]) if row else None
+        return (CaseStatus(row[0]), row[1]) if row else None
 
     async def extend_retention(self, case_id: int, days: int, reason: int, uid: int, now_ms: int) -> int:
         async def op(tx: Txn) -> int:
@@ -607,17 +615,18 @@ class NodeStore:
     async def inbox_item(self, item_id: int) -> InboxRow | None:
         r = await self.db.fetchone(
             "SELECT id, sender, kind, envelope, received_ms, status, subject_id FROM inbox WHERE id = ?", (item_id,))
-        return InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) if r else None
+        return _inbox_row(r) if r else None
 
     @staticmethod
-    async def decide_item_txn(tx: Txn, item_id: int, status: str, case_id: int | None, now_ms: int) -> str | None:
+    async def decide_item_txn(tx: Txn, item_id: int, status: InboxStatus, case_id: int | None,
+                              now_ms: int) -> str | None:
         """Accept (keep, link the case) or return (erase, keep the tombstone) an inbox item; its key,
         or None when it was decided (or erased) meanwhile."""
         row = await tx.fetchone("SELECT idem_key, subject_id FROM inbox WHERE id = ? AND status IN"
                                 " ('pending_identification', 'identified')", (item_id,))
         if row is None:
             return None
-        if status == "returned":  # not ours: nothing of it stays but the tombstone
+        if status == InboxStatus.RETURNED:  # not ours: nothing of it stays but the tombstone
             await NodeStore.tombstone_inbox_txn(tx, "item", (item_id,), now_ms)
         else:  # the case gets its own subject; the item keeps only the link to the case
             await tx.execute("UPDATE inbox SET status = ?, case_id = ?, subject_id = NULL, decided_ms = ?"
@@ -771,7 +780,7 @@ class NodeStore:
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms,
-                         _INITIAL_STATUS.get(d.kind, "pending_identification")))
+                         _INITIAL_STATUS.get(d.kind, InboxStatus.PENDING_IDENTIFICATION)))
                 fresh.append(seen is None)
             return fresh
 
@@ -795,7 +804,7 @@ class NodeStore:
         rows = await self.db.fetchall(
             "SELECT id, sender, kind, envelope, received_ms, status, subject_id FROM inbox ORDER BY id"
         )
-        return [InboxRow(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), r[5], r[6]) for r in rows]
+        return [_inbox_row(r) for r in rows]
 
     async def match_inbox_txn(self, tx: Txn, pseudonym: bytes, subject_id: int) -> list[int]:
         rows = await tx.fetchall(

@@ -4,6 +4,7 @@ the policy's condition values (phase, risk level, concerns) sit in the payload."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -11,12 +12,29 @@ from olievlek.errors import WireError
 from olievlek.v1 import broker_pb2, envelope_pb2
 
 
+class MessageKind(StrEnum):
+    """A message kind by its policy name; stored and logged as that string."""
+
+    ALERT_MOVE = "alert.move"
+    ALERT_SIGNAL = "alert.signal"
+    HANDOVER = "handover"
+    DIRECTORY_REGISTER = "directory.register"
+    DIRECTORY_WITHDRAW = "directory.withdraw"
+    QUERY_HIT = "query.hit"
+    QUERY_RESULT = "query.result"
+    DISCLOSURE_REQUEST = "disclosure.request"
+    DISCLOSURE_RESPONSE = "disclosure.response"
+    ERASURE_NOTICE = "erasure.notice"
+    REPORT_AGGREGATE = "report.aggregate"
+    ITEM_STATUS = "item.status"
+
+
 @dataclass(frozen=True, slots=True)
 class KindInfo:
     """How one message kind is named in policy and carried in the envelope."""
 
     kind: int  # envelope_pb2.MessageKind value
-    name: str  # the policy's name, e.g. "alert.move"
+    name: MessageKind  # the policy's name, e.g. "alert.move"
     payload_field: str  # EnvelopeBody oneof member
     condition_path: str  # where phase/risk_level/concerns live: "" (top) or "summary"
     may_carry_pseudonym: bool = True
@@ -28,22 +46,22 @@ class KindInfo:
         return field.message_type
 
 
-K = envelope_pb2
+K, M = envelope_pb2, MessageKind
 KINDS: tuple[KindInfo, ...] = (
-    KindInfo(K.MESSAGE_KIND_ALERT_MOVE, "alert.move", "move_alert", "summary"),
-    KindInfo(K.MESSAGE_KIND_ALERT_SIGNAL, "alert.signal", "signal_alert", "", may_carry_pseudonym=False),
-    KindInfo(K.MESSAGE_KIND_HANDOVER, "handover", "handover", "summary"),
-    KindInfo(K.MESSAGE_KIND_DIRECTORY_REGISTER, "directory.register", "directory_register", ""),
-    KindInfo(K.MESSAGE_KIND_DIRECTORY_WITHDRAW, "directory.withdraw", "directory_withdraw", ""),
-    KindInfo(K.MESSAGE_KIND_QUERY_HIT, "query.hit", "hit_query", ""),
-    KindInfo(K.MESSAGE_KIND_QUERY_RESULT, "query.result", "query_result", ""),
-    KindInfo(K.MESSAGE_KIND_DISCLOSURE_REQUEST, "disclosure.request", "disclosure_request", ""),
-    KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, "disclosure.response", "disclosure_response", ""),
-    KindInfo(K.MESSAGE_KIND_ERASURE_NOTICE, "erasure.notice", "erasure_notice", ""),
-    KindInfo(K.MESSAGE_KIND_REPORT_AGGREGATE, "report.aggregate", "aggregate_report", "",
-             may_carry_pseudonym=False),
-    KindInfo(K.MESSAGE_KIND_ITEM_STATUS, "item.status", "item_status", "", may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_ALERT_MOVE, M.ALERT_MOVE, "move_alert", "summary"),
+    KindInfo(K.MESSAGE_KIND_ALERT_SIGNAL, M.ALERT_SIGNAL, "signal_alert", "", may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_HANDOVER, M.HANDOVER, "handover", "summary"),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_REGISTER, M.DIRECTORY_REGISTER, "directory_register", ""),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_WITHDRAW, M.DIRECTORY_WITHDRAW, "directory_withdraw", ""),
+    KindInfo(K.MESSAGE_KIND_QUERY_HIT, M.QUERY_HIT, "hit_query", ""),
+    KindInfo(K.MESSAGE_KIND_QUERY_RESULT, M.QUERY_RESULT, "query_result", ""),
+    KindInfo(K.MESSAGE_KIND_DISCLOSURE_REQUEST, M.DISCLOSURE_REQUEST, "disclosure_request", ""),
+    KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, M.DISCLOSURE_RESPONSE, "disclosure_response", ""),
+    KindInfo(K.MESSAGE_KIND_ERASURE_NOTICE, M.ERASURE_NOTICE, "erasure_notice", ""),
+    KindInfo(K.MESSAGE_KIND_REPORT_AGGREGATE, M.REPORT_AGGREGATE, "aggregate_report", "", may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_ITEM_STATUS, M.ITEM_STATUS, "item_status", "", may_carry_pseudonym=False),
 )
+assert {k.name for k in KINDS} == set(MessageKind)
 BY_NAME = {k.name: k for k in KINDS}
 BY_KIND = {k.kind: k for k in KINDS}
 

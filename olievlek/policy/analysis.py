@@ -15,7 +15,7 @@ from itertools import combinations
 
 from .diagnostics import Diagnostic
 from .loader import Bundle
-from .model import Rule
+from .model import Effect, Relation, Rule
 
 
 def _kinds_cover(a: Rule, b: Rule) -> bool:
@@ -34,7 +34,7 @@ def _kinds_overlap(a: Rule, b: Rule) -> bool:
 def covers(a: Rule, b: Rule) -> bool:
     """Every request ``b`` matches, ``a`` matches too."""
     return (b.kinds <= a.kinds and b.senders <= a.senders and _kinds_cover(a, b)
-            and (a.effect == "deny" or a.relation in ("any", b.relation))
+            and (a.effect == Effect.DENY or a.relation in (Relation.ANY, b.relation))
             and a.conditions.covers(b.conditions))
 
 

@@ -18,7 +18,7 @@ from olievlek.errors import PolicyDenied
 from olievlek.identity import OrgId
 from olievlek.v1 import broker_pb2
 
-from .model import Organisation, Rule
+from .model import Effect, Organisation, Relation, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def mismatch(rule: Rule, req: Request, recipients: list[Organisation]) -> tuple[
             if org.kind not in rule.recipient_kinds:
                 return "rule_mismatch", (f"rule {rule.id!r} sends to {', '.join(sorted(rule.recipient_kinds))}, "
                                          f"not to {org.kind} {org.id}")
-    if rule.relation == "group_members":
+    if rule.relation == Relation.GROUP_MEMBERS:
         for org in recipients:
             if org.id not in rule.group_members:
                 return "rule_mismatch", f"rule {rule.id!r} sends to members of {rule.recipient_group}, not {org.id}"
@@ -98,7 +98,7 @@ class Engine:
         self._denies: dict[tuple[str, OrgId], tuple[Rule, ...]] = {}
         acc: dict[tuple[str, OrgId], list[Rule]] = {}
         for rule in rules.values():
-            if rule.effect != "deny":
+            if rule.effect != Effect.DENY:
                 continue
             for kind in rule.kinds:
                 for sender in rule.senders:
@@ -119,7 +119,7 @@ class Engine:
                               field="recipients")
             recipients.append(org)
         invoked = self.rules.get(req.rule_id)
-        to_directory = invoked is not None and invoked.relation == "directory"
+        to_directory = invoked is not None and invoked.relation == Relation.DIRECTORY
         if to_directory and recipients:
             return _deny("directory_recipient", f"rule {req.rule_id!r} is answered by the broker's directory; "
                          "the message must name no recipient", invoked, "recipients", (req.rule_id,))
@@ -146,7 +146,7 @@ class Engine:
         if req.purpose is not None and req.purpose != rule.purpose:
             return _deny("purpose_mismatch", f"rule {rule.id!r} is for purpose {rule.purpose}, not {req.purpose}",
                          rule, "purpose", (rule.id,))
-        if rule.relation == "pseudonym_holder" and not req.holder_asserted:
+        if rule.relation == Relation.PSEUDONYM_HOLDER and not req.holder_asserted:
             return _deny("not_held", f"rule {rule.id!r} routes only to a holder of the pseudonym whose "
                          "directory entry covers this sender", rule, "recipients", (rule.id,))
         contacts = sender.contact_ids

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from olievlek.identity import OrgKind
 
 from .loader import Bundle
-from .model import Rule
+from .model import Relation, Rule
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -45,7 +45,7 @@ def flows(bundle: Bundle) -> list[Flow]:
         if not rule.allows:
             continue
         sender_kinds = sorted({bundle.orgs[o].kind.value for o in rule.senders})
-        if rule.relation == "group_members" and rule.recipient_group:
+        if rule.relation == Relation.GROUP_MEMBERS and rule.recipient_group:
             recipients = [f"{k}@{rule.recipient_group}" for k in sorted(rule.recipient_kinds or {"any"})]
         else:
             recipients = sorted(rule.recipient_kinds or [k.value for k in OrgKind])

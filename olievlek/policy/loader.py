@@ -18,7 +18,7 @@ from typing import Any
 
 from olievlek.directory import SLOT_BYTES
 from olievlek.identity import OrgId, OrgKind
-from olievlek.kinds import BY_NAME, leaf_paths
+from olievlek.kinds import BY_NAME, MessageKind, leaf_paths
 
 from . import source
 from .diagnostics import BundleError, Diagnostic
@@ -29,10 +29,12 @@ from .model import (
     Conditions,
     Contact,
     DirectoryPolicy,
+    Effect,
     Group,
     Organisation,
     PseudonymisationPolicy,
     QueryBudget,
+    Relation,
     Rule,
 )
 
@@ -102,8 +104,9 @@ class Bundle:
     def cooperation_rule(self, member: str, aggregator: str) -> str:
         """The rule under which a cooperation's member may send its figures to the aggregator ("": none)."""
         for rule in self.rules.values():
-            if rule.allows and "report.aggregate" in rule.kinds and rule.relation == "group_members" and self.decide(
-                    Request("report.aggregate", OrgId(member), (OrgId(aggregator),), rule.id,
+            if rule.allows and MessageKind.REPORT_AGGREGATE in rule.kinds and rule.relation == Relation.GROUP_MEMBERS \
+                    and self.decide(
+                    Request(MessageKind.REPORT_AGGREGATE, OrgId(member), (OrgId(aggregator),), rule.id,
                             frozenset({"year", "quarter", "cells"}))).allowed:
                 return rule.id
         return ""
@@ -303,14 +306,15 @@ class _Loader:
         for part, spec in (("sender", sender), ("recipient", recipient)):
             if "group" in spec and spec["group"] not in groups:
                 self.errors.append(src.diag(f"rule {r['id']!r}: unknown group {spec['group']!r}", *at, part, "group"))
-        relation = recipient.get("relation", "declared")
+        relation = Relation(recipient.get("relation", Relation.DECLARED))
         rgroup = recipient.get("group") or sender.get("group")
-        if relation == "group_members" and rgroup is None:
+        if relation == Relation.GROUP_MEMBERS and rgroup is None:
             self.errors.append(src.diag(f"rule {r['id']!r}: relation group_members needs a group", *at, "recipient"))
         leaves = self._fields(src, i, r)
         conditions = r.get("conditions", {})
         for kind in r["kinds"]:
-            if conditions and not BY_NAME[kind].condition_path and kind not in ("alert.signal", "disclosure.response"):
+            unconditioned = (MessageKind.ALERT_SIGNAL, MessageKind.DISCLOSURE_RESPONSE)
+            if conditions and not BY_NAME[kind].condition_path and kind not in unconditioned:
                 self.errors.append(src.diag(f"rule {r['id']!r}: {kind} carries no phase, risk or concerns to "
                                             "condition on", *at, "conditions"))
         if len(self.errors) > before:
@@ -326,7 +330,8 @@ class _Loader:
         agreement = r.get("agreement", {"required": False})
         line, _ = src.at(*at)
         return Rule(
-            id=r["id"], description=r.get("description", ""), effect=r["effect"], kinds=frozenset(r["kinds"]),
+            id=r["id"], description=r.get("description", ""), effect=Effect(r["effect"]),
+            kinds=frozenset(MessageKind(k) for k in r["kinds"]),
             senders=senders, sender_spec=spec or "any",
             recipient_kinds=frozenset(OrgKind(k) for k in recipient["kinds"]) if "kinds" in recipient else None,
             relation=relation, recipient_group=rgroup,

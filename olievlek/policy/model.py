@@ -5,8 +5,10 @@ set of leaf paths each message kind lets through."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from olievlek.identity import OrgId, OrgKind
+from olievlek.kinds import MessageKind
 
 # directory: consumed or answered by the broker's reference directory; the message names no recipient.
 RELATIONS = ("declared", "group_members", "pseudonym_holder", "any", "directory")
@@ -74,16 +76,31 @@ class Conditions:
         )
 
 
+class Effect(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class Relation(StrEnum):
+    """How a rule's recipients relate to the sender or the message (the bundle's ``recipient.relation``)."""
+
+    DECLARED = "declared"  # any organisation of the recipient kinds the sender names
+    GROUP_MEMBERS = "group_members"  # members of the rule's group
+    PSEUDONYM_HOLDER = "pseudonym_holder"  # a holder of the pseudonym in the broker's directory
+    ANY = "any"
+    DIRECTORY = "directory"  # the broker's directory itself (registrations), no recipient
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     description: str
-    effect: str  # "allow" | "deny"
-    kinds: frozenset[str]
+    effect: Effect
+    kinds: frozenset[MessageKind]
     senders: frozenset[OrgId]  # resolved from sender kinds/orgs/group
     sender_spec: str  # how it was written, for explanations and flows
     recipient_kinds: frozenset[OrgKind] | None
-    relation: str
+    relation: Relation
     recipient_group: str | None
     group_members: frozenset[OrgId]  # members of recipient_group (or the sender group)
     conditions: Conditions
@@ -98,7 +115,7 @@ class Rule:
 
     @property
     def allows(self) -> bool:
-        return self.effect == "allow"
+        return self.effect == Effect.ALLOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from . import source
 from .diagnostics import BundleError, Diagnostic
 from .engine import Decision, Request
 from .loader import Bundle
+from .model import Relation
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def request_from(doc: dict[str, Any]) -> Request:
         rule_id=doc["rule"], present_fields=frozenset(doc.get("fields", [])), phase=doc.get("phase"),
         risk_level=doc.get("risk_level"), concerns=frozenset(doc.get("concerns", [])),
         contacts=tuple(("contact_id", c) for c in doc.get("contacts", [])), purpose=doc.get("purpose"),
-        holder_asserted=doc.get("relation") == "pseudonym_holder",
+        holder_asserted=doc.get("relation") == Relation.PSEUDONYM_HOLDER,
     )
 
 
