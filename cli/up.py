@@ -217,8 +217,8 @@ class Scenario:
         call(gent, local_pb2.LocalRequest(disclosure_decide=local_pb2.DisclosureDecideRequest(
             item_id=request.item_id, approve=True,
             fields=[summary_pb2.DISCLOSABLE_FIELD_PHASE, summary_pb2.DISCLOSABLE_FIELD_CONCERNS])))
-        self.expect(_wait_for(lambda: any(i.kind == MessageKind.DISCLOSURE_RESPONSE for i in _inbox(fed, "fed-liaison"))),
-                    "the answer arrived at the liaison")
+        answered = lambda: any(i.kind == MessageKind.DISCLOSURE_RESPONSE for i in _inbox(fed, "fed-liaison"))  # noqa: E731
+        self.expect(_wait_for(answered), "the answer arrived at the liaison")
         [answer] = [i for i in _inbox(fed, "fed-liaison") if i.kind == MessageKind.DISCLOSURE_RESPONSE]
         s = answer.summary
         self.expect(bool(s.phase and s.concerns) and not s.risk_level and not s.agencies,
