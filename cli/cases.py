@@ -13,6 +13,7 @@ from rich.table import Table
 
 from olievlek.i18n import N_, _
 from olievlek.kinds import MessageKind
+from olievlek.statuses import InboxStatus
 from olievlek.v1 import local_pb2, summary_pb2
 
 from . import enums
@@ -248,7 +249,7 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
         s = it.summary
         table.add_row(
             str(it.item_id), it.sender, it.kind, _when(it.received_at_ms),
-            it.status.replace("_", " "),
+            _(enums.INBOX_STATUSES.get(InboxStatus(it.status), it.status)),
             enums.name_of(enums.PHASES, s.phase), enums.name_of(enums.RISKS, s.risk_level),
             ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id, _disclosure(it),
         )

@@ -6,6 +6,8 @@ from typing import Protocol, TypeVar
 
 import typer
 
+from olievlek.i18n import N_
+from olievlek.statuses import InboxStatus
 from olievlek.v1 import local_pb2, summary_pb2
 
 V = TypeVar("V", bound=int)
@@ -46,3 +48,13 @@ def name_of(table: dict[str, V], value: int) -> str:
         if v == value:
             return k
     return "-"
+
+
+# What an inbox item's status reads as (translated where it is shown).
+INBOX_STATUSES = {
+    InboxStatus.PENDING_IDENTIFICATION: N_("pending identification"), InboxStatus.IDENTIFIED: N_("identified"),
+    InboxStatus.ACCEPTED: N_("accepted"), InboxStatus.RETURNED: N_("returned"),
+    InboxStatus.PENDING_DECISION: N_("pending decision"), InboxStatus.APPROVED: N_("approved"),
+    InboxStatus.DENIED: N_("denied"), InboxStatus.EXPIRED: N_("expired"), InboxStatus.RECEIVED: N_("received"),
+}
+assert set(INBOX_STATUSES) == set(InboxStatus)

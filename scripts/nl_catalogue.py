@@ -295,6 +295,9 @@ NL = {
                                                                    "klopt niet",
     "this node's clock is too far off; the message is sent again":
         "de klok van dit knooppunt wijkt te ver af; het bericht wordt opnieuw verstuurd",
+    "pending identification": "wacht op identificatie", "identified": "geïdentificeerd",
+    "returned": "teruggestuurd", "pending decision": "wacht op beslissing", "approved": "goedgekeurd",
+    "denied": "geweigerd",
     "expired": "verlopen", "failed": "mislukt", "rejected": "geweigerd door de ontvanger",
     "that month lies in a quarter already reported to the monitor; give the month the case is entered here":
         "die maand valt in een kwartaal dat al aan de monitor gerapporteerd werd; geef de maand waarin het dossier "

@@ -81,6 +81,40 @@ async def test_a_regisseur_uses_the_node_in_dutch(broker, nodes) -> None:  # typ
         assert opened.replace("1", "2" if lang else "1") in r.stdout, r.stdout
 
 
+def _as_a_person(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a regisseur runs it: no language set anywhere, so the default (Dutch)."""
+    env = {k: v for k, v in os.environ.items() if k != "OLIEVLEK_LANG"} | {"COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "olievlek", *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False, env=env)
+
+
+async def test_a_regisseur_moves_a_case_and_the_next_one_takes_it_over_in_dutch(broker, nodes) -> None:  # type: ignore[no-untyped-def]
+    gent = str((await nodes.start("gent", broker.port)).config.socket)
+    antwerpen = str((await nodes.start("antwerpen", broker.port)).config.socket)
+    person = json.dumps({"national_number": "85.07.30-033.28", "given_names": "A", "family_name": "B"})
+
+    async def run(*args: str, stdin: str | None = None) -> str:
+        r = await asyncio.to_thread(_as_a_person, *args, stdin=stdin)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return " ".join(r.stdout.split())
+
+    assert "dossier 1 geopend" in await run("case", "open", "--socket", gent, "--phase", "follow-up",
+                                            "--concern", "right-wing", "--risk", "medium", stdin=person)
+    assert "aanvaard door de broker voor antwerpen" in await run("alert", "move", "--socket", gent, "--case", "1",
+                                                                  "--to", "11002")
+    for _ in range(100):
+        if "alert.move" in (listing := await run("inbox", "--socket", antwerpen)):
+            break
+        await asyncio.sleep(0.1)
+    assert "gent" in listing and "inbox is leeg" not in listing, listing
+    assert "gekoppeld aan persoon" in await run("inbox", "identify", "--socket", antwerpen,
+                                                stdin=json.dumps({"national_number": "85.07.30-033.28"}))
+    accepted = await run("inbox", "accept", "--socket", antwerpen, "--item", "1")
+    assert "item 1 aanvaard: dossier 1 geopend in vooronderzoek" in accepted, accepted
+    for english in ("accepted by", "case 1 opened", "pending identification", "matched"):
+        assert english not in listing + accepted
+
+
 def test_the_help_a_regisseur_reads_is_dutch_unless_asked() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OLIEVLEK_LANG"}
 
