@@ -162,7 +162,7 @@ class DirectoryService:
         async def op(tx: Txn, batch: Batch) -> directory.OverBudget | None:
             over = await tx.run(lambda c: directory.use_budget_step(c, sender, _periods(now), 1, limits))
             if over is None:
-                _append_leaf(batch, meta, recipient if covers is not None else "", now)
+                _append_leaf(batch, meta, self._svc.viewer_of(recipient) if covers is not None else None, now)
             return over
 
         over, _head = await self._svc.committer.submit(op)
@@ -175,7 +175,8 @@ class DirectoryService:
     async def close_stale_requests(self, now: int) -> int:
         """Forget open disclosure requests older than the longest time-to-live of a request rule: an
         answer could no longer be delivered, so it may no longer be sent."""
-        request_rules = [r for r in self._svc.bundle.rules.values() if MessageKind.DISCLOSURE_REQUEST in r.kinds]
+        request_rules = [r for r in self._svc.bundle.rules.values()
+                         if MessageKind.DISCLOSURE_REQUEST in r.kinds]
         ttl_ms = max((r.ttl_hours for r in request_rules), default=0) * 3_600_000
         if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
             return 0  # the usual case: no commit for nothing
@@ -209,7 +210,7 @@ class DirectoryService:
         from .service import _Plan  # the send path's plan type; imported late to avoid a cycle
 
         svc, now = self._svc, self._svc.now()
-        plan = _Plan()
+        plan = _Plan(raw=raw)
         lookup: asyncio.Future[dict[bytes, list[directory.Entry]]] | None = None
         try:
             env, body, kind = envelope.parse(raw)
@@ -221,17 +222,22 @@ class DirectoryService:
             # refuse, its result is dropped unseen. Every batch is read the same way, known or not.
             lookup = asyncio.ensure_future(directory.lookup(self._db, list(body.hit_query.subject_pseudonyms)))
             rule, budget = self._check(origin, raw, env, body, kind, now, plan)
-        except Refused as refusal:
+        except Exception as exc:  # every input ends in a recorded decision, never an UNKNOWN
             if lookup is not None:
                 lookup.cancel()
+            refusal = exc if isinstance(exc, Refused) else Refused(
+                f"the query could not be processed ({type(exc).__name__})",
+                refusal_code=broker_pb2.REFUSAL_CODE_MALFORMED)
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, refusal, now)).refusal)
         query, rows = body.hit_query, len(body.hit_query.subject_pseudonyms)
         answer, per_holder = self._answer(list(query.subject_pseudonyms), await lookup,
                                           needle(origin.kind.value, rule.purpose, rule.id), now)
         hits = sum(1 for r in answer if r[0] == 1)
-        meta = {"event": "query", "sender": body.sender, "kind": MessageKind.QUERY_HIT, "rule": rule.id,
-                "decision": Decision.ACCEPTED, "rows": rows, "hits": hits, "file_ref": query.file_ref,
-                "legal_basis": query.legal_basis, "bundle": svc.bundle.digest}
+        meta: dict[str, object] = {"event": "query", "sender": body.sender, "kind": MessageKind.QUERY_HIT,
+                                   "rule": rule.id,
+                                   "decision": Decision.ACCEPTED, "rows": rows, "hits": hits,
+                                   "file_ref": query.file_ref, "legal_basis": query.legal_basis,
+                                   "bundle": svc.bundle.digest}
         record = DecisionRecord(now, body.sender, MessageKind.QUERY_HIT, rule.id, Decision.ACCEPTED, "", "", ())
         limits = (budget.per_day, budget.per_month)
 
@@ -247,10 +253,10 @@ class DirectoryService:
                     held_hits, refused = per_holder[holder]
                     _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
                                          "rule": rule.id, "file_ref": query.file_ref, "hits": held_hits,
-                                         "not_covered": refused}, holder, now)
+                                         "not_covered": refused}, svc.viewer_of(holder), now)
                 else:
-                    _append_leaf(batch, {"event": "query.pad"}, "", now)
-            return await SqliteBrokerStore.record_txn(tx, batch, record, meta)
+                    _append_leaf(batch, {"event": "query.pad"}, None, now)
+            return await SqliteBrokerStore.record_txn(tx, batch, record, meta, (str(origin),))
 
         result, head = await svc.committer.submit(op)
         if isinstance(result, directory.OverBudget):
@@ -265,12 +271,9 @@ class DirectoryService:
         kinds = rule.recipient_kinds or frozenset()
         return sorted(str(o.id) for o in self._svc.bundle.orgs.values() if o.kind in kinds)
 
-    async def refuse_malformed(self, origin: OrgIdentity, exc: Refused) -> broker_pb2.QueryResponse:
+    async def refuse_malformed(self, origin: OrgIdentity, exc: Refused, raw: bytes) -> broker_pb2.QueryResponse:
         """A Query whose request does not follow the wire contract: refused and logged like any other."""
-        from .service import _Plan
-
-        svc = self._svc
-        return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, _Plan(), exc, svc.now())).refusal)
+        return broker_pb2.QueryResponse(refusal=(await self._svc.refuse_input(origin, "query", exc, raw)).refusal)
 
     def _check(self, origin: OrgIdentity, raw: bytes, env: envelope_pb2.Envelope, body: envelope_pb2.EnvelopeBody,
                kind: Any, now: int, plan: _Plan) -> tuple[Rule, QueryBudget]:
@@ -336,15 +339,16 @@ class DirectoryService:
         """The caller's own entries; nobody can list or page anyone else's (a liaison holds none)."""
         if origin.kind != OrgKind.MUNICIPALITY:
             return broker_pb2.DirectoryEntriesResponse()
-        rows = await directory.own_entries(self._db, str(origin.org_id), after, limit or 1000)
+        rows = await directory.own_entries(self._db, str(origin.org_id), after, limit)
         return broker_pb2.DirectoryEntriesResponse(entries=[
             broker_pb2.DirectoryEntry(subject_pseudonym=p, contact_id=c, registered_at_ms=at, covers=cv, coverage=ev)
-            for p, c, at, cv, ev in rows])
+            for p, c, at, cv, ev in rows], next_after=rows[-1][0] if len(rows) == limit else b"")
 
 
-def _append_leaf(batch: Batch, meta: dict[str, object], org: str, at: int) -> tuple[int, bytes, bytes]:
-    """A leaf visible to ``org`` (and the data-protection officer); to nobody else when ``org`` is ""."""
-    result: tuple[int, bytes, bytes] = batch.append(meta, (org,) if org else (), at)
+def _append_leaf(batch: Batch, meta: dict[str, object], viewer: str | None, at: int) -> tuple[int, bytes, bytes]:
+    """A leaf visible to ``viewer`` (an exact identity) and the data-protection officers; to nobody else when
+    ``viewer`` is None."""
+    result: tuple[int, bytes, bytes] = batch.append(meta, (viewer,) if viewer else (), at)
     return result
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from cryptography.exceptions import InvalidSignature
@@ -24,18 +25,20 @@ from olievlek.audit.cosign import verify_cosignature
 from olievlek.audit.log import AuditLog, Batch
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
-from olievlek.errors import ConfigError, IdentityError, Refused, VerificationError, WireError
-from olievlek.identity import OrgIdentity, OrgKind
+from olievlek.errors import ConfigError, Refused, VerificationError, WireError
+from olievlek.identity import OrgIdentity
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
+from olievlek.ratelimit import OncePerInterval
 from olievlek.statuses import LoadOutcome
 from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
+from . import access
 from .committer import Committer
 from .config import BrokerConfig
 from .service import EXPIRY_BATCH, BrokerService
@@ -49,6 +52,8 @@ DELIVERY_BATCH = 100
 # (backpressure) instead of letting HTTP/2 buffers and memory grow.
 WINDOW = 256
 GAUGE_INTERVAL_S = 2.0
+LOG_INTERVAL_S = 60.0  # a caller's refused calls are logged once per code per minute (and counted always)
+REPORT, COSIGNATURE = "pseudonymiser.report", "cosignature"  # what a refusal leaf says was refused
 
 
 class _Window:
@@ -67,72 +72,129 @@ class _Window:
         self.freed.set()
 
 
-async def _append_op(tx: Txn, batch: Batch, *, meta: dict[str, object], orgs: tuple[str, ...], at: int) -> int:
+async def _append_op(tx: Txn, batch: Batch, *, meta: dict[str, object], viewers: tuple[str, ...], at: int) -> int:
     """A committer op that only appends one audit leaf."""
-    return batch.append(meta, orgs, at)[0]
+    return batch.append(meta, viewers, at)[0]
+
+
+def _raw(request: Any) -> bytes:
+    """What a caller sent, as bytes: the input a refusal's digest covers."""
+    return bytes(request.SerializeToString(deterministic=True))
 
 
 class BrokerServicer(broker_pb2_grpc.BrokerServicer):
-    """gRPC face of the broker."""
+    """gRPC face of the broker: every call passes ``_gate`` (authentication, rate limit, and the authorisation
+    matrix of ``access.py``) before its handler; every input ends in a recorded decision or a status with a
+    stable refusal code, never an unhandled exception."""
 
     def __init__(self, service: BrokerService, registry: StreamRegistry) -> None:
         self._service = service
         self._registry = registry
         # Highest seq delivered per recipient since start: a lower or equal one is a redelivery.
         self._delivered: dict[str, int] = {}
+        self._log_gate = OncePerInterval(LOG_INTERVAL_S, time.monotonic)
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> OrgIdentity:
-        return await transport.authenticate(context, self._service.trust)
+    async def _gate(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], cost: int = 1) -> OrgIdentity:
+        """The caller, once authenticated, within its rate limits and (for read calls) authorised."""
+        found = transport.peer_or_refusal(context, self._service.trust)
+        if not isinstance(found, OrgIdentity):
+            await self._end(rpc, None, context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+        origin = found
+        wait = self._service.limits.admit(str(origin), cost, time.monotonic())
+        if wait:
+            await self._end(rpc, origin, context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"too many calls or refusals from {origin}; retry in {wait:.1f} s", "RATE_LIMITED",
+                            retry_after_s=wait)
+        if not access.MATRIX[rpc].recorded:
+            try:
+                access.check(rpc, origin, self._service.bundle)
+            except access.Denied as denied:
+                await self._end(rpc, origin, context, grpc.StatusCode.PERMISSION_DENIED, denied.message,
+                                denied.code_name)
+        return origin
+
+    async def _end(self, rpc: str, origin: OrgIdentity | None, context: grpc.aio.ServicerContext[Any, Any],
+                   status: grpc.StatusCode, message: str, code: str, retry_after_s: float | None = None) -> NoReturn:
+        """A call that ends in a status: counted always, logged once per caller and code per interval."""
+        self._service.metrics.refused_calls.labels(rpc=rpc, code=code).inc()
+        who = str(origin) if origin is not None else "unauthenticated"
+        if self._log_gate.allow(f"{who}|{code}"):
+            log.warning("call.refused", rpc=rpc, caller=who, code=code, reason=message,
+                        since_last=self._log_gate.take_suppressed(f"{who}|{code}"))
+        await transport.abort(context, status, message, code, retry_after_s)
+
+    async def _still_admitted(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        found = transport.peer_or_refusal(context, self._service.trust)
+        if not isinstance(found, OrgIdentity):
+            await self._end("Subscribe", None, context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+        try:
+            access.check("Subscribe", found, self._service.bundle)
+        except access.Denied as denied:
+            await self._end("Subscribe", found, context, grpc.StatusCode.PERMISSION_DENIED, denied.message,
+                            denied.code_name)
+
+    async def _validated(self, rpc: str, origin: OrgIdentity, request: Any,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A read call's arguments follow the wire contract, or the call ends INVALID_ARGUMENT."""
+        try:
+            wire.validate(request)
+        except WireError as exc:
+            code = broker_pb2.RefusalCode.Name(exc.refusal_code).removeprefix("REFUSAL_CODE_")
+            await self._end(rpc, origin, context, grpc.StatusCode.INVALID_ARGUMENT, exc.message, code)
+
+    async def _recorded_denial(self, rpc: str, origin: OrgIdentity, kind_name: str, raw: bytes) -> Refused | None:
+        """For a recorded call: the authorisation matrix's refusal, as a refusal to record (or None)."""
+        try:
+            access.check(rpc, origin, self._service.bundle)
+        except access.Denied as denied:
+            return Refused(denied.message, refusal_code=denied.code, field="caller")
+        return None
 
     async def Send(
         self, request: broker_pb2.SendRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.SendResponse:
-        origin = await self._authenticate(context)
+        origin = await self._gate("Send", context)
         try:
             wire.validate(request)
         except WireError as exc:
-            return broker_pb2.SendResponse(refusal=exc.to_proto())
+            return await self._service.refuse_input(origin, "envelope", exc, _raw(request))
         return await self._service.send(origin, request.envelope)
 
     async def SendBatch(
         self, request: broker_pb2.SendBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.SendBatchResponse:
-        origin = await self._authenticate(context)
+        origin = await self._gate("SendBatch", context, cost=max(1, len(request.envelopes)))
         try:
             wire.validate(request)
-        except WireError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-            raise AssertionError("unreachable") from exc
+        except WireError as exc:  # the batch as a whole is out of bounds: one recorded refusal answers each item
+            refused = await self._service.refuse_input(origin, "envelope", exc, _raw(request))
+            return broker_pb2.SendBatchResponse(responses=[refused] * max(1, len(request.envelopes)))
         return broker_pb2.SendBatchResponse(responses=await self._service.send_batch(origin, list(request.envelopes)))
 
     async def Query(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.QueryResponse:
-        origin = await self._authenticate(context)
+        origin = await self._gate("Query", context)
         try:
             wire.validate(request)
         except WireError as exc:
-            return await self._service.directory.refuse_malformed(origin, exc)
+            return await self._service.directory.refuse_malformed(origin, exc, _raw(request))
         return await self._service.directory.query(origin, request.envelope)
 
     async def DirectoryEntries(
         self, request: broker_pb2.DirectoryEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.DirectoryEntriesResponse:
-        origin = await self._authenticate(context)
-        try:
-            wire.validate(request)
-        except WireError as exc:
-            log.warning("directory.entries_refused", org=str(origin), reason=exc.reason, field=exc.field)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-            raise AssertionError("unreachable") from exc
-        return await self._service.directory.own_entries(origin, request.after, request.limit)
+        origin = await self._gate("DirectoryEntries", context)
+        await self._validated("DirectoryEntries", origin, request, context)
+        limit = min(request.limit or access.MAX_DIRECTORY_ENTRIES, access.MAX_DIRECTORY_ENTRIES)
+        return await self._service.directory.own_entries(origin, request.after, limit)
 
     # grpc.aio lets a streaming handler return None and use context.read()/write() (backpressure per write);
     # the generated stub only knows the iterator form, so this one override is declared, not inferred.
     async def Subscribe(  # type: ignore[override]
         self, request_iterator: AsyncIterator[broker_pb2.SubscribeUp], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        origin = await self._authenticate(context)
+        origin = await self._gate("Subscribe", context)
         org = str(origin.org_id)
         superseded = self._registry.claim(org)
         log.info("stream.open", org=str(origin))
@@ -151,20 +213,19 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: broker_pb2.EvaluationReport, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.ReportAck:
         """A pseudonymiser operator's signed counts (never inputs) for the audit trail."""
-        origin = await self._authenticate(context)
-        if origin.kind != OrgKind.PSEUDONYMISER:
-            return broker_pb2.ReportAck(stored=False, detail=f"{origin} is not a pseudonymiser operator")
+        origin = await self._gate("ReportEvaluations", context)
+        raw = _raw(request)
         try:
-            wire.validate(request)
-            signer, key = self._service.trust.verify_signer(request.signer_certificate)
-            if signer != origin:
-                raise VerificationError("report signer is not the calling operator", field="signer_certificate")
-            key.verify(request.signature, REPORT_CONTEXT + request.body)
-            counts = wire.parse_strict(pseudonymiser_pb2.EvaluationCounts, request.body)
+            counts = self._report_counts(origin, request)
+            denied = await self._recorded_denial("ReportEvaluations", origin, REPORT, raw)
+            if denied is not None:
+                raise denied
         except (Refused, InvalidSignature) as exc:
-            detail = exc.message if isinstance(exc, Refused) else "report signature does not verify"
-            log.warning("report.refused", operator=str(origin), reason=detail)
-            return broker_pb2.ReportAck(stored=False, detail=detail)
+            refusal = exc if isinstance(exc, Refused) else VerificationError(
+                "report signature does not verify", refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE,
+                field="signature")
+            refused = await self._service.refuse_input(origin, REPORT, refusal, raw)
+            return broker_pb2.ReportAck(stored=False, detail=refused.refusal.detail, refusal=refused.refusal)
         await self._service.store.store_evaluation_counts(str(origin.org_id), counts, now_ms())
         at = now_ms()
         commits = []
@@ -172,64 +233,84 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             meta = {"event": "pseudonymiser.counts", "operator": str(origin.org_id), "share": counts.share,
                     "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
                     "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
+            counted = f"{c.org_kind}/{c.org_id}"  # the identity the operator saw evaluate
             commits.append(self._service.committer.enqueue(
-                functools.partial(_append_op, meta=meta, orgs=(str(origin.org_id), c.org_id), at=at)))
+                functools.partial(_append_op, meta=meta, viewers=(str(origin), counted), at=at)))
         await asyncio.gather(*commits)  # all queued first: they share one commit instead of one each
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
+
+    def _report_counts(self, origin: OrgIdentity,
+                       request: broker_pb2.EvaluationReport) -> pseudonymiser_pb2.EvaluationCounts:
+        wire.validate(request)
+        signer, key = self._service.trust.verify_signer(request.signer_certificate)
+        if signer != origin:
+            raise VerificationError("report signer is not the calling operator", field="signer_certificate")
+        key.verify(request.signature, REPORT_CONTEXT + request.body)
+        return wire.parse_strict(pseudonymiser_pb2.EvaluationCounts, request.body)
 
     async def GetConsistency(
         self, request: broker_pb2.ConsistencyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.ConsistencyProof:
         """A proof that the log at ``to_size`` extends the log at ``from_size``, with the signed head."""
-        await self._authenticate(context)
+        origin = await self._gate("GetConsistency", context)
+        await self._validated("GetConsistency", origin, request, context)
         audit = self._service.committer.audit
         head = await audit.head(request.to_size)
         if head is None or not 0 < request.from_size <= request.to_size:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"no signed head of size {request.to_size} after {request.from_size}")
-            raise AssertionError("unreachable")
+            await self._end("GetConsistency", origin, context, grpc.StatusCode.INVALID_ARGUMENT,
+                            f"no signed head of size {request.to_size} after {request.from_size}", "INVALID_FIELD")
         return broker_pb2.ConsistencyProof(head=head, proof=await audit.consistency(request.from_size,
                                                                                    request.to_size))
 
     async def GetInclusion(
         self, request: broker_pb2.InclusionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.InclusionProof:
-        await self._authenticate(context)
+        origin = await self._gate("GetInclusion", context)
+        await self._validated("GetInclusion", origin, request, context)
         audit = self._service.committer.audit
         head = await audit.head(request.size)
         if head is None or request.index >= request.size:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"no leaf {request.index} in a signed head of size {request.size}")
-            raise AssertionError("unreachable")
+            await self._end("GetInclusion", origin, context, grpc.StatusCode.INVALID_ARGUMENT,
+                            f"no leaf {request.index} in a signed head of size {request.size}", "INVALID_FIELD")
         return broker_pb2.InclusionProof(head=head, proof=await audit.inclusion(request.index, request.size))
 
     async def GetHead(
         self, request: broker_pb2.GetHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.WitnessedHead:
-        await self._authenticate(context)
+        origin = await self._gate("GetHead", context)
+        await self._validated("GetHead", origin, request, context)
         size = await self._service.store.latest_cosigned_size() if request.cosigned else None
         head = await self._service.committer.audit.head(size)
         if head is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the log has no signed head yet")
-            raise AssertionError("unreachable")
+            await self._end("GetHead", origin, context, grpc.StatusCode.UNAVAILABLE, "the log has no signed head yet",
+                            "UNAVAILABLE")
         cosigs = [broker_pb2.Cosignature.FromString(c) for c in await self._service.store.cosignatures(head.size)]
         return broker_pb2.WitnessedHead(head=head, cosignatures=cosigs)
 
     async def PostCosignature(
         self, request: broker_pb2.Cosignature, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.CosignatureAck:
-        """Keep a witness's cosignature of one of our heads (only its own, only of a head we signed)."""
-        origin = await self._authenticate(context)
+        """Keep a witness's cosignature of one of our heads: only a witness the bundle names, signed with the
+        key the bundle names for it, and only of a head we signed. A refusal is a leaf; an accepted
+        cosignature is kept with the heads (a leaf per cosignature would make a new head per cosignature)."""
+        origin = await self._gate("PostCosignature", context)
+        raw = _raw(request)
         try:
+            denied = await self._recorded_denial("PostCosignature", origin, COSIGNATURE, raw)
+            if denied is not None:
+                raise denied
             wire.validate(request)
-            witness = verify_cosignature(request, self._service.trust)
-        except (Refused, IdentityError) as exc:
-            return broker_pb2.CosignatureAck(stored=False, detail=exc.message)
-        ours = await self._service.committer.audit.head(request.head.size)
-        if witness != origin.org_id or ours is None or ours.SerializeToString() != request.head.SerializeToString():
-            log.warning("cosignature.refused", witness=str(origin), size=request.head.size)
-            return broker_pb2.CosignatureAck(stored=False, detail="not a head this log signed, or not your signature")
+            witness = verify_cosignature(request, self._service.bundle.witnesses)
+            if witness != str(origin):
+                raise VerificationError(f"the cosignature is {witness}'s, not the caller's ({origin})",
+                                        field="witness")
+            ours = await self._service.committer.audit.head(request.head.size)
+            if ours is None or ours.SerializeToString() != request.head.SerializeToString():
+                raise VerificationError(f"not a head this log signed (size {request.head.size})", field="head")
+        except Refused as refusal:
+            refused = await self._service.refuse_input(origin, COSIGNATURE, refusal, raw)
+            return broker_pb2.CosignatureAck(stored=False, detail=refused.refusal.detail, refusal=refused.refusal)
         await self._service.store.store_cosignature(request.head.size, witness, request.SerializeToString())
         log.info("cosignature.stored", witness=witness, size=request.head.size)
         return broker_pb2.CosignatureAck(stored=True)
@@ -237,23 +318,28 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     async def AuditLeaves(
         self, request: broker_pb2.AuditRange, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.AuditLeavesResponse:
-        await self._authenticate(context)
+        origin = await self._gate("AuditLeaves", context)
+        await self._validated("AuditLeaves", origin, request, context)
         audit = self._service.committer.audit
         head = await audit.head()
         if head is None:
             return broker_pb2.AuditLeavesResponse()
-        end = min(head.size, request.from_index + (request.limit or 10000))
-        return broker_pb2.AuditLeavesResponse(leaf_hashes=await audit.leaf_hashes(request.from_index, end), head=head)
+        end = min(head.size, request.from_index + min(request.limit or access.MAX_AUDIT_LEAVES,
+                                                      access.MAX_AUDIT_LEAVES))
+        return broker_pb2.AuditLeavesResponse(leaf_hashes=await audit.leaf_hashes(request.from_index, end), head=head,
+                                              next_index=end if end < head.size else 0)
 
     async def AuditEvents(
         self, request: broker_pb2.AuditRange, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.AuditEventsResponse:
-        """Access control: an organisation sees the events it is part of; a DPO of the bundle sees all."""
-        origin = await self._authenticate(context)
+        """The events the caller is party to, by its exact identity; every event for a data-protection officer
+        of the enforced bundle (also by exact identity). Paged: at most ``MAX_AUDIT_EVENTS`` per call."""
+        origin = await self._gate("AuditEvents", context)
+        await self._validated("AuditEvents", origin, request, context)
         audit = self._service.committer.audit
-        limit = request.limit or 1000
-        everything = origin.org_id in self._service.bundle.data_protection_officers
-        rows = await audit.visible_events(str(origin.org_id), everything, request.from_index, limit)
+        limit = min(request.limit or access.MAX_AUDIT_EVENTS, access.MAX_AUDIT_EVENTS)
+        everything = self._service.bundle.is_officer(origin)
+        rows = await audit.visible_events(None if everything else str(origin), request.from_index, limit)
         log.info("audit.read", org=str(origin), everything=everything, events=len(rows))
         return broker_pb2.AuditEventsResponse(
             events=[broker_pb2.AuditEvent(index=i, salt=salt, metadata=meta or b"", at_ms=at)
@@ -305,8 +391,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             batch = (await self._service.store.pending(org, last, min(DELIVERY_BATCH, room), self._service.now())
                      if room > 0 else [])
             if batch:
-                # Revocation takes effect on open streams too: re-check before every batch.
-                await self._authenticate(context)
+                # Revocation (and a bundle that drops the organisation) takes effect on open streams too:
+                # re-check before every batch.
+                await self._still_admitted(context)
             for item in batch:
                 await context.write(await self._down(item))  # awaits HTTP/2 flow control too
                 window.inflight.add(item.seq)
@@ -353,7 +440,7 @@ class BrokerServer:
 
     async def start(self) -> int:
         cfg = self.config
-        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
+        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
         self._store = await SqliteBrokerStore.open(cfg.database)
         audit = AuditLog(self._store.db, load_signing_key(cfg.log_key))
         await audit.load()
@@ -375,7 +462,8 @@ class BrokerServer:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._gauges = asyncio.create_task(self._update_gauges(self.metrics))
         self._expiry = asyncio.create_task(self._expire())
-        server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s))
+        server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s),
+                                 interceptors=[transport.ErrorBoundary("broker")])
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -23,6 +23,13 @@ as a decision):
 commits in the envelopes' order, so a sender's order is the recipients'
 delivery order, and the whole batch shares one commit.
 
+Whatever fails while preparing an envelope - however malformed - becomes a refusal with a code
+(MALFORMED where nothing more precise fits), a decision and a leaf; each batch item is answered on its
+own. A sender's first ``individual_refusals`` refusals in an interval get a leaf each; the rest of that
+interval's are counted into one aggregated leaf (count, codes, first and last time, and a hash chain
+over the SHA-256 of each refused input, in order), written when the interval ends - so a flood costs
+one row, not a leaf per input, and the sender that kept its inputs can show it is covered.
+
 This module does not import grpc.
 """
 
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +54,7 @@ from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import Relation
+from olievlek.ratelimit import Limit, TokenBuckets
 from olievlek.statuses import Decision
 from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
@@ -65,6 +75,30 @@ def _decision_inputs(req: Request) -> dict[str, object]:
 
 
 EXPIRY_BATCH = 500
+MAX_TRACKED_IDENTITIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-identity rate limits and refusal aggregation (broker configuration ``rate_limits``)."""
+
+    calls: Limit = field(default_factory=lambda: Limit(200.0, 2000.0))  # calls (a batch: its envelopes) per s
+    refusals: Limit = field(default_factory=lambda: Limit(2.0, 100.0))  # refusals per s before calls wait
+    refusal_interval_ms: int = 60_000  # one aggregated refusal leaf per identity and interval
+    individual_refusals: int = 20  # refusals per identity and interval that still get a leaf each
+
+
+class CallLimits:
+    """The token buckets of ``Limits``, per exact identity."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.settings = limits
+        self.calls = TokenBuckets(limits.calls)
+        self.refusals = TokenBuckets(limits.refusals)
+
+    def admit(self, identity: str, cost: int, now_s: float) -> float:
+        """0 when ``identity`` may make a call of ``cost``; else how long it must wait (seconds)."""
+        return self.refusals.peek(identity, now_s) or self.calls.wait(identity, now_s, cost)
 
 
 @dataclass
@@ -73,6 +107,7 @@ class _Plan:
 
     kind_name: str = "unknown"
     rule_id: str = ""
+    raw: bytes = b""  # the input as sent: a refusal's digest covers it
     inputs: dict[str, object] = field(default_factory=dict)
     answer: broker_pb2.SendResponse | None = None  # a replay, answered from the idempotency record
     refusal: Refused | None = None
@@ -107,6 +142,7 @@ class BrokerService:
         metrics: Metrics | None = None,
         queue_limit: int = 10_000,
         share_limit: int = 2_000,
+        limits: Limits | None = None,
     ) -> None:
         self.metrics = metrics or Metrics("broker")
         self.store = store
@@ -119,9 +155,18 @@ class BrokerService:
         self.queue_limit = queue_limit
         self.share_limit = share_limit
         self.directory = DirectoryService(self)
+        self.limits = CallLimits(limits or Limits())
+        self._individual: dict[tuple[str, int], int] = {}  # (identity, interval) -> refusals with a leaf
 
     def now(self) -> int:
         return self._clock()
+
+    def viewer_of(self, org_id: str) -> str | None:
+        """An organisation's full identity under the enforced bundle: who reads the events about it."""
+        return self.bundle.identity_of(org_id)
+
+    def viewers(self, *org_ids: str) -> list[str]:
+        return [v for v in map(self.viewer_of, org_ids) if v is not None]
 
     async def send(self, origin: OrgIdentity, raw: bytes) -> broker_pb2.SendResponse:
         """Decide on one envelope from an authenticated organisation; every outcome is a log leaf."""
@@ -139,34 +184,45 @@ class BrokerService:
         return [await self._answer(origin, p, c, now) for p, c in zip(plans, commits, strict=True)]
 
     async def _prepare(self, origin: OrgIdentity, raw: bytes, now: int) -> _Plan:
-        plan = _Plan()
+        plan = _Plan(raw=raw)
         try:
-            env, body, kind = envelope.parse(raw)
-            plan.kind_name, plan.rule_id = kind.name, body.rule_id
-            self.check_sender(origin, body.sender)
-            opened = envelope.verify(raw, env, body, kind, self.trust)
-            plan.answer = await self._replayed(body.sender, body.idempotency_key, opened.digest)
-            if plan.answer is not None:
-                log.info("send.duplicate", sender=body.sender, kind=plan.kind_name, rule=plan.rule_id)
-                self.metrics.sends.labels(decision="duplicate").inc()
-                return plan
-            self.check_clock(body.created_at_ms, now)
-            if kind.name == MessageKind.QUERY_HIT:
-                raise WireError("query.hit is answered by the Query call, not sent", field="kind")
-            request = request_from_envelope(opened)
-            plan.inputs = _decision_inputs(request)
-            decision = self.bundle.decide(self.directory.assume_holder(request))
-            decision.raise_if_denied()
-            assert decision.rule is not None
-            if decision.rule.relation == Relation.PSEUDONYM_HOLDER:  # only now: a denied sender learns nothing
-                await self.directory.route_to_holder(opened, decision.rule, origin, now)
-            await self.directory.check_response(opened)
-            plan.rule_id, plan.opened = decision.rule.id, opened
-            plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
-            plan.apply = self.directory.changes(opened, now, plan)
+            await self._checked(origin, raw, now, plan)
         except Refused as refusal:
             plan.refusal = refusal
+        except Exception as exc:  # whatever an input makes fail is that input's refusal, never an UNKNOWN
+            log.error("send.unprocessable", sender=str(origin), kind=plan.kind_name, error=type(exc).__name__)
+            plan.refusal = Refused(f"the envelope could not be processed ({type(exc).__name__})",
+                                   refusal_code=broker_pb2.REFUSAL_CODE_MALFORMED)
         return plan
+
+    async def _checked(self, origin: OrgIdentity, raw: bytes, now: int, plan: _Plan) -> None:
+        """Steps 1-6 of the module docstring, filling ``plan``; raises Refused."""
+        env, body, kind = envelope.parse(raw)
+        plan.kind_name, plan.rule_id = kind.name, body.rule_id
+        self.check_sender(origin, body.sender)
+        if body.sender in body.recipients:
+            raise Refused(f"{body.sender} cannot send to itself", field="recipients",
+                          refusal_code=broker_pb2.REFUSAL_CODE_SELF_ADDRESSED)
+        opened = envelope.verify(raw, env, body, kind, self.trust)
+        plan.answer = await self._replayed(body.sender, body.idempotency_key, opened.digest)
+        if plan.answer is not None:
+            log.info("send.duplicate", sender=body.sender, kind=plan.kind_name, rule=plan.rule_id)
+            self.metrics.sends.labels(decision="duplicate").inc()
+            return
+        self.check_clock(body.created_at_ms, now)
+        if kind.name == MessageKind.QUERY_HIT:
+            raise WireError("query.hit is answered by the Query call, not sent", field="kind")
+        request = request_from_envelope(opened)
+        plan.inputs = _decision_inputs(request)
+        decision = self.bundle.decide(self.directory.assume_holder(request))
+        decision.raise_if_denied()
+        assert decision.rule is not None
+        if decision.rule.relation == Relation.PSEUDONYM_HOLDER:  # only now: a denied sender learns nothing
+            await self.directory.route_to_holder(opened, decision.rule, origin, now)
+        await self.directory.check_response(opened)
+        plan.rule_id, plan.opened = decision.rule.id, opened
+        plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
+        plan.apply = self.directory.changes(opened, now, plan)
 
     def _enqueue_accept(self, plan: _Plan, now: int, full: set[str]) -> asyncio.Future[Any] | None:
         if plan.opened is None:
@@ -184,13 +240,14 @@ class BrokerService:
                 "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
         encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
+        viewers = self.viewers(body.sender, *body.recipients)
 
         async def op(tx: Txn, batch: Batch) -> Accepted | QueueFull:
             blocked = full.intersection(body.recipients)
             if blocked:
                 return QueueFull(min(blocked), limit, limit)
             result = await self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                 opened.raw, record, meta, expires, limit, share, apply)
+                                                 opened.raw, record, meta, expires, limit, share, viewers, apply)
             if isinstance(result, QueueFull):
                 full.add(result.recipient)
             return result
@@ -212,17 +269,41 @@ class BrokerService:
         assert plan.refusal is not None
         return await self.refuse(origin, plan, plan.refusal, now)
 
+    async def refuse_input(self, origin: OrgIdentity, kind_name: str, refusal: Refused,
+                           raw: bytes) -> broker_pb2.SendResponse:
+        """Record the refusal of an input that never became an envelope plan (a malformed request, a report,
+        a cosignature)."""
+        return await self.refuse(origin, _Plan(kind_name=kind_name, raw=raw), refusal, self._clock())
+
     async def refuse(self, origin: OrgIdentity, plan: _Plan, refusal: Refused, now: int) -> broker_pb2.SendResponse:
+        """Every refusal is recorded: a leaf of its own, or - beyond the first few of this identity in the
+        interval - a count in the interval's aggregated leaf."""
+        identity = str(origin)
+        self.limits.refusals.take(identity, time.monotonic())
+        self.metrics.sends.labels(decision=Decision.REFUSED).inc()
+        interval_ms = self.limits.settings.refusal_interval_ms
+        interval = now - now % interval_ms
+        key = (identity, interval)
+        if self._individual.get(key, 0) >= self.limits.settings.individual_refusals:
+            code = broker_pb2.RefusalCode.Name(refusal.refusal_code).removeprefix("REFUSAL_CODE_")
+            digest = hashlib.sha256(plan.raw).digest()
+            await self.committer.submit(lambda tx, batch: self.store.aggregate_refusal_txn(
+                tx, identity, interval, code, digest, now))
+            refused = refusal.to_proto()
+            refused.aggregated_interval_ms = interval
+            return broker_pb2.SendResponse(refusal=refused)
+        if len(self._individual) > MAX_TRACKED_IDENTITIES:
+            self._individual = {k: v for k, v in self._individual.items() if k[1] == interval}
+        self._individual[key] = self._individual.get(key, 0) + 1
         record = DecisionRecord(now, str(origin.org_id), plan.kind_name, refusal.rule_id or plan.rule_id,
                                 Decision.REFUSED, refusal.reason, refusal.field, ())
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
                 "decision": Decision.REFUSED, "reason": refusal.reason, "field": refusal.field,
                 "bundle": self.bundle.digest, **plan.inputs}
         (index, leaf), head = await self.committer.submit(
-            lambda tx, batch: self.store.record_txn(tx, batch, record, meta))
-        log.warning("send.refused", sender=str(origin), kind=plan.kind_name, rule=record.rule_id,
+            lambda tx, batch: self.store.record_txn(tx, batch, record, meta, (identity,)))
+        log.warning("send.refused", sender=identity, kind=plan.kind_name, rule=record.rule_id,
                     reason=refusal.reason, field=refusal.field, leaf=index)
-        self.metrics.sends.labels(decision=Decision.REFUSED).inc()
         refused = refusal.to_proto()
         refused.audit.CopyFrom(await self.audit_proof(index, head, leaf))
         return broker_pb2.SendResponse(refusal=refused)
@@ -306,7 +387,7 @@ class BrokerService:
         outcomes = [broker_pb2.AckOutcome.Name(a.outcome).removeprefix("ACK_OUTCOME_").lower() for a in acks]
 
         async def op(tx: Txn, batch: Batch) -> list[str | None]:
-            return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at)
+            return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at, self.viewer_of)
                     for a, o in zip(acks, outcomes, strict=True)]
 
         senders, _head = await self.committer.submit(op)
@@ -319,11 +400,24 @@ class BrokerService:
                          known=sender is not None)
         log.debug("delivery.acks", recipient=recipient, count=len(acks))
 
+    async def flush_refusals(self, now: int) -> int:
+        """Write the aggregated refusal leaf of every interval that has ended; returns how many."""
+        interval_ms = self.limits.settings.refusal_interval_ms
+        current = now - now % interval_ms
+        if not await self.store.has_aggregates_before(current):
+            return 0  # the usual case: no commit for nothing
+        flushed, _head = await self.committer.submit(
+            lambda tx, batch: self.store.flush_aggregates_txn(tx, batch, current, interval_ms, now))
+        log.info("refusals.aggregated", leaves=flushed)
+        return int(flushed)
+
     async def expire_due(self) -> int:
         """Expire every envelope past its delivery deadline; the sender is told on its stream. Open
-        disclosure requests nobody answered within their rule's time-to-live are closed too."""
+        disclosure requests nobody answered within their rule's time-to-live are closed too, and ended
+        intervals' refusals get their aggregated leaf."""
         now = self._clock()
         await self.directory.close_stale_requests(now)
+        await self.flush_refusals(now)
         due = await self.store.due(now, EXPIRY_BATCH)
         commits = [self.committer.enqueue(functools.partial(self._expire_op, due=d, now=now)) for d in due]
         expired = 0
@@ -344,4 +438,4 @@ class BrokerService:
                                            reason=broker_pb2.NOTICE_REASON_EXPIRED)
         meta: dict[str, object] = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient,
                                    "rule": due.rule_id, "key": due.idem_key}
-        return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now)
+        return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now, self.viewer_of)

@@ -10,8 +10,10 @@ same methods (the interface is extracted when that second backend exists).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +27,12 @@ from olievlek.v1 import broker_pb2
 
 from .directory import SCHEMA as DIRECTORY_SCHEMA
 
-SCHEMA_VERSION = 7  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+SCHEMA_VERSION = 8  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
 #                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
 #                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
 #                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares;
-#                    7: reference directory (directory, coverage, query_usage)
+#                    7: reference directory (directory, coverage, query_usage);
+#                    8: audit_visibility (exact identities), refusal_aggregates
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -66,6 +69,12 @@ SCHEMA = [
     *DIRECTORY_SCHEMA,
     """CREATE TABLE IF NOT EXISTS cosignatures (
         size INTEGER NOT NULL, witness TEXT NOT NULL, cosignature BLOB NOT NULL, PRIMARY KEY (size, witness))""",
+    # One sender's refusals beyond the first few of an interval, until the interval's one leaf is written:
+    # chain = SHA-256(chain ‖ SHA-256(refused input)), from 32 zero bytes, in order.
+    """CREATE TABLE IF NOT EXISTS refusal_aggregates (
+        viewer TEXT NOT NULL, interval_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, codes TEXT NOT NULL,
+        first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, chain BLOB NOT NULL,
+        PRIMARY KEY (viewer, interval_start_ms))""",
 ]
 
 
@@ -106,6 +115,15 @@ class Due:
 
 
 Accepted = tuple[bytes, int, tuple[bytes, bytes] | None]  # (response, leaf index, (salt, metadata) if new)
+
+
+ViewerOf = Callable[[str], str | None]  # an org id -> its full identity under the enforced bundle
+
+
+def _viewers(viewer_of: ViewerOf, *org_ids: str) -> list[str]:
+    """Who may read an event about these organisations: their exact identities (an id the enforced bundle
+    no longer knows reads nothing; the data-protection officers read everything)."""
+    return [v for v in map(viewer_of, org_ids) if v is not None]
 
 
 class QueueFull(Exception):
@@ -176,7 +194,7 @@ class SqliteBrokerStore:
     @staticmethod
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
-                         queue_limit: int, share_limit: int,
+                         queue_limit: int, share_limit: int, viewers: Sequence[str],
                          apply: Callable[[sqlite3.Connection], None] | None = None) -> Accepted | QueueFull:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
@@ -200,7 +218,7 @@ class SqliteBrokerStore:
                                 (recipient, record.sender)).fetchone()
                 if row is not None and int(row[0]) >= share_limit:
                     return QueueFull(recipient, int(row[0]), share_limit, sender_share=True)
-            index, salt, data = batch.append(meta, (record.sender, *record.recipients), record.at_ms)
+            index, salt, data = batch.append(meta, viewers, record.at_ms)
             faults.point("broker.after_leaf_append")
             c.execute("INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index)"
                       " VALUES (?, ?, ?, ?, ?, ?)", (record.sender, key, digest, response, record.at_ms, index))
@@ -215,10 +233,10 @@ class SqliteBrokerStore:
         return await tx.run(step)
 
     @staticmethod
-    async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord,
-                         meta: dict[str, object]) -> tuple[int, tuple[bytes, bytes]]:
+    async def record_txn(tx: Txn, batch: Batch, record: DecisionRecord, meta: dict[str, object],
+                         viewers: Sequence[str]) -> tuple[int, tuple[bytes, bytes]]:
         """Record a refusal (or any decision without a queue row); its leaf's index, salt and metadata."""
-        index, salt, data = batch.append(meta, (record.sender,), record.at_ms)
+        index, salt, data = batch.append(meta, viewers, record.at_ms)
         await tx.execute(_INSERT_DECISION, _decision_params(record))
         return index, (salt, data)
 
@@ -234,7 +252,7 @@ class SqliteBrokerStore:
 
     @staticmethod
     async def ack_txn(tx: Txn, batch: Batch, recipient: str, seq: int, outcome: str, reason: str,
-                      at_ms: int) -> str | None:
+                      at_ms: int, viewer_of: ViewerOf) -> str | None:
         """Remove an acknowledged item and log it; its sender, or None if it was not queued for this recipient."""
         def step(c: sqlite3.Connection) -> str | None:
             row = c.execute("SELECT sender, item, idem_key, rule_id, enqueued_ms FROM queue WHERE recipient = ?"
@@ -249,7 +267,7 @@ class SqliteBrokerStore:
                 return str(sender)
             index, _salt, _meta = batch.append(
                 {"event": "delivery.ack", "recipient": recipient, "sender": sender, "outcome": outcome,
-                 "reason": reason, "key": key}, (recipient, sender), at_ms)
+                 "reason": reason, "key": key}, _viewers(viewer_of, recipient, sender), at_ms)
             if outcome == "rejected":  # the sender must learn it: its outbox says accepted otherwise
                 notice = broker_pb2.DeliveryNotice(
                     idempotency_key=key, recipient=recipient, rule_id=rule_id, enqueued_at_ms=int(enqueued),
@@ -271,7 +289,7 @@ class SqliteBrokerStore:
 
     @staticmethod
     async def expire_txn(tx: Txn, batch: Batch, due: Due, notice: bytes, meta: dict[str, object],
-                         at_ms: int) -> int | None:
+                         at_ms: int, viewer_of: ViewerOf) -> int | None:
         """Remove an expired envelope from its recipient's queue and queue a notice for its sender.
 
         Returns the expiry's leaf index, or None when it was acknowledged meanwhile.
@@ -281,11 +299,54 @@ class SqliteBrokerStore:
                          (due.recipient, due.seq)).fetchone() is None:
                 return None
             _dequeue(c, due.recipient, due.seq, due.sender)
-            index, _salt, _meta = batch.append(meta, (due.sender, due.recipient), at_ms)
+            index, _salt, _meta = batch.append(meta, _viewers(viewer_of, due.sender, due.recipient), at_ms)
             _enqueue(c, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
             return index
 
         return await tx.run(step)
+
+    @staticmethod
+    async def aggregate_refusal_txn(tx: Txn, viewer: str, interval_start_ms: int, code: str, input_digest: bytes,
+                                    at_ms: int) -> None:
+        """Count one more refusal of ``viewer`` in its interval's aggregate (no leaf of its own)."""
+        def step(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT count, codes, chain FROM refusal_aggregates WHERE viewer = ? AND"
+                            " interval_start_ms = ?", (viewer, interval_start_ms)).fetchone()
+            count, codes, chain = (int(row[0]), json.loads(row[1]), bytes(row[2])) if row else (0, {}, bytes(32))
+            codes[code] = codes.get(code, 0) + 1
+            chain = hashlib.sha256(chain + input_digest).digest()
+            c.execute("INSERT INTO refusal_aggregates (viewer, interval_start_ms, count, codes, first_ms, last_ms,"
+                      " chain) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (viewer, interval_start_ms) DO UPDATE SET"
+                      " count = excluded.count, codes = excluded.codes, last_ms = excluded.last_ms,"
+                      " chain = excluded.chain",
+                      (viewer, interval_start_ms, count + 1, json.dumps(codes, sort_keys=True), at_ms, at_ms, chain))
+
+        await tx.run(step)
+
+    @staticmethod
+    async def flush_aggregates_txn(tx: Txn, batch: Batch, before_ms: int, interval_ms: int, at_ms: int) -> int:
+        """Turn every aggregate of an interval that started before ``before_ms`` into its one leaf (visible to
+        the refused identity) and decision row; returns how many."""
+        rows = await tx.fetchall("SELECT viewer, interval_start_ms, count, codes, first_ms, last_ms, chain FROM"
+                                 " refusal_aggregates WHERE interval_start_ms < ? ORDER BY interval_start_ms, viewer",
+                                 (before_ms,))
+        for viewer, start, count, codes, first, last, chain in rows:
+            sender = str(viewer).partition("/")[2]
+            batch.append({"event": "refusals.aggregated", "sender": sender, "identity": viewer,
+                          "interval_start_ms": int(start), "interval_ms": interval_ms, "count": int(count),
+                          "codes": json.loads(codes), "first_ms": int(first), "last_ms": int(last),
+                          "chain": bytes(chain).hex()}, (str(viewer),), at_ms)
+            await tx.execute(_INSERT_DECISION, _decision_params(DecisionRecord(
+                at_ms, sender, "refusals.aggregated", "", Decision.REFUSED, f"{int(count)} refusals in one interval",
+                "", ())))
+            await tx.execute("DELETE FROM refusal_aggregates WHERE viewer = ? AND interval_start_ms = ?",
+                             (viewer, start))
+        return len(rows)
+
+    async def has_aggregates_before(self, before_ms: int) -> bool:
+        row = await self._db.fetchone("SELECT 1 FROM refusal_aggregates WHERE interval_start_ms < ? LIMIT 1",
+                                      (before_ms,))
+        return row is not None
 
     @staticmethod
     async def seed_txn(tx: Txn, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,

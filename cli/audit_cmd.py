@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from olievlek.audit.cosign import check_quorum
+from olievlek.audit.cosign import check_quorum, effective_witnesses
 from olievlek.audit.log import leaf_of
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
@@ -30,8 +30,7 @@ from olievlek.errors import VerificationError
 from olievlek.identity import OrgId
 from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle, Request
-from olievlek.policy.signing import load_public_key
-from olievlek.trust import TrustAnchor
+from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.v1 import broker_pb2
 
 from .console import out
@@ -100,23 +99,26 @@ async def _signed_head(cfg: NodeConfig, client: BrokerClient) -> tuple[Ed25519Pu
 @app.command("verify")
 def verify(
     node_config: NodeOpt,
-    witness: Annotated[list[str] | None, typer.Option(help="A witness whose cosignature counts (repeatable).")] = None,
-    quorum: Annotated[int, typer.Option(help="Cosignatures required on the latest head.")] = 0,
+    quorum: Annotated[int, typer.Option(help="Demand more cosignatures than the bundle and the node ask.")] = 0,
 ) -> None:
     """Recompute the whole tree from its leaves, check the signed head, your events, your node's head,
-    and (with --quorum) the witnesses' cosignatures."""
+    and the cosignatures of the bundle's witnesses (the quorum of the bundle and the node's configuration)."""
 
     async def run() -> None:
         cfg, client = _client(node_config)
+        bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        witnesses, need, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses,
+                                                         max(cfg.witness_quorum, quorum))
+        if diagnostic:
+            out.print(f"[yellow]{escape(diagnostic)}[/]")
         try:
             key, head = await _signed_head(cfg, client)
-            if quorum:
+            if need:
                 # The latest *cosigned* head (witnesses may lag the newest one) must meet the quorum
                 # and be a prefix of the newest head.
                 witnessed = await client.head(cosigned=True)
                 verify_head(witnessed.head, key)
-                trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
-                good = check_quorum(witnessed.head, witnessed.cosignatures, trust, witness or [], quorum)
+                good = check_quorum(witnessed.head, list(witnessed.cosignatures), witnesses, need)
                 if witnessed.head.size < head.size:
                     link = await client.consistency(witnessed.head.size, head.size)
                     check_extends(witnessed.head, head, list(link.proof))

@@ -18,27 +18,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
-from olievlek.pki import CertificateAuthority
+from olievlek.pki import CertificateAuthority, load_cert
 from olievlek.policy.signing import keygen, load_signing_key, make_root, sign_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO / "policies" / "flanders"
 READY_TIMEOUT_S = 30.0
 SHARES = (1, 2)
-WITNESS = "vvsg"
+WITNESS = "vvsg-witness"  # VVSG runs the demo's witness (as witness/vvsg-witness)
+WITNESS_KEY_NAME = "witness.vvsg.be/olievlek"
 
 
-def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2) -> Path:
+def witness_entry(identity: OrgIdentity, key_name: str, sign_cert: Path) -> dict[str, str]:
+    """A bundle ``witnesses.members`` entry for a witness whose cosigning key is its signing certificate's."""
+    key = load_cert(sign_cert).public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{sign_cert}: a witness cosigns with an Ed25519 key")
+    return {"identity": str(identity), "key_name": key_name, "key": key.public_bytes_raw().hex()}
+
+
+def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2,
+                     witnesses: list[dict[str, str]] | None = None) -> Path:
     """Development trust for a federation: admin keys, root v1 (m-of-n), the bundle signed by all.
 
+    ``witnesses`` (``witness_entry``) become the bundle's witness members before it is signed.
     Returns the bundle directory. In production each administrator keeps their own key.
     """
     bundle = fed / "bundle"
     shutil.copytree(bundle_src, bundle, ignore=shutil.ignore_patterns("signatures.json"))
+    if witnesses:
+        meta = bundle / "bundle.yaml"
+        doc = yaml.safe_load(meta.read_text())
+        doc["witnesses"] = {"quorum": doc.get("witnesses", {}).get("quorum", 1), "members": witnesses}
+        meta.write_text(yaml.safe_dump(doc, sort_keys=False))
     for i in range(1, admins + 1):
         keygen(fed / "admins" / f"admin{i}")
     keys = [load_signing_key(fed / "admins" / f"admin{i}.key") for i in range(1, admins + 1)]
@@ -102,15 +119,15 @@ class Federation:
         ca.issue_server("broker", ["localhost", "127.0.0.1"])
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
-        if WITNESS not in {s.org_id for s in self.nodes}:  # VVSG runs the demo's witness (and its monitor node)
-            ca.issue_org(OrgIdentity(OrgKind.MONITOR, OrgId(WITNESS)))
+        witness = ca.issue_org(OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS)))
         for share in SHARES:
             ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
         for spec in self.nodes:  # each node's key-encryption key, outside its database
             KeyEncryptionKey.generate(self.node_dir(spec.org_id) / "kek.hex")
         fed = self.workdir / "federation"
-        provision_policy(fed, self.bundle_src)
+        provision_policy(fed, self.bundle_src, witnesses=[
+            witness_entry(OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS)), WITNESS_KEY_NAME, witness.sign_cert)])
         keygen(self.broker_dir / "log")  # the broker's tree-head key; nodes get log.pub
         (self.workdir / "logs").mkdir(exist_ok=True)
         self._write(self.broker_dir / "broker.yaml", {
@@ -148,8 +165,7 @@ class Federation:
             "roots": str(self.workdir / "federation" / "roots"),
             "pseudonymisers": [f"127.0.0.1:{p}" for p in self.pseudonymiser_ports],
             "log_public_key": str(self.broker_dir / "log.pub"),
-            "witnesses": [WITNESS],
-            "witness_quorum": 1,
+            "witness_quorum": 1,  # the witnesses themselves come from the bundle
             "database": "node.sqlite",
             "socket": "node.sock",
             "kek_file": "kek.hex",

@@ -52,7 +52,7 @@ def _load(path: Path) -> Bundle:
 def check(bundle: BundleArg) -> None:
     """Schema, names, wire fields, groups; then shadowed, redundant and conflicting rules."""
     b = _load(bundle)
-    warnings = analyse(b)
+    warnings = [*b.warnings, *analyse(b)]
     for w in warnings:
         out.print(escape(str(w)), highlight=False)
     out.print(f"{b.name} v{b.version}: {len(b.rules)} rules, {len(b.orgs)} organisations, {len(b.groups)} groups; "

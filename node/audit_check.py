@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -20,7 +19,7 @@ from olievlek import logs
 from olievlek.audit.cosign import check_quorum
 from olievlek.audit.receipts import check_extends, verify_head, verify_receipt
 from olievlek.errors import TransportError, VerificationError
-from olievlek.trust import TrustAnchor
+from olievlek.policy.model import WitnessPolicy
 from olievlek.v1 import broker_pb2
 
 from .broker_client import BrokerClient
@@ -31,12 +30,11 @@ log = logs.get("node.audit")
 
 class AuditChecker:
     def __init__(self, store: NodeStore, client: BrokerClient, log_key: ed25519.Ed25519PublicKey,
-                 trust: TrustAnchor | None = None, witnesses: Collection[str] = (), quorum: int = 0) -> None:
+                 witnesses: WitnessPolicy | None = None, quorum: int = 0) -> None:
         self._store = store
         self._client = client
         self._key = log_key
-        self._trust = trust
-        self._witnesses = frozenset(witnesses)
+        self._witnesses = witnesses or WitnessPolicy()
         self._quorum = quorum
         # The last head this node accepted: kept in its store, cached here (read once per receipt
         # otherwise), advanced under a lock so two checks never race past each other.
@@ -54,8 +52,7 @@ class AuditChecker:
         witnessed = await self._client.head(cosigned=True)
         try:
             verify_head(witnessed.head, self._key)
-            assert self._trust is not None
-            good = check_quorum(witnessed.head, witnessed.cosignatures, self._trust, self._witnesses, self._quorum)
+            good = check_quorum(witnessed.head, list(witnessed.cosignatures), self._witnesses, self._quorum)
             await self._advance(witnessed.head)
         except VerificationError as exc:
             log.error("audit.witness_alarm", reason=exc.message, size=witnessed.head.size)

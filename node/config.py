@@ -9,6 +9,7 @@ from pathlib import Path
 from olievlek.config import load_yaml, need, path_setting, path_settings, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgKind, parse_org_id
+from olievlek.policy.model import WitnessKey
 from olievlek.transport import TlsFiles
 
 
@@ -16,6 +17,23 @@ def _two(value: object, where: Path) -> tuple[str, str]:
     if not isinstance(value, list) or len(value) != 2:
         raise ConfigError(f"{where}: pseudonymisers must list exactly two operators (share 1, share 2)")
     return str(value[0]), str(value[1])
+
+
+def _witnesses(value: object, where: Path) -> tuple[WitnessKey, ...]:
+    """Configured witnesses: ``{identity: witness/<id>, key: <hex Ed25519>, key_name: ...}`` each."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: witnesses must be a list")
+    out = []
+    for i, w in enumerate(value):
+        if not isinstance(w, dict) or not {"identity", "key"} <= set(w):
+            raise ConfigError(f"{where}: witnesses[{i}] must give identity (witness/<id>) and key (hex); the "
+                              "bundle's witnesses: section is where they normally come from")
+        try:
+            key = bytes.fromhex(str(w["key"]))
+        except ValueError:
+            raise ConfigError(f"{where}: witnesses[{i}].key is not hex") from None
+        out.append(WitnessKey(str(w["identity"]), str(w.get("key_name", "")), key))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +52,10 @@ class NodeConfig:
     pseudonymisers: tuple[str, str]  # host:port of operator 1 and operator 2
     log_public_key: Path  # the broker's tree-head key (hex), to check every audit proof
     ready_file: Path | None
-    witnesses: tuple[str, ...] = ()  # organisations whose cosignatures count
-    witness_quorum: int = 0  # 0: no witness check
+    # Witnesses come from the bundle (``witnesses:``); these count only where the bundle names none.
+    witnesses: tuple[WitnessKey, ...] = ()
+    witness_quorum: int = 0  # may raise the bundle's quorum, never lower it
+
     metrics_listen: str | None = None  # e.g. 127.0.0.1:9465 for Prometheus; off when absent
     # A partition sends no reset: keepalive pings find a dead broker stream within
     # keepalive_s + keepalive_timeout_s. The broker's min_ping_interval_s must allow it.
@@ -69,7 +89,7 @@ class NodeConfig:
             pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
             log_public_key=path_setting(doc, "log_public_key", path),
             ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
-            witnesses=tuple(str(w) for w in doc.get("witnesses", [])),
+            witnesses=_witnesses(doc.get("witnesses", []), path),
             witness_quorum=int(doc.get("witness_quorum", 0)),
             metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
             keepalive_s=float(doc.get("keepalive_s", 15.0)),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from olievlek import logs
+from olievlek.audit.cosign import effective_witnesses
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
@@ -61,7 +62,7 @@ class NodeServer:
 
     async def start(self) -> None:
         cfg = self.config
-        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl)
+        trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
         bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         kek = KeyEncryptionKey.load(cfg.kek_file, cfg.kek_env)
@@ -80,8 +81,10 @@ class NodeServer:
         pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls, cfg.keepalive_s, cfg.keepalive_timeout_s)
-        self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), trust,
-                                  cfg.witnesses, cfg.witness_quorum)
+        witnesses, quorum, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses, cfg.witness_quorum)
+        if diagnostic:
+            log.warning("audit.witnesses", diagnostic=diagnostic)
+        self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), witnesses, quorum)
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
@@ -114,7 +117,7 @@ class NodeServer:
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),
                        asyncio.create_task(self._housekeeping(disclosures, liaison, min(60.0, expiry_s)))]
-        if cfg.witness_quorum > 0:
+        if quorum > 0:
             self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
         if cfg.ready_file is not None:

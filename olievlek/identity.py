@@ -35,6 +35,8 @@ class OrgKind(StrEnum):
     MONITOR = "monitor"
     # An operator of one share of the oblivious pseudonymisation; never sends case data.
     PSEUDONYMISER = "pseudonymiser"
+    # Cosigns the audit log's consistent tree heads; named, with its key, in the bundle's ``witnesses:``.
+    WITNESS = "witness"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,22 @@ def parse_org_id(value: str) -> OrgId:
     return OrgId(value)
 
 
+def parse_identity(value: str) -> OrgIdentity:
+    """Parse ``<kind>/<org-id>``, as the bundle and the logs write a full identity.
+
+    Raises:
+        IdentityError: not of that form, or an unknown kind.
+    """
+    kind_s, sep, org = value.partition("/")
+    if not sep:
+        raise IdentityError(f"{value!r} is not a full identity <kind>/<org-id> (e.g. monitor/vvsg)")
+    try:
+        kind = OrgKind(kind_s)
+    except ValueError:
+        raise IdentityError(f"{value!r} names an unknown kind {kind_s!r}") from None
+    return OrgIdentity(kind, parse_org_id(org))
+
+
 def parse_uri(uri: str) -> OrgIdentity:
     """Parse ``olievlek://<kind>/<org-id>``."""
     if not uri.startswith(SCHEME):
@@ -74,8 +92,13 @@ def parse_uri(uri: str) -> OrgIdentity:
 
 
 def describe(cert: x509.Certificate) -> str:
-    """A short, identifier-free description of a certificate for messages."""
-    return f"certificate serial {cert.serial_number:x} ({cert.subject.rfc4514_string()})"
+    """A short, identifier-free description of a certificate for messages (never raises: a subject that
+    does not parse is said to be so)."""
+    try:
+        subject = cert.subject.rfc4514_string()
+    except ValueError:
+        subject = "subject does not parse"
+    return f"certificate serial {cert.serial_number:x} ({subject})"
 
 
 def from_certificate(cert: x509.Certificate) -> OrgIdentity:
@@ -88,6 +111,8 @@ def from_certificate(cert: x509.Certificate) -> OrgIdentity:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise IdentityError(f"{describe(cert)} has no subjectAltName") from None
+    except ValueError as exc:  # an extension that does not parse
+        raise IdentityError(f"{describe(cert)} has extensions that do not parse ({exc})") from None
     uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith(SCHEME)]
     if len(uris) != 1:
         raise IdentityError(

@@ -38,6 +38,7 @@ class KindInfo:
     payload_field: str  # EnvelopeBody oneof member
     condition_path: str  # where phase/risk_level/concerns live: "" (top) or "summary"
     may_carry_pseudonym: bool = True
+    recipients: tuple[int, int] = (1, 1)  # how many recipients an envelope of this kind names (min, max)
 
     @property
     def descriptor(self) -> Descriptor:
@@ -49,11 +50,12 @@ class KindInfo:
 K, M = envelope_pb2, MessageKind
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(K.MESSAGE_KIND_ALERT_MOVE, M.ALERT_MOVE, "move_alert", "summary"),
-    KindInfo(K.MESSAGE_KIND_ALERT_SIGNAL, M.ALERT_SIGNAL, "signal_alert", "", may_carry_pseudonym=False),
+    KindInfo(K.MESSAGE_KIND_ALERT_SIGNAL, M.ALERT_SIGNAL, "signal_alert", "", may_carry_pseudonym=False,
+             recipients=(1, 64)),
     KindInfo(K.MESSAGE_KIND_HANDOVER, M.HANDOVER, "handover", "summary"),
-    KindInfo(K.MESSAGE_KIND_DIRECTORY_REGISTER, M.DIRECTORY_REGISTER, "directory_register", ""),
-    KindInfo(K.MESSAGE_KIND_DIRECTORY_WITHDRAW, M.DIRECTORY_WITHDRAW, "directory_withdraw", ""),
-    KindInfo(K.MESSAGE_KIND_QUERY_HIT, M.QUERY_HIT, "hit_query", ""),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_REGISTER, M.DIRECTORY_REGISTER, "directory_register", "", recipients=(0, 0)),
+    KindInfo(K.MESSAGE_KIND_DIRECTORY_WITHDRAW, M.DIRECTORY_WITHDRAW, "directory_withdraw", "", recipients=(0, 0)),
+    KindInfo(K.MESSAGE_KIND_QUERY_HIT, M.QUERY_HIT, "hit_query", "", recipients=(0, 0)),
     KindInfo(K.MESSAGE_KIND_QUERY_RESULT, M.QUERY_RESULT, "query_result", ""),
     KindInfo(K.MESSAGE_KIND_DISCLOSURE_REQUEST, M.DISCLOSURE_REQUEST, "disclosure_request", ""),
     KindInfo(K.MESSAGE_KIND_DISCLOSURE_RESPONSE, M.DISCLOSURE_RESPONSE, "disclosure_response", ""),
@@ -87,6 +89,14 @@ def kind_of(body: envelope_pb2.EnvelopeBody) -> KindInfo:
             f"kind {info.name} must carry payload {info.payload_field}",
             refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field="payload",
         )
+    low, high = info.recipients
+    if not low <= len(body.recipients) <= high:
+        want = str(low) if low == high else f"{low} to {high}"
+        raise WireError(f"kind {info.name} names {want} recipient(s), this envelope {len(body.recipients)}",
+                        refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD, field="recipients")
+    if len(set(body.recipients)) != len(body.recipients):
+        raise WireError("a recipient is named twice", refusal_code=broker_pb2.REFUSAL_CODE_INVALID_FIELD,
+                        field="recipients")
     return info
 
 

@@ -35,6 +35,9 @@ class Metrics:
                                   registry=self.registry)
         self.outbox_oldest = Gauge(f"{ns}_outbox_oldest_seconds", "Age of the oldest outbox entry without an answer.",
                                    registry=self.registry)
+        self.refused_calls = Counter(f"{ns}_refused_calls", "Calls ended by a status (authentication, "
+                                     "authorisation, arguments, rate limits), by RPC and refusal code.",
+                                     ["rpc", "code"], registry=self.registry)
         self.outbox_pending = Gauge(f"{ns}_outbox_pending", "Outbox entries without a broker answer.",
                                     registry=self.registry)
 

@@ -89,6 +89,14 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def crl_number_of(crl: x509.CertificateRevocationList) -> int:
+    """A CRL's number (RFC 5280 section 5.2.3), 0 when it carries none."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0
+
+
 def load_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
@@ -170,6 +178,13 @@ class CertificateAuthority:
         entries.append({"serial": f"{cert.serial_number:x}", "subject": subject, "purpose": purpose})
         self._write_index(entries)
 
+    def crl_number(self) -> int:
+        """The number of the CRL published now (RFC 5280 section 5.2.3); 0 for none or one without."""
+        path = self.directory / "crl.pem"
+        if not path.exists():
+            return 0
+        return crl_number_of(x509.load_pem_x509_crl(path.read_bytes()))
+
     def _write_crl(self, revoked: list[int]) -> None:
         now = _now()
         builder = (
@@ -177,6 +192,8 @@ class CertificateAuthority:
             .issuer_name(self.cert.subject)
             .last_update(now - dt.timedelta(minutes=5))
             .next_update(now + dt.timedelta(days=30))
+            # Rising with every list, so a service can refuse an older (rolled-back) one.
+            .add_extension(x509.CRLNumber(self.crl_number() + 1), critical=False)
         )
         for serial in sorted(set(revoked)):
             builder = builder.add_revoked_certificate(
@@ -247,9 +264,11 @@ class CertificateAuthority:
         extra_uris: tuple[str, ...] = (),
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
+        out: Path | None = None,
     ) -> OrgCredentials:
-        """Issue an organisation's TLS client and envelope-signing certificates."""
-        out = self.directory / "orgs" / identity.org_id
+        """Issue an organisation's TLS client and envelope-signing certificates (into ``orgs/<id>``, or
+        ``out``: two identities with one id and different kinds need different folders)."""
+        out = out or self.directory / "orgs" / identity.org_id
         san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
         san += [x509.UniformResourceIdentifier(u) for u in extra_uris]
         tls_key = ec.generate_private_key(ec.SECP256R1())

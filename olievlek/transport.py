@@ -12,16 +12,21 @@ never import grpc.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from olievlek import logs
-from olievlek.errors import ConfigError, IdentityError
+from olievlek.errors import ConfigError, IdentityError, ShuttingDown
 from olievlek.identity import OrgIdentity
-from olievlek.trust import TrustAnchor
+from olievlek.trust import RevocationUnavailable, TrustAnchor
 
 log = logs.get("transport")
 
@@ -111,17 +116,118 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAncho
         IdentityError: no certificate, or one that is expired, revoked or ambiguous.
     """
     auth = context.auth_context()
-    pems = auth.get("x509_pem_cert") or []
-    if not pems:
+    pem = next(iter(auth.get("x509_pem_cert") or []), None)
+    if pem is None:
         raise IdentityError("no client certificate was presented")
-    return trust.verify_tls_peer(pems[0])
+    return trust.verify_tls_peer(pem)
+
+
+# The stable refusal code of a call that ended in a gRPC status (read calls, authentication, rate limits).
+REFUSAL_METADATA = "olievlek-refusal-code"
+_STATUS_DETAILS = "grpc-status-details-bin"
+
+
+def peer_or_refusal(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity | str:
+    """The caller's identity, or what to tell it (never a server path): its certificate is missing, not
+    ours, expired, revoked or ambiguous, or revocation cannot be checked here."""
+    try:
+        return peer_identity(context, trust)
+    except RevocationUnavailable as exc:
+        log.error("auth.revocation_unavailable", reason=exc.message)
+        return RevocationUnavailable.PUBLIC_MESSAGE
+    except (IdentityError, ConfigError) as exc:
+        return exc.message
 
 
 async def authenticate(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity:
     """The caller's identity, or the call ends UNAUTHENTICATED naming what is wrong with its certificate."""
-    try:
-        return peer_identity(context, trust)
-    except (IdentityError, ConfigError) as exc:
-        log.warning("auth.refused", reason=exc.message)
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
-        raise AssertionError("unreachable: abort raises") from exc
+    found = peer_or_refusal(context, trust)
+    if isinstance(found, OrgIdentity):
+        return found
+    log.warning("auth.refused", reason=found)
+    await abort(context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.StatusCode, message: str,
+                refusal_code: str, retry_after_s: float | None = None) -> NoReturn:
+    """End the call with ``status``, the stable refusal code in the trailing metadata and, when the caller
+    should come back, a ``google.rpc.RetryInfo`` in the status details (as grpc-status-details-bin)."""
+    trailers: list[tuple[str, str | bytes]] = [(REFUSAL_METADATA, refusal_code)]
+    if retry_after_s is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromMilliseconds(max(1, int(retry_after_s * 1000)))
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        rich = status_pb2.Status(code=status.value[0], message=message, details=[detail])
+        trailers.append((_STATUS_DETAILS, rich.SerializeToString()))
+    await context.abort(status, message, trailing_metadata=tuple(trailers))
+    raise AssertionError("unreachable: abort raises")
+
+
+def refusal_code_of(exc: grpc.aio.AioRpcError) -> str:
+    """The stable refusal code a server put in the trailing metadata ("" when none)."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == REFUSAL_METADATA:
+            return value if isinstance(value, str) else value.decode()
+    return ""
+
+
+def retry_after_of(exc: grpc.aio.AioRpcError) -> float | None:
+    """The delay a server asked for (``google.rpc.RetryInfo``), in seconds; None when it asked for none."""
+    for key, value in exc.trailing_metadata() or ():
+        if key != _STATUS_DETAILS or not isinstance(value, bytes):
+            continue
+        rich = status_pb2.Status()
+        try:
+            rich.ParseFromString(value)
+        except DecodeError:
+            return None
+        for detail in rich.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return float(info.retry_delay.ToMilliseconds()) / 1000
+    return None
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class ErrorBoundary(grpc.aio.ServerInterceptor):
+    """The one place where an exception a handler did not turn into an answer becomes a status: INTERNAL
+    (or UNAVAILABLE while draining) with a refusal code in the trailing metadata and a log line - never the
+    UNKNOWN that grpcio would send, and never the exception's text (it may name server paths)."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method, de, ser = str(handler_call_details.method), handler.request_deserializer, handler.response_serializer
+        # Coroutine handlers only: an async generator (the iterator form of streaming) keeps its own.
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            return grpc.unary_unary_rpc_method_handler(self._guard(method, handler.unary_unary), de, ser)
+        if handler.stream_stream is not None and inspect.iscoroutinefunction(handler.stream_stream):
+            return grpc.stream_stream_rpc_method_handler(self._guard(method, handler.stream_stream), de, ser)
+        return handler
+
+    def _guard(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await behaviour(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except ShuttingDown:
+                await abort(context, grpc.StatusCode.UNAVAILABLE, "the service is shutting down; retry elsewhere "
+                            "or later", "SHUTTING_DOWN", retry_after_s=1.0)
+            except Exception as exc:
+                log.exception("call.failed", service=self._service, method=method, error=type(exc).__name__)
+                await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {self._service}; its log has "
+                            "the details", "INTERNAL")
+        return guarded

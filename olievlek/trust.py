@@ -13,27 +13,60 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from olievlek.errors import ConfigError, IdentityError, VerificationError
 from olievlek.identity import OrgIdentity, describe, from_certificate
-from olievlek.pki import load_cert
+from olievlek.pki import crl_number_of, load_cert
 from olievlek.v1 import broker_pb2
 
 CERT_CACHE_SIZE = 4096
 
 
-class RevocationList:
-    """The CA's CRL, verified against the CA and reloaded when the file changes."""
+class RevocationUnavailable(ConfigError):
+    """The revocation list cannot be used (unreadable, not the CA's, outdated or rolled back): nobody is
+    trusted. ``message`` names the file for the service's own log; a remote caller is told only
+    ``PUBLIC_MESSAGE`` (no server path)."""
 
-    def __init__(self, path: Path, ca: x509.Certificate) -> None:
+    PUBLIC_MESSAGE = ("the server cannot check revocation right now (its revocation list is unreadable, "
+                      "outdated or older than one it used before); nobody is accepted until it is fixed")
+
+
+class RevocationList:
+    """The CA's CRL, verified against the CA and reloaded when the file changes.
+
+    Revocation never goes back: the highest CRL number accepted is kept (in ``floor_file`` when given, so a
+    restart remembers it), and a validly signed but older list - one that would re-admit a revoked
+    organisation - is refused; the newer list already loaded stays in force.
+    """
+
+    def __init__(self, path: Path, ca: x509.Certificate, floor_file: Path | None = None) -> None:
         self._path = path
         self._ca = ca
+        self._floor_file = floor_file
         self._stamp: tuple[int, int] | None = None
         self._serials: frozenset[int] = frozenset()
         self._next_update: dt.datetime | None = None
+        self._number: int | None = None  # of the list in force
+        self.rolled_back = False  # an older list was offered after a newer one
+
+    def _floor(self) -> int:
+        if self._floor_file is None or not self._floor_file.exists():
+            return 0
+        try:
+            return int(self._floor_file.read_text().strip() or 0)
+        except (OSError, ValueError) as exc:
+            raise RevocationUnavailable(f"cannot read the revocation floor {self._floor_file}: {exc}") from None
+
+    def _raise_floor(self, number: int) -> None:
+        if self._floor_file is None or number <= self._floor():
+            return
+        tmp = self._floor_file.with_suffix(".tmp")
+        tmp.write_text(f"{number}\n")
+        tmp.chmod(0o600)
+        os.replace(tmp, self._floor_file)
 
     def _reload(self) -> None:
         st = os.stat(self._path)
@@ -43,23 +76,36 @@ class RevocationList:
         try:
             crl = x509.load_pem_x509_crl(self._path.read_bytes())
         except ValueError as exc:
-            raise ConfigError(f"revocation list {self._path} does not parse: {exc}") from None
+            raise RevocationUnavailable(f"revocation list {self._path} does not parse: {exc}") from None
         public = self._ca.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(public):
-            raise ConfigError(f"revocation list {self._path} is not signed by the federation CA")
+            raise RevocationUnavailable(f"revocation list {self._path} is not signed by the federation CA")
+        number = crl_number_of(crl)
+        floor = max(self._floor(), self._number or 0)
+        if number < floor:
+            self.rolled_back = True
+            self._stamp = stamp  # do not re-read it on every call; a newer file changes the stamp
+            if self._number is None:  # nothing newer in force (a restart): trust nobody
+                raise RevocationUnavailable(f"revocation list {self._path} has number {number}, lower than "
+                                            f"number {floor} used before: refused as a rollback")
+            return
         self._next_update = crl.next_update_utc
         self._serials = frozenset(r.serial_number for r in crl)
+        self._number = number
+        self._raise_floor(number)
         self._stamp = stamp
 
     def is_revoked(self, serial: int) -> bool:
-        """Fail closed: an unreadable or outdated list trusts nobody (ConfigError)."""
+        """Fail closed: an unreadable or outdated list trusts nobody (RevocationUnavailable)."""
         try:
             self._reload()
         except OSError as exc:
-            raise ConfigError(f"cannot read revocation list {self._path}: {exc}") from exc
+            raise RevocationUnavailable(f"cannot read revocation list {self._path}: {exc}") from exc
+        if self._number is None:
+            raise RevocationUnavailable(f"revocation list {self._path} is not in force (refused as a rollback)")
         if self._next_update is not None and dt.datetime.now(dt.UTC) > self._next_update:
-            raise ConfigError(f"revocation list {self._path} is past its next update "
-                              f"({self._next_update:%Y-%m-%d %H:%M}); publish a fresh one")
+            raise RevocationUnavailable(f"revocation list {self._path} is past its next update "
+                                        f"({self._next_update:%Y-%m-%d %H:%M}); publish a fresh one")
         return serial in self._serials
 
 
@@ -87,11 +133,18 @@ class TrustAnchor:
         return cert
 
     @classmethod
-    def load(cls, ca_path: Path, crl_path: Path) -> TrustAnchor:
+    def load(cls, ca_path: Path, crl_path: Path, floor_file: Path | None = None) -> TrustAnchor:
+        """``floor_file``: where the highest CRL number accepted is kept (in the service's own state)."""
         ca = load_cert(ca_path)
-        return cls(ca, RevocationList(crl_path, ca))
+        return cls(ca, RevocationList(crl_path, ca, floor_file))
 
     def _check(self, raw: bytes, cert: x509.Certificate, now: dt.datetime) -> OrgIdentity:
+        try:
+            return self._checked(raw, cert, now)
+        except ValueError as exc:  # a field of a (lazily parsed) certificate that does not parse
+            raise IdentityError(f"{describe(cert)} does not parse: {exc}") from None
+
+    def _checked(self, raw: bytes, cert: x509.Certificate, now: dt.datetime) -> OrgIdentity:
         cert = self._issued_by_ca(raw, cert)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise IdentityError(f"{describe(cert)} is expired or not yet valid")
@@ -128,6 +181,18 @@ class TrustAnchor:
             identity = self._check(der, cert, now or dt.datetime.now(dt.UTC))
         except IdentityError as exc:
             raise VerificationError(exc.message, refusal_code=code, field="signer_certificate") from exc
+        except RevocationUnavailable:
+            raise VerificationError(RevocationUnavailable.PUBLIC_MESSAGE, refusal_code=code,
+                                    field="signer_certificate") from None
+        try:
+            return identity, self._signing_key(cert)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise VerificationError(f"{describe(cert)} does not parse: {exc}", refusal_code=code,
+                                    field="signer_certificate") from None
+
+    @staticmethod
+    def _signing_key(cert: x509.Certificate) -> ed25519.Ed25519PublicKey:
+        code = broker_pb2.REFUSAL_CODE_BAD_SIGNER_CERTIFICATE
         key = cert.public_key()
         if not isinstance(key, ed25519.Ed25519PublicKey):
             raise VerificationError(
@@ -143,4 +208,4 @@ class TrustAnchor:
                 )
         except x509.ExtensionNotFound:
             pass
-        return identity, key
+        return key

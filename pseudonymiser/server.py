@@ -54,12 +54,12 @@ class PseudonymiserServer:
 
     async def start(self) -> int:
         cfg = self.config
-        trust = TrustAnchor.load(cfg.server_tls.ca, cfg.crl)
+        trust = TrustAnchor.load(cfg.server_tls.ca, cfg.crl, cfg.database.parent / "crl-number")
         bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         self._store = await PseudonymiserStore.open(cfg.database)
         self.service = PseudonymiserService(cfg.share, self._store, bundle, signer)
-        server = grpc.aio.server(options=transport.SERVER_OPTIONS)
+        server = grpc.aio.server(options=transport.SERVER_OPTIONS, interceptors=[transport.ErrorBoundary("pseudonymiser")])
         pseudonymiser_pb2_grpc.add_PseudonymiserServicer_to_server(PseudonymiserServicer(self.service, trust), server)
         self.port = server.add_secure_port(cfg.listen, transport.server_credentials(cfg.server_tls))
         await server.start()

@@ -7,8 +7,13 @@ subtree nodes and one signed tree head for the whole batch; ``commit`` makes
 the batch the new in-memory state only after the transaction committed.
 
 A leaf is RFC 9162's leaf hash of SHA-256(context ‖ random salt ‖ canonical
-metadata). The metadata lives in ``audit_events`` next to the tree, readable
-per organisation; erasing it (``meta = NULL``) keeps the tree verifiable.
+metadata). The metadata lives in ``audit_events`` next to the tree; erasing it
+(``meta = NULL``) keeps the tree verifiable.
+
+Who may read an event is decided by exact identity: each event lists its *viewers*
+("kind/id", e.g. ``municipality/gent``) in ``audit_visibility``, and a read joins on
+the caller's identity by equality - never by a pattern (an org id may contain ``_``,
+a LIKE wildcard; security advisory 2026-12-01).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ SCHEMA = [
         level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS audit_events (
         idx INTEGER PRIMARY KEY, salt BLOB NOT NULL, meta BLOB, orgs TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit_visibility (
+        viewer TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (viewer, idx)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS tree_heads (
         size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, bundle_digest BLOB NOT NULL,
         signature BLOB NOT NULL)""",
@@ -73,17 +80,21 @@ class Batch:
     frontier: dict[tree.NodeId, bytes]
     nodes: dict[tree.NodeId, bytes] = field(default_factory=dict)
     events: list[tuple[int, bytes, bytes, str, int]] = field(default_factory=list)
+    visibility: list[tuple[str, int]] = field(default_factory=list)
 
     def _get(self, node: tree.NodeId) -> bytes:
         h = self.nodes.get(node)
         return h if h is not None else self.frontier[node]
 
-    def append(self, meta: dict[str, Any], orgs: Sequence[str], at_ms: int) -> tuple[int, bytes, bytes]:
-        """Add a leaf; returns (index, salt, canonical metadata)."""
+    def append(self, meta: dict[str, Any], viewers: Sequence[str], at_ms: int) -> tuple[int, bytes, bytes]:
+        """Add a leaf readable by ``viewers`` (full identities "kind/id"; the federation's data-protection
+        officers read every leaf); returns (index, salt, canonical metadata)."""
         index, salt, data = self.size, os.urandom(16), canonical(meta)
         for node, h in tree.new_nodes(index, leaf_of(salt, data), self._get):
             self.nodes[node] = h
-        self.events.append((index, salt, data, ",".join(sorted(set(orgs))), at_ms))
+        unique = sorted(set(viewers))
+        self.events.append((index, salt, data, ",".join(unique), at_ms))
+        self.visibility += [(v, index) for v in unique]
         self.size += 1
         return index, salt, data
 
@@ -113,6 +124,7 @@ class AuditLog:
     async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
         await tx.executemany("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
                              batch.events)
+        await tx.executemany("INSERT INTO audit_visibility (viewer, idx) VALUES (?, ?)", batch.visibility)
         await tx.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
                              [(level, idx, h) for (level, idx), h in batch.nodes.items()])
         root = tree.fold([batch._get(n) for n in tree.range_nodes(0, batch.size)])
@@ -166,13 +178,18 @@ class AuditLog:
             "SELECT hash FROM tree_nodes WHERE level = 0 AND idx >= ? AND idx < ? ORDER BY idx", (start, end))
         return [bytes(r[0]) for r in rows]
 
-    async def visible_events(self, org: str, everything: bool, start: int,
+    async def visible_events(self, viewer: str | None, start: int,
                              limit: int) -> list[tuple[int, bytes, bytes | None, int]]:
-        """Events from ``start`` that involve ``org`` (all of them when ``everything``), in order:
+        """Up to ``limit`` events from ``start`` that ``viewer`` (an exact identity "kind/id") may read, or
+        every event when ``viewer`` is None (a data-protection officer), in order:
         (index, salt, metadata or None once erased, when)."""
-        rows = await self._db.fetchall(
-            "SELECT idx, salt, meta, at_ms FROM audit_events WHERE idx >= ? AND (? OR ',' || orgs || ',' LIKE ?) "
-            "ORDER BY idx LIMIT ?", (start, 1 if everything else 0, f"%,{org},%", limit))
+        if viewer is None:
+            rows = await self._db.fetchall(
+                "SELECT idx, salt, meta, at_ms FROM audit_events WHERE idx >= ? ORDER BY idx LIMIT ?", (start, limit))
+        else:
+            rows = await self._db.fetchall(
+                "SELECT e.idx, e.salt, e.meta, e.at_ms FROM audit_visibility v JOIN audit_events e ON e.idx = v.idx"
+                " WHERE v.viewer = ? AND v.idx >= ? ORDER BY v.idx LIMIT ?", (viewer, start, limit))
         return [(int(r[0]), bytes(r[1]), bytes(r[2]) if r[2] is not None else None, int(r[3])) for r in rows]
 
     async def erase_metadata_before(self, cutoff_ms: int) -> int:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from olievlek.directory import SLOT_BYTES
-from olievlek.identity import OrgId, OrgKind
+from olievlek.errors import IdentityError
+from olievlek.identity import OrgId, OrgIdentity, OrgKind, parse_identity
 from olievlek.kinds import BY_NAME, MessageKind, leaf_paths
 
 from . import source
@@ -36,9 +37,15 @@ from .model import (
     QueryBudget,
     Relation,
     Rule,
+    WitnessKey,
+    WitnessPolicy,
 )
 
 FILES = ("bundle.yaml", "organisations.yaml", "groups.yaml", "rules.yaml")
+# Bundle formats (bundle.yaml ``format``; absent means 1):
+# 1: data_protection_officers as bare org ids - they now grant nothing (an id does not say which kind of
+#    certificate it means); 2: data_protection_officers as full identities (monitor/vvsg), ``witnesses:``.
+FORMAT = 2
 SIGNATURES = "signatures.json"
 _MAILBOX = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -81,6 +88,8 @@ class Bundle:
     # member -> (group, aggregator): cooperations that combine their figures before suppression
     combined: dict[OrgId, tuple[str, OrgId]] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
+    format: int = FORMAT
+    witnesses: WitnessPolicy = field(default_factory=WitnessPolicy)
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.orgs, self.rules)
@@ -110,6 +119,21 @@ class Bundle:
                             frozenset({"year", "quarter", "cells"}))).allowed:
                 return rule.id
         return ""
+
+    def member(self, identity: OrgIdentity) -> bool:
+        """Whether this exact identity (kind and id) belongs to the federation: an organisation of the
+        bundle with that kind, or a witness it names."""
+        org = self.orgs.get(identity.org_id)
+        return (org is not None and org.kind == identity.kind) or str(identity) in self.witnesses.identities
+
+    def identity_of(self, org_id: str) -> str | None:
+        """The full identity ("kind/id") of an organisation of the bundle, or None."""
+        org = self.orgs.get(OrgId(org_id))
+        return f"{org.kind.value}/{org.id}" if org is not None else None
+
+    def is_officer(self, identity: OrgIdentity) -> bool:
+        """A data-protection officer of the federation (reads every audit event): exact identity only."""
+        return str(identity) in self.data_protection_officers
 
     def org_of_contact(self, contact_id: str) -> Organisation | None:
         return next((o for o in self.orgs.values() if contact_id in o.contact_ids), None)
@@ -177,11 +201,10 @@ class _Loader:
             {d: frozenset(OrgKind(k) for k in kinds) for d, kinds in ps["domains"].items()},
             {OrgKind(k): Budget(b["per_hour"], b["per_day"], b["batch"]) for k, b in ps["budgets"].items()},
         )
-        dpos = frozenset(m.get("data_protection_officers", []))
-        for i, d in enumerate(sorted(dpos)):
-            if d not in orgs:
-                raise BundleError([meta.diag(f"data protection officer {d!r} is not an organisation",
-                                             "data_protection_officers", i)])
+        fmt = int(m.get("format", 1))
+        warnings: list[Diagnostic] = []
+        dpos = self._officers(meta, fmt, orgs, warnings)
+        witnesses = self._witnesses(meta, fmt)
         d = m.get("directory", {"register_phases": ["follow_up"], "query_budgets": {}})
         directory = DirectoryPolicy(
             frozenset(d["register_phases"]),
@@ -213,12 +236,52 @@ class _Loader:
                                                  "combined", i)])
                 combined[member] = (c["group"], OrgId(c["aggregator"]))
         bundle = Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                        pattern, pseudonymisation, dpos, directory, regions, combined)
+                        pattern, pseudonymisation, dpos, directory, regions, combined, warnings, fmt, witnesses)
         for member, (group, aggregator) in sorted(combined.items()):
             if member != aggregator and not bundle.cooperation_rule(member, aggregator):
                 raise BundleError([meta.diag(f"no rule lets {member} send its figures to {aggregator}, the "
                                              f"aggregator of {group}", "monitoring", "combined")])
         return bundle
+
+    def _officers(self, meta: source.SourceFile, fmt: int, orgs: dict[OrgId, Organisation],
+                  warnings: list[Diagnostic]) -> frozenset[str]:
+        """Data-protection officers as full identities of the bundle's organisations (format 2)."""
+        entries = list(meta.data.get("data_protection_officers", []))
+        if fmt < FORMAT:
+            if entries:
+                warnings.append(meta.diag(
+                    f"bundle format {fmt}: data_protection_officers {entries} grant nothing until the bundle is "
+                    f"re-signed in format {FORMAT} with full identities (e.g. monitor/vvsg)",
+                    "data_protection_officers", severity="warning"))
+            return frozenset()
+        out: set[str] = set()
+        for i, entry in enumerate(entries):
+            try:
+                identity = parse_identity(entry)
+            except IdentityError as exc:
+                raise BundleError([meta.diag(f"data protection officer {entry!r}: {exc.message}",
+                                             "data_protection_officers", i)]) from None
+            org = orgs.get(identity.org_id)
+            if org is None or org.kind != identity.kind:
+                raise BundleError([meta.diag(f"data protection officer {entry!r} is not an organisation of this "
+                                             "bundle with that kind", "data_protection_officers", i)])
+            out.add(str(identity))
+        return frozenset(out)
+
+    def _witnesses(self, meta: source.SourceFile, fmt: int) -> WitnessPolicy:
+        w = meta.data.get("witnesses")
+        if w is None:
+            return WitnessPolicy()
+        if fmt < FORMAT:
+            raise BundleError([meta.diag(f"witnesses need bundle format {FORMAT}", "witnesses")])
+        members = tuple(WitnessKey(x["identity"], x["key_name"], bytes.fromhex(x["key"])) for x in w["members"])
+        for i, x in enumerate(members):
+            if [y.identity for y in members].count(x.identity) > 1:
+                raise BundleError([meta.diag(f"witness {x.identity} is named twice", "witnesses", "members", i)])
+        if members and w["quorum"] > len(members):
+            raise BundleError([meta.diag(f"witness quorum {w['quorum']} is more than the {len(members)} witnesses "
+                                         "named", "witnesses", "quorum")])
+        return WitnessPolicy(int(w["quorum"]), members) if members else WitnessPolicy()
 
     def _orgs(self, src: source.SourceFile) -> dict[OrgId, Organisation]:
         orgs: dict[OrgId, Organisation] = {}

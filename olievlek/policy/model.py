@@ -151,6 +151,30 @@ class QueryBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessKey:
+    """A witness the bundle names: its identity, its C2SP key name and its Ed25519 cosigning key."""
+
+    identity: str  # "witness/<id>"
+    key_name: str
+    key: bytes  # 32-byte Ed25519 public key
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessPolicy:
+    """Whose cosignatures count, and how many a head needs. No members: the bundle names none."""
+
+    quorum: int = 0
+    members: tuple[WitnessKey, ...] = ()
+
+    def key_of(self, identity: str) -> WitnessKey | None:
+        return next((w for w in self.members if w.identity == identity), None)
+
+    @property
+    def identities(self) -> frozenset[str]:
+        return frozenset(w.identity for w in self.members)
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryPolicy:
     """The reference directory: which phases are registered, query budgets, disclosure expiry."""
 

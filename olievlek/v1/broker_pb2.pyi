@@ -48,6 +48,20 @@ class _RefusalCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefusalCo
     """A request routed to the holder of a pseudonym that the named recipient does not hold with
     coverage for this sender: shown as "no hit", whatever the reason (the holder sees the reason).
     """
+    REFUSAL_CODE_UNAUTHENTICATED: _RefusalCode.ValueType  # 17
+    """The caller's certificate is missing, not the federation's, expired or revoked (read calls: in the
+    trailing metadata olievlek-refusal-code; the call ends UNAUTHENTICATED).
+    """
+    REFUSAL_CODE_NOT_A_MEMBER: _RefusalCode.ValueType  # 18
+    """The caller's exact identity (kind and id) is not an organisation or witness of the enforced bundle."""
+    REFUSAL_CODE_WRONG_KIND: _RefusalCode.ValueType  # 19
+    """The caller is a member, but organisations of its kind may not make this call."""
+    REFUSAL_CODE_RATE_LIMITED: _RefusalCode.ValueType  # 20
+    """Too many calls or refusals from this identity: wait (google.rpc.RetryInfo says how long) and retry."""
+    REFUSAL_CODE_SELF_ADDRESSED: _RefusalCode.ValueType  # 21
+    """An envelope addressed to its own sender."""
+    REFUSAL_CODE_ROLLBACK: _RefusalCode.ValueType  # 22
+    """Something older than what was accepted before: a revocation list, a bundle or root version."""
 
 class RefusalCode(_RefusalCode, metaclass=_RefusalCodeEnumTypeWrapper):
     """Stable reason codes; the text in Refusal.detail is for people."""
@@ -74,6 +88,20 @@ REFUSAL_CODE_NO_HIT: RefusalCode.ValueType  # 16
 """A request routed to the holder of a pseudonym that the named recipient does not hold with
 coverage for this sender: shown as "no hit", whatever the reason (the holder sees the reason).
 """
+REFUSAL_CODE_UNAUTHENTICATED: RefusalCode.ValueType  # 17
+"""The caller's certificate is missing, not the federation's, expired or revoked (read calls: in the
+trailing metadata olievlek-refusal-code; the call ends UNAUTHENTICATED).
+"""
+REFUSAL_CODE_NOT_A_MEMBER: RefusalCode.ValueType  # 18
+"""The caller's exact identity (kind and id) is not an organisation or witness of the enforced bundle."""
+REFUSAL_CODE_WRONG_KIND: RefusalCode.ValueType  # 19
+"""The caller is a member, but organisations of its kind may not make this call."""
+REFUSAL_CODE_RATE_LIMITED: RefusalCode.ValueType  # 20
+"""Too many calls or refusals from this identity: wait (google.rpc.RetryInfo says how long) and retry."""
+REFUSAL_CODE_SELF_ADDRESSED: RefusalCode.ValueType  # 21
+"""An envelope addressed to its own sender."""
+REFUSAL_CODE_ROLLBACK: RefusalCode.ValueType  # 22
+"""Something older than what was accepted before: a revocation list, a bundle or root version."""
 Global___RefusalCode: _TypeAlias = RefusalCode  # noqa: Y015
 
 class _AckOutcome:
@@ -144,6 +172,9 @@ class AuditLeavesResponse(_message.Message):
 
     LEAF_HASHES_FIELD_NUMBER: _builtins.int
     HEAD_FIELD_NUMBER: _builtins.int
+    NEXT_INDEX_FIELD_NUMBER: _builtins.int
+    next_index: _builtins.int
+    """Where to continue (a page holds at most 10,000 leaves); 0 when the head's end was reached."""
     @_builtins.property
     def leaf_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     @_builtins.property
@@ -153,10 +184,11 @@ class AuditLeavesResponse(_message.Message):
         *,
         leaf_hashes: _abc.Iterable[_builtins.bytes] | None = ...,
         head: Global___TreeHead | None = ...,
+        next_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "leaf_hashes", b"leaf_hashes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "leaf_hashes", b"leaf_hashes", "next_index", b"next_index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -303,17 +335,23 @@ class CosignatureAck(_message.Message):
 
     STORED_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     stored: _builtins.bool
     detail: _builtins.str
+    @_builtins.property
+    def refusal(self) -> Global___Refusal:
+        """When not stored: the refusal, recorded as a leaf like any other."""
+
     def __init__(
         self,
         *,
         stored: _builtins.bool = ...,
         detail: _builtins.str = ...,
+        refusal: Global___Refusal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "stored", b"stored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "refusal", b"refusal", "stored", b"stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -514,17 +552,23 @@ class ReportAck(_message.Message):
 
     STORED_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     stored: _builtins.bool
     detail: _builtins.str
+    @_builtins.property
+    def refusal(self) -> Global___Refusal:
+        """When not stored: the refusal, recorded as a leaf like any other."""
+
     def __init__(
         self,
         *,
         stored: _builtins.bool = ...,
         detail: _builtins.str = ...,
+        refusal: Global___Refusal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "stored", b"stored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "refusal", b"refusal", "stored", b"stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -601,11 +645,17 @@ class Refusal(_message.Message):
     RULE_ID_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    AGGREGATED_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     code: Global___RefusalCode.ValueType
     detail: _builtins.str
     rule_id: _builtins.str
     """The rule considered and the field at fault, where there is one."""
     field: _builtins.str
+    aggregated_interval_ms: _builtins.int
+    """0: this refusal has its own leaf (audit above). Otherwise the start (ms) of the interval whose one
+    aggregated leaf covers this sender's refusals beyond the first few: it is written when the interval
+    ends and carries the count, the codes and a hash chain over the refused inputs' digests.
+    """
     @_builtins.property
     def audit(self) -> Global___AuditProof: ...
     def __init__(
@@ -616,10 +666,11 @@ class Refusal(_message.Message):
         rule_id: _builtins.str = ...,
         field: _builtins.str = ...,
         audit: Global___AuditProof | None = ...,
+        aggregated_interval_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregated_interval_ms", b"aggregated_interval_ms", "audit", b"audit", "code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -994,16 +1045,20 @@ class DirectoryEntriesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_FIELD_NUMBER: _builtins.int
+    next_after: _builtins.bytes
+    """The cursor for the next page (DirectoryEntriesRequest.after); empty after the last page."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DirectoryEntry]: ...
     def __init__(
         self,
         *,
         entries: _abc.Iterable[Global___DirectoryEntry] | None = ...,
+        next_after: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_after", b"next_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
