@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from olievlek.config import load_yaml, path_setting, path_settings, tls_setting
+from olievlek.errors import ConfigError
+from olievlek.ratelimit import Limit
 from olievlek.transport import TlsFiles
+
+from .service import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,8 @@ class BrokerConfig:
     # Keepalive pings are allowed this often; must not exceed the nodes' keepalive interval,
     # or the server answers pings with GOAWAY too_many_pings.
     min_ping_interval_s: float = 5.0
+    # Per-identity rate limits and refusal aggregation (``rate_limits:``; docs/authorisation.md).
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -48,6 +54,29 @@ class BrokerConfig:
             max_queue_per_sender=int(doc.get("max_queue_per_sender", 2_000)),
             expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
             min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
+            limits=_limits(doc.get("rate_limits", {}), path),
         )
+
+
+def _limits(doc: object, where: Path) -> Limits:
+    """``rate_limits: {calls_per_s, call_burst, refusals_per_s, refusal_burst, refusal_interval_s,
+    individual_refusals}``; each optional."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: rate_limits must be a mapping")
+    unknown = set(doc) - {"calls_per_s", "call_burst", "refusals_per_s", "refusal_burst", "refusal_interval_s",
+                          "individual_refusals"}
+    if unknown:
+        raise ConfigError(f"{where}: rate_limits has unknown setting(s) {sorted(unknown)}")
+    d = Limits()
+    try:
+        return Limits(
+            calls=Limit(float(doc.get("calls_per_s", d.calls.per_s)), float(doc.get("call_burst", d.calls.burst))),
+            refusals=Limit(float(doc.get("refusals_per_s", d.refusals.per_s)),
+                           float(doc.get("refusal_burst", d.refusals.burst))),
+            refusal_interval_ms=int(float(doc.get("refusal_interval_s", d.refusal_interval_ms / 1000)) * 1000),
+            individual_refusals=int(doc.get("individual_refusals", d.individual_refusals)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: rate_limits: {exc}") from None
 
 

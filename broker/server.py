@@ -456,7 +456,7 @@ class BrokerServer:
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
             metrics=self.metrics, queue_limit=cfg.max_queue_per_recipient, clock=self._clock,
-            share_limit=cfg.max_queue_per_sender,
+            share_limit=cfg.max_queue_per_sender, limits=cfg.limits,
         )
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
@@ -538,10 +538,11 @@ class BrokerServer:
         cfg, now = self.config, now_ms()
         try:
             bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
-        except ConfigError as exc:
+        except Exception as exc:  # any reason at all (a malformed signatures.json too) is a recorded refusal
+            reason = exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             await self._record_load(now, cfg.bundle.name, 0, digest_or_none(cfg.bundle), LoadOutcome.REFUSED,
-                                    exc.message)
-            log.error("policy.refused", bundle=str(cfg.bundle), reason=exc.message)
+                                    reason)
+            log.error("policy.refused", bundle=str(cfg.bundle), reason=reason)
             return None
         floor = await self._store.enforced_policy_version()
         if bundle.version < floor:

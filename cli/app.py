@@ -14,6 +14,7 @@ from rich.markup import escape
 from olievlek import logs
 from olievlek.errors import ConfigError, OlievlekError
 from olievlek.i18n import _
+from olievlek.lifecycle import private_files
 
 from . import (
     agreement_cmd,
@@ -81,6 +82,7 @@ def broker_serve(config: ConfigOpt) -> None:
     from olievlek.broker.server import serve
 
     logs.configure(json=True)
+    private_files()
     asyncio.run(serve(BrokerConfig.load(config)))
 
 
@@ -91,6 +93,7 @@ def node_serve(config: ConfigOpt) -> None:
     from olievlek.node.server import serve
 
     logs.configure(json=True)
+    private_files()
     asyncio.run(serve(NodeConfig.load(config)))
 
 
@@ -115,6 +118,7 @@ def witness_run(config: ConfigOpt) -> None:
     from olievlek.witness.witness import WitnessConfig, serve
 
     logs.configure(json=True)
+    private_files()
     asyncio.run(serve(WitnessConfig.load(config)))
 
 

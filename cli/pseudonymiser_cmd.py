@@ -18,6 +18,7 @@ import typer
 
 from olievlek import logs, voprf
 from olievlek.errors import ConfigError
+from olievlek.lifecycle import private_files
 
 from .console import out
 
@@ -42,6 +43,7 @@ def serve(config: ConfigOpt, share: ShareOpt = None) -> None:
     from olievlek.pseudonymiser.server import serve as run
 
     logs.configure(json=True)
+    private_files()
     asyncio.run(run(PseudonymiserConfig.load(config, share)))
 
 

@@ -27,6 +27,7 @@ from rich.panel import Panel
 
 from olievlek.errors import OlievlekError
 from olievlek.kinds import MessageKind
+from olievlek.lifecycle import private_files
 from olievlek.statuses import InboxStatus
 from olievlek.v1 import local_pb2, summary_pb2
 
@@ -269,6 +270,7 @@ def up(
 ) -> None:
     """Start a local federation (broker, witness, two pseudonymisers, Gent, Antwerpen, Leuven, the
     justice house of Antwerpen and a federal liaison) on loopback and play the scenario."""
+    private_files()  # the CA key, every node's key-encryption key and the databases are in here
     wd = workdir or Path(tempfile.mkdtemp(prefix="olv-"))
     fed = Federation(wd)
     out.print(Panel.fit(f"olievlek local federation in [bold]{wd}[/]\nlogs: {wd / 'logs'}", title="olievlek up"))

@@ -29,12 +29,8 @@ class BrokerClient:
         Raises:
             TransportError: the broker could not be reached or refused the connection.
         """
-        try:
-            response: broker_pb2.SendResponse = await self._stub.Send(
-                broker_pb2.SendRequest(envelope=envelope), timeout=timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+        response: broker_pb2.SendResponse = await self._unary("Send", broker_pb2.SendRequest(envelope=envelope),
+                                                              timeout)
         return response
 
     async def send_batch(self, envelopes: list[bytes], timeout: float = 15.0) -> list[broker_pb2.SendResponse]:
@@ -52,7 +48,9 @@ class BrokerClient:
         try:
             return await getattr(self._stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise TransportError(f"broker {self.target}: {exc.code().name}: {exc.details()}") from exc
+            code = transport.refusal_code_of(exc)
+            raise TransportError(f"broker {self.target}: {exc.code().name}{f' [{code}]' if code else ''}: "
+                                 f"{exc.details()}", retry_after_s=transport.retry_after_of(exc)) from exc
 
     async def consistency(self, from_size: int, to_size: int) -> broker_pb2.ConsistencyProof:
         proof: broker_pb2.ConsistencyProof = await self._unary(

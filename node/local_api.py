@@ -13,13 +13,17 @@ import os
 import shutil
 import socket
 import struct
+import time
 from pathlib import Path
+
+from google.protobuf.message import DecodeError
 
 from olievlek import i18n, logs
 from olievlek.clock import now_ms
 from olievlek.errors import OlievlekError
 from olievlek.framing import FrameError, read_frame, write_frame
 from olievlek.i18n import _
+from olievlek.ratelimit import OncePerInterval
 from olievlek.v1 import local_pb2
 
 from .access import ADMINISTRATOR, Caller, authorise
@@ -31,6 +35,8 @@ from .request_error import RequestError
 from .retention import Retention
 
 log = logs.get("node.local")
+
+CLIENT_ERROR_LOG_S = 60.0
 
 _PEERCRED = struct.Struct("3i")
 
@@ -61,6 +67,7 @@ class LocalApi:
         self._server: asyncio.AbstractServer | None = None
         # Roles per uid, read once: every request needs them; a user change clears the cache.
         self._callers: dict[int, Caller] = {}
+        self._client_errors = OncePerInterval(CLIENT_ERROR_LOG_S, time.monotonic)
 
     async def start(self) -> None:
         if self._path.exists():
@@ -83,7 +90,9 @@ class LocalApi:
             while True:
                 try:
                     frame = await read_frame(reader)
-                except FrameError:
+                except FrameError as exc:
+                    if not str(exc).startswith("stream ended"):  # a client closing is no error
+                        self._client_error(uid, "bad_frame", str(exc))
                     return
                 response = await self._dispatch(uid, frame)
                 await write_frame(writer, response.SerializeToString())
@@ -95,7 +104,10 @@ class LocalApi:
         op = "malformed"
         token = i18n.for_request(self._language)
         try:
-            request.ParseFromString(frame)
+            try:
+                request.ParseFromString(frame)
+            except DecodeError:
+                raise RequestError("malformed", _("the request is not a well-formed LocalRequest")) from None
             op = request.WhichOneof("request") or "empty"
             if request.lang:
                 i18n.end_request(token)
@@ -118,8 +130,18 @@ class LocalApi:
         finally:
             i18n.end_request(token)
         await self._handlers.store.log_request(uid, op, outcome, now_ms())
-        log.info("local.request", uid=uid, op=op, outcome=outcome)
+        if op in ("malformed", "empty"):
+            self._client_error(uid, op, outcome)
+        else:
+            log.info("local.request", uid=uid, op=op, outcome=outcome)
         return response
+
+    def _client_error(self, uid: int, what: str, detail: str) -> None:
+        """A local client's error: logged once per user per interval (with how many were not), no traceback."""
+        key = f"{uid}:{what}"
+        if self._client_errors.allow(key):
+            log.warning("local.client_error", uid=uid, error=what, detail=detail,
+                        since_last=self._client_errors.take_suppressed(key))
 
     async def _caller(self, uid: int) -> Caller:
         cached = self._callers.get(uid)

@@ -67,6 +67,7 @@ class OutboxSender:
         self._finished: dict[int, asyncio.Event] = {}
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._stop_requested = asyncio.Event()
+        self._retry_after: float | None = None  # the broker's RetryInfo delay after a rate-limited batch
         self._stopped = asyncio.Event()
 
     def register(self, kind: str, builder: Builder) -> None:
@@ -101,6 +102,9 @@ class OutboxSender:
                 else:
                     delay = backoff * (0.5 + self._rng.random())
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
+                if self._retry_after is not None:  # the broker said when: wait that long, jittered, not less
+                    delay = max(delay, self._retry_after * (1.0 + 0.25 * self._rng.random()))
+                    self._retry_after = None
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 except TimeoutError:
@@ -128,6 +132,7 @@ class OutboxSender:
             try:
                 responses = await self._client.send_batch([r.envelope or b"" for r in rows], SEND_DEADLINE_S)
             except TransportError as exc:
+                self._retry_after = exc.retry_after_s
                 await self._store.count_attempts([r.id for r in rows], exc.message)
                 self._metrics.sends.labels(decision="retry").inc(len(rows))
                 log.warning("outbox.retry", entries=len(rows), error=exc.message)

@@ -71,9 +71,14 @@ class InvalidIdentifier(OlievlekError):
 
 
 class TransportError(OlievlekError):
-    """The far side could not be reached or broke the connection."""
+    """The far side could not be reached, broke the connection, or asked us to come back later
+    (``retry_after_s``, from a ``google.rpc.RetryInfo``: a rate limit)."""
 
     code = ErrorCode.TRANSPORT
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class LocalApiError(OlievlekError):

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
+
+
+def private_files() -> None:
+    """Everything this process creates from now on is the owner's alone: files 0600, folders 0700 (its
+    databases, WAL files, logs and keys hold what only this service may read). A file meant to be shared
+    (the node's socket, for its users' group) is opened up explicitly where it is made."""
+    os.umask(0o077)
 
 
 async def until_stopped(on_reload: Callable[[], Awaitable[object]] | None = None) -> None:

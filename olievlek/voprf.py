@@ -62,9 +62,24 @@ def hash_to_scalar(msg: bytes, mode: int) -> bytes:
     return bytes(rbcl.crypto_core_ristretto255_scalar_reduce(uniform))
 
 
+# p = 2^255 - 19, the field ristretto255's encodings live in (RFC 9496 section 4.1).
+FIELD_P = 2**255 - 19
+
+
+def is_canonical_encoding(data: bytes) -> bool:
+    """RFC 9496 section 4.3.1 (Decode), its first checks: 32 bytes whose little-endian value s is below p
+    and not negative (even). libsodium's own check lets an encoding with bit 255 set through (it decodes
+    to the same element as the canonical one), so this is checked here, before libsodium sees the bytes."""
+    if len(data) != ELEMENT_LEN:
+        return False
+    s = int.from_bytes(data, "little")
+    return s < FIELD_P and s % 2 == 0
+
+
 def is_element(data: bytes) -> bool:
     """A canonical encoding of a non-identity ristretto255 element."""
-    return len(data) == ELEMENT_LEN and data != IDENTITY and bool(rbcl.crypto_core_ristretto255_is_valid_point(data))
+    return (is_canonical_encoding(data) and data != IDENTITY
+            and bool(rbcl.crypto_core_ristretto255_is_valid_point(data)))
 
 
 def mul(scalar: bytes, element: bytes) -> bytes:

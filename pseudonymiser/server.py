@@ -59,7 +59,8 @@ class PseudonymiserServer:
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         self._store = await PseudonymiserStore.open(cfg.database)
         self.service = PseudonymiserService(cfg.share, self._store, bundle, signer)
-        server = grpc.aio.server(options=transport.SERVER_OPTIONS, interceptors=[transport.ErrorBoundary("pseudonymiser")])
+        server = grpc.aio.server(options=transport.SERVER_OPTIONS,
+                                 interceptors=[transport.ErrorBoundary("pseudonymiser")])
         pseudonymiser_pb2_grpc.add_PseudonymiserServicer_to_server(PseudonymiserServicer(self.service, trust), server)
         self.port = server.add_secure_port(cfg.listen, transport.server_credentials(cfg.server_tls))
         await server.start()

@@ -1,8 +1,8 @@
 """One operator's evaluation logic: domain and budget checks, evaluate, prove, count.
 
-Order for each request: the caller's kind must be allowed in the domain
-(signed bundle); the batch must fit the kind's batch size, hourly and daily
-budgets; every input must be a valid group element; then the operator
+Order for each request: the caller must be an organisation of the signed bundle (exact identity: kind
+and id), its kind allowed in the domain; the batch must fit the kind's batch size, hourly and daily
+budgets; every input must be a canonical encoding of a valid group element; then the operator
 evaluates with its active share, proves it, and counts - never storing or
 logging an input or an output.
 """
@@ -46,6 +46,10 @@ class PseudonymiserService:
         domain = DOMAIN_NAMES.get(req.domain)
         n = len(req.blinded)
         policy = self.bundle.pseudonymisation
+        if not self.bundle.member(origin):
+            log.warning("evaluate.refused", org=str(origin), domain=req.domain, reason="not_a_member")
+            return _refused(pb.EVALUATE_REFUSAL_NOT_A_MEMBER, f"{origin} is not an organisation of the enforced "
+                            f"bundle ({self.bundle.name} v{self.bundle.version})")
         if domain is None or not policy.allows(origin.kind, domain):
             log.warning("evaluate.refused", org=str(origin), domain=req.domain, reason="domain_not_allowed")
             return _refused(pb.EVALUATE_REFUSAL_DOMAIN_NOT_ALLOWED,

@@ -295,6 +295,7 @@ NL = {
                                                                    "klopt niet",
     "this node's clock is too far off; the message is sent again":
         "de klok van dit knooppunt wijkt te ver af; het bericht wordt opnieuw verstuurd",
+    "the request is not a well-formed LocalRequest": "het verzoek is geen geldig LocalRequest",
     "pending identification": "wacht op identificatie", "identified": "geïdentificeerd",
     "returned": "teruggestuurd", "pending decision": "wacht op beslissing", "approved": "goedgekeurd",
     "denied": "geweigerd",

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import settings
 from olievlek.broker.config import BrokerConfig
 from olievlek.broker.server import BrokerServer
-from olievlek.cli.federation import provision_policy
+from olievlek.cli.federation import provision_policy, witness_entry
 from olievlek.node.config import NodeConfig
 from olievlek.node.server import NodeServer
 from olievlek.pseudonymiser.config import PseudonymiserConfig
@@ -42,6 +42,8 @@ settings.register_profile("ci", deadline=None, derandomize=True, database=None, 
 settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
+WITNESS = "witness-1"
+WITNESS_IDENTITY = OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS))  # the test federation's witness
 FLANDERS = REPO / "policies" / "flanders"
 ORGS = ("gent", "antwerpen", "leuven")
 
@@ -99,6 +101,7 @@ def make_pki(root: Path) -> Pki:
     for share in (1, 2):
         ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
         ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
+    ca.issue_org(WITNESS_IDENTITY)
     return Pki(root, ca)
 
 
@@ -108,9 +111,11 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    """A signed copy of the default bundle with its roots, under tmp_path/federation."""
-    provision_policy(tmp_path / "federation", FLANDERS)
+def policy_dir(tmp_path: Path, pki: Pki) -> Path:
+    """A signed copy of the default bundle with its roots (and the test PKI's witness), under
+    tmp_path/federation."""
+    provision_policy(tmp_path / "federation", FLANDERS,
+                     witnesses=[witness_entry(WITNESS_IDENTITY, "witness.test/olievlek", pki.org(WITNESS).sign_cert)])
     keygen_log(tmp_path / "federation" / "log")
     return tmp_path / "federation"
 

@@ -193,7 +193,8 @@ async def test_operator_store_and_logs_hold_no_identifier_or_group_element(
     assert rows == [("pseudonymiser-1", "gent", 1, 1, 2), ("pseudonymiser-2", "gent", 1, 1, 2)]
     leaves = await broker._store.db.fetchall(
         "SELECT orgs FROM audit_events WHERE CAST(meta AS TEXT) LIKE '%pseudonymiser.counts%' ORDER BY idx")
-    assert [r[0] for r in leaves] == ["gent,pseudonymiser-1", "gent,pseudonymiser-2"]  # each report is a leaf
+    assert [r[0] for r in leaves] == ["municipality/gent,pseudonymiser/pseudonymiser-1",  # each report is a leaf
+                                      "municipality/gent,pseudonymiser/pseudonymiser-2"]
     captured = (tmp_path / "operator-logs.txt").read_text()
     operator_files = tmp_path / "operators"
     operator_files.mkdir()

@@ -13,22 +13,22 @@ from olievlek.witness.witness import Witness, WitnessConfig
 from olievlek import wire
 from olievlek.errors import VerificationError
 
-from .conftest import NodeFactory, Pki, broker_config
+from .conftest import WITNESS, NodeFactory, Pki, broker_config
 from .envelopes import body, seal_bytes, send_envelope, signer
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def witness_config(pki: Pki, policy_dir: Path, port: int, db: Path, org: str = "leuven") -> WitnessConfig:
+def witness_config(pki: Pki, policy_dir: Path, port: int, db: Path, org: str = WITNESS) -> WitnessConfig:
     c = pki.org(org)
     return WitnessConfig(org_id=org, broker=f"127.0.0.1:{port}", tls=pki.tls(org), sign_cert=c.sign_cert,
                          sign_key=c.sign_key, log_public_key=policy_dir / "log.pub", database=db)
 
 
 async def with_quorum(nodes: NodeFactory, org: str, port: int) -> NodeServer:
-    node = await nodes.start(org, port)
+    """A node that demands one cosignature of the bundle's witness (its configuration raises the quorum)."""
+    node = await nodes.start(org, port, witness_quorum=1)
     assert node.audit is not None
-    node.audit._witnesses, node.audit._quorum = frozenset({"leuven"}), 1
     return node
 
 
@@ -43,13 +43,13 @@ async def test_witness_cosigns_consistent_heads_and_nodes_see_the_quorum(
         assert first is not None and second is not None and second.size > first.size
         gent = await with_quorum(nodes, "gent", broker.port)
         assert gent.audit is not None
-        assert await gent.audit.check_witnessed() == ["leuven"]
+        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
         # Witness lag is no alarm: nodes check the latest *cosigned* head against their own.
         await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
-        assert await gent.audit.check_witnessed() == ["leuven"]
+        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
         third = await witness.poll_once()
         assert third is not None and third.size > second.size
-        assert await gent.audit.check_witnessed() == ["leuven"]
+        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
     finally:
         await witness.close()
 
@@ -78,7 +78,7 @@ async def test_split_view_is_refused_by_the_witness_and_alarms_the_node(
         gent = await with_quorum(nodes, "gent", broker.port)
         antwerpen = await with_quorum(nodes, "antwerpen", fork.port)
         assert gent.audit is not None and antwerpen.audit is not None
-        assert await gent.audit.check_witnessed() == ["leuven"]
+        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
         with pytest.raises(VerificationError, match="private view"):
             await antwerpen.audit.check_witnessed()
     finally:

@@ -21,7 +21,6 @@ from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.config import load_yaml, need, path_settings, tls_setting
 from olievlek.envelope import Signer
 from olievlek.errors import TransportError, VerificationError
-from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.lifecycle import until_stopped
 from olievlek.policy.signing import load_public_key
 from olievlek.store import Database
@@ -93,8 +92,7 @@ class Witness:
             async with self._db.transaction() as tx:
                 await tx.execute("INSERT OR REPLACE INTO cosigned (id, head) VALUES (1, ?)",
                                  (current.SerializeToString(),))
-        identity = OrgIdentity(OrgKind.WITNESS, OrgId(self.config.org_id))  # as the bundle names it
-        c = cosign(current, str(identity), self._signer.key, self._signer.cert_der)
+        c = cosign(current, self.config.org_id, self._signer.key, self._signer.cert_der)
         ack = await self._stub.PostCosignature(c, timeout=10)
         if not ack.stored:
             log.error("witness.cosignature_refused", size=current.size, reason=ack.detail)

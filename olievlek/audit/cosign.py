@@ -3,7 +3,8 @@
 Whose cosignature counts is the bundle's ``witnesses:`` section (``WitnessPolicy``): a cosignature names its
 witness by full identity ("witness/<id>") and verifies under the Ed25519 key the bundle names for that
 witness - never under whatever key a certificate carries, so a certificate of another kind (``monitor``,
-say) or a witness the bundle does not name counts for nothing.
+say) or a witness the bundle does not name counts for nothing. On the wire a cosignature carries the
+witness's org id (a token); its kind is always ``witness``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from olievlek.errors import VerificationError
+from olievlek.identity import OrgKind
 from olievlek.policy.model import WitnessKey, WitnessPolicy
 from olievlek.v1 import broker_pb2
 
@@ -22,7 +24,7 @@ COSIGN_CONTEXT = b"olievlek/v1/cosignature\x00"
 
 def cosign(head: broker_pb2.TreeHead, witness: str, key: ed25519.Ed25519PrivateKey,
            cert_der: bytes) -> broker_pb2.Cosignature:
-    """``witness`` is the full identity, e.g. ``witness/vvsg-witness``."""
+    """``witness`` is the witness's org id (its identity is ``witness/<id>``)."""
     return broker_pb2.Cosignature(witness=witness, head=head, signature=key.sign(COSIGN_CONTEXT + head_message(head)),
                                   signer_certificate=cert_der)
 
@@ -34,10 +36,9 @@ def verify_cosignature(c: broker_pb2.Cosignature, witnesses: WitnessPolicy) -> s
         VerificationError: a witness the bundle does not name, or a signature that does not verify under
             the key the bundle names for it.
     """
-    named = witnesses.key_of(c.witness)
+    named = witnesses.key_of(f"{OrgKind.WITNESS.value}/{c.witness}")
     if named is None:
-        raise VerificationError(f"{c.witness or 'an unnamed witness'} is not a witness of the enforced bundle",
-                                field="witness")
+        raise VerificationError(f"witness/{c.witness} is not a witness of the enforced bundle", field="witness")
     try:
         ed25519.Ed25519PublicKey.from_public_bytes(named.key).verify(c.signature,
                                                                      COSIGN_CONTEXT + head_message(c.head))

@@ -122,6 +122,14 @@ class AuditLog:
         return Batch(self.size, dict(self._frontier))
 
     async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
+        """Store the batch's leaves and sign a head for its size. A batch without leaves signs nothing new:
+        a second head of the same size (another timestamp) would look like a fork to every witness."""
+        if not batch.events:
+            row = await tx.fetchone("SELECT size, root, timestamp_ms, bundle_digest, signature FROM tree_heads"
+                                    " WHERE size = ?", (batch.size,))
+            if row is not None:
+                return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
+                                           bundle_digest=bytes(row[3]), signature=bytes(row[4]))
         await tx.executemany("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
                              batch.events)
         await tx.executemany("INSERT INTO audit_visibility (viewer, idx) VALUES (?, ?)", batch.visibility)

@@ -283,7 +283,7 @@ class Cosignature(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     witness: _builtins.str
-    """The witness's organisation id (its signing certificate must say the same)."""
+    """The witness's organisation id: the bundle names it as witness/<id>, with the key that must verify this."""
     signature: _builtins.bytes
     """Ed25519 over "olievlek/v1/cosignature\\0" || the head's signed fields."""
     signer_certificate: _builtins.bytes

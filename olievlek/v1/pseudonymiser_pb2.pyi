@@ -53,6 +53,8 @@ class _EvaluateRefusalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Evalu
     EVALUATE_REFUSAL_BATCH_TOO_LARGE: _EvaluateRefusal.ValueType  # 4
     EVALUATE_REFUSAL_NO_KEY: _EvaluateRefusal.ValueType  # 5
     EVALUATE_REFUSAL_MALFORMED: _EvaluateRefusal.ValueType  # 6
+    EVALUATE_REFUSAL_NOT_A_MEMBER: _EvaluateRefusal.ValueType  # 7
+    """The caller's exact identity (kind and id) is not an organisation of the enforced bundle."""
 
 class EvaluateRefusal(_EvaluateRefusal, metaclass=_EvaluateRefusalEnumTypeWrapper): ...
 
@@ -63,6 +65,8 @@ EVALUATE_REFUSAL_BUDGET_EXCEEDED: EvaluateRefusal.ValueType  # 3
 EVALUATE_REFUSAL_BATCH_TOO_LARGE: EvaluateRefusal.ValueType  # 4
 EVALUATE_REFUSAL_NO_KEY: EvaluateRefusal.ValueType  # 5
 EVALUATE_REFUSAL_MALFORMED: EvaluateRefusal.ValueType  # 6
+EVALUATE_REFUSAL_NOT_A_MEMBER: EvaluateRefusal.ValueType  # 7
+"""The caller's exact identity (kind and id) is not an organisation of the enforced bundle."""
 Global___EvaluateRefusal: _TypeAlias = EvaluateRefusal  # noqa: Y015
 
 @_typing.final
