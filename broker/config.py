@@ -59,18 +59,19 @@ class BrokerConfig:
 
 
 def _limits(doc: object, where: Path) -> Limits:
-    """``rate_limits: {calls_per_s, call_burst, refusals_per_s, refusal_burst, refusal_interval_s,
-    individual_refusals}``; each optional."""
+    """``rate_limits: {calls_per_s, call_burst, reads_per_s, read_burst, refusals_per_s, refusal_burst,
+    refusal_interval_s, individual_refusals}``; each optional."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: rate_limits must be a mapping")
-    unknown = set(doc) - {"calls_per_s", "call_burst", "refusals_per_s", "refusal_burst", "refusal_interval_s",
-                          "individual_refusals"}
+    unknown = set(doc) - {"calls_per_s", "call_burst", "reads_per_s", "read_burst", "refusals_per_s",
+                          "refusal_burst", "refusal_interval_s", "individual_refusals"}
     if unknown:
         raise ConfigError(f"{where}: rate_limits has unknown setting(s) {sorted(unknown)}")
     d = Limits()
     try:
         return Limits(
             calls=Limit(float(doc.get("calls_per_s", d.calls.per_s)), float(doc.get("call_burst", d.calls.burst))),
+            reads=Limit(float(doc.get("reads_per_s", d.reads.per_s)), float(doc.get("read_burst", d.reads.burst))),
             refusals=Limit(float(doc.get("refusals_per_s", d.refusals.per_s)),
                            float(doc.get("refusal_burst", d.refusals.burst))),
             refusal_interval_ms=int(float(doc.get("refusal_interval_s", d.refusal_interval_ms / 1000)) * 1000),

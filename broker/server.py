@@ -100,7 +100,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         if not isinstance(found, OrgIdentity):
             await self._end(rpc, None, context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
         origin = found
-        wait = self._service.limits.admit(str(origin), cost, time.monotonic())
+        wait = self._service.limits.admit(str(origin), cost, time.monotonic(), write=access.MATRIX[rpc].recorded)
         if wait:
             await self._end(rpc, origin, context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                             f"too many calls or refusals from {origin}; retry in {wait:.1f} s", "RATE_LIMITED",

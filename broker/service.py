@@ -82,7 +82,10 @@ MAX_TRACKED_IDENTITIES = 10_000
 class Limits:
     """Per-identity rate limits and refusal aggregation (broker configuration ``rate_limits``)."""
 
-    calls: Limit = field(default_factory=lambda: Limit(200.0, 2000.0))  # calls (a batch: its envelopes) per s
+    # Recorded calls (writes: a batch counts its envelopes) and read calls have a bucket each, so a sender
+    # that spends its writes can still fetch the proofs its receipts need.
+    calls: Limit = field(default_factory=lambda: Limit(200.0, 2000.0))
+    reads: Limit = field(default_factory=lambda: Limit(200.0, 2000.0))
     refusals: Limit = field(default_factory=lambda: Limit(2.0, 100.0))  # refusals per s before calls wait
     refusal_interval_ms: int = 60_000  # one aggregated refusal leaf per identity and interval
     individual_refusals: int = 20  # refusals per identity and interval that still get a leaf each
@@ -94,11 +97,13 @@ class CallLimits:
     def __init__(self, limits: Limits) -> None:
         self.settings = limits
         self.calls = TokenBuckets(limits.calls)
+        self.reads = TokenBuckets(limits.reads)
         self.refusals = TokenBuckets(limits.refusals)
 
-    def admit(self, identity: str, cost: int, now_s: float) -> float:
+    def admit(self, identity: str, cost: int, now_s: float, write: bool) -> float:
         """0 when ``identity`` may make a call of ``cost``; else how long it must wait (seconds)."""
-        return self.refusals.peek(identity, now_s) or self.calls.wait(identity, now_s, cost)
+        bucket = self.calls if write else self.reads
+        return self.refusals.peek(identity, now_s) or bucket.wait(identity, now_s, cost)
 
 
 @dataclass

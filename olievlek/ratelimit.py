@@ -52,12 +52,14 @@ class TokenBuckets:
         return b
 
     def wait(self, key: str, now: float, cost: float = 1.0) -> float:
-        """0 when ``cost`` tokens are there (and takes them); else the seconds until they will be."""
+        """0 when ``cost`` tokens are there (and takes them); else the seconds until they will be. A cost
+        above the burst passes once the bucket is full, and leaves it in debt."""
         b = self._refill(key, now)
-        if b.tokens >= cost:
+        need = min(cost, self.limit.burst)
+        if b.tokens >= need:
             b.tokens -= cost
             return 0.0
-        return (min(cost, self.limit.burst) - b.tokens) / self.limit.per_s
+        return (need - b.tokens) / self.limit.per_s
 
     def peek(self, key: str, now: float) -> float:
         """Seconds until one token is there, taking nothing."""

@@ -104,10 +104,14 @@ def _parse_root(doc: dict[str, Any], where: str) -> Root:
     return root
 
 
-def _count_valid(message: bytes, signatures: list[dict[str, str]], keys: dict[str, ed25519.Ed25519PublicKey]) -> int:
+def _count_valid(message: bytes, signatures: object, keys: dict[str, ed25519.Ed25519PublicKey]) -> int:
+    """Distinct root keys with a valid signature over ``message``; entries that are not
+    {"keyid": str, "sig": hex} count for nothing."""
     good: set[str] = set()
-    for s in signatures:
-        pub = keys.get(s.get("keyid", ""))
+    for s in signatures if isinstance(signatures, list) else ():
+        if not isinstance(s, dict) or not isinstance(s.get("keyid"), str) or not isinstance(s.get("sig"), str):
+            continue
+        pub = keys.get(s["keyid"])
         if pub is None:
             continue
         try:
@@ -197,8 +201,10 @@ def verify_bundle(directory: Path, root: Root, now: dt.datetime | None = None) -
         raise PolicySignatureError(f"bundle {bundle.name} v{bundle.version} is not signed ({SIGNATURES} missing)")
     try:
         doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PolicySignatureError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise PolicySignatureError(f"{path}: not an object with bundle_digest and signatures")
     if doc.get("bundle_digest") != bundle.digest:
         raise PolicySignatureError(f"bundle {bundle.name} v{bundle.version}: signatures cover another content "
                                    f"(digest {str(doc.get('bundle_digest'))[:12]}…, files {bundle.digest[:12]}…)")
