@@ -31,13 +31,15 @@ test: $(STAMP)
 	&& { $(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]; } || rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall, exit $$rc"; exit $$rc
 
-# The long delivery runs: 10,000 alerts with 10 broker kills (random seed, printed for replay),
-# a 30 s partition with production keepalive, and the same partition across network namespaces.
+# The long runs: 10,000 alerts with 10 broker kills (random seed, printed for replay), a 30 s partition
+# with production keepalive, the same partition across network namespaces, and 100,000 mutated envelopes.
 chaos: $(STAMP)
 	CHAOS_ALERTS=10000 CHAOS_KILLS=10 CHAOS_SEED=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
 	PARTITION_SECONDS=30 PARTITION_KEEPALIVE=production \
 	$(BIN)/python -m pytest -q -s tests/test_chaos.py tests/test_partition.py
 	$(BIN)/python deploy/lab/netns_lab.py --partition-seconds 30
+	FUZZ_COUNT=100000 FUZZ_SEED=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	$(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/route_bench.py
@@ -45,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/pseudonym_bench.py
 	$(BIN)/python bench/query_bench.py
+	$(BIN)/python bench/abuse_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

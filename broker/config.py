@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from olievlek.config import load_yaml, path_setting, path_settings, tls_setting
+from olievlek.config import load_yaml, path_setting, path_settings, reading, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.ratelimit import Limit
 from olievlek.transport import TlsFiles
@@ -40,22 +40,23 @@ class BrokerConfig:
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
-        doc = load_yaml(path)
-        return cls(
-            listen=str(doc.get("listen", "127.0.0.1:0")),
-            tls=tls_setting(doc, path),
-            **path_settings(doc, path, "crl", "bundle", "roots", "database"),
-            log_key=path_setting(doc, "log_key", path),
-            ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
-            max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
-            audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
-            metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
-            max_queue_per_recipient=int(doc.get("max_queue_per_recipient", 10_000)),
-            max_queue_per_sender=int(doc.get("max_queue_per_sender", 2_000)),
-            expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
-            min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
-            limits=_limits(doc.get("rate_limits", {}), path),
-        )
+        with reading(path):
+            doc = load_yaml(path)
+            return cls(
+                listen=str(doc.get("listen", "127.0.0.1:0")),
+                tls=tls_setting(doc, path),
+                **path_settings(doc, path, "crl", "bundle", "roots", "database"),
+                log_key=path_setting(doc, "log_key", path),
+                ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+                max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
+                audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
+                metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
+                max_queue_per_recipient=int(doc.get("max_queue_per_recipient", 10_000)),
+                max_queue_per_sender=int(doc.get("max_queue_per_sender", 2_000)),
+                expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
+                min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
+                limits=_limits(doc.get("rate_limits", {}), path),
+            )
 
 
 def _limits(doc: object, where: Path) -> Limits:

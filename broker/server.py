@@ -53,7 +53,8 @@ DELIVERY_BATCH = 100
 WINDOW = 256
 GAUGE_INTERVAL_S = 2.0
 LOG_INTERVAL_S = 60.0  # a caller's refused calls are logged once per code per minute (and counted always)
-REPORT, COSIGNATURE = "pseudonymiser.report", "cosignature"  # what a refusal leaf says was refused
+REPORT, COSIGNATURE = "pseudonymiser.report", "cosignature"
+MAX_BATCH = 128  # SendBatchRequest.envelopes' bound  # what a refusal leaf says was refused
 
 
 class _Window:
@@ -165,7 +166,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     ) -> broker_pb2.SendBatchResponse:
         origin = await self._gate("SendBatch", context, cost=max(1, len(request.envelopes)))
         try:
-            wire.validate(request)
+            shape = broker_pb2.SendBatchRequest()
+            shape.CopyFrom(request)  # everything but the items (unknown fields too); each item is checked alone
+            del shape.envelopes[:]
+            wire.validate(shape)
+            if len(request.envelopes) > MAX_BATCH:
+                raise WireError(f"a batch holds at most {MAX_BATCH} envelopes, this one {len(request.envelopes)}",
+                                refusal_code=broker_pb2.REFUSAL_CODE_BOUND_EXCEEDED, field="envelopes")
         except WireError as exc:  # the batch as a whole is out of bounds: one recorded refusal answers each item
             refused = await self._service.refuse_input(origin, "envelope", exc, _raw(request))
             return broker_pb2.SendBatchResponse(responses=[refused] * max(1, len(request.envelopes)))
@@ -216,10 +223,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         origin = await self._gate("ReportEvaluations", context)
         raw = _raw(request)
         try:
-            counts = self._report_counts(origin, request)
             denied = await self._recorded_denial("ReportEvaluations", origin, REPORT, raw)
             if denied is not None:
                 raise denied
+            counts = self._report_counts(origin, request)
         except (Refused, InvalidSignature) as exc:
             refusal = exc if isinstance(exc, Refused) else VerificationError(
                 "report signature does not verify", refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE,

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting, path_settings, tls_setting
+from olievlek.config import load_yaml, need, path_setting, path_settings, reading, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgKind, parse_org_id
 from olievlek.policy.model import WitnessKey
@@ -79,28 +79,29 @@ class NodeConfig:
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
-        doc = load_yaml(path)
-        return cls(
-            org_id=parse_org_id(str(need(doc, "org_id", path))),
-            kind=OrgKind(str(need(doc, "kind", path))),
-            broker=str(need(doc, "broker", path)),
-            tls=tls_setting(doc, path),
-            **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database", "socket"),
-            pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
-            log_public_key=path_setting(doc, "log_public_key", path),
-            ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
-            witnesses=_witnesses(doc.get("witnesses", []), path),
-            witness_quorum=int(doc.get("witness_quorum", 0)),
-            metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
-            keepalive_s=float(doc.get("keepalive_s", 15.0)),
-            keepalive_timeout_s=float(doc.get("keepalive_timeout_s", 10.0)),
-            drain_grace_s=float(doc.get("drain_grace_s", 10.0)),
-            kek_file=path_setting(doc, "kek_file", path) if "kek_file" in doc else None,
-            kek_env=str(doc["kek_env"]) if doc.get("kek_env") else None,
-            administrators=frozenset(int(u) for u in doc.get("administrators", [os.getuid()])),
-            users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
-            socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
-            retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
-            disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
-            language=str(doc.get("language", "nl")),
-        )
+        with reading(path):
+            doc = load_yaml(path)
+            return cls(
+                org_id=parse_org_id(str(need(doc, "org_id", path))),
+                kind=OrgKind(str(need(doc, "kind", path))),
+                broker=str(need(doc, "broker", path)),
+                tls=tls_setting(doc, path),
+                **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database", "socket"),
+                pseudonymisers=_two(need(doc, "pseudonymisers", path), path),
+                log_public_key=path_setting(doc, "log_public_key", path),
+                ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+                witnesses=_witnesses(doc.get("witnesses", []), path),
+                witness_quorum=int(doc.get("witness_quorum", 0)),
+                metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
+                keepalive_s=float(doc.get("keepalive_s", 15.0)),
+                keepalive_timeout_s=float(doc.get("keepalive_timeout_s", 10.0)),
+                drain_grace_s=float(doc.get("drain_grace_s", 10.0)),
+                kek_file=path_setting(doc, "kek_file", path) if "kek_file" in doc else None,
+                kek_env=str(doc["kek_env"]) if doc.get("kek_env") else None,
+                administrators=frozenset(int(u) for u in doc.get("administrators", [os.getuid()])),
+                users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
+                socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
+                retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
+                disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
+                language=str(doc.get("language", "nl")),
+            )

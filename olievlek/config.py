@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: configuration must be a mapping")
     return doc
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Around a configuration's settings: a value of the wrong type or shape is a ConfigError naming the
+    file, never a bare TypeError from deep inside."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"{path}: a setting has the wrong type or value ({type(exc).__name__}: {exc})") from None
 
 
 def need(doc: dict[str, Any], key: str, where: Path) -> Any:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf.message import Message
 
 from olievlek import wire
-from olievlek.errors import VerificationError
+from olievlek.errors import VerificationError, WireError
 from olievlek.identity import OrgIdentity
 from olievlek.kinds import KindInfo, kind_of
 from olievlek.trust import TrustAnchor
@@ -84,12 +84,19 @@ def body_of(raw: bytes) -> envelope_pb2.EnvelopeBody:
     return envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body)
 
 
+# The largest envelope a sender may submit (SendRequest.envelope's bound, for batch items too).
+MAX_ENVELOPE_BYTES = 81_920
+
+
 def parse(raw: bytes) -> tuple[envelope_pb2.Envelope, envelope_pb2.EnvelopeBody, KindInfo]:
     """Strictly parse an envelope and its body, without checking the signature.
 
     Raises:
         WireError: anything that does not follow the wire contract.
     """
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise WireError(f"an envelope holds at most {MAX_ENVELOPE_BYTES} bytes, this one {len(raw)}",
+                        refusal_code=broker_pb2.REFUSAL_CODE_BOUND_EXCEEDED, field="envelope")
     env = wire.parse_strict(envelope_pb2.Envelope, raw)
     body = wire.parse_strict(envelope_pb2.EnvelopeBody, env.body)
     return env, body, kind_of(body)

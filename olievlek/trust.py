@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -23,6 +25,14 @@ from olievlek.pki import crl_number_of, load_cert
 from olievlek.v1 import broker_pb2
 
 CERT_CACHE_SIZE = 4096
+
+
+def _strict_der(der: bytes) -> x509.Certificate:
+    """A DER certificate, refusing what cryptography only warns about (a serial that is not positive, which
+    RFC 5280 section 4.1.2.2 forbids): an envelope's signer certificate comes from a stranger."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        return x509.load_der_x509_certificate(der)
 
 
 class RevocationUnavailable(ConfigError):
@@ -171,8 +181,8 @@ class TrustAnchor:
         """
         code = broker_pb2.REFUSAL_CODE_BAD_SIGNER_CERTIFICATE
         try:
-            cert = self._issued.get(der) or x509.load_der_x509_certificate(der)
-        except ValueError:
+            cert = self._issued.get(der) or _strict_der(der)
+        except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning):
             raise VerificationError(
                 "signer_certificate is not a DER certificate", refusal_code=code,
                 field="signer_certificate",

@@ -18,7 +18,7 @@ import grpc
 from olievlek import logs, transport
 from olievlek.audit.cosign import cosign
 from olievlek.audit.receipts import check_extends, verify_head
-from olievlek.config import load_yaml, need, path_settings, tls_setting
+from olievlek.config import load_yaml, need, path_settings, reading, tls_setting
 from olievlek.envelope import Signer
 from olievlek.errors import TransportError, VerificationError
 from olievlek.lifecycle import until_stopped
@@ -44,11 +44,12 @@ class WitnessConfig:
 
     @classmethod
     def load(cls, path: Path) -> WitnessConfig:
-        doc = load_yaml(path)
-        return cls(org_id=str(need(doc, "org_id", path)), broker=str(need(doc, "broker", path)),
-                   tls=tls_setting(doc, path),
-                   **path_settings(doc, path, "sign_cert", "sign_key", "log_public_key", "database"),
-                   poll_interval_s=float(doc.get("poll_interval_s", 5)))
+        with reading(path):
+            doc = load_yaml(path)
+            return cls(org_id=str(need(doc, "org_id", path)), broker=str(need(doc, "broker", path)),
+                       tls=tls_setting(doc, path),
+                       **path_settings(doc, path, "sign_cert", "sign_key", "log_public_key", "database"),
+                       poll_interval_s=float(doc.get("poll_interval_s", 5)))
 
 
 class Witness:

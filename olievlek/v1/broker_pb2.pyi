@@ -581,7 +581,9 @@ class SendBatchRequest(_message.Message):
     ENVELOPES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def envelopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """Serialized Envelopes, each as in SendRequest.envelope."""
+        """Serialized Envelopes, each as in SendRequest.envelope. An item out of its bounds is refused on its own
+        (the others are answered as usual); the same envelope twice is answered twice, with one receipt.
+        """
 
     def __init__(
         self,
