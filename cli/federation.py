@@ -42,6 +42,14 @@ def witness_entry(identity: OrgIdentity, key_name: str, sign_cert: Path) -> dict
     return {"identity": str(identity), "key_name": key_name, "key": key.public_bytes_raw().hex()}
 
 
+def _modes_from_umask(top: Path) -> None:
+    """copytree copies the folders' modes from the source; give them the ones this process creates with."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in [top, *(p for p in top.rglob("*") if p.is_dir())]:
+        folder.chmod(0o777 & ~umask)
+
+
 def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2,
                      witnesses: list[dict[str, str]] | None = None) -> Path:
     """Development trust for a federation: admin keys, root v1 (m-of-n), the bundle signed by all.
@@ -50,7 +58,9 @@ def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: in
     Returns the bundle directory. In production each administrator keeps their own key.
     """
     bundle = fed / "bundle"
-    shutil.copytree(bundle_src, bundle, ignore=shutil.ignore_patterns("signatures.json"))
+    shutil.copytree(bundle_src, bundle, ignore=shutil.ignore_patterns("signatures.json"),
+                    copy_function=shutil.copyfile)  # the process's umask decides the modes, not the source's
+    _modes_from_umask(bundle)
     if witnesses:
         meta = bundle / "bundle.yaml"
         doc = yaml.safe_load(meta.read_text())

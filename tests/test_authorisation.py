@@ -145,3 +145,23 @@ async def test_every_rpc_as_every_kind_of_caller(pki: Pki, broker: BrokerServer)
         leaves = await broker.service.committer.audit.visible_events(identity, 0, 1000)
         assert len(leaves) == 3 and all(json.loads(m or b"{}")["sender"] == identity.partition("/")[2]
                                         for _, _, m, _ in leaves), identity
+
+
+def test_every_local_operation_as_every_role() -> None:
+    from olievlek.node.access import ALLOWED, Caller, Forbidden, authorise
+
+    from olievlek.v1 import local_pb2
+
+    roles = (local_pb2.USER_ROLE_REGISSEUR, local_pb2.USER_ROLE_TABLE_MEMBER, local_pb2.USER_ROLE_ADMINISTRATOR)
+    for op, allowed in ALLOWED.items():
+        for role in roles:
+            caller = Caller(1000, frozenset({role}), frozenset())
+            if role in allowed:
+                authorise(caller, op)
+            else:
+                with pytest.raises(Forbidden):
+                    authorise(caller, op)
+        with pytest.raises(Forbidden, match="not a user of this node"):
+            authorise(Caller(1001, frozenset(), frozenset()), op)
+    with pytest.raises(Forbidden):  # an operation nobody may run: an unknown one
+        authorise(Caller(1000, frozenset(roles), frozenset()), "drop_database")

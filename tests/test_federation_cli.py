@@ -100,7 +100,13 @@ def test_olievlek_up_plays_the_scenario(tmp_path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="olv-up-") as d:
         r = subprocess.run([sys.executable, "-m", "olievlek", "up", "--workdir", d], capture_output=True,
                            text=True, timeout=150, check=False)
+        # What `up` and every service made is the owner's alone: the CA key, key-encryption keys, databases.
+        made = [p for p in Path(d).rglob("*") if not p.is_symlink()]
+        loose = [f"{p.relative_to(d)} {oct(p.stat().st_mode & 0o777)}" for p in made
+                 if p.stat().st_mode & 0o777 != (0o700 if p.is_dir() else 0o600)]
+        assert any(p.name == "broker.sqlite" for p in made) and any(p.name == "ca.key" for p in made)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert loose == [], loose
     assert "scenario passed" in r.stdout
     assert "pending identification" in r.stdout
     assert "summary.agencies" in r.stdout and "move-alert" in r.stdout
