@@ -348,3 +348,68 @@ async def test_a_burst_of_ten_times_the_peak_passes_and_a_rate_limited_sender_wa
             await nodes.stop(n)
         await server.stop(0)
     shutil.rmtree(tmp_path / "broker", ignore_errors=True)
+
+
+# -- bundle format 2: officers and witnesses by full identity ------------------------------------------
+def _bundle_with(tmp_path: Path, **changes: object) -> Path:
+    import yaml
+
+    from .conftest import FLANDERS
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(FLANDERS, bundle)
+    meta = yaml.safe_load((bundle / "bundle.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    (bundle / "bundle.yaml").write_text(yaml.safe_dump(meta))
+    return bundle
+
+
+def test_a_bare_officer_id_is_refused_in_format_2_naming_the_entry(tmp_path: Path) -> None:
+    from olievlek.policy import Bundle
+    from olievlek.policy.diagnostics import BundleError
+
+    with pytest.raises(BundleError, match=r"bundle.yaml:\d+:\d+: error: data protection officer 'vvsg'"):
+        Bundle.load(_bundle_with(tmp_path, data_protection_officers=["vvsg"]))
+    with pytest.raises(BundleError, match="not an organisation of this bundle with that kind"):
+        Bundle.load(_bundle_with(tmp_path / "b", data_protection_officers=["pseudonymiser/vvsg"]))
+
+
+def test_a_format_1_bundle_loads_but_its_officers_grant_nothing(tmp_path: Path) -> None:
+    from olievlek.identity import OrgId, OrgIdentity, OrgKind
+    from olievlek.policy import Bundle
+
+    old = Bundle.load(_bundle_with(tmp_path, format=None, witnesses=None, data_protection_officers=["vvsg"]))
+    assert old.format == 1 and old.data_protection_officers == frozenset()
+    assert not old.is_officer(OrgIdentity(OrgKind.MONITOR, OrgId("vvsg")))
+    assert any("grant nothing until the bundle is re-signed in format 2" in w.message for w in old.warnings)
+    from .federations import cli
+
+    r = cli("policy", "check", str(tmp_path / "bundle"))
+    assert r.returncode == 0 and "grant nothing" in r.stdout
+
+
+def test_a_witness_quorum_beyond_the_witnesses_named_is_refused(tmp_path: Path) -> None:
+    from olievlek.policy import Bundle
+    from olievlek.policy.diagnostics import BundleError
+
+    member = {"identity": "witness/w1", "key_name": "w1.example/log", "key": "ab" * 32}
+    with pytest.raises(BundleError, match="witness quorum 2 is more than the 1 witnesses named"):
+        Bundle.load(_bundle_with(tmp_path, witnesses={"quorum": 2, "members": [member]}))
+
+
+def test_a_node_whose_bundle_names_no_witnesses_keeps_its_own_and_says_so() -> None:
+    from olievlek.audit.cosign import effective_witnesses
+    from olievlek.policy.model import WitnessKey, WitnessPolicy
+
+    own = (WitnessKey("witness/w1", "w1.example/log", bytes(32)),)
+    policy, quorum, diagnostic = effective_witnesses(WitnessPolicy(), own, 1)
+    assert quorum == 1 and policy.members == own and "names no witnesses" in diagnostic
+    bundle = WitnessPolicy(2, (*own, WitnessKey("witness/w2", "w2.example/log", bytes(32))))
+    assert effective_witnesses(bundle, (), 1)[1] == 2  # the bundle's quorum; a node may only raise it
+    assert effective_witnesses(bundle, (), 0)[1] == 2
+    assert effective_witnesses(WitnessPolicy(), (), 0)[1] == 0 and "none are configured" in effective_witnesses(
+        WitnessPolicy(), (), 0)[2]
