@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import parse_args, report
 from olievlek.cli.federation import Federation, NodeSpec
@@ -33,14 +35,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 
-def _signer(fed: Federation, org: str) -> Signer:
-    d = fed.pki / "orgs" / org
+Where = tuple[Path, int]  # the federation's PKI folder and the broker's port (what a child process needs)
+
+
+def _signer(where: Where, org: str) -> Signer:
+    d = where[0] / "orgs" / org
     return Signer.from_pem((d / "sign.key").read_bytes(), (d / "sign.pem").read_bytes())
 
 
-def _client(fed: Federation, org: str) -> BrokerClient:
-    d = fed.pki / "orgs" / org
-    return BrokerClient(f"127.0.0.1:{fed.broker_port}", TlsFiles(fed.pki / "ca.pem", d / "tls.pem", d / "tls.key"))
+def _client(where: Where, org: str) -> BrokerClient:
+    pki, port = where
+    d = pki / "orgs" / org
+    return BrokerClient(f"127.0.0.1:{port}", TlsFiles(pki / "ca.pem", d / "tls.pem", d / "tls.key"))
 
 
 def _alert(sender: str, recipient: str, rule: str, contact: str) -> envelope_pb2.EnvelopeBody:
@@ -54,7 +60,7 @@ def _alert(sender: str, recipient: str, rule: str, contact: str) -> envelope_pb2
             contact_id=contact, month_opened=summary_pb2.YearMonth(year=2026, month=1))))
 
 
-async def bystander(fed: Federation, seconds: float, rate: float) -> list[float]:
+async def bystander(fed: Where, seconds: float, rate: float) -> list[float]:
     """Latencies (ms) of valid alerts Gent -> Antwerpen sent at ``rate`` per second."""
     client, s = _client(fed, "gent"), _signer(fed, "gent")
     out: list[float] = []
@@ -74,7 +80,7 @@ async def bystander(fed: Federation, seconds: float, rate: float) -> list[float]
     return out
 
 
-async def flood(fed: Federation, stop: asyncio.Event) -> tuple[int, int]:
+async def flood(fed: Where, stop: asyncio.Event) -> tuple[int, int]:
     """(refusals answered, calls held back by the rate limit) from Leuven, as fast as it can."""
     client, s = _client(fed, "leuven"), _signer(fed, "leuven")
     refused = limited = 0
@@ -104,22 +110,38 @@ def p95(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
 
 
+async def _flood_for(fed: Where, flooders: int, seconds: float) -> list[tuple[int, int]]:
+    stop = asyncio.Event()
+    floods = [asyncio.create_task(flood(fed, stop)) for _ in range(flooders)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    return await asyncio.gather(*floods)
+
+
+def _flood_process(fed: Where, flooders: int, seconds: float, out: Any) -> None:
+    """The abuser in its own process (as on its own machine): the bystander's event loop stays its own."""
+    out.put(asyncio.run(_flood_for(fed, flooders, seconds)))
+
+
 async def main_async(args: object) -> None:
     seconds, flooders, rate = args.seconds, args.flooders, args.rate  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="olv-abuse-") as d:
         fed = Federation(Path(d) / "fed", nodes=(NodeSpec("gent"), NodeSpec("antwerpen"), NodeSpec("leuven")))
         fed.create()
         fed.start_broker()
+        where = (fed.pki, fed.broker_port)
         try:
-            quiet = await bystander(fed, seconds, rate)
+            quiet = await bystander(where, seconds, rate)
             db = fed.broker_dir / "broker.sqlite"
             before = _counts(db)
-            stop = asyncio.Event()
-            floods = [asyncio.create_task(flood(fed, stop)) for _ in range(flooders)]
+            results_q: Any = multiprocessing.get_context("spawn").Queue()
+            abuser = multiprocessing.get_context("spawn").Process(
+                target=_flood_process, args=(where, flooders, seconds + 1.0, results_q))
+            abuser.start()
             await asyncio.sleep(0.5)  # the flood is running before the bystander measures
-            loud = await bystander(fed, seconds, rate)
-            stop.set()
-            results = await asyncio.gather(*floods)
+            loud = await bystander(where, seconds, rate)
+            results = await asyncio.to_thread(results_q.get, True, seconds + 30)
+            abuser.join(10)
             after = _counts(db)
         finally:
             fed.stop()

@@ -54,7 +54,9 @@ WINDOW = 256
 GAUGE_INTERVAL_S = 2.0
 LOG_INTERVAL_S = 60.0  # a caller's refused calls are logged once per code per minute (and counted always)
 REPORT, COSIGNATURE = "pseudonymiser.report", "cosignature"
-MAX_BATCH = 128  # SendBatchRequest.envelopes' bound  # what a refusal leaf says was refused
+MAX_BATCH = 128  # SendBatchRequest.envelopes' bound
+HOLD_MAX_S = 1.0  # a rate-limited call is answered after at most this long (of the delay it is told)
+HOLD_PER_IDENTITY = 64  # rate-limited calls of one identity held at once  # what a refusal leaf says was refused
 
 
 class _Window:
@@ -94,6 +96,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         # Highest seq delivered per recipient since start: a lower or equal one is a redelivery.
         self._delivered: dict[str, int] = {}
         self._log_gate = OncePerInterval(LOG_INTERVAL_S, time.monotonic)
+        self._held: dict[str, int] = {}  # calls over their limit, per identity, held before their answer
 
     async def _gate(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], cost: int = 1) -> OrgIdentity:
         """The caller, once authenticated, within its rate limits and (for read calls) authorised."""
@@ -103,6 +106,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         origin = found
         wait = self._service.limits.admit(str(origin), cost, time.monotonic(), write=access.MATRIX[rpc].recorded)
         if wait:
+            await self._hold_back(str(origin), wait)
             await self._end(rpc, origin, context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                             f"too many calls or refusals from {origin}; retry in {wait:.1f} s", "RATE_LIMITED",
                             retry_after_s=wait)
@@ -113,6 +117,21 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 await self._end(rpc, origin, context, grpc.StatusCode.PERMISSION_DENIED, denied.message,
                                 denied.code_name)
         return origin
+
+    async def _hold_back(self, identity: str, wait: float) -> None:
+        """Answer a caller over its limit only after (part of) the delay it is told to wait: a client that
+        ignores RetryInfo then makes a few calls a second, not thousands, and costs the broker - and the
+        organisations that wait behind it - next to nothing. At most ``HOLD_PER_IDENTITY`` of its calls are
+        held at once; beyond that they are answered at once."""
+        if self._held.get(identity, 0) >= HOLD_PER_IDENTITY:
+            return
+        self._held[identity] = self._held.get(identity, 0) + 1
+        try:
+            await asyncio.sleep(min(wait, HOLD_MAX_S))
+        finally:
+            self._held[identity] -= 1
+            if not self._held[identity]:
+                del self._held[identity]
 
     async def _end(self, rpc: str, origin: OrgIdentity | None, context: grpc.aio.ServicerContext[Any, Any],
                    status: grpc.StatusCode, message: str, code: str, retry_after_s: float | None = None) -> NoReturn:
