@@ -36,7 +36,7 @@ META = {"event": "send", "sender": "gent", "kind": "alert.move", "rule": "move-a
 
 async def open_log(path: Path) -> tuple[Database, AuditLog, Committer]:
     db = await Database.open(path, SCHEMA)
-    log = AuditLog(db, ed25519.Ed25519PrivateKey.generate())
+    log = AuditLog(db, ed25519.Ed25519PrivateKey.generate(), "olievlek.bench/audit/1")
     await log.load()
     committer = Committer(db, log, lambda: "0" * 64)
     committer.start()
@@ -64,7 +64,7 @@ async def appends(path: Path, n: int, callers: int = 256) -> tuple[float, int]:
 
 async def single_txn_appends(path: Path, n: int) -> float:
     db = await Database.open(path, SCHEMA)
-    log = AuditLog(db, ed25519.Ed25519PrivateKey.generate())
+    log = AuditLog(db, ed25519.Ed25519PrivateKey.generate(), "olievlek.bench/audit/1")
     await log.load()
     t0 = time.perf_counter()
     for _ in range(n):

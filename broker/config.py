@@ -37,6 +37,14 @@ class BrokerConfig:
     min_ping_interval_s: float = 5.0
     # Per-identity rate limits and refusal aggregation (``rate_limits:``; docs/authorisation.md).
     limits: Limits = field(default_factory=Limits)
+    # The log's shard: its checkpoints' origin is olievlek.<bundle name>/audit/<shard> (a restore may need
+    # a new shard, and a new shard is a new origin).
+    log_shard: int = 1
+    # Witnesses the log pushes its latest checkpoint to (c2sp.org/tlog-witness): the bundle names them and
+    # their keys; here is where they listen. At most once per push_interval_s.
+    witness_push: tuple[tuple[str, str], ...] = ()  # (identity witness/<id>, submission URL prefix)
+    push_interval_s: float = 10.0
+    witness_ca: Path | None = None  # the witnesses' TLS roots; default: the federation CA (tls.ca)
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -56,6 +64,10 @@ class BrokerConfig:
                 expiry_interval_s=float(doc.get("expiry_interval_s", 30.0)),
                 min_ping_interval_s=float(doc.get("min_ping_interval_s", 5.0)),
                 limits=_limits(doc.get("rate_limits", {}), path),
+                log_shard=int(doc.get("log_shard", 1)),
+                witness_push=tuple((str(w["identity"]), str(w["url"])) for w in doc.get("witness_push", [])),
+                push_interval_s=float(doc.get("push_interval_s", 10.0)),
+                witness_ca=path_setting(doc, "witness_ca", path) if "witness_ca" in doc else None,
             )
 
 

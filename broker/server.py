@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from olievlek import logs, transport, wire
+from olievlek.audit.checkpoint import origin_for
 from olievlek.audit.cosign import verify_cosignature
 from olievlek.audit.log import AuditLog, Batch
 from olievlek.clock import now_ms
@@ -29,7 +30,7 @@ from olievlek.errors import ConfigError, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
-from olievlek.policy import Bundle, digest_of
+from olievlek.policy import Bundle, bundle_name, digest_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.ratelimit import OncePerInterval
@@ -41,6 +42,7 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 from . import access
 from .committer import Committer
 from .config import BrokerConfig
+from .pusher import Pusher
 from .service import EXPIRY_BATCH, BrokerService
 from .store import Queued, SqliteBrokerStore
 from .streams import Notifier, StreamRegistry
@@ -327,7 +329,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             if denied is not None:
                 raise denied
             wire.validate(request)
-            witness = verify_cosignature(request, self._service.bundle.witnesses)
+            witness, _at = verify_cosignature(request, self._service.bundle.witnesses)
             if witness != str(origin):
                 raise VerificationError(f"the cosignature is {witness}'s, not the caller's ({origin})",
                                         field="witness")
@@ -337,7 +339,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         except Refused as refusal:
             refused = await self._service.refuse_input(origin, COSIGNATURE, refusal, raw)
             return broker_pb2.CosignatureAck(stored=False, detail=refused.refusal.detail, refusal=refused.refusal)
-        await self._service.store.store_cosignature(request.head.size, witness, request.SerializeToString())
+        await self._service.store.store_cosignature(request.head.size, request.witness, request.SerializeToString())
         log.info("cosignature.stored", witness=witness, size=request.head.size)
         return broker_pb2.CosignatureAck(stored=True)
 
@@ -459,6 +461,8 @@ class BrokerServer:
         self._retention: asyncio.Task[None] | None = None
         self._gauges: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
+        self._push: asyncio.Task[None] | None = None
+        self.pusher: Pusher | None = None
         self.metrics: Metrics | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
@@ -468,7 +472,8 @@ class BrokerServer:
         cfg = self.config
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
         self._store = await SqliteBrokerStore.open(cfg.database)
-        audit = AuditLog(self._store.db, load_signing_key(cfg.log_key))
+        audit = AuditLog(self._store.db, load_signing_key(cfg.log_key), origin_for(bundle_name(cfg.bundle),
+                                                                                   cfg.log_shard))
         await audit.load()
         self._retention = asyncio.create_task(self._retain_metadata(audit))
         self._committer = Committer(self._store.db, audit, self._bundle_digest)
@@ -488,6 +493,11 @@ class BrokerServer:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._gauges = asyncio.create_task(self._update_gauges(self.metrics))
         self._expiry = asyncio.create_task(self._expire())
+        if cfg.witness_push:
+            service = self.service
+            self.pusher = Pusher(audit, cfg.witness_push, lambda: service.bundle.witnesses,
+                                 self._store.store_cosignature, cfg.witness_ca or cfg.tls.ca)
+            self._push = asyncio.create_task(self.pusher.run(cfg.push_interval_s))
         server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s),
                                  interceptors=[transport.ErrorBoundary("broker")])
         broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
@@ -600,7 +610,7 @@ class BrokerServer:
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
-        for task in (self._retention, self._gauges, self._expiry):
+        for task in (self._retention, self._gauges, self._expiry, self._push):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

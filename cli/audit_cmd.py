@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import json
 import sqlite3
+import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -22,7 +23,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from olievlek.audit.cosign import check_quorum, effective_witnesses
+from olievlek.audit import checkpoint
+from olievlek.audit.checkpoint import origin_for
+from olievlek.audit.cosign import check_quorum, cosigned_note, effective_witnesses, note_quorum
 from olievlek.audit.log import leaf_of
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
@@ -89,17 +92,47 @@ def _node_head(cfg: NodeConfig) -> broker_pb2.TreeHead | None:
 
 
 
-async def _signed_head(cfg: NodeConfig, client: BrokerClient) -> tuple[Ed25519PublicKey, broker_pb2.TreeHead]:
+async def _signed_head(cfg: NodeConfig, client: BrokerClient,
+                       origin: str | None = None) -> tuple[Ed25519PublicKey, broker_pb2.TreeHead]:
     """The broker's log key from the node's configuration, and the latest head, its signature checked."""
     key = load_public_key(cfg.log_public_key)
     head = (await client.head()).head
-    verify_head(head, key)
+    verify_head(head, key, origin)
     return key, head
+
+
+@app.command("checkpoint")
+def checkpoint_cmd(
+    node_config: NodeOpt,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write it to this file instead.")] = None,
+) -> None:
+    """The latest cosigned checkpoint, as a signed note (C2SP tlog-checkpoint with the witnesses'
+    cosignature/v1 lines): archive it, publish it, check it later with `audit verify --checkpoint`."""
+
+    async def run() -> str:
+        cfg, client = _client(node_config)
+        bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        try:
+            witnessed = await client.head(cosigned=True)
+            verify_head(witnessed.head, load_public_key(cfg.log_public_key), origin_for(bundle.name, cfg.log_shard))
+            return cosigned_note(witnessed.head, list(witnessed.cosignatures))
+        finally:
+            await client.close()
+
+    text = asyncio.run(run())
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text)
+        out.print(f"checkpoint written to {out_file}")
 
 @app.command("verify")
 def verify(
     node_config: NodeOpt,
     quorum: Annotated[int, typer.Option(help="Demand more cosignatures than the bundle and the node ask.")] = 0,
+    checkpoint_file: Annotated[Path | None, typer.Option(
+        "--checkpoint", exists=True, help="Also check a checkpoint kept earlier (`audit checkpoint`): its "
+        "signatures, its cosignatures, and that today's log extends it.")] = None,
 ) -> None:
     """Recompute the whole tree from its leaves, check the signed head, your events, your node's head,
     and the cosignatures of the bundle's witnesses (the quorum of the bundle and the node's configuration)."""
@@ -107,17 +140,29 @@ def verify(
     async def run() -> None:
         cfg, client = _client(node_config)
         bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        origin = origin_for(bundle.name, cfg.log_shard)
         witnesses, need, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses,
                                                          max(cfg.witness_quorum, quorum))
         if diagnostic:
             out.print(f"[yellow]{escape(diagnostic)}[/]")
         try:
-            key, head = await _signed_head(cfg, client)
+            key, head = await _signed_head(cfg, client, origin)
+            if checkpoint_file is not None:
+                kept, signed = checkpoint.open_signed(checkpoint_file.read_bytes(), origin, key)
+                good = note_quorum(signed, witnesses, need)
+                if kept.size > head.size:
+                    raise VerificationError(f"the kept checkpoint (size {kept.size}) is ahead of the log "
+                                            f"({head.size}): the log lost entries or forked", field="checkpoint")
+                if kept.size:
+                    link = await client.consistency(kept.size, head.size)
+                    verify_consistency(kept.size, head.size, list(link.proof), kept.root, head.root)
+                out.print(f"checkpoint of size {kept.size} in {checkpoint_file} is signed by the log, cosigned by "
+                          f"{', '.join(good) or 'no witness'}, and today's log extends it")
             if need:
                 # The latest *cosigned* head (witnesses may lag the newest one) must meet the quorum
                 # and be a prefix of the newest head.
                 witnessed = await client.head(cosigned=True)
-                verify_head(witnessed.head, key)
+                verify_head(witnessed.head, key, origin)
                 good = check_quorum(witnessed.head, list(witnessed.cosignatures), witnesses, need)
                 if witnessed.head.size < head.size:
                     link = await client.consistency(witnessed.head.size, head.size)

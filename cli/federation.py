@@ -20,10 +20,12 @@ from pathlib import Path
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from olievlek.audit.checkpoint import origin_for
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority, load_cert
+from olievlek.policy import bundle_name
 from olievlek.policy.signing import keygen, load_signing_key, make_root, sign_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,6 +103,7 @@ class Federation:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker_port: int = 0
     pseudonymiser_ports: list[int] = field(default_factory=list)
+    witness_port: int = 0
     # Extra settings merged into every broker / node configuration (tests: keepalive, limits).
     broker_settings: dict[str, object] = field(default_factory=dict)
     node_settings: dict[str, object] = field(default_factory=dict)
@@ -130,6 +133,7 @@ class Federation:
         for spec in self.nodes:
             ca.issue_org(OrgIdentity(spec.kind, OrgId(spec.org_id)))
         witness = ca.issue_org(OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS)))
+        ca.issue_server(WITNESS, ["localhost", "127.0.0.1"])  # its tlog-witness HTTPS endpoint
         for share in SHARES:
             ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
             ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
@@ -275,21 +279,30 @@ class Federation:
             self.pseudonymiser_ports.append(self._await_ready(f"pseudonymiser-{share}", ready))
         return self.pseudonymiser_ports
 
-    def start_witness(self) -> None:
-        org = self.pki / "orgs" / WITNESS
-        path = self.workdir / "witness" / "witness.yaml"
+    def start_witness(self) -> int:
+        """The witness (tlog-witness over HTTPS), before the broker: the broker pushes to where it listens."""
+        org, server = self.pki / "orgs" / WITNESS, self.pki / "servers" / WITNESS
+        folder = self.workdir / "witness"
+        path = folder / "witness.yaml"
         self._write(path, {
-            "org_id": WITNESS, "broker": f"127.0.0.1:{self.broker_port}", "ca": str(self.pki / "ca.pem"),
-            "tls_cert": str(org / "tls.pem"), "tls_key": str(org / "tls.key"),
-            "sign_cert": str(org / "sign.pem"), "sign_key": str(org / "sign.key"),
-            "log_public_key": str(self.broker_dir / "log.pub"), "database": "witness.sqlite",
-            "poll_interval_s": 0.5,
+            "org_id": WITNESS, "key_name": WITNESS_KEY_NAME, "sign_key": str(org / "sign.key"),
+            "logs": [{"origin": origin_for(bundle_name(self.bundle_src)), "key": str(self.broker_dir / "log.pub")}],
+            "listen": "127.0.0.1:0", "server_cert": str(server / "tls.pem"), "server_key": str(server / "tls.key"),
+            "database": "witness.sqlite", "ready_file": "ready",
         })
+        (folder / "ready").unlink(missing_ok=True)
         self._spawn("witness", ["witness", "run", "--config", str(path)])
+        self.witness_port = self._await_ready("witness", folder / "ready")
+        config = self.broker_dir / "broker.yaml"
+        doc = yaml.safe_load(config.read_text())
+        self._write(config, {**doc, "witness_push": [
+            {"identity": f"witness/{WITNESS}", "url": f"https://127.0.0.1:{self.witness_port}"}],
+            "push_interval_s": 0.5})
+        return self.witness_port
 
     def start(self) -> None:
-        self.start_broker()
         self.start_witness()
+        self.start_broker()
         self.start_pseudonymisers()
         for spec in self.nodes:
             self.start_node(spec)
@@ -306,6 +319,7 @@ class Federation:
         return proc.returncode
 
     def stop(self) -> None:
-        """Stop nodes first, then the broker (graceful SIGTERM, then SIGKILL)."""
-        for name in [n for n in self.procs if n != "broker"] + (["broker"] if "broker" in self.procs else []):
+        """Stop nodes first, then the broker, then the witness it pushes to (graceful SIGTERM, then SIGKILL)."""
+        last = [n for n in ("broker", "witness") if n in self.procs]
+        for name in [n for n in self.procs if n not in last] + last:
             self.stop_process(name)

@@ -167,6 +167,20 @@ def record(bundle: BundleArg, output: Annotated[Path | None, typer.Option("--out
         out.print(text, markup=False, highlight=False)
 
 
+@app.command("tlog-policy")
+def tlog_policy_cmd(
+    bundle: BundleArg,
+    log_key: Annotated[Path, typer.Option("--log-key", exists=True, help="The broker's log public key (hex).")],
+    shard: Annotated[int, typer.Option(help="The log shard (its origin's last part).")] = 1,
+) -> None:
+    """The C2SP tlog-policy of the log and the bundle's witnesses and quorum, for external verifiers."""
+    from olievlek.audit.checkpoint import origin_for
+    from olievlek.audit.cosign import tlog_policy
+
+    b = _load(bundle)
+    print(tlog_policy(origin_for(b.name, shard), load_public_key(log_key), b.witnesses), end="")
+
+
 @app.command("keygen")
 def keygen_cmd(prefix: Annotated[Path, typer.Option("--out", help="Writes PREFIX.key (0600) and PREFIX.pub.")]) -> None:
     """An administrator's Ed25519 signing key."""

@@ -139,7 +139,7 @@ class Scenario:
         self._monitoring()
 
         out.rule("11. Every decision above is a leaf of the signed log, cosigned by the witness")
-        time.sleep(1.5)  # the witness polls every 0.5 s
+        time.sleep(1.5)  # the broker pushes its latest checkpoint to the witness every 0.5 s
         for org in ("gent", "antwerpen", "leuven", "jh-antwerpen", "fed-liaison", "vvsg"):
             proc = subprocess.run([sys.executable, "-m", "olievlek", "audit", "verify", "--node-config",
                                    str(fed.node_dir(org) / "node.yaml")],
@@ -277,10 +277,11 @@ def up(
     ok = False
     try:
         fed.create()
+        witness = fed.start_witness()
+        out.print(f"witness run by vvsg on https://127.0.0.1:{witness} (tlog-witness: the broker pushes its "
+                  "checkpoints, the witness cosigns consistent ones)")
         port = fed.start_broker()
         out.print(f"broker listening on 127.0.0.1:{port} (mTLS)")
-        fed.start_witness()
-        out.print("witness run by vvsg polls and cosigns the broker's log")
         for share, p in zip((1, 2), fed.start_pseudonymisers(), strict=True):
             out.print(f"pseudonymiser share {share} on 127.0.0.1:{p} (its own key share, generated there)")
         for spec in fed.nodes:

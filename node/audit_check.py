@@ -30,10 +30,16 @@ log = logs.get("node.audit")
 
 class AuditChecker:
     def __init__(self, store: NodeStore, client: BrokerClient, log_key: ed25519.Ed25519PublicKey,
-                 witnesses: WitnessPolicy | None = None, quorum: int = 0) -> None:
+                 witnesses: WitnessPolicy | None = None, quorum: int = 0, origin: str | None = None,
+                 bundle_digest: str = "") -> None:
         self._store = store
         self._client = client
         self._key = log_key
+        self.origin = origin  # the log's checkpoint origin; None: whatever the checkpoint says (tests)
+        # Witnesses vouch for the tree, not for extension lines: the bundle line is checked here, against
+        # the bundle this node enforces (a head under another bundle is said once per digest).
+        self._bundle_digest = bundle_digest
+        self._other_bundles: set[bytes] = set()
         self._witnesses = witnesses or WitnessPolicy()
         self._quorum = quorum
         # The last head this node accepted: kept in its store, cached here (read once per receipt
@@ -51,7 +57,7 @@ class AuditChecker:
         """
         witnessed = await self._client.head(cosigned=True)
         try:
-            verify_head(witnessed.head, self._key)
+            verify_head(witnessed.head, self._key, self.origin)
             good = check_quorum(witnessed.head, list(witnessed.cosignatures), self._witnesses, self._quorum)
             await self._advance(witnessed.head)
         except VerificationError as exc:
@@ -69,7 +75,7 @@ class AuditChecker:
     async def check(self, proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> None:
         """Raises VerificationError (after logging it) when the broker's proof does not hold."""
         try:
-            verify_receipt(proof, self._key, expect)
+            verify_receipt(proof, self._key, expect, self.origin)
             await self._advance(proof.head)
         except VerificationError as exc:
             log.error("audit.verification_failed", reason=exc.message, leaf=proof.leaf_index)
@@ -89,6 +95,11 @@ class AuditChecker:
     async def _keep(self, head: broker_pb2.TreeHead) -> None:
         await self._store.keep_head(head.SerializeToString())
         self._head = head
+        if self._bundle_digest and head.bundle_digest and head.bundle_digest.hex() != self._bundle_digest \
+                and head.bundle_digest not in self._other_bundles:
+            self._other_bundles.add(head.bundle_digest)
+            log.warning("audit.bundle_differs", size=head.size, head_bundle=head.bundle_digest.hex(),
+                        enforced_here=self._bundle_digest)
 
     async def _check_against(self, old: broker_pb2.TreeHead, new: broker_pb2.TreeHead) -> None:
         if new.size <= old.size:
@@ -98,11 +109,11 @@ class AuditChecker:
                                         field="audit")
             if new.size < old.size:
                 proof = await self._client.consistency(new.size, old.size)
-                verify_head(proof.head, self._key)
+                verify_head(proof.head, self._key, self.origin)
                 check_extends(new, old, list(proof.proof))
             return
         proof = await self._client.consistency(old.size, new.size)
-        verify_head(proof.head, self._key)
+        verify_head(proof.head, self._key, self.origin)
         if proof.head.root != new.root:
             raise VerificationError("the broker's head for this size differs from the receipt's", field="audit")
         check_extends(old, new, list(proof.proof))

@@ -55,6 +55,7 @@ class NodeConfig:
     # Witnesses come from the bundle (``witnesses:``); these count only where the bundle names none.
     witnesses: tuple[WitnessKey, ...] = ()
     witness_quorum: int = 0  # may raise the bundle's quorum, never lower it
+    log_shard: int = 1  # the broker's log shard: its checkpoints' origin is olievlek.<bundle name>/audit/<shard>
 
     metrics_listen: str | None = None  # e.g. 127.0.0.1:9465 for Prometheus; off when absent
     # A partition sends no reset: keepalive pings find a dead broker stream within
@@ -92,6 +93,7 @@ class NodeConfig:
                 ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
                 witnesses=_witnesses(doc.get("witnesses", []), path),
                 witness_quorum=int(doc.get("witness_quorum", 0)),
+                log_shard=int(doc.get("log_shard", 1)),
                 metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
                 keepalive_s=float(doc.get("keepalive_s", 15.0)),
                 keepalive_timeout_s=float(doc.get("keepalive_timeout_s", 10.0)),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from olievlek import logs
+from olievlek.audit.checkpoint import origin_for
 from olievlek.audit.cosign import effective_witnesses
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
@@ -84,7 +85,8 @@ class NodeServer:
         witnesses, quorum, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses, cfg.witness_quorum)
         if diagnostic:
             log.warning("audit.witnesses", diagnostic=diagnostic)
-        self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), witnesses, quorum)
+        self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), witnesses, quorum,
+                                  origin_for(bundle.name, cfg.log_shard), bundle.digest)
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,

@@ -44,6 +44,7 @@ settings.load_profile("ci")
 REPO = Path(__file__).resolve().parent.parent
 WITNESS = "witness-1"
 WITNESS_IDENTITY = OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS))  # the test federation's witness
+WITNESS_KEY_NAME = "witness.test/olievlek"
 FLANDERS = REPO / "policies" / "flanders"
 ORGS = ("gent", "antwerpen", "leuven")
 
@@ -102,6 +103,7 @@ def make_pki(root: Path) -> Pki:
         ca.issue_server(f"pseudonymiser-{share}", ["localhost", "127.0.0.1"])
         ca.issue_org(OrgIdentity(OrgKind.PSEUDONYMISER, OrgId(f"pseudonymiser-{share}")))
     ca.issue_org(WITNESS_IDENTITY)
+    ca.issue_server(WITNESS, ["localhost", "127.0.0.1"])  # its tlog-witness HTTPS endpoint
     return Pki(root, ca)
 
 
@@ -115,7 +117,7 @@ def policy_dir(tmp_path: Path, pki: Pki) -> Path:
     """A signed copy of the default bundle with its roots (and the test PKI's witness), under
     tmp_path/federation."""
     provision_policy(tmp_path / "federation", FLANDERS,
-                     witnesses=[witness_entry(WITNESS_IDENTITY, "witness.test/olievlek", pki.org(WITNESS).sign_cert)])
+                     witnesses=[witness_entry(WITNESS_IDENTITY, WITNESS_KEY_NAME, pki.org(WITNESS).sign_cert)])
     keygen_log(tmp_path / "federation" / "log")
     return tmp_path / "federation"
 

@@ -234,7 +234,7 @@ async def test_cosignatures_count_only_from_the_bundles_witnesses(pki: Pki, brok
     assert head is not None
     impostor = signer(pki, "vvsg")  # monitor/vvsg, not a witness
     result = await call(broker.port, pki.tls("vvsg"), "PostCosignature",
-                        cosign(head, "vvsg", impostor.key, impostor.cert_der))
+                        cosign(head, "vvsg", "vvsg.example/w", impostor.key, 1796664026))
     assert isinstance(result, broker_pb2.CosignatureAck) and not result.stored
     assert result.refusal.audit.leaf_index > 0  # recorded
     assert await broker.service.store.cosignatures(head.size) == []

@@ -1,139 +1,170 @@
-"""A witness: dials out like a node, polls the broker's signed tree heads, and cosigns a head only
-after checking it is consistent with the last head it cosigned. Any organisation can run one.
+"""A witness of the federation's audit log, speaking C2SP ``tlog-witness`` over HTTPS.
 
-A head that is not signed by the log key, or that forks from what this witness cosigned
-before, is refused and raised as an alarm (``witness.alarm`` in the log); the witness
-never cosigns it. Its state is one row: the last head it cosigned.
+The log's pusher (at the broker) sends the witness its latest checkpoint with a consistency proof from the
+size the witness cosigned last (``POST <prefix>/add-checkpoint``); the witness checks the log's signature
+and the proof, keeps the new checkpoint and answers with its cosignature/v1. A checkpoint that does not
+extend the last one - a fork - is refused and raised as an alarm (``witness.alarm``), never cosigned. Any
+organisation can run one; so can an existing witness (transparency-dev's witness, OmniWitness, an
+ArmoredWitness) that knows the log's origin and key: ``docs/audit-log.md`` says how to add one.
+
+For one release the witness can still dial out instead (``broker:`` in its configuration): it then reads
+the broker's latest head and a consistency proof over gRPC, runs the same checks, and posts its
+cosignature with ``PostCosignature``. That direction is removed in the release after this one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from olievlek import logs, transport
-from olievlek.audit.cosign import cosign
-from olievlek.audit.receipts import check_extends, verify_head
-from olievlek.config import load_yaml, need, path_settings, reading, tls_setting
-from olievlek.envelope import Signer
-from olievlek.errors import TransportError, VerificationError
+from olievlek.audit.checkpoint import origin_for
+from olievlek.config import load_yaml, need, path_setting, reading, write_ready_file
+from olievlek.errors import ConfigError, TransportError
 from olievlek.lifecycle import until_stopped
-from olievlek.policy.signing import load_public_key
+from olievlek.policy.signing import load_public_key, load_signing_key
 from olievlek.store import Database
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
-log = logs.get("witness")
+from .http import WitnessHttpServer
+from .protocol import SCHEMA, WitnessCore
 
-SCHEMA = ["CREATE TABLE IF NOT EXISTS cosigned (id INTEGER PRIMARY KEY CHECK (id = 1), head BLOB NOT NULL)"]
+log = logs.get("witness")
 
 
 @dataclass(frozen=True, slots=True)
 class WitnessConfig:
-    org_id: str
-    broker: str
-    tls: transport.TlsFiles
-    sign_cert: Path
-    sign_key: Path
-    log_public_key: Path
+    org_id: str  # its identity is witness/<org_id>, as the bundle names it
+    key_name: str  # its C2SP key name, e.g. witness.vvsg.be/olievlek
+    sign_key: Path  # its Ed25519 cosigning key (PEM), whose public key the bundle names
+    logs: tuple[tuple[str, Path], ...]  # (origin, the log's public key file): the logs it witnesses
     database: Path
+    listen: str = "127.0.0.1:0"  # the HTTPS tlog-witness endpoint
+    server_cert: Path | None = None
+    server_key: Path | None = None
+    prefix: str = ""  # the submission prefix: POST <prefix>/add-checkpoint
+    ready_file: Path | None = None
+    # The previous direction, for one release: poll the broker (a client certificate from the federation CA).
+    broker: str = ""
+    tls: transport.TlsFiles | None = None
     poll_interval_s: float = 5.0
 
     @classmethod
     def load(cls, path: Path) -> WitnessConfig:
         with reading(path):
             doc = load_yaml(path)
-            return cls(org_id=str(need(doc, "org_id", path)), broker=str(need(doc, "broker", path)),
-                       tls=tls_setting(doc, path),
-                       **path_settings(doc, path, "sign_cert", "sign_key", "log_public_key", "database"),
-                       poll_interval_s=float(doc.get("poll_interval_s", 5)))
+            logs_known = tuple((str(entry["origin"]), path_setting(entry, "key", path))
+                               for entry in doc.get("logs", []))
+            if not logs_known:
+                raise ConfigError(f"{path}: logs must name at least one log (origin and key)")
+            return cls(
+                org_id=str(need(doc, "org_id", path)), key_name=str(need(doc, "key_name", path)),
+                sign_key=path_setting(doc, "sign_key", path), logs=logs_known,
+                database=path_setting(doc, "database", path), listen=str(doc.get("listen", "127.0.0.1:0")),
+                server_cert=path_setting(doc, "server_cert", path) if "server_cert" in doc else None,
+                server_key=path_setting(doc, "server_key", path) if "server_key" in doc else None,
+                prefix=str(doc.get("prefix", "")),
+                ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
+                broker=str(doc.get("broker", "")),
+                tls=transport.TlsFiles(path_setting(doc, "ca", path), path_setting(doc, "tls_cert", path),
+                                       path_setting(doc, "tls_key", path)) if doc.get("broker") else None,
+                poll_interval_s=float(doc.get("poll_interval_s", 5)))
 
 
+@dataclass
 class Witness:
-    def __init__(self, config: WitnessConfig, db: Database) -> None:
-        self.config = config
-        self._db = db
-        self._signer = Signer.from_pem(config.sign_key.read_bytes(), config.sign_cert.read_bytes())
-        self._log_key = load_public_key(config.log_public_key)
-        self._channel = transport.secure_channel(config.broker, config.tls)
-        self._stub = broker_pb2_grpc.BrokerStub(self._channel)
+    """The witness service: its store, the protocol core, the HTTPS endpoint and (for one release) the poller."""
+
+    config: WitnessConfig
+    db: Database
+    core: WitnessCore
+    port: int = 0
+    _http: WitnessHttpServer | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, config: WitnessConfig) -> Witness:
-        return cls(config, await Database.open(config.database, SCHEMA))
+        db = await Database.open(config.database, SCHEMA)
+        known = {origin: load_public_key(key) for origin, key in config.logs}
+        return cls(config, db, WitnessCore(db, known, config.key_name, load_signing_key(config.sign_key)))
 
-    async def _last(self) -> broker_pb2.TreeHead | None:
-        row = await self._db.fetchone("SELECT head FROM cosigned WHERE id = 1")
-        return broker_pb2.TreeHead.FromString(bytes(row[0])) if row else None
+    async def start(self) -> int:
+        cfg = self.config
+        if cfg.server_cert is not None and cfg.server_key is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            tls.load_cert_chain(cfg.server_cert, cfg.server_key)
+            host, _, port = cfg.listen.rpartition(":")
+            self._http = WitnessHttpServer(self.core.add_checkpoint, cfg.prefix)
+            self.port = await self._http.start(host or "127.0.0.1", int(port), tls)
+            log.info("witness.serving", port=self.port, key_name=cfg.key_name, vkey=self.core.verifier.vkey)
+        if cfg.broker:
+            self._tasks.append(asyncio.create_task(self._poll_loop()))
+        if cfg.ready_file is not None:
+            write_ready_file(cfg.ready_file, self.port)
+        return self.port
 
-    async def poll_once(self) -> broker_pb2.TreeHead | None:
-        """Check the broker's latest head; cosign and post it when consistent. Returns what was cosigned.
+    async def poll_once(self) -> int:
+        """The previous direction: read the broker's latest head, and cosign it through the same checks.
+        Returns the HTTP-equivalent status the core gave."""
+        assert self.config.tls is not None
+        async with transport.secure_channel(self.config.broker, self.config.tls) as channel:
+            stub = broker_pb2_grpc.BrokerStub(channel)
+            try:
+                head = (await stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)).head
+                origin = next(iter(self.core._logs))  # a poller witnesses the one log it polls
+                latest = await self.core.latest(origin)
+                old = latest[0] if latest else 0
+                proof: list[bytes] = []
+                if 0 < old < head.size:
+                    proof = list((await stub.GetConsistency(broker_pb2.ConsistencyRequest(
+                        from_size=old, to_size=head.size), timeout=10)).proof)
+                body = f"old {old}\n".encode() + b"".join(base64.b64encode(p) + b"\n" for p in proof) + b"\n" + \
+                    head.checkpoint
+                answer = await self.core.add_checkpoint(body)
+                if answer.status == 200:
+                    ack = await stub.PostCosignature(broker_pb2.Cosignature(
+                        witness=self.config.org_id, head=head, line=answer.body), timeout=10)
+                    if not ack.stored:
+                        log.error("witness.cosignature_refused", size=head.size, reason=ack.detail)
+                return answer.status
+            except grpc.aio.AioRpcError as exc:
+                raise TransportError(f"broker {self.config.broker}: {exc.code().name}: {exc.details()}") from exc
 
-        Raises:
-            VerificationError: the head is unsigned or forks from what this witness cosigned (an alarm).
-            TransportError: the broker is unreachable.
-        """
-        try:
-            current: broker_pb2.TreeHead = (await self._stub.GetHead(broker_pb2.GetHeadRequest(), timeout=10)).head
-            verify_head(current, self._log_key)
-            last = await self._last()
-            if last is not None and last.SerializeToString() != current.SerializeToString():
-                await self._check_consistent(last, current)
-        except grpc.aio.AioRpcError as exc:
-            raise TransportError(f"broker {self.config.broker}: {exc.code().name}: {exc.details()}") from exc
-        except VerificationError as exc:
-            log.error("witness.alarm", reason=exc.message, size=current.size if "current" in locals() else 0)
-            raise
-        if last is not None and last.SerializeToString() == current.SerializeToString():
-            return current  # already cosigned and posted
-        if last is None or current.size >= last.size:
-            async with self._db.transaction() as tx:
-                await tx.execute("INSERT OR REPLACE INTO cosigned (id, head) VALUES (1, ?)",
-                                 (current.SerializeToString(),))
-        c = cosign(current, self.config.org_id, self._signer.key, self._signer.cert_der)
-        ack = await self._stub.PostCosignature(c, timeout=10)
-        if not ack.stored:
-            log.error("witness.cosignature_refused", size=current.size, reason=ack.detail)
-        log.info("witness.cosigned", size=current.size, stored=ack.stored)
-        return current
-
-    async def _check_consistent(self, last: broker_pb2.TreeHead, current: broker_pb2.TreeHead) -> None:
-        if current.size == last.size:
-            raise VerificationError(f"two different signed heads of size {current.size}: the log forked",
-                                    field="audit")
-        old, new = (last, current) if current.size > last.size else (current, last)
-        proof = await self._stub.GetConsistency(broker_pb2.ConsistencyRequest(from_size=old.size, to_size=new.size),
-                                                timeout=10)
-        verify_head(proof.head, self._log_key)
-        if proof.head.root != new.root:
-            raise VerificationError(f"the broker's head of size {new.size} is not the one seen", field="audit")
-        check_extends(old, new, list(proof.proof))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TransportError, VerificationError):  # logged; keep watching
+    async def _poll_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TransportError):  # logged by the core or the channel; keep watching
                 await self.poll_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.poll_interval_s)
+            await asyncio.sleep(self.config.poll_interval_s)
 
     async def close(self) -> None:
-        await self._channel.close()
-        await self._db.close()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._http is not None:
+            await self._http.stop()
+        await self.db.close()
+
+
+def default_logs(bundle_name: str, log_key: Path) -> tuple[tuple[str, Path], ...]:
+    """The one log of a federation, shard 1."""
+    return ((origin_for(bundle_name), log_key),)
 
 
 async def serve(config: WitnessConfig) -> None:
     witness = await Witness.open(config)
-    stop = asyncio.Event()
-    watching = asyncio.create_task(witness.run(stop))
     try:
+        await witness.start()
         await until_stopped()
-        stop.set()
-        await watching
     finally:
         await witness.close()
 
 
-__all__ = ["Witness", "WitnessConfig", "serve"]
+__all__ = ["Witness", "WitnessConfig", "default_logs", "serve"]

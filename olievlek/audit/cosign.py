@@ -1,15 +1,15 @@
-"""Witness cosignatures over signed tree heads, and the quorum check nodes run. No I/O.
+"""Witness cosignatures (C2SP ``tlog-cosignature``, cosignature/v1) of the log's checkpoints, and the quorum check.
 
 Whose cosignature counts is the bundle's ``witnesses:`` section (``WitnessPolicy``): a cosignature names its
-witness by full identity ("witness/<id>") and verifies under the Ed25519 key the bundle names for that
-witness - never under whatever key a certificate carries, so a certificate of another kind (``monitor``,
-say) or a witness the bundle does not name counts for nothing. On the wire a cosignature carries the
-witness's org id (a token); its kind is always ``witness``.
+witness by org id (its identity is ``witness/<id>``; the wire carries tokens only) and must verify, under the
+key name and Ed25519 key the bundle names for that witness, over the head's signed checkpoint - never under
+whatever key a certificate carries, so a certificate of another kind (``monitor``, say) or a witness the
+bundle does not name counts for nothing. A cosignature carries the witness's own timestamp (POSIX seconds),
+which is how a node learns how fresh a head is without trusting the broker's clock. No I/O.
 """
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from olievlek.errors import VerificationError
@@ -17,35 +17,42 @@ from olievlek.identity import OrgKind
 from olievlek.policy.model import WitnessKey, WitnessPolicy
 from olievlek.v1 import broker_pb2
 
-from .log import head_message
-
-COSIGN_CONTEXT = b"olievlek/v1/cosignature\x00"
+from . import note
 
 
-def cosign(head: broker_pb2.TreeHead, witness: str, key: ed25519.Ed25519PrivateKey,
-           cert_der: bytes) -> broker_pb2.Cosignature:
-    """``witness`` is the witness's org id (its identity is ``witness/<id>``)."""
-    return broker_pb2.Cosignature(witness=witness, head=head, signature=key.sign(COSIGN_CONTEXT + head_message(head)),
-                                  signer_certificate=cert_der)
+def witness_verifier(w: WitnessKey) -> note.Verifier:
+    return note.Verifier(w.key_name, note.COSIGNATURE_V1, w.key)
 
 
-def verify_cosignature(c: broker_pb2.Cosignature, witnesses: WitnessPolicy) -> str:
-    """The identity of the witness behind a valid cosignature.
+def cosign(head: broker_pb2.TreeHead, witness: str, key_name: str, key: ed25519.Ed25519PrivateKey,
+           timestamp: int) -> broker_pb2.Cosignature:
+    """``witness`` is the witness's org id (its identity is ``witness/<id>``); ``timestamp`` in POSIX seconds."""
+    text = note.parse(head.checkpoint).text
+    return broker_pb2.Cosignature(witness=witness, head=head,
+                                  line=note.cosign(text, key_name, key, timestamp).line.encode())
+
+
+def verify_cosignature(c: broker_pb2.Cosignature, witnesses: WitnessPolicy) -> tuple[str, int]:
+    """The identity of the witness behind a valid cosignature, and the time it gives.
 
     Raises:
-        VerificationError: a witness the bundle does not name, or a signature that does not verify under
-            the key the bundle names for it.
+        VerificationError: a witness the bundle does not name, a head without a checkpoint, or a line that
+            does not verify under the key the bundle names for that witness.
     """
     named = witnesses.key_of(f"{OrgKind.WITNESS.value}/{c.witness}")
     if named is None:
         raise VerificationError(f"witness/{c.witness} is not a witness of the enforced bundle", field="witness")
+    if not c.head.checkpoint:
+        raise VerificationError(f"the head of size {c.head.size} has no checkpoint to cosign", field="head")
     try:
-        ed25519.Ed25519PublicKey.from_public_bytes(named.key).verify(c.signature,
-                                                                     COSIGN_CONTEXT + head_message(c.head))
-    except (InvalidSignature, ValueError):
-        raise VerificationError(f"cosignature by {c.witness} does not verify under the key the bundle names "
-                                f"({named.key_name})", field="signature") from None
-    return named.identity
+        text = note.parse(c.head.checkpoint).text
+        cosigned = note.parse(text + "\n" + c.line.decode())
+    except (VerificationError, UnicodeDecodeError):
+        raise VerificationError(f"the cosignature by {c.witness} is not a note signature line", field="line") from None
+    if len(cosigned.signatures) != 1 or not note.verify(cosigned, witness_verifier(named)):
+        raise VerificationError(f"the cosignature by {c.witness} is not one by the key the bundle names "
+                                f"({named.key_name})", field="line")
+    return named.identity, note.cosignature_time(cosigned.signatures[0])
 
 
 def effective_witnesses(bundle: WitnessPolicy, configured: tuple[WitnessKey, ...],
@@ -73,7 +80,7 @@ def check_quorum(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosign
         if c.head.SerializeToString() != head.SerializeToString():
             continue
         try:
-            good.add(verify_cosignature(c, witnesses))
+            good.add(verify_cosignature(c, witnesses)[0])
         except VerificationError:
             continue
     if len(good) < quorum:
@@ -82,3 +89,44 @@ def check_quorum(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosign
             f"(from {', '.join(sorted(witnesses.identities)) or 'no witness'}): the broker may be showing us a "
             "private view", field="cosignature")
     return sorted(good)
+
+
+def cosigned_note(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosignature]) -> str:
+    """The head's checkpoint with the witnesses' cosignature lines added: one note anyone can archive and
+    check with the log's key and the witnesses' keys (``olievlek audit checkpoint``)."""
+    signed = note.parse(head.checkpoint)
+    extra = [note.parse(signed.text + "\n" + c.line.decode()).signatures[0] for c in cosignatures
+             if c.head.SerializeToString() == head.SerializeToString()]
+    return note.Note(signed.text, (*signed.signatures, *extra)).encode()
+
+
+def note_quorum(signed: note.Note, witnesses: WitnessPolicy, quorum: int) -> list[str]:
+    """The bundle's witnesses whose cosignature/v1 of this note's checkpoint verifies; raises below ``quorum``."""
+    good = []
+    for w in witnesses.members:
+        try:
+            if note.verify(signed, witness_verifier(w)):
+                good.append(w.identity)
+        except VerificationError:
+            continue
+    if len(good) < quorum:
+        raise VerificationError(f"the checkpoint carries {len(good)} of the {quorum} witness cosignatures required",
+                                field="cosignature")
+    return good
+
+
+def tlog_policy(origin: str, log_key: ed25519.Ed25519PublicKey, witnesses: WitnessPolicy,
+                urls: dict[str, str] | None = None) -> str:
+    """A C2SP ``tlog-policy`` file for this log and the bundle's witnesses and quorum, for external
+    verifiers and witnesses (``olievlek policy tlog-policy``)."""
+    log_vkey = note.Verifier(origin, note.ED25519, log_key.public_bytes_raw()).vkey
+    lines = [f"# {origin}: the bundle's witnesses and quorum", f"log {log_vkey}"]
+    for w in witnesses.members:
+        url = (urls or {}).get(w.identity, "")
+        lines.append(f"witness {w.identity} {witness_verifier(w).vkey}" + (f" {url}" if url else ""))
+    if witnesses.members:
+        lines.append(f"group witnesses {witnesses.quorum} " + " ".join(w.identity for w in witnesses.members))
+        lines.append("quorum witnesses")
+    else:
+        lines.append("quorum none")
+    return "\n".join(lines) + "\n"

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.store import Database, Txn
 from olievlek.v1 import broker_pb2
 
-from . import tree
+from . import checkpoint, tree
+from .checkpoint import Checkpoint
 from .hashing import leaf_hash
 
 LEAF_CONTEXT = b"olievlek/v1/audit-leaf\x00"
@@ -44,9 +45,11 @@ SCHEMA = [
         idx INTEGER PRIMARY KEY, salt BLOB NOT NULL, meta BLOB, orgs TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS audit_visibility (
         viewer TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (viewer, idx)) WITHOUT ROWID""",
+    # checkpoint: the signed C2SP checkpoint note; NULL for heads signed before checkpoints (their
+    # signature still verifies, and the first checkpoint is consistent with them: the tree is the same).
     """CREATE TABLE IF NOT EXISTS tree_heads (
         size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL, bundle_digest BLOB NOT NULL,
-        signature BLOB NOT NULL)""",
+        signature BLOB NOT NULL, checkpoint BLOB)""",
 ]
 
 
@@ -69,6 +72,7 @@ def leaf_hashes_of(events: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
 
 
 def head_message(head: broker_pb2.TreeHead) -> bytes:
+    """What the log key signed in heads from before checkpoints (kept to verify them)."""
     return HEAD_CONTEXT + struct.pack(">QQ", head.size, head.timestamp_ms) + head.root + head.bundle_digest
 
 
@@ -102,9 +106,10 @@ class Batch:
 class AuditLog:
     """The broker's Merkle log: appends in transactions, proofs from stored nodes."""
 
-    def __init__(self, db: Database, key: ed25519.Ed25519PrivateKey) -> None:
+    def __init__(self, db: Database, key: ed25519.Ed25519PrivateKey, origin: str) -> None:
         self._db = db
         self._key = key
+        self.origin = origin  # the checkpoints' origin line and the log signature's key name
         self.size = 0
         self._frontier: dict[tree.NodeId, bytes] = {}
 
@@ -125,23 +130,22 @@ class AuditLog:
         """Store the batch's leaves and sign a head for its size. A batch without leaves signs nothing new:
         a second head of the same size (another timestamp) would look like a fork to every witness."""
         if not batch.events:
-            row = await tx.fetchone("SELECT size, root, timestamp_ms, bundle_digest, signature FROM tree_heads"
-                                    " WHERE size = ?", (batch.size,))
+            row = await tx.fetchone(_HEAD_SELECT + "WHERE size = ?", (batch.size,))
             if row is not None:
-                return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
-                                           bundle_digest=bytes(row[3]), signature=bytes(row[4]))
+                return _head(row)
         await tx.executemany("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)",
                              batch.events)
         await tx.executemany("INSERT INTO audit_visibility (viewer, idx) VALUES (?, ?)", batch.visibility)
         await tx.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
                              [(level, idx, h) for (level, idx), h in batch.nodes.items()])
         root = tree.fold([batch._get(n) for n in tree.range_nodes(0, batch.size)])
-        head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms,
-                                   bundle_digest=bytes.fromhex(bundle_digest))
-        head.signature = self._key.sign(head_message(head))
+        cp = Checkpoint(self.origin, batch.size, root, bytes.fromhex(bundle_digest), now_ms)
+        head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms, bundle_digest=cp.bundle_digest,
+                                   checkpoint=checkpoint.sign(cp, self._key).encode())
         await tx.execute(
-            "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature) VALUES (?,?,?,?,?)",
-            (head.size, head.root, head.timestamp_ms, head.bundle_digest, head.signature))
+            "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature, checkpoint)"
+            " VALUES (?, ?, ?, ?, ?, ?)", (head.size, head.root, head.timestamp_ms, head.bundle_digest, b"",
+                                           head.checkpoint))
         return head
 
     def commit(self, batch: Batch) -> None:
@@ -173,13 +177,9 @@ class AuditLog:
         return tree.fold_ranges(await self.nodes(_flat(ranges)), ranges)
 
     async def head(self, size: int | None = None) -> broker_pb2.TreeHead | None:
-        sql = "SELECT size, root, timestamp_ms, bundle_digest, signature FROM tree_heads "
-        row = await (self._db.fetchone(sql + "WHERE size = ?", (size,)) if size is not None
-                     else self._db.fetchone(sql + "ORDER BY size DESC LIMIT 1"))
-        if row is None:
-            return None
-        return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
-                                   bundle_digest=bytes(row[3]), signature=bytes(row[4]))
+        row = await (self._db.fetchone(_HEAD_SELECT + "WHERE size = ?", (size,)) if size is not None
+                     else self._db.fetchone(_HEAD_SELECT + "ORDER BY size DESC LIMIT 1"))
+        return _head(row) if row is not None else None
 
     async def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = await self._db.fetchall(
@@ -214,6 +214,15 @@ class AuditLog:
         if row is None:
             raise KeyError(index)
         return bytes(row[0]), (bytes(row[1]) if row[1] is not None else None)
+
+
+_HEAD_SELECT = "SELECT size, root, timestamp_ms, bundle_digest, signature, checkpoint FROM tree_heads "
+
+
+def _head(row: tuple[Any, ...]) -> broker_pb2.TreeHead:
+    return broker_pb2.TreeHead(size=int(row[0]), root=bytes(row[1]), timestamp_ms=int(row[2]),
+                               bundle_digest=bytes(row[3]), signature=bytes(row[4]),
+                               checkpoint=bytes(row[5]) if row[5] is not None else b"")
 
 
 def _flat(ranges: list[tuple[int, int]]) -> list[tree.NodeId]:

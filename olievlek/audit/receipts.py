@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.errors import VerificationError
 from olievlek.v1 import broker_pb2
 
+from . import checkpoint
 from .log import head_message, leaf_of
 from .verify import verify_consistency, verify_inclusion
 
@@ -20,21 +21,36 @@ def _fail(message: str) -> VerificationError:
     return VerificationError(message, refusal_code=broker_pb2.REFUSAL_CODE_BAD_SIGNATURE, field="audit")
 
 
-def verify_head(head: broker_pb2.TreeHead, log_key: ed25519.Ed25519PublicKey) -> None:
+def verify_head(head: broker_pb2.TreeHead, log_key: ed25519.Ed25519PublicKey, origin: str | None = None) -> None:
+    """The head is signed by the log key: its checkpoint (under ``origin`` when given) says exactly what its
+    fields say; a head from before checkpoints carries the old signature over its fields instead.
+
+    Raises:
+        VerificationError: unsigned, signed by another key, or a checkpoint that says something else.
+    """
+    if not head.checkpoint:
+        try:
+            log_key.verify(head.signature, head_message(head))
+        except InvalidSignature:
+            raise _fail(f"tree head of size {head.size} is not signed by the broker's log key") from None
+        return
     try:
-        log_key.verify(head.signature, head_message(head))
-    except InvalidSignature:
-        raise _fail(f"tree head of size {head.size} is not signed by the broker's log key") from None
+        cp, _note = checkpoint.open_signed(head.checkpoint, origin, log_key)
+    except VerificationError as exc:
+        raise _fail(f"tree head of size {head.size}: {exc.message}") from None
+    if (cp.size, cp.root, cp.bundle_digest, cp.timestamp_ms) != (head.size, head.root, head.bundle_digest,
+                                                                 head.timestamp_ms):
+        raise _fail(f"tree head of size {head.size} says something else than its signed checkpoint")
 
 
 def verify_receipt(proof: broker_pb2.AuditProof, log_key: ed25519.Ed25519PublicKey,
-                   expect: dict[str, Any]) -> dict[str, Any]:
+                   expect: dict[str, Any], origin: str | None = None) -> dict[str, Any]:
     """Check one's own leaf: its metadata says what we were told, and it is in the signed tree.
 
     Raises:
         VerificationError: unsigned head, metadata that disagrees with the answer, or a bad proof.
     """
-    verify_head(proof.head, log_key)
+    verify_head(proof.head, log_key, origin)
     try:
         meta: dict[str, Any] = json.loads(proof.metadata)
     except json.JSONDecodeError:

@@ -13,7 +13,8 @@ Example::
 
 from .diagnostics import BundleError, Diagnostic
 from .engine import Decision, Request
-from .loader import Bundle, digest_of
+from .loader import Bundle, bundle_name, digest_of
 from .model import Organisation, Rule
 
-__all__ = ["Bundle", "BundleError", "Decision", "Diagnostic", "Organisation", "Request", "Rule", "digest_of"]
+__all__ = ["Bundle", "BundleError", "Decision", "Diagnostic", "Organisation", "Request", "Rule", "bundle_name",
+           "digest_of"]

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from olievlek.directory import SLOT_BYTES
-from olievlek.errors import IdentityError
+from olievlek.errors import ConfigError, IdentityError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind, parse_identity
 from olievlek.kinds import BY_NAME, MessageKind, leaf_paths
 
@@ -49,6 +51,22 @@ FORMAT = 2
 SIGNATURES = "signatures.json"
 _MAILBOX = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
+
+
+def bundle_name(directory: Path) -> str:
+    """The ``name`` in a bundle's ``bundle.yaml`` (without loading or verifying the bundle): what names the
+    federation, in its log's origin for one.
+
+    Raises:
+        ConfigError: no readable name.
+    """
+    try:
+        name = yaml.safe_load((directory / "bundle.yaml").read_text()).get("name")
+    except (OSError, yaml.YAMLError, AttributeError) as exc:
+        raise ConfigError(f"cannot read the name of the bundle in {directory}: {exc}") from None
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"the bundle in {directory} has no name")
+    return name
 
 
 def bundle_files(directory: Path) -> list[Path]:

@@ -280,13 +280,13 @@ class Cosignature(_message.Message):
 
     WITNESS_FIELD_NUMBER: _builtins.int
     HEAD_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
-    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
     witness: _builtins.str
-    """The witness's organisation id: the bundle names it as witness/<id>, with the key that must verify this."""
-    signature: _builtins.bytes
-    """Ed25519 over "olievlek/v1/cosignature\\0" || the head's signed fields."""
-    signer_certificate: _builtins.bytes
+    """The witness's organisation id: the bundle names it as witness/<id>, with its key name and key."""
+    line: _builtins.bytes
+    """The witness's cosignature/v1 note line over the head's checkpoint: "— <key name> <base64>\\n"
+    (c2sp.org/tlog-cosignature).
+    """
     @_builtins.property
     def head(self) -> Global___TreeHead: ...
     def __init__(
@@ -294,12 +294,11 @@ class Cosignature(_message.Message):
         *,
         witness: _builtins.str = ...,
         head: Global___TreeHead | None = ...,
-        signature: _builtins.bytes = ...,
-        signer_certificate: _builtins.bytes = ...,
+        line: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "signature", b"signature", "signer_certificate", b"signer_certificate", "witness", b"witness"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "line", b"line", "witness", b"witness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,13 +367,18 @@ class TreeHead(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
     BUNDLE_DIGEST_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     size: _builtins.int
     root: _builtins.bytes
     timestamp_ms: _builtins.int
     bundle_digest: _builtins.bytes
     """SHA-256 of the policy bundle enforced when this head was signed."""
     signature: _builtins.bytes
-    """Ed25519 by the broker's log key over the fields above."""
+    """Heads signed before checkpoints: Ed25519 by the log key over the fields above (still verified)."""
+    checkpoint: _builtins.bytes
+    """The signed C2SP checkpoint (c2sp.org/tlog-checkpoint) that says the same as the fields above: what the
+    log key signs and witnesses cosign. The fields are a convenience; the checkpoint is the head.
+    """
     def __init__(
         self,
         *,
@@ -383,10 +387,11 @@ class TreeHead(_message.Message):
         timestamp_ms: _builtins.int = ...,
         bundle_digest: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
+        checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_digest", b"bundle_digest", "root", b"root", "signature", b"signature", "size", b"size", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_digest", b"bundle_digest", "checkpoint", b"checkpoint", "root", b"root", "signature", b"signature", "size", b"size", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
