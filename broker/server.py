@@ -483,6 +483,10 @@ class BrokerServer:
             await self._committer.stop()
             await self._store.close()
             raise ConfigError(f"no valid signed policy bundle at {cfg.bundle}; the broker will not start without one")
+        legacy = await self._store.resolve_legacy_viewers(
+            {str(o.id): f"{o.kind.value}/{o.id}" for o in bundle.orgs.values()})
+        if legacy:
+            log.info("audit.legacy_viewers_resolved", rows=legacy)
         self.metrics = Metrics("broker")
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,

@@ -78,6 +78,28 @@ SCHEMA = [
 ]
 
 
+LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
+
+
+def _v7_to_v8(c: sqlite3.Connection) -> None:
+    """Checkpoints on new heads (old heads keep their signature); visibility as rows, the old comma list of
+    org ids split into ``legacy:<id>`` viewers, which the broker resolves to full identities under the
+    bundle it enforces at start-up (``resolve_legacy_viewers``)."""
+    c.execute("ALTER TABLE tree_heads ADD COLUMN checkpoint BLOB")
+    c.execute("""CREATE TABLE IF NOT EXISTS audit_visibility (
+        viewer TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (viewer, idx)) WITHOUT ROWID""")
+    c.execute("""WITH RECURSIVE split(idx, rest, org) AS (
+                   SELECT idx, orgs || ',', '' FROM audit_events WHERE orgs != ''
+                   UNION ALL
+                   SELECT idx, substr(rest, instr(rest, ',') + 1), substr(rest, 1, instr(rest, ',') - 1)
+                   FROM split WHERE rest != '')
+                 INSERT OR IGNORE INTO audit_visibility (viewer, idx)
+                 SELECT ? || org, idx FROM split WHERE org != ''""", (LEGACY_VIEWER,))
+
+
+MIGRATIONS = {7: _v7_to_v8}
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One broker decision as the audit trail keeps it (no payload values)."""
@@ -179,7 +201,7 @@ class SqliteBrokerStore:
 
     @classmethod
     async def open(cls, path: Path) -> SqliteBrokerStore:
-        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION))
+        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, migrations=MIGRATIONS))
 
     @property
     def db(self) -> Database:
@@ -425,6 +447,23 @@ class SqliteBrokerStore:
     async def cosignatures(self, size: int) -> list[bytes]:
         rows = await self._db.fetchall("SELECT cosignature FROM cosignatures WHERE size = ? ORDER BY witness", (size,))
         return [bytes(r[0]) for r in rows]
+
+    async def resolve_legacy_viewers(self, identities: dict[str, str]) -> int:
+        """Give viewers written by org id (before exact identities) the full identity the bundle names for that
+        id; returns how many rows changed. An id the bundle no longer knows stays legacy: only the
+        data-protection officers read those events."""
+        if await self._db.fetchone("SELECT 1 FROM audit_visibility WHERE viewer >= ? AND viewer < ? LIMIT 1",
+                                   (LEGACY_VIEWER, LEGACY_VIEWER[:-1] + ";")) is None:
+            return 0
+        changed = 0
+        async with self._db.transaction() as tx:
+            for org_id, identity in identities.items():
+                before = await tx.fetchone("SELECT COUNT(*) FROM audit_visibility WHERE viewer = ?",
+                                           (LEGACY_VIEWER + org_id,))
+                await tx.execute("UPDATE audit_visibility SET viewer = ? WHERE viewer = ?",
+                                 (identity, LEGACY_VIEWER + org_id))
+                changed += int(before[0]) if before else 0
+        return changed
 
     async def close(self) -> None:
         await self._db.close()

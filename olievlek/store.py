@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from olievlek.errors import ConfigError
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
+Migration = Callable[[sqlite3.Connection], None]  # takes a file from version n to n + 1, in its transaction
 
 
 class Txn:
@@ -83,13 +84,14 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path, schema: Iterable[str], *, version: int = 0,
-                   secure_delete: bool = False) -> Database:
+                   secure_delete: bool = False, migrations: Mapping[int, Migration] | None = None) -> Database:
         """Open (creating) the file; ``secure_delete`` overwrites deleted content with zeros, for
         stores that erase personal data.
 
-        ``version`` is the schema version this build writes (kept in ``PRAGMA user_version``): a file
-        of another version is refused with a clear error rather than half-used (there are no
-        migrations yet).
+        ``version`` is the schema version this build writes (kept in ``PRAGMA user_version``). A file of an
+        older version is brought up to it by ``migrations`` (``migrations[n]`` takes version n to n + 1),
+        each step in one transaction that also sets the new version; a file that no step chain reaches - or
+        one newer than this build - is refused with a clear error rather than half-used.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         db = cls(await cls._connect(path), path)
@@ -97,7 +99,7 @@ class Database:
             if secure_delete:
                 await db._conn.execute("PRAGMA secure_delete=ON")
             if version:
-                await db._check_version(version)
+                await db._check_version(version, migrations or {})
             async with db.transaction() as tx:
                 for stmt in schema:
                     await tx.execute(stmt)
@@ -107,16 +109,21 @@ class Database:
             raise
         return db
 
-    async def _check_version(self, version: int) -> None:
+    async def _check_version(self, version: int, migrations: Mapping[int, Migration]) -> None:
         async with self._conn.execute("PRAGMA user_version") as cur:
             found = int((await cur.fetchone() or (0,))[0])
         async with self._conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") as cur:
             tables = int((await cur.fetchone() or (0,))[0])
         if found == 0 and tables == 0:
             await self._conn.execute(f"PRAGMA user_version = {int(version)}")
-        elif found != version:
+            return
+        if found > version or any(step not in migrations for step in range(found, version)):
             raise ConfigError(f"{self.path}: database schema version {found or 'unversioned'}, this build uses "
-                              f"version {version}; there is no migration yet: keep the old build or start afresh")
+                              f"version {version} and has no migration from it: keep the old build or start afresh")
+        for step in range(found, version):
+            async with self.transaction() as tx:
+                await tx.run(migrations[step])
+                await tx.execute(f"PRAGMA user_version = {step + 1}")
 
     @staticmethod
     async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:
