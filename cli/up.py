@@ -146,6 +146,14 @@ class Scenario:
                                   capture_output=True, text=True, timeout=60, check=False)
             last = (proc.stdout.strip().splitlines() or ["(no output)"])
             self.expect(proc.returncode == 0, escape(f"{org}: " + " / ".join(line.strip() for line in last)))
+        kept = fed.workdir / "checkpoint.txt"
+        proc = subprocess.run([sys.executable, "-m", "olievlek", "audit", "checkpoint", "--node-config",
+                               str(fed.node_dir("gent") / "node.yaml"), "--out", str(kept)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        self.expect(proc.returncode == 0 and kept.exists(),
+                    f"the latest cosigned checkpoint, as anyone can keep it ({kept}):")
+        if kept.exists():
+            out.print(escape(kept.read_text()), highlight=False)
         return not self.failures
 
     def _handover(self) -> None:
