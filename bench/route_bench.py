@@ -31,13 +31,16 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import echo_baseline  # noqa: E402
 from common import parse_args, report  # noqa: E402
-from olievlek.broker.store import NEVER, SqliteBrokerStore  # noqa: E402
+from olievlek.broker.seeding import seed_offline  # noqa: E402
+from olievlek.broker.store import NEVER  # noqa: E402
 from olievlek.cli.federation import Federation, NodeSpec  # noqa: E402
 from olievlek.cli.local_client import call  # noqa: E402
 from olievlek.node.broker_client import BrokerClient  # noqa: E402
 
 from olievlek import wire  # noqa: E402
+from olievlek.audit.checkpoint import origin_for  # noqa: E402
 from olievlek.envelope import Signer, seal  # noqa: E402
+from olievlek.policy import bundle_name, digest_of  # noqa: E402
 from olievlek.transport import TlsFiles  # noqa: E402
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2  # noqa: E402
 
@@ -138,14 +141,11 @@ def restart_deep_queue(fed: Federation, depth: int) -> tuple[float, float]:
     template = seal(body, signer)
     wire.validate(body)
 
-    async def seed() -> None:
-        store = await SqliteBrokerStore.open(fed.broker_dir / "broker.sqlite")
-        async with store.db.transaction() as tx:  # through the storage interface, not Send
-            await store.seed_txn(tx, "livc-zennevallei", "gent", [(f"deep{i}", template) for i in range(depth)],
-                                 int(time.time() * 1000), NEVER)
-        await store.close()
-
-    asyncio.run(seed())
+    # Through the storage interface, not Send; with a real decision leaf, as every delivery's proof needs.
+    asyncio.run(seed_offline(fed.broker_dir / "broker.sqlite", fed.broker_dir / "log.key",
+                             origin_for(bundle_name(fed.bundle_src)), digest_of(fed.workdir / "federation" / "bundle"),
+                             "livc-zennevallei", "gent", [(f"deep{i}", template) for i in range(depth)],
+                             int(time.time() * 1000), NEVER))
     start = time.monotonic()
     fed.start_broker()
     serving = time.monotonic() - start

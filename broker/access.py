@@ -55,6 +55,7 @@ MATRIX: dict[str, Access] = {
     "GetHead": Access(NODE_KINDS | {OrgKind.WITNESS}, True, False, "the latest (or latest cosigned) signed head"),
     "GetConsistency": Access(NODE_KINDS | {OrgKind.WITNESS}, True, False, "a consistency proof"),
     "GetInclusion": Access(NODE_KINDS | {OrgKind.WITNESS}, True, False, "an inclusion proof"),
+    "GetBundle": Access(NODE_KINDS, True, False, "a signed bundle this broker enforced, by digest"),
 }
 
 # Page caps of the list calls: a caller asking for more gets this many and a cursor.

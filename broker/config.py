@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olievlek import timing
 from olievlek.config import load_yaml, path_setting, path_settings, reading, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.ratelimit import Limit
@@ -23,7 +24,7 @@ class BrokerConfig:
     database: Path
     log_key: Path  # Ed25519 key that signs tree heads (PEM, 0600)
     ready_file: Path | None
-    max_clock_skew_s: int = 300
+    max_clock_skew_s: int = timing.CLOCK_WINDOW_MS // 1000
     audit_metadata_retention_days: int = 730  # leaves stay forever; their metadata this long
     metrics_listen: str | None = None  # e.g. 127.0.0.1:9464 for Prometheus; off when absent
     # Flow control: at most this many undelivered items per recipient; more is refused (QUEUE_FULL).
@@ -31,7 +32,7 @@ class BrokerConfig:
     # ... and at most this many of them from one sender, so no organisation can fill another's queue.
     max_queue_per_sender: int = 2_000
     # How often expired deliveries are looked for (their time-to-live comes from the rule).
-    expiry_interval_s: float = 30.0
+    expiry_interval_s: float = timing.EXPIRY_SWEEP_MS / 1000
     # Keepalive pings are allowed this often; must not exceed the nodes' keepalive interval,
     # or the server answers pings with GOAWAY too_many_pings.
     min_ping_interval_s: float = 5.0
@@ -56,7 +57,7 @@ class BrokerConfig:
                 **path_settings(doc, path, "crl", "bundle", "roots", "database"),
                 log_key=path_setting(doc, "log_key", path),
                 ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
-                max_clock_skew_s=int(doc.get("max_clock_skew_s", 300)),
+                max_clock_skew_s=int(doc.get("max_clock_skew_s", timing.CLOCK_WINDOW_MS // 1000)),
                 audit_metadata_retention_days=int(doc.get("audit_metadata_retention_days", 730)),
                 metrics_listen=str(doc["metrics_listen"]) if doc.get("metrics_listen") else None,
                 max_queue_per_recipient=int(doc.get("max_queue_per_recipient", 10_000)),

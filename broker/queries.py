@@ -237,7 +237,7 @@ class DirectoryService:
                                    "rule": rule.id,
                                    "decision": Decision.ACCEPTED, "rows": rows, "hits": hits,
                                    "file_ref": query.file_ref, "legal_basis": query.legal_basis,
-                                   "bundle": svc.bundle.digest}
+                                   "env": envelope.env_of(raw).hex(), "bundle": svc.bundle.digest}
         record = DecisionRecord(now, body.sender, MessageKind.QUERY_HIT, rule.id, Decision.ACCEPTED, "", "", ())
         limits = (budget.per_day, budget.per_month)
 

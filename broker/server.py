@@ -31,6 +31,7 @@ from olievlek.identity import OrgIdentity
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
 from olievlek.policy import Bundle, bundle_name, digest_of
+from olievlek.policy.archive import archive_of
 from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.ratelimit import OncePerInterval
@@ -343,6 +344,18 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         log.info("cosignature.stored", witness=witness, size=request.head.size)
         return broker_pb2.CosignatureAck(stored=True)
 
+    async def GetBundle(
+        self, request: broker_pb2.GetBundleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.BundleArchive:
+        origin = await self._gate("GetBundle", context)
+        await self._validated("GetBundle", origin, request, context)
+        archive = await self._service.store.bundle_archive(request.digest.hex())
+        if archive is None:
+            await self._end("GetBundle", origin, context, grpc.StatusCode.NOT_FOUND,
+                            f"this broker never enforced a bundle with digest {request.digest.hex()[:16]}…",
+                            "UNKNOWN_BUNDLE")
+        return broker_pb2.BundleArchive.FromString(archive)
+
     async def AuditLeaves(
         self, request: broker_pb2.AuditRange, context: grpc.aio.ServicerContext[Any, Any]
     ) -> broker_pb2.AuditLeavesResponse:
@@ -391,14 +404,16 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 await self._service.ack(origin, acks)
                 window.acked([a.seq for a in acks])
 
-    async def _down(self, item: Queued) -> broker_pb2.SubscribeDown:
+    async def _down(self, item: Queued, head: broker_pb2.TreeHead) -> broker_pb2.SubscribeDown:
+        """One item with the proof of the leaf that queued it (an envelope's decision, a notice's expiry or
+        rejection), to ``head``."""
+        proof = await self._service.audit_proof(item.leaf_index, head)
         if item.item == "envelope":
-            return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload))
+            return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload,
+                                                                         audit=proof))
         notice = broker_pb2.DeliveryNotice.FromString(item.payload)
         notice.seq = item.seq
-        head = await self._service.committer.audit.head()
-        assert head is not None
-        notice.audit.CopyFrom(await self._service.audit_proof(item.leaf_index, head))
+        notice.audit.CopyFrom(proof)
         return broker_pb2.SubscribeDown(notice=notice)
 
     async def _deliver(
@@ -422,8 +437,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 # Revocation (and a bundle that drops the organisation) takes effect on open streams too:
                 # re-check before every batch.
                 await self._still_admitted(context)
+            head = await self._service.committer.audit.head() if batch else None
             for item in batch:
-                await context.write(await self._down(item))  # awaits HTTP/2 flow control too
+                assert head is not None  # a queued item's leaf was committed with a head
+                await context.write(await self._down(item, head))  # awaits HTTP/2 flow control too
                 window.inflight.add(item.seq)
                 metrics.deliveries.inc()
                 if item.seq <= self._delivered.get(org, 0):
@@ -487,6 +504,11 @@ class BrokerServer:
             {str(o.id): f"{o.kind.value}/{o.id}" for o in bundle.orgs.values()})
         if legacy:
             log.info("audit.legacy_viewers_resolved", rows=legacy)
+        bound, _head = await self._committer.submit(lambda tx, batch: self._store.bind_queue_leaves_txn(
+            tx, batch, lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients]) if v],
+            now_ms()))
+        if bound:
+            log.info("audit.queue_leaves_bound", rows=bound)
         self.metrics = Metrics("broker")
         self.service = BrokerService(
             self._store, self._committer, bundle, trust, Notifier(), max_skew_ms=cfg.max_clock_skew_s * 1000,
@@ -591,6 +613,7 @@ class BrokerServer:
             log.error("policy.refused", bundle=bundle.name, version=bundle.version, reason=reason)
             return None
         await self._record_load(now, bundle.name, bundle.version, bundle.digest, LoadOutcome.ENFORCED, "")
+        await self._store.keep_bundle(bundle.digest, archive_of(cfg.bundle).SerializeToString())
         log.info("policy.enforced", bundle=bundle.name, version=bundle.version, digest=bundle.digest)
         return bundle
 

@@ -27,8 +27,11 @@ Whatever fails while preparing an envelope - however malformed - becomes a refus
 (MALFORMED where nothing more precise fits), a decision and a leaf; each batch item is answered on its
 own. A sender's first ``individual_refusals`` refusals in an interval get a leaf each; the rest of that
 interval's are counted into one aggregated leaf (count, codes, first and last time, and a hash chain
-over the SHA-256 of each refused input, in order), written when the interval ends - so a flood costs
-one row, not a leaf per input, and the sender that kept its inputs can show it is covered.
+over each refused input's ``env``, in order), written when the interval ends - so a flood costs one row,
+not a leaf per input, and the sender that kept its inputs can show it is covered.
+
+Every decision's leaf carries ``env`` (``envelope.leaf_env``): it binds the leaf to the envelope it is
+about, so a node can tell its own receipt from someone else's, and nobody else can test a guess about a body.
 
 This module does not import grpc.
 """
@@ -37,14 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from olievlek import envelope, logs, wire
+from olievlek import envelope, logs, timing, wire
 from olievlek.audit.log import Batch
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
@@ -142,7 +144,7 @@ class BrokerService:
         trust: TrustAnchor,
         notifier: Notifier,
         *,
-        max_skew_ms: int = 300_000,
+        max_skew_ms: int = timing.CLOCK_WINDOW_MS,
         clock: Callable[[], int] = now_ms,
         metrics: Metrics | None = None,
         queue_limit: int = 10_000,
@@ -242,7 +244,7 @@ class BrokerService:
                                 tuple(body.recipients))
         meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": plan.rule_id,
                 "decision": Decision.ACCEPTED, "reason": "", "field": "", "recipients": list(body.recipients),
-                "bundle": self.bundle.digest, **plan.inputs}
+                "env": envelope.env_of(opened.raw).hex(), "at": now, "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
         encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
         viewers = self.viewers(body.sender, *body.recipients)
@@ -291,11 +293,12 @@ class BrokerService:
         key = (identity, interval)
         if self._individual.get(key, 0) >= self.limits.settings.individual_refusals:
             code = broker_pb2.RefusalCode.Name(refusal.refusal_code).removeprefix("REFUSAL_CODE_")
-            digest = hashlib.sha256(plan.raw).digest()
-            await self.committer.submit(lambda tx, batch: self.store.aggregate_refusal_txn(
+            digest = envelope.env_of(plan.raw)
+            position, _head = await self.committer.submit(lambda tx, batch: self.store.aggregate_refusal_txn(
                 tx, identity, interval, code, digest, now))
             refused = refusal.to_proto()
             refused.aggregated_interval_ms = interval
+            refused.aggregated_position = int(position)
             return broker_pb2.SendResponse(refusal=refused)
         if len(self._individual) > MAX_TRACKED_IDENTITIES:
             self._individual = {k: v for k, v in self._individual.items() if k[1] == interval}
@@ -304,7 +307,7 @@ class BrokerService:
                                 Decision.REFUSED, refusal.reason, refusal.field, ())
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
                 "decision": Decision.REFUSED, "reason": refusal.reason, "field": refusal.field,
-                "bundle": self.bundle.digest, **plan.inputs}
+                "env": envelope.env_of(plan.raw).hex(), "bundle": self.bundle.digest, **plan.inputs}
         (index, leaf), head = await self.committer.submit(
             lambda tx, batch: self.store.record_txn(tx, batch, record, meta, (identity,)))
         log.warning("send.refused", sender=identity, kind=plan.kind_name, rule=record.rule_id,

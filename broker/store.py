@@ -10,20 +10,22 @@ same methods (the interface is extracted when that second backend exists).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek import faults
+from olievlek import faults, timing
 from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
+from olievlek.audit.refusal_chain import CHAIN_START, extend_chain
 from olievlek.clock import now_ms as clock_now
+from olievlek.envelope import env_of
+from olievlek.kinds import BY_KIND
 from olievlek.statuses import Decision, LoadOutcome
 from olievlek.store import Database, Txn
-from olievlek.v1 import broker_pb2
+from olievlek.v1 import broker_pb2, envelope_pb2
 
 from .directory import SCHEMA as DIRECTORY_SCHEMA
 
@@ -70,7 +72,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS cosignatures (
         size INTEGER NOT NULL, witness TEXT NOT NULL, cosignature BLOB NOT NULL, PRIMARY KEY (size, witness))""",
     # One sender's refusals beyond the first few of an interval, until the interval's one leaf is written:
-    # chain = SHA-256(chain ‖ SHA-256(refused input)), from 32 zero bytes, in order.
+    # chain = SHA-256(chain ‖ env of the refused input), from 32 zero bytes, in order.
+    # Every bundle this broker enforced, as its files (nodes fetch one to re-check a delivery's decision).
+    "CREATE TABLE IF NOT EXISTS bundles (digest TEXT PRIMARY KEY, archive BLOB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS refusal_aggregates (
         viewer TEXT NOT NULL, interval_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, codes TEXT NOT NULL,
         first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, chain BLOB NOT NULL,
@@ -168,7 +172,7 @@ def _decision_params(r: DecisionRecord) -> tuple[object, ...]:
 
 NEVER = 1 << 62  # the deadline of items that do not expire (expiry notices)
 # Delivery stops at the deadline; expiry waits this much longer, for acks already on their way.
-EXPIRY_GRACE_MS = 120_000
+EXPIRY_GRACE_MS = timing.EXPIRY_GRACE_MS
 
 
 def _enqueue(c: sqlite3.Connection, recipient: str, item: str, sender: str, key: str, rule_id: str,
@@ -277,11 +281,11 @@ class SqliteBrokerStore:
                       at_ms: int, viewer_of: ViewerOf) -> str | None:
         """Remove an acknowledged item and log it; its sender, or None if it was not queued for this recipient."""
         def step(c: sqlite3.Connection) -> str | None:
-            row = c.execute("SELECT sender, item, idem_key, rule_id, enqueued_ms FROM queue WHERE recipient = ?"
-                            " AND seq = ?", (recipient, seq)).fetchone()
+            row = c.execute("SELECT sender, item, idem_key, rule_id, enqueued_ms, payload FROM queue"
+                            " WHERE recipient = ? AND seq = ?", (recipient, seq)).fetchone()
             if row is None:
                 return None
-            sender, item, key, rule_id, enqueued = row
+            sender, item, key, rule_id, enqueued, payload = row
             _dequeue(c, recipient, seq, sender)
             c.execute("INSERT INTO acks (seq, recipient, outcome, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
                       (seq, recipient, outcome, reason, at_ms))
@@ -289,7 +293,8 @@ class SqliteBrokerStore:
                 return str(sender)
             index, _salt, _meta = batch.append(
                 {"event": "delivery.ack", "recipient": recipient, "sender": sender, "outcome": outcome,
-                 "reason": reason, "key": key}, _viewers(viewer_of, recipient, sender), at_ms)
+                 "reason": reason, "key": key, "seq": seq, "env": env_of(bytes(payload)).hex()},
+                _viewers(viewer_of, recipient, sender), at_ms)
             if outcome == "rejected":  # the sender must learn it: its outbox says accepted otherwise
                 notice = broker_pb2.DeliveryNotice(
                     idempotency_key=key, recipient=recipient, rule_id=rule_id, enqueued_at_ms=int(enqueued),
@@ -317,33 +322,37 @@ class SqliteBrokerStore:
         Returns the expiry's leaf index, or None when it was acknowledged meanwhile.
         """
         def step(c: sqlite3.Connection) -> int | None:
-            if c.execute("SELECT 1 FROM queue WHERE recipient = ? AND seq = ?",
-                         (due.recipient, due.seq)).fetchone() is None:
+            row = c.execute("SELECT payload FROM queue WHERE recipient = ? AND seq = ?",
+                            (due.recipient, due.seq)).fetchone()
+            if row is None:
                 return None
             _dequeue(c, due.recipient, due.seq, due.sender)
-            index, _salt, _meta = batch.append(meta, _viewers(viewer_of, due.sender, due.recipient), at_ms)
+            bound = {**meta, "env": env_of(bytes(row[0])).hex(), "seq": due.seq}  # which envelope, which gap
+            index, _salt, _meta = batch.append(bound, _viewers(viewer_of, due.sender, due.recipient), at_ms)
             _enqueue(c, due.sender, "expiry", due.sender, due.idem_key, due.rule_id, notice, at_ms, NEVER, index)
             return index
 
         return await tx.run(step)
 
     @staticmethod
-    async def aggregate_refusal_txn(tx: Txn, viewer: str, interval_start_ms: int, code: str, input_digest: bytes,
-                                    at_ms: int) -> None:
-        """Count one more refusal of ``viewer`` in its interval's aggregate (no leaf of its own)."""
-        def step(c: sqlite3.Connection) -> None:
+    async def aggregate_refusal_txn(tx: Txn, viewer: str, interval_start_ms: int, code: str, env: bytes,
+                                    at_ms: int) -> int:
+        """Count one more refusal of ``viewer`` in its interval's aggregate (no leaf of its own); returns its
+        place in the interval's chain."""
+        def step(c: sqlite3.Connection) -> int:
             row = c.execute("SELECT count, codes, chain FROM refusal_aggregates WHERE viewer = ? AND"
                             " interval_start_ms = ?", (viewer, interval_start_ms)).fetchone()
-            count, codes, chain = (int(row[0]), json.loads(row[1]), bytes(row[2])) if row else (0, {}, bytes(32))
+            count, codes, chain = (int(row[0]), json.loads(row[1]), bytes(row[2])) if row else (0, {}, CHAIN_START)
             codes[code] = codes.get(code, 0) + 1
-            chain = hashlib.sha256(chain + input_digest).digest()
+            chain = extend_chain(chain, env)
             c.execute("INSERT INTO refusal_aggregates (viewer, interval_start_ms, count, codes, first_ms, last_ms,"
                       " chain) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (viewer, interval_start_ms) DO UPDATE SET"
                       " count = excluded.count, codes = excluded.codes, last_ms = excluded.last_ms,"
                       " chain = excluded.chain",
                       (viewer, interval_start_ms, count + 1, json.dumps(codes, sort_keys=True), at_ms, at_ms, chain))
+            return count + 1
 
-        await tx.run(step)
+        return int(await tx.run(step))
 
     @staticmethod
     async def flush_aggregates_txn(tx: Txn, batch: Batch, before_ms: int, interval_ms: int, at_ms: int) -> int:
@@ -371,9 +380,30 @@ class SqliteBrokerStore:
         return row is not None
 
     @staticmethod
-    async def seed_txn(tx: Txn, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,
-                       expires_ms: int) -> None:
-        """Queue envelopes directly, in bulk (restart benches and tests; no decision, no leaf)."""
+    async def seed_txn(tx: Txn, batch: Batch, recipient: str, sender: str, items: list[tuple[str, bytes]],
+                       at_ms: int, expires_ms: int, bundle: str, viewers: Sequence[str] = ()) -> None:
+        """Queue envelopes directly, in bulk, skipping the checks (restart benches, and tests that redeliver).
+
+        Every queue row still has a real decision leaf, as a delivery's proof needs: an envelope this broker
+        accepted before keeps its original leaf (a redelivery); any other gets a leaf of its own, written as
+        an accepted send of that envelope."""
+        leaves: dict[bytes, int] = {}
+        rules: dict[bytes, str] = {}
+        for key, raw in items:
+            if raw in leaves:
+                continue
+            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body)
+            rules[raw] = body.rule_id
+            prior = await tx.fetchone("SELECT leaf_index FROM idempotency WHERE sender = ? AND key = ?",
+                                      (sender, key))
+            if prior is not None:
+                leaves[raw] = int(prior[0])
+                continue
+            kind = BY_KIND[body.kind].name if body.kind in BY_KIND else "unknown"
+            leaves[raw] = batch.append({"event": "send", "sender": sender, "kind": kind, "rule": body.rule_id,
+                                        "decision": Decision.ACCEPTED, "reason": "", "field": "",
+                                        "recipients": list(body.recipients), "env": env_of(raw).hex(),
+                                        "at": at_ms, "bundle": bundle, "seeded": True}, viewers, at_ms)[0]
         await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)",
                          (recipient,))
         row = await tx.fetchone("SELECT next_seq FROM recipients WHERE recipient = ?", (recipient,))
@@ -381,8 +411,9 @@ class SqliteBrokerStore:
         first = int(row[0])
         await tx.executemany(
             "INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
-            " leaf_index) VALUES (?, ?, 'envelope', ?, ?, '', ?, ?, ?, -1)",
-            [(recipient, first + i, sender, key, env, at_ms, expires_ms) for i, (key, env) in enumerate(items)],
+            " leaf_index) VALUES (?, ?, 'envelope', ?, ?, ?, ?, ?, ?, ?)",
+            [(recipient, first + i, sender, key, rules[raw], raw, at_ms, expires_ms, leaves[raw])
+             for i, (key, raw) in enumerate(items)],
         )
         await tx.execute("UPDATE recipients SET next_seq = next_seq + ?, depth = depth + ? WHERE recipient = ?",
                          (len(items), len(items), recipient))
@@ -416,6 +447,14 @@ class SqliteBrokerStore:
         batch.append({"event": "policy.load", "bundle": name, "version": version, "digest": digest,
                       "outcome": outcome}, (), at_ms)
 
+    async def keep_bundle(self, digest: str, archive: bytes) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute("INSERT OR IGNORE INTO bundles (digest, archive) VALUES (?, ?)", (digest, archive))
+
+    async def bundle_archive(self, digest: str) -> bytes | None:
+        row = await self._db.fetchone("SELECT archive FROM bundles WHERE digest = ?", (digest,))
+        return bytes(row[0]) if row else None
+
     async def enforced_policy_version(self) -> int:
         """The highest bundle version this broker ever enforced (0 if none)."""
         row = await self._db.fetchone("SELECT MAX(version) FROM policy_loads WHERE outcome = 'enforced'")
@@ -447,6 +486,28 @@ class SqliteBrokerStore:
     async def cosignatures(self, size: int) -> list[bytes]:
         rows = await self._db.fetchall("SELECT cosignature FROM cosignatures WHERE size = ? ORDER BY witness", (size,))
         return [bytes(r[0]) for r in rows]
+
+    @staticmethod
+    async def bind_queue_leaves_txn(tx: Txn, batch: Batch, viewers_of: Callable[[str, Sequence[str]], list[str]],
+                                    at_ms: int) -> int:
+        """Envelopes queued before decision leaves carried ``env`` and ``at`` (and seeded rows without a leaf):
+        each gets a leaf that says so, pointing at the leaf it replaces, and is delivered with that one - a
+        recipient takes nothing the log does not bind to the bytes. Returns how many."""
+        rows = await tx.fetchall(
+            "SELECT q.recipient, q.seq, q.sender, q.payload, q.enqueued_ms, q.leaf_index, e.meta FROM queue q"
+            " LEFT JOIN audit_events e ON e.idx = q.leaf_index WHERE q.item = 'envelope'"
+            " AND (e.meta IS NULL OR instr(CAST(e.meta AS TEXT), '\"env\":') = 0)")
+        for recipient, seq, sender, payload, enqueued, old, meta in rows:
+            raw = bytes(payload)
+            body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body)
+            before = json.loads(meta) if meta else {}
+            bound = {"event": "send", "sender": sender, "kind": BY_KIND[body.kind].name if body.kind in BY_KIND
+                     else "unknown", "rule": before.get("rule", body.rule_id), "decision": Decision.ACCEPTED,
+                     "reason": "", "field": "", "recipients": list(body.recipients), "env": env_of(raw).hex(),
+                     "at": int(enqueued), "bundle": before.get("bundle", ""), "rebinds": int(old)}
+            index = batch.append(bound, viewers_of(sender, list(body.recipients)), at_ms)[0]
+            await tx.execute("UPDATE queue SET leaf_index = ? WHERE recipient = ? AND seq = ?", (index, recipient, seq))
+        return len(rows)
 
     async def resolve_legacy_viewers(self, identities: dict[str, str]) -> int:
         """Give viewers written by org id (before exact identities) the full identity the bundle names for that

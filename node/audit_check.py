@@ -19,6 +19,7 @@ from olievlek import logs
 from olievlek.audit.cosign import check_quorum
 from olievlek.audit.receipts import check_extends, verify_head, verify_receipt
 from olievlek.errors import TransportError, VerificationError
+from olievlek.metrics import Metrics
 from olievlek.policy.model import WitnessPolicy
 from olievlek.v1 import broker_pb2
 
@@ -31,8 +32,9 @@ log = logs.get("node.audit")
 class AuditChecker:
     def __init__(self, store: NodeStore, client: BrokerClient, log_key: ed25519.Ed25519PublicKey,
                  witnesses: WitnessPolicy | None = None, quorum: int = 0, origin: str | None = None,
-                 bundle_digest: str = "") -> None:
+                 bundle_digest: str = "", metrics: Metrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or Metrics("node")
         self._client = client
         self._key = log_key
         self.origin = origin  # the log's checkpoint origin; None: whatever the checkpoint says (tests)
@@ -72,14 +74,35 @@ class AuditChecker:
             with contextlib.suppress(VerificationError, TransportError):  # logged loudly above
                 await self.check_witnessed()
 
-    async def check(self, proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> None:
-        """Raises VerificationError (after logging it) when the broker's proof does not hold."""
+    def alarm(self, reason: str, **fields: Any) -> None:
+        """The broker said something the log does not back: loud here, for this node's administrator (a
+        notice about it would travel through the very broker that lied)."""
+        self._metrics.audit_alarms.labels(reason=reason).inc()
+        log.error("audit.alarm", reason=reason, **fields)
+
+    async def check(self, proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> dict[str, Any]:
+        """The proven leaf's metadata. Raises VerificationError (after raising the alarm) when the broker's
+        proof does not hold or the leaf does not say what ``expect`` says."""
         try:
-            verify_receipt(proof, self._key, expect, self.origin)
+            meta = verify_receipt(proof, self._key, expect, self.origin)
             await self._advance(proof.head)
         except VerificationError as exc:
-            log.error("audit.verification_failed", reason=exc.message, leaf=proof.leaf_index)
+            self.alarm("proof", detail=exc.message, leaf=proof.leaf_index)
             raise
+        return meta
+
+    async def prove_event(self, event: broker_pb2.AuditEvent, head: broker_pb2.TreeHead,
+                          expect: dict[str, Any]) -> dict[str, Any]:
+        """A leaf read from ``AuditEvents``, proven included in ``head`` (which must extend ours).
+
+        Raises:
+            VerificationError: as ``check``.
+            TransportError: the broker could not be asked for the inclusion proof.
+        """
+        inclusion = await self._client.inclusion(event.index, head.size)
+        proof = broker_pb2.AuditProof(leaf_index=event.index, salt=event.salt, metadata=event.metadata,
+                                      head=inclusion.head, inclusion=list(inclusion.proof))
+        return await self.check(proof, expect)
 
     async def _advance(self, new: broker_pb2.TreeHead) -> None:
         async with self._advancing:

@@ -71,6 +71,10 @@ class BrokerClient:
             "AuditLeaves", broker_pb2.AuditRange(from_index=start, limit=limit))
         return resp
 
+    async def get_bundle(self, digest: bytes) -> broker_pb2.BundleArchive:
+        resp: broker_pb2.BundleArchive = await self._unary("GetBundle", broker_pb2.GetBundleRequest(digest=digest))
+        return resp
+
     async def audit_events(self, start: int, limit: int) -> broker_pb2.AuditEventsResponse:
         resp: broker_pb2.AuditEventsResponse = await self._unary(
             "AuditEvents", broker_pb2.AuditRange(from_index=start, limit=limit))

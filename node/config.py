@@ -77,6 +77,8 @@ class NodeConfig:
     # Undecided disclosure requests are denied (expired) after this long; 0: the bundle's setting.
     disclosure_expiry_s: float = 0.0
     language: str = "nl"  # what the node answers its users in, unless a request asks otherwise
+    # How often the node reads the log for what waits on a leaf (aggregated refusals, delivery gaps).
+    log_watch_interval_s: float = 30.0
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -106,4 +108,5 @@ class NodeConfig:
                 retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
                 disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
                 language=str(doc.get("language", "nl")),
+                log_watch_interval_s=float(doc.get("log_watch_interval_s", 30.0)),
             )

@@ -29,6 +29,7 @@ from olievlek.policy.model import Rule
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
+from . import evidence
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
 from .outbox import OutboxSender
@@ -132,14 +133,21 @@ class Liaison:
             purpose=envelope_pb2.PURPOSE_HIT_NO_HIT_CHECK, rule_id=rule.id, created_at_ms=now_ms(),
             hit_query=summary_pb2.HitQuery(subject_pseudonyms=pseudonyms, file_ref=req.file_ref,
                                            legal_basis=req.legal_basis))
-        response = await self._client.query(envelope.seal(body, self._signer))
+        sealed = envelope.seal(body, self._signer)
+        env = envelope.env_of(sealed)
+        response = await self._client.query(sealed)
         if response.WhichOneof("outcome") == "refusal":
             r = response.refusal
-            await self._audit.check(r.audit, {"sender": self._org_id, "decision": "refused"})
+            if r.aggregated_interval_ms and r.aggregated_position:  # proven later, with its interval's leaf
+                interval, position = r.aggregated_interval_ms, r.aggregated_position
+                await self._store.writer.write(lambda tx: evidence.keep_aggregated_txn(
+                    tx, interval, position, env, None))
+            else:
+                await self._audit.check(r.audit, {"sender": self._org_id, "decision": "refused", "env": env.hex()})
             code = broker_pb2.RefusalCode.Name(r.code).removeprefix("REFUSAL_CODE_").lower()
             raise RequestError(code, _("the broker refused the query: {detail}").format(detail=r.detail))
         await self._audit.check(response.answer.audit, {"sender": self._org_id, "event": "query",  # its own leaf
-                                                        "rows": len(pseudonyms)})
+                                                        "rows": len(pseudonyms), "env": env.hex()})
         return response.answer
 
     async def _keep_hits(self, hits: list[tuple[int, list[tuple[bytes, str]]]], file_ref: str) -> list[int]:

@@ -10,7 +10,11 @@
    failure; the broker's idempotency record answers a resend with the
    original receipt.
 4. A row is finished (``accepted``/``refused``) only after the answer's audit
-   proof verified and, for a receipt, its digest is our body's. ``STALE``
+   proof verified and the proven leaf is about this row: its ``env`` (which only
+   holders of the signed envelope can compute), kind, rule and recipients are
+   the row's, and no other row was proven by that leaf. A refusal counted into
+   an aggregated leaf is recorded with its place in that leaf's chain and stays
+   provisional until the log watch proves the leaf (``node/log_watch.py``). ``STALE``
    (outage longer than the clock window) re-seals the same body under a fresh
    created-at; ``QUEUE_FULL`` keeps the row pending and backs off.
 
@@ -29,11 +33,13 @@ from olievlek.clock import now_ms
 from olievlek.envelope import Signer, body_of
 from olievlek.errors import OlievlekError, TransportError, VerificationError
 from olievlek.metrics import Metrics
+from olievlek.statuses import OutboxStatus
 from olievlek.v1 import broker_pb2, envelope_pb2
 
+from . import evidence
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
-from .store import NodeStore, OutboxRow
+from .store import Answer, NodeStore, OutboxRow
 
 log = logs.get("node.outbox")
 
@@ -46,10 +52,6 @@ IDLE_POLL_S = 30.0  # a kick is the normal wake-up; this catches rows written be
 TRANSIENT = frozenset({broker_pb2.REFUSAL_CODE_STALE, broker_pb2.REFUSAL_CODE_QUEUE_FULL})
 
 Builder = Callable[[OutboxRow], Awaitable[envelope_pb2.EnvelopeBody]]
-
-
-def _sender_of(raw: bytes) -> str:
-    return body_of(raw).sender
 
 
 class OutboxSender:
@@ -178,7 +180,7 @@ class OutboxSender:
         if len(responses) != len(rows):
             log.error("outbox.bad_batch_answer", sent=len(rows), answers=len(responses))
             return {r.recipient for r in rows}
-        answers: list[tuple[int, str, bytes, str]] = []
+        answers: list[Answer] = []
         waiting: set[str] = set()
         for row, response in zip(rows, responses, strict=True):
             answer = await self._answer(row, response)
@@ -187,31 +189,41 @@ class OutboxSender:
             else:
                 answers.append(answer)
         await self._store.finish_outbox(answers)
-        for outbox_id, status, _, _ in answers:
-            self._metrics.sends.labels(decision=status).inc()
-            self._finish_event(outbox_id)
+        for a in answers:
+            self._metrics.sends.labels(decision=a.status).inc()
+            self._finish_event(a.outbox_id)
         log.info("outbox.sent", answered=len(answers), waiting=len(rows) - len(answers))
         return waiting
 
-    async def _answer(self, row: OutboxRow, response: broker_pb2.SendResponse) -> tuple[int, str, bytes, str] | None:
-        """(id, status, response, detail) to record, or None when the row stays pending."""
+    async def _answer(self, row: OutboxRow, response: broker_pb2.SendResponse) -> Answer | None:
+        """What to record for a row, or None when it stays pending (sent again after a backoff)."""
         assert row.envelope is not None
+        env = envelope.env_of(row.envelope)
+        body = body_of(row.envelope)
         outcome = response.WhichOneof("outcome")
-        audit = response.receipt.audit if outcome == "receipt" else response.refusal.audit
-        expect = {"sender": _sender_of(row.envelope), "decision": "accepted" if outcome == "receipt" else "refused"}
-        try:
-            await self._audit.check(audit, expect)
-        except (VerificationError, TransportError):
-            return None  # logged loudly by the checker; keep the row and try again later
         if outcome == "receipt":
-            env = envelope_pb2.Envelope.FromString(row.envelope)
-            if response.receipt.body_digest != envelope.body_digest(env.body):
-                # Not our body: keep it pending (and back off) rather than trust a wrong receipt.
-                log.error("outbox.bad_receipt", outbox_id=row.id)
+            expect: dict[str, object] = {
+                "event": "send", "sender": body.sender, "decision": "accepted", "env": env.hex(), "kind": row.kind,
+                "rule": body.rule_id, "recipients": list(body.recipients)}
+            if not await self._proven(row, response.receipt.audit, expect):
                 return None
-            return row.id, "accepted", wire.encode(response), ""
+            return Answer(row.id, OutboxStatus.ACCEPTED, wire.encode(response), "", env,
+                          leaf=response.receipt.audit.leaf_index)
         refusal = response.refusal
         code = broker_pb2.RefusalCode.Name(refusal.code)
+        if refusal.aggregated_interval_ms:
+            if refusal.code in TRANSIENT or not refusal.aggregated_position:
+                # Neither "not now" nor a place in a chain can be believed without a leaf: retry later.
+                self._audit.alarm("aggregated_refusal_unplaced", outbox_id=row.id, code=code)
+                return None
+            log.warning("outbox.refused", outbox_id=row.id, rule=refusal.rule_id, code=code, field=refusal.field,
+                        provisional=True, interval_ms=refusal.aggregated_interval_ms)
+            return Answer(row.id, OutboxStatus.REFUSED, wire.encode(response), refusal.detail, env,
+                          aggregated=(refusal.aggregated_interval_ms, refusal.aggregated_position))
+        expect = {"event": "send", "sender": body.sender, "decision": "refused", "env": env.hex(),
+                  "kind": row.kind, "rule": refusal.rule_id or body.rule_id, "field": refusal.field}
+        if not await self._proven(row, refusal.audit, expect):
+            return None
         if refusal.code == broker_pb2.REFUSAL_CODE_STALE:
             # The broker never accepted these bytes (a replay would have been answered from its
             # idempotency record first), so the same body under a fresh created-at is safe to send.
@@ -222,7 +234,20 @@ class OutboxSender:
             log.warning("outbox.deferred", outbox_id=row.id, code=code)
             return None
         log.warning("outbox.refused", outbox_id=row.id, rule=refusal.rule_id, code=code, field=refusal.field)
-        return row.id, "refused", wire.encode(response), refusal.detail
+        return Answer(row.id, OutboxStatus.REFUSED, wire.encode(response), refusal.detail, env,
+                      leaf=refusal.audit.leaf_index)
+
+    async def _proven(self, row: OutboxRow, audit: broker_pb2.AuditProof, expect: dict[str, object]) -> bool:
+        """The answer's leaf is in the log, says what ``expect`` says, and proves no other row."""
+        try:
+            await self._audit.check(audit, expect)
+        except (VerificationError, TransportError):
+            return False  # alarmed (or logged) by the checker; keep the row and try again later
+        owner = await evidence.leaf_owner(self._store.db, audit.leaf_index)
+        if owner is not None and owner != row.id:
+            self._audit.alarm("leaf_reused", outbox_id=row.id, leaf=audit.leaf_index, proved=owner)
+            return False
+        return True
 
     def _finish_event(self, outbox_id: int) -> None:
         event = self._finished.get(outbox_id)  # only rows someone waits for

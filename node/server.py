@@ -23,6 +23,7 @@ from olievlek.trust import TrustAnchor
 from .access import parse_user
 from .audit_check import AuditChecker
 from .broker_client import BrokerClient
+from .bundles import BundleKeeper
 from .casefile import CaseFile
 from .config import NodeConfig
 from .directory import DirectoryHolder
@@ -32,6 +33,7 @@ from .inbox import Inbox
 from .intake import Intake
 from .liaison import Liaison
 from .local_api import LocalApi
+from .log_watch import LogWatch
 from .monitoring import Monitoring, cooperation
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
@@ -57,6 +59,7 @@ class NodeServer:
         self._pseudonymiser: PseudonymClient | None = None
         self.session: BrokerSession | None = None
         self.audit: AuditChecker | None = None
+        self.log_watch: LogWatch | None = None
         self.outbox: OutboxSender | None = None
         self.casefile: CaseFile | None = None
         self.metrics = Metrics("node")
@@ -85,12 +88,16 @@ class NodeServer:
         witnesses, quorum, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses, cfg.witness_quorum)
         if diagnostic:
             log.warning("audit.witnesses", diagnostic=diagnostic)
+        origin = origin_for(bundle.name, cfg.log_shard)
         self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), witnesses, quorum,
-                                  origin_for(bundle.name, cfg.log_shard), bundle.digest)
+                                  origin, bundle.digest, self.metrics)
+        bundles = BundleKeeper(cfg.database.parent / "bundles", cfg.roots, bundle, self._client)
+        bundles.keep_current()
+        self.log_watch = LogWatch(cfg.org_id, self._store, self._client, self.audit, origin, self.metrics)
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
-                                                         kek.pseudonym_tag, self.metrics))
+                                                         kek.pseudonym_tag, bundles, self.metrics))
         bases = dict(cfg.retention_days)
         directory = DirectoryHolder(cfg.org_id, cfg.kind, self._store, bundle, signer, outbox, self._client)
         expiry_s = cfg.disclosure_expiry_s or bundle.directory_policy.disclosure_expiry_hours * 3600
@@ -118,6 +125,7 @@ class NodeServer:
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),
+                       asyncio.create_task(self.log_watch.run(cfg.log_watch_interval_s)),
                        asyncio.create_task(self._housekeeping(disclosures, liaison, min(60.0, expiry_s)))]
         if quorum > 0:
             self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))

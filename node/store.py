@@ -21,9 +21,11 @@ from olievlek.statuses import CaseStatus, InboxStatus, OutboxStatus
 from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
+from .evidence import SCHEMA as EVIDENCE_SCHEMA
+from .evidence import keep_aggregated_txn, keep_proven_txn
 from .request_error import RequestError
 
-SCHEMA_VERSION = 5  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+SCHEMA_VERSION = 6  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
@@ -33,6 +35,7 @@ SCHEMA_VERSION = 5  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                       case_notes (sealed), phase_changes, agreements;
 #                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms,
 #                       monitoring_reports
+#                    6: node/evidence.py's tables (proven leaves, aggregated refusals, delivery sequence)
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -140,7 +143,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS local_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
         request TEXT NOT NULL, outcome TEXT NOT NULL)""",
+    *EVIDENCE_SCHEMA,
 ]
+# 5 -> 6 only adds tables, which the schema statements create.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {5: lambda _c: None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +222,20 @@ def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """The broker's answer to an outbox row, as recorded: its status, the answer's bytes, a detail, and what
+    backs it - the proven leaf, or the (interval, place) of an aggregated refusal still to be proven."""
+
+    outbox_id: int
+    status: OutboxStatus
+    response: bytes
+    detail: str
+    env: bytes
+    leaf: int | None = None
+    aggregated: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A verified delivery addressed to us, ready to store."""
 
@@ -249,7 +269,8 @@ class NodeStore:
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
-        store = cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, secure_delete=True))
+        store = cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, secure_delete=True,
+                                        migrations=MIGRATIONS))
         # A crash between an erasure's commit and its checkpoint left erased pages in the WAL: fold it now.
         await store.db.checkpoint_truncate()
         store.writer.start()
@@ -722,12 +743,18 @@ class NodeStore:
                 [(d, i) for i, d in failed])
         await self.writer.write(op)
 
-    async def finish_outbox(self, answers: list[tuple[int, str, bytes, str]]) -> None:
-        """Record the broker's answers: (id, status, response, detail)."""
+    async def finish_outbox(self, answers: list[Answer]) -> None:
+        """Record the broker's answers with the evidence that backs them."""
         async def op(tx: Txn) -> None:
             await tx.executemany(
                 "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
-                " WHERE id = ? AND status = 'pending'", [(st, resp, d, i) for i, st, resp, d in answers])
+                " WHERE id = ? AND status = 'pending'", [(a.status, a.response, a.detail, a.outbox_id)
+                                                          for a in answers])
+            for a in answers:
+                if a.leaf is not None:
+                    await keep_proven_txn(tx, a.leaf, a.outbox_id, a.env)
+                if a.aggregated is not None:
+                    await keep_aggregated_txn(tx, *a.aggregated, a.env, a.outbox_id)
             # An answered erasure notice, directory change or denial needs its pseudonym no more: keep
             # only what was sent to whom. (An approved disclosure keeps it: a withdrawal may erase it.)
             await tx.executemany("UPDATE outbox SET envelope = NULL, intent = '{}' WHERE id = ?"
@@ -735,7 +762,7 @@ class NodeStore:
                                  " OR (kind = 'disclosure.response'"
                                  " AND json_extract(intent, '$.decision') != 'approved'))"
                                  " AND status IN ('accepted', 'refused')",
-                                 [(i,) for i, *_ in answers])
+                                 [(a.outbox_id,) for a in answers])
         await self.writer.write(op)
 
     async def replace_outbox_envelope(self, outbox_id: int, sealed: bytes) -> None:
@@ -793,6 +820,20 @@ class NodeStore:
         async def op(tx: Txn) -> bool:
             return await NodeStore.tombstone_inbox_txn(tx, "item", (item_id,), now_ms) > 0
         return await self.writer.write(op)
+
+    async def refusal_reason(self, seq: int) -> str | None:
+        """Why this node refused the delivery with this number, if it did."""
+        row = await self.db.fetchone("SELECT reason FROM delivery_refusals WHERE seq = ? ORDER BY id DESC LIMIT 1",
+                                     (seq,))
+        return str(row[0]) if row else None
+
+    async def asked_for_disclosure(self, holder: str, pseudonym: bytes) -> bool:
+        """This node sent (or is sending) a disclosure request to ``holder`` about ``pseudonym``."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM outbox WHERE kind = ? AND recipient = ? AND status IN ('pending', 'accepted')"
+            " AND json_extract(intent, '$.pseudonym') = ? LIMIT 1",
+            (MessageKind.DISCLOSURE_REQUEST, holder, pseudonym.hex()))
+        return row is not None
 
     async def refuse_delivery(self, seq: int, reason: str, detail: str, now_ms: int) -> None:
         async def op(tx: Txn) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from olievlek import wire
 from olievlek.errors import VerificationError, WireError
@@ -24,6 +24,29 @@ from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, envelope_pb2
 
 SIGNING_CONTEXT = b"olievlek/v1/envelope\x00"
+LEAF_ENV_CONTEXT = b"olievlek/v1/leaf-env\x00"
+LEAF_RAW_CONTEXT = b"olievlek/v1/leaf-raw\x00"
+
+
+def leaf_env(signature: bytes, body: bytes) -> bytes:
+    """What binds a decision's leaf to its envelope: SHA-256 over a context, the envelope's signature and its
+    body. Only who holds the signed envelope - its sender, the broker, its recipients - can compute it, so
+    whoever reads the leaf's metadata (an officer, a witness) cannot test a guess about a body (report keys
+    are predictable and report bodies are short lists of small counts)."""
+    return hashlib.sha256(LEAF_ENV_CONTEXT + signature + body).digest()
+
+
+def env_of(raw: bytes) -> bytes:
+    """``leaf_env`` of an envelope as sent; for bytes that are not an envelope at all, a digest of the bytes
+    under another context (a refusal of garbage is still bound to the garbage)."""
+    envelope = envelope_pb2.Envelope()
+    try:
+        envelope.ParseFromString(raw)
+    except DecodeError:
+        envelope.Clear()
+    if envelope.signature and envelope.body:
+        return leaf_env(envelope.signature, envelope.body)
+    return hashlib.sha256(LEAF_RAW_CONTEXT + raw).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,14 @@ class Metrics:
                                      ["rpc", "code"], registry=self.registry)
         self.outbox_pending = Gauge(f"{ns}_outbox_pending", "Outbox entries without a broker answer.",
                                     registry=self.registry)
+        # A node's evidence that its broker lied: any increase is for its administrator to look into.
+        self.audit_alarms = Counter(f"{ns}_audit_alarms", "Broker answers or deliveries the audit log does not "
+                                    "back (a refused proof, a reused leaf, an unproven delivery), by reason.",
+                                    ["reason"], registry=self.registry)
+        self.delivery_repeats = Counter(f"{ns}_delivery_repeats", "Deliveries at or below the sequence number "
+                                        "already acknowledged (deduplicated).", registry=self.registry)
+        self.delivery_gaps = Counter(f"{ns}_delivery_gaps", "Sequence numbers skipped on the delivery stream, by "
+                                     "whether a proven expiry explained them.", ["explained"], registry=self.registry)
 
     def serve(self, listen: str) -> int:
         """Serve /metrics on ``host:port`` (port 0 picks one); returns the bound port."""

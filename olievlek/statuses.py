@@ -63,3 +63,12 @@ class Decision(StrEnum):
 
     ACCEPTED = "accepted"
     REFUSED = "refused"
+
+
+class RefusalProof(StrEnum):
+    """A node's interval of refusals covered by one aggregated leaf: provisional until that leaf is proven and
+    its chain matches the envs the node kept (proven), or shown not to (unproven: an audit alarm)."""
+
+    PROVISIONAL = "provisional"
+    PROVEN = "proven"
+    UNPROVEN = "unproven"

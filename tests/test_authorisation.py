@@ -59,8 +59,9 @@ def _allowed(rpc: str, identity: str) -> bool:
     return identity in MEMBERS and (row.kinds is None or kind in row.kinds)
 
 
-async def _read(stub: broker_pb2_grpc.BrokerStub, rpc: str, size: int) -> object:
+async def _read(stub: broker_pb2_grpc.BrokerStub, rpc: str, size: int, bundle: bytes) -> object:
     requests = {"GetHead": broker_pb2.GetHeadRequest(), "AuditLeaves": broker_pb2.AuditRange(),
+                "GetBundle": broker_pb2.GetBundleRequest(digest=bundle),
                 "AuditEvents": broker_pb2.AuditRange(), "DirectoryEntries": broker_pb2.DirectoryEntriesRequest(),
                 "GetConsistency": broker_pb2.ConsistencyRequest(from_size=1, to_size=size),
                 "GetInclusion": broker_pb2.InclusionRequest(index=0, size=size)}
@@ -103,7 +104,7 @@ async def test_every_rpc_as_every_kind_of_caller(pki: Pki, broker: BrokerServer)
         async with transport.secure_channel(f"127.0.0.1:{broker.port}", _tls(pki, identity)) as channel:
             stub = broker_pb2_grpc.BrokerStub(channel)
             for rpc in reads:
-                result = await _read(stub, rpc, head.size)
+                result = await _read(stub, rpc, head.size, bytes.fromhex(broker.service.bundle.digest))
                 where = f"{identity} {rpc}"
                 if _allowed(rpc, identity):
                     assert not isinstance(result, grpc.aio.AioRpcError), (where, result)

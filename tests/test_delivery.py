@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
 from olievlek.broker.store import NEVER
 from olievlek.node.broker_client import BrokerClient
@@ -85,8 +86,7 @@ async def test_redelivery_is_not_applied_twice(pki: Pki, broker: BrokerServer, n
     # The broker loses the ack (as after a crash) and redelivers the same envelope.
     assert broker.service is not None
     store: Any = broker.service.store
-    async with store.db.transaction() as tx:
-        await store.seed_txn(tx, "antwerpen", "gent", [("once", raw)], 0, NEVER)
+    await seed(broker.service, "antwerpen", "gent", [("once", raw)], 0, NEVER)
     broker.service.notifier.notify("antwerpen")
     await eventually(lambda: _queue_empty(broker, "antwerpen"))
     assert len(await inbox_rows(antwerpen)) == 1

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
 from olievlek.broker.store import NEVER
 from olievlek.node.broker_client import BrokerClient
@@ -195,10 +196,8 @@ async def test_a_broker_restarts_serving_a_queue_of_100000_and_delivers_in_order
     broker = BrokerServer(broker_config(pki, tmp_path))
     await broker.start()
     assert broker.service is not None
-    store = broker.service.store
     items = [(f"deep{i}", raw) for i, raw in enumerate(first)] + [("template", template)] * (100_000 - len(first))
-    async with store.db.transaction() as tx:  # through the storage interface, not Send
-        await store.seed_txn(tx, "antwerpen", "gent", items, int(time.time() * 1000), NEVER)
+    await seed(broker.service, "antwerpen", "gent", items, int(time.time() * 1000), NEVER)
     await broker.stop(0)
     broker = BrokerServer(broker_config(pki, tmp_path, listen=f"127.0.0.1:{broker.port}"))
     await broker.start()
@@ -225,8 +224,7 @@ async def test_an_erased_item_is_not_brought_back_by_a_redelivery(
     assert await antwerpen._store.erase_inbox_item(row.id, int(time.time() * 1000))
     assert broker.service is not None
     store = broker.service.store
-    async with store.db.transaction() as tx:  # the broker redelivers (as after a lost ack)
-        await store.seed_txn(tx, "antwerpen", "gent", [("erased", raw)], 0, NEVER)
+    await seed(broker.service, "antwerpen", "gent", [("erased", raw)], 0, NEVER)
     broker.service.notifier.notify("antwerpen")
     await eventually(lambda: _queue_empty(broker))
     assert await inbox_rows(antwerpen) == []
@@ -259,9 +257,8 @@ async def test_an_erasure_notice_never_overtakes_or_lets_in_the_alert_it_erases(
     assert summary().subject_pseudonym == PSEUDONYM
     assert broker.service is not None
     store = broker.service.store
-    async with store.db.transaction() as tx:  # queued while Antwerpen is offline: one batch on reconnect
-        await store.seed_txn(tx, "antwerpen", "gent", [("alert", alert), ("notice", notice), ("late", late)], now,
-                             NEVER)
+    await seed(broker.service, "antwerpen", "gent", [("alert", alert), ("notice", notice), ("late", late)], now,
+               NEVER)  # queued while Antwerpen is offline: one batch on reconnect
     antwerpen = await nodes.start("antwerpen", broker.port)
     await eventually(lambda: _queue_drained(broker))
     assert await inbox_rows(antwerpen) == []

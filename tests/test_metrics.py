@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from olievlek.broker import server as broker_server
+from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
 
 from olievlek import wire
@@ -72,9 +73,7 @@ async def test_node_metrics_endpoint(pki: Pki, broker: BrokerServer, nodes: Node
     raw = seal_bytes(wire.encode(body(key="twice")), signer(pki, "gent"))
     await send_envelope(pki, broker.port, raw)
     assert broker.service is not None
-    store = broker.service.store
-    async with store.db.transaction() as tx:  # a redelivery, as after a lost ack
-        await store.seed_txn(tx, "antwerpen", "gent", [("twice", raw)], 0, NEVER)
+    await seed(broker.service, "antwerpen", "gent", [("twice", raw)], 0, NEVER)
     broker.service.notifier.notify("antwerpen")
     for _ in range(50):
         text = await asyncio.to_thread(scrape, antwerpen.metrics.port)

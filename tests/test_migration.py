@@ -18,6 +18,7 @@ from olievlek.node.broker_client import BrokerClient
 from olievlek import wire
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root
+from olievlek.envelope import env_of
 from olievlek.policy.signing import load_public_key
 
 from .conftest import Pki, broker_config
@@ -25,6 +26,16 @@ from .envelopes import body, seal_bytes, send_envelope, signer
 
 pytestmark = pytest.mark.timeout(60)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "broker-395f065"
+
+
+def sqlite_rows(path: Path, sql: str) -> list[tuple[bytes, bytes]]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
 
 
 async def test_an_old_log_migrates_and_its_first_checkpoint_extends_its_last_old_head(
@@ -60,14 +71,21 @@ async def test_an_old_log_migrates_and_its_first_checkpoint_extends_its_last_old
         finally:
             await client.close()
         # The old events' readers, written by org id, now have Gent's exact identity: Gent reads its four old
-        # decisions and its new one.
-        assert [e["event"] for e in events].count("send") == 5
+        # decisions and its new one - and, for each of the three envelopes still queued, the leaf written at
+        # start that binds it to its bytes (old leaves had no env): what Antwerpen is delivered is proven.
+        rebinds = [e for e in events if "rebinds" in e]
+        assert [e["rebinds"] for e in rebinds] == [1, 2, 3]
+        assert all(e["decision"] == "accepted" and len(e["env"]) == 64 and e["at"] > 0 for e in rebinds)
+        assert [e["event"] for e in events].count("send") == 5 + 3
         antwerpen = BrokerClient(f"127.0.0.1:{server.port}", pki.tls("antwerpen"))
         try:
             theirs = [json.loads(e.metadata) for e in (await antwerpen.audit_events(0, 1000)).events]
         finally:
             await antwerpen.close()
-        assert len(theirs) == 4 and all(e["recipients"] == ["antwerpen"] for e in theirs)
+        assert len(theirs) == 4 + 3 and all(e["recipients"] == ["antwerpen"] for e in theirs)
+        queued = sqlite_rows(cfg.database, "SELECT q.payload, e.meta FROM queue q JOIN audit_events e"
+                             " ON e.idx = q.leaf_index WHERE q.seq <= 3 ORDER BY q.seq")
+        assert [json.loads(meta)["env"] for _, meta in queued] == [env_of(bytes(raw)).hex() for raw, _ in queued]
     finally:
         await server.stop(0)
 

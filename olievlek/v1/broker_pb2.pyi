@@ -145,6 +145,68 @@ NOTICE_REASON_REJECTED: NoticeReason.ValueType  # 2
 Global___NoticeReason: _TypeAlias = NoticeReason  # noqa: Y015
 
 @_typing.final
+class GetBundleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    digest: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBundleRequest: _TypeAlias = GetBundleRequest  # noqa: Y015
+
+@_typing.final
+class BundleFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    path: _builtins.bytes
+    """The path inside the bundle directory, e.g. bundle.yaml or tests/moves.yaml (UTF-8)."""
+    content: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        path: _builtins.bytes = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BundleFile: _TypeAlias = BundleFile  # noqa: Y015
+
+@_typing.final
+class BundleArchive(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___BundleFile]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___BundleFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BundleArchive: _TypeAlias = BundleArchive  # noqa: Y015
+
+@_typing.final
 class AuditRange(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -653,6 +715,7 @@ class Refusal(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
     AGGREGATED_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    AGGREGATED_POSITION_FIELD_NUMBER: _builtins.int
     code: Global___RefusalCode.ValueType
     detail: _builtins.str
     rule_id: _builtins.str
@@ -661,7 +724,11 @@ class Refusal(_message.Message):
     aggregated_interval_ms: _builtins.int
     """0: this refusal has its own leaf (audit above). Otherwise the start (ms) of the interval whose one
     aggregated leaf covers this sender's refusals beyond the first few: it is written when the interval
-    ends and carries the count, the codes and a hash chain over the refused inputs' digests.
+    ends and carries the count, the codes and a hash chain over the refused inputs' envs.
+    """
+    aggregated_position: _builtins.int
+    """This refusal's place (1, 2, ...) in that chain: the sender orders the envs it kept by it to recompute
+    the chain (a wrong place only makes the chain disagree).
     """
     @_builtins.property
     def audit(self) -> Global___AuditProof: ...
@@ -674,10 +741,11 @@ class Refusal(_message.Message):
         field: _builtins.str = ...,
         audit: Global___AuditProof | None = ...,
         aggregated_interval_ms: _builtins.int = ...,
+        aggregated_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregated_interval_ms", b"aggregated_interval_ms", "audit", b"audit", "code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregated_interval_ms", b"aggregated_interval_ms", "aggregated_position", b"aggregated_position", "audit", b"audit", "code", b"code", "detail", b"detail", "field", b"field", "rule_id", b"rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -749,19 +817,27 @@ class Delivery(_message.Message):
 
     SEQ_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Broker-assigned per recipient: 1, 2, 3, ... in the order the broker accepted the envelopes."""
     envelope: _builtins.bytes
     """Serialized Envelope, exactly as the sender submitted it."""
+    @_builtins.property
+    def audit(self) -> Global___AuditProof:
+        """The leaf of the decision that queued it (its env binds it to this envelope), proven to a signed head:
+        a recipient stores nothing the log does not show was decided.
+        """
+
     def __init__(
         self,
         *,
         seq: _builtins.int = ...,
         envelope: _builtins.bytes = ...,
+        audit: Global___AuditProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "envelope", b"envelope", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

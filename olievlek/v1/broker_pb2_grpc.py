@@ -94,6 +94,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetBundle = channel.unary_unary(
+                '/olievlek.v1.Broker/GetBundle',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.BundleArchive.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -187,6 +192,14 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBundle(self, request, context):
+        """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
+        the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +262,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DirectoryEntries,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.SerializeToString,
+            ),
+            'GetBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBundle,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.BundleArchive.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +593,33 @@ class Broker:
             '/olievlek.v1.Broker/DirectoryEntries',
             olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesRequest.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.DirectoryEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/GetBundle',
+            olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.BundleArchive.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,10 @@ class BrokerStub:
     """A query.hit envelope, answered from the reference directory alone (no holder is contacted)."""
     DirectoryEntries: _grpc.UnaryUnaryMultiCallable[_broker_pb2.DirectoryEntriesRequest, _broker_pb2.DirectoryEntriesResponse]
     """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
+    GetBundle: _grpc.UnaryUnaryMultiCallable[_broker_pb2.GetBundleRequest, _broker_pb2.BundleArchive]
+    """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
+    the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+    """
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -97,6 +101,10 @@ class BrokerAsyncStub(BrokerStub):
     """A query.hit envelope, answered from the reference directory alone (no holder is contacted)."""
     DirectoryEntries: _aio.UnaryUnaryMultiCallable[_broker_pb2.DirectoryEntriesRequest, _broker_pb2.DirectoryEntriesResponse]  # type: ignore[assignment]
     """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
+    GetBundle: _aio.UnaryUnaryMultiCallable[_broker_pb2.GetBundleRequest, _broker_pb2.BundleArchive]  # type: ignore[assignment]
+    """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
+    the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+    """
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -201,5 +209,15 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.DirectoryEntriesResponse, _abc.Awaitable[_broker_pb2.DirectoryEntriesResponse]]:
         """The caller's own directory entries with the signed coverage the broker keeps (to re-verify)."""
+
+    @_abc_1.abstractmethod
+    def GetBundle(
+        self,
+        request: _broker_pb2.GetBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.BundleArchive, _abc.Awaitable[_broker_pb2.BundleArchive]]:
+        """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
+        the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+        """
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,162 @@
+"""What a node keeps to hold its broker to the log: storage only (tables of the node's own file).
+
+- ``proven_leaves``: the leaf that proved the broker's answer to an outbox row, with the ``env`` it bound.
+  One leaf never proves two rows; a later notice about the row (expired, rejected) is checked against
+  the ``env``, which outlives the envelope (some kinds drop their bytes once answered).
+- ``aggregated_refusals`` / ``refusal_intervals``: refusals the broker counted into an interval's one
+  aggregated leaf, each with its place in the chain. Provisional until that leaf is proven and its chain
+  recomputed from these ``env``s.
+- ``delivery_seqs`` / ``delivery_held`` / ``delivery_gaps`` / ``expired_seqs``: per log origin, the highest
+  delivery sequence number handled, the ones seen but left unacknowledged (redelivered later), the runs
+  of numbers the stream skipped, and the proven expiries of deliveries to this node that explain them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from olievlek.envelope import env_of
+from olievlek.statuses import RefusalProof
+from olievlek.store import Database, Txn
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS proven_leaves (
+        leaf_index INTEGER PRIMARY KEY, outbox_id INTEGER NOT NULL, env BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS proven_leaves_by_row ON proven_leaves (outbox_id)",
+    """CREATE TABLE IF NOT EXISTS refusal_intervals (
+        interval_start_ms INTEGER PRIMARY KEY, state TEXT NOT NULL, leaf_index INTEGER,
+        alarmed INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS aggregated_refusals (
+        interval_start_ms INTEGER NOT NULL, position INTEGER NOT NULL, env BLOB NOT NULL, outbox_id INTEGER,
+        PRIMARY KEY (interval_start_ms, position))""",
+    "CREATE TABLE IF NOT EXISTS delivery_seqs (origin TEXT PRIMARY KEY, top INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS delivery_held (origin TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (origin, seq))",
+    """CREATE TABLE IF NOT EXISTS delivery_gaps (
+        origin TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
+        settled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (origin, first_seq))""",
+    """CREATE TABLE IF NOT EXISTS expired_seqs (
+        origin TEXT NOT NULL, seq INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (origin, seq))""",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    origin: str
+    first: int
+    last: int
+    seen_ms: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+async def leaf_owner(db: Database, leaf_index: int) -> int | None:
+    """The outbox row a leaf already proved, if any."""
+    row = await db.fetchone("SELECT outbox_id FROM proven_leaves WHERE leaf_index = ?", (leaf_index,))
+    return int(row[0]) if row else None
+
+
+async def keep_proven_txn(tx: Txn, leaf_index: int, outbox_id: int, env: bytes) -> None:
+    await tx.execute("INSERT OR IGNORE INTO proven_leaves (leaf_index, outbox_id, env) VALUES (?, ?, ?)",
+                     (leaf_index, outbox_id, env))
+
+
+async def keep_aggregated_txn(tx: Txn, interval_start_ms: int, position: int, env: bytes,
+                              outbox_id: int | None) -> None:
+    await tx.execute("INSERT OR IGNORE INTO refusal_intervals (interval_start_ms, state) VALUES (?, ?)",
+                     (interval_start_ms, RefusalProof.PROVISIONAL))
+    await tx.execute("INSERT OR IGNORE INTO aggregated_refusals (interval_start_ms, position, env, outbox_id)"
+                     " VALUES (?, ?, ?, ?)", (interval_start_ms, position, env, outbox_id))
+
+
+async def sent_env(db: Database, idem_key: str, recipient: str) -> bytes | None:
+    """The ``env`` of what this node sent under a key to a recipient: the one its receipt proved, else its
+    envelope's (None when it sent no such thing)."""
+    row = await db.fetchone(
+        "SELECT o.envelope, p.env FROM outbox o LEFT JOIN proven_leaves p ON p.outbox_id = o.id"
+        " WHERE o.idem_key = ? AND o.recipient = ?", (idem_key, recipient))
+    if row is None:
+        return None
+    if row[1] is not None:
+        return bytes(row[1])
+    # A row answered before envs were kept still has its envelope (unless its kind drops the bytes).
+    return env_of(bytes(row[0])) if row[0] is not None else None
+
+
+async def provisional_intervals(db: Database) -> list[tuple[int, bool]]:
+    """(interval start, alarm raised) of intervals whose leaf is not proven yet."""
+    rows = await db.fetchall("SELECT interval_start_ms, alarmed FROM refusal_intervals WHERE state = ?"
+                             " ORDER BY interval_start_ms", (RefusalProof.PROVISIONAL,))
+    return [(int(r[0]), bool(r[1])) for r in rows]
+
+
+async def interval_envs(db: Database, interval_start_ms: int) -> list[tuple[int, bytes]]:
+    rows = await db.fetchall("SELECT position, env FROM aggregated_refusals WHERE interval_start_ms = ?"
+                             " ORDER BY position", (interval_start_ms,))
+    return [(int(r[0]), bytes(r[1])) for r in rows]
+
+
+async def interval_state(db: Database, interval_start_ms: int) -> RefusalProof | None:
+    row = await db.fetchone("SELECT state FROM refusal_intervals WHERE interval_start_ms = ?", (interval_start_ms,))
+    return RefusalProof(row[0]) if row else None
+
+
+async def settle_interval_txn(tx: Txn, interval_start_ms: int, state: RefusalProof, leaf_index: int | None) -> None:
+    await tx.execute("UPDATE refusal_intervals SET state = ?, leaf_index = ? WHERE interval_start_ms = ?",
+                     (state, leaf_index, interval_start_ms))
+
+
+async def mark_interval_alarmed_txn(tx: Txn, interval_start_ms: int) -> None:
+    await tx.execute("UPDATE refusal_intervals SET alarmed = 1 WHERE interval_start_ms = ?", (interval_start_ms,))
+
+
+async def delivery_seqs(db: Database, origin: str) -> tuple[int | None, set[int]]:
+    """(highest sequence number handled, or None before the first; numbers seen but not acknowledged)."""
+    row = await db.fetchone("SELECT top FROM delivery_seqs WHERE origin = ?", (origin,))
+    held = await db.fetchall("SELECT seq FROM delivery_held WHERE origin = ?", (origin,))
+    return (int(row[0]) if row else None), {int(r[0]) for r in held}
+
+
+async def keep_delivery_seqs_txn(tx: Txn, origin: str, top: int, held: set[int], released: set[int],
+                                 gaps: list[tuple[int, int]], now_ms: int) -> None:
+    await tx.execute("INSERT INTO delivery_seqs (origin, top) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET"
+                     " top = MAX(top, excluded.top)", (origin, top))
+    await tx.executemany("INSERT OR IGNORE INTO delivery_held (origin, seq) VALUES (?, ?)",
+                         [(origin, s) for s in held])
+    await tx.executemany("DELETE FROM delivery_held WHERE origin = ? AND seq = ?", [(origin, s) for s in released])
+    await tx.executemany("INSERT OR IGNORE INTO delivery_gaps (origin, first_seq, last_seq, seen_ms)"
+                         " VALUES (?, ?, ?, ?)", [(origin, a, b, now_ms) for a, b in gaps])
+
+
+async def open_gaps(db: Database, origin: str) -> list[Gap]:
+    rows = await db.fetchall("SELECT first_seq, last_seq, seen_ms FROM delivery_gaps WHERE origin = ? AND settled = 0"
+                             " ORDER BY first_seq", (origin,))
+    return [Gap(origin, int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+
+async def explained_in(db: Database, gap: Gap) -> int:
+    """How many numbers of a gap a proven expiry explains."""
+    row = await db.fetchone("SELECT COUNT(*) FROM expired_seqs WHERE origin = ? AND seq BETWEEN ? AND ?",
+                            (gap.origin, gap.first, gap.last))
+    return int(row[0]) if row else 0
+
+
+async def keep_expired_txn(tx: Txn, origin: str, seq: int, leaf_index: int) -> None:
+    await tx.execute("INSERT OR IGNORE INTO expired_seqs (origin, seq, leaf_index) VALUES (?, ?, ?)",
+                     (origin, seq, leaf_index))
+
+
+async def settle_gap_txn(tx: Txn, gap: Gap) -> None:
+    await tx.execute("UPDATE delivery_gaps SET settled = 1 WHERE origin = ? AND first_seq = ?", (gap.origin, gap.first))
+
+
+async def watch_cursor(db: Database) -> int:
+    """Where the log watch continues reading the events this node may see."""
+    row = await db.fetchone("SELECT value FROM node_meta WHERE name = 'log_watch_from'")
+    return int(bytes(row[0]).decode()) if row else 0
+
+
+async def set_watch_cursor_txn(tx: Txn, index: int) -> None:
+    await tx.execute("INSERT INTO node_meta (name, value) VALUES ('log_watch_from', ?) ON CONFLICT (name) DO UPDATE"
+                     " SET value = excluded.value", (str(index).encode(),))
