@@ -468,9 +468,12 @@ def digest_or_none(directory: Path) -> str:
 class BrokerServer:
     """A running broker: store, service and gRPC server."""
 
-    def __init__(self, config: BrokerConfig, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, config: BrokerConfig, clock: Callable[[], int] = now_ms,
+                 servicer: type[BrokerServicer] = BrokerServicer) -> None:
+        """``servicer``: the gRPC face; tests give a subclass that lies as a compromised broker would."""
         self.config = config
         self._clock = clock
+        self._servicer = servicer
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._store: SqliteBrokerStore | None = None
@@ -504,7 +507,8 @@ class BrokerServer:
             {str(o.id): f"{o.kind.value}/{o.id}" for o in bundle.orgs.values()})
         if legacy:
             log.info("audit.legacy_viewers_resolved", rows=legacy)
-        bound, _head = await self._committer.submit(lambda tx, batch: self._store.bind_queue_leaves_txn(
+        store = self._store
+        bound, _head = await self._committer.submit(lambda tx, batch: store.bind_queue_leaves_txn(
             tx, batch, lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients]) if v],
             now_ms()))
         if bound:
@@ -526,7 +530,7 @@ class BrokerServer:
             self._push = asyncio.create_task(self.pusher.run(cfg.push_interval_s))
         server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s),
                                  interceptors=[transport.ErrorBoundary("broker")])
-        broker_pb2_grpc.add_BrokerServicer_to_server(BrokerServicer(self.service, self._registry), server)
+        broker_pb2_grpc.add_BrokerServicer_to_server(self._servicer(self.service, self._registry), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = (

@@ -50,7 +50,8 @@ class BrokerClient:
         except grpc.aio.AioRpcError as exc:
             code = transport.refusal_code_of(exc)
             raise TransportError(f"broker {self.target}: {exc.code().name}{f' [{code}]' if code else ''}: "
-                                 f"{exc.details()}", retry_after_s=transport.retry_after_of(exc)) from exc
+                                 f"{exc.details()}", retry_after_s=transport.retry_after_of(exc),
+                                 refusal_code=code or "") from exc
 
     async def consistency(self, from_size: int, to_size: int) -> broker_pb2.ConsistencyProof:
         proof: broker_pb2.ConsistencyProof = await self._unary(

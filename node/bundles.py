@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from olievlek import logs
-from olievlek.errors import ConfigError, VerificationError
+from olievlek.errors import ConfigError, TransportError, VerificationError
 from olievlek.policy import Bundle
 from olievlek.policy.archive import unpack
 from olievlek.policy.signing import load_roots, verify_bundle
@@ -53,7 +53,13 @@ class BundleKeeper:
         at = dt.datetime.fromtimestamp(decided_at_ms / 1000, dt.UTC)
         kept = self._folder / digest
         if not kept.exists():
-            archive = await self._client.get_bundle(bytes.fromhex(digest))
+            try:
+                archive = await self._client.get_bundle(bytes.fromhex(digest))
+            except TransportError as exc:
+                if exc.refusal_code != "UNKNOWN_BUNDLE":
+                    raise
+                raise VerificationError(f"the broker logged a decision under bundle {digest[:12]}… and does not "
+                                        "have it", field="bundle") from None
             with tempfile.TemporaryDirectory(dir=self._folder.parent) as tmp:
                 try:
                     fetched = verify_bundle(unpack(archive, Path(tmp) / "bundle"), load_roots(self._roots), now=at)

@@ -34,6 +34,7 @@ under that key to that recipient; a notice about a key this node never used is r
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,8 @@ from .sequence import Seen, SequenceTracker
 from .store import NewDelivery, NodeStore
 
 log = logs.get("node.inbox")
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class _Reject(Exception):
@@ -170,10 +173,12 @@ class Inbox:
             meta = await self._audit.check(delivery.audit, expect)
         except VerificationError as exc:  # the checker raised the alarm
             raise _Reject("delivery_unproven", exc.message) from None
-        if self._org_id not in (meta.get("recipients") or []):
+        recipients = meta.get("recipients")
+        if not isinstance(recipients, list) or self._org_id not in recipients:
             raise _Reject("delivery_unproven", "the decision leaf does not name this node as a recipient", True)
-        if not isinstance(meta.get("at"), int) or not isinstance(meta.get("bundle"), str):
-            raise _Reject("delivery_unproven", "the decision leaf has no acceptance time or bundle", True)
+        bundle = meta.get("bundle")
+        if not isinstance(meta.get("at"), int) or not isinstance(bundle, str) or not _DIGEST.fullmatch(bundle):
+            raise _Reject("delivery_unproven", "the decision leaf has no acceptance time or bundle digest", True)
         return meta
 
     async def _in_time(self, opened: OpenedEnvelope, meta: dict[str, Any], now: int) -> None:

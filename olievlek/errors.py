@@ -76,9 +76,10 @@ class TransportError(OlievlekError):
 
     code = ErrorCode.TRANSPORT
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None, refusal_code: str = "") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.refusal_code = refusal_code  # the far side's stable refusal code, when it answered with one
 
 
 class LocalApiError(OlievlekError):

@@ -1,0 +1,115 @@
+"""A compromised broker for tests: the real broker's process and files, with a gRPC face that lies.
+
+Whoever controls a broker's machine holds its certificate from the federation CA, its database and - in the
+worst case - its log key. ``Liar`` is what such an attacker does with them:
+
+- answers ``SendBatch`` with whatever it likes (an old receipt, an invented refusal) and drops the envelopes;
+- writes queue rows of its own choosing (any payload, any leaf index - or none, any sequence number), which
+  the real delivery loop then sends with the proof of that leaf;
+- with the log key, appends leaves that say what it wants (``append``), signed like every other head;
+- ends a node's stream, so the node reconnects and is delivered the queue from the start.
+
+Nothing here is used outside tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from olievlek.broker.server import BrokerServer, BrokerServicer
+from olievlek.broker.store import NEVER, Queued
+
+from olievlek.v1 import broker_pb2
+
+Answer = Callable[[list[bytes]], list[broker_pb2.SendResponse]]
+
+
+class Liar:
+    """What the broker does instead of the truth; ``None``/empty: the honest thing."""
+
+    def __init__(self) -> None:
+        self.answer: Answer | None = None
+        self.dropped: list[bytes] = []  # envelopes the liar answered and threw away
+        self.server: BrokerServer | None = None
+
+    def servicer(self) -> type[BrokerServicer]:
+        liar = self
+
+        class LyingServicer(BrokerServicer):
+            async def SendBatch(self, request: broker_pb2.SendBatchRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> broker_pb2.SendBatchResponse:
+                if liar.answer is None:
+                    return await super().SendBatch(request, context)
+                liar.dropped.extend(request.envelopes)
+                return broker_pb2.SendBatchResponse(responses=liar.answer(list(request.envelopes)))
+
+            async def _down(self, item: Queued, head: broker_pb2.TreeHead) -> broker_pb2.SubscribeDown:
+                if item.leaf_index < 0:  # a row with no leaf at all: delivered without a proof
+                    return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload))
+                return await super()._down(item, head)
+
+        return LyingServicer
+
+    def start(self, server: BrokerServer) -> BrokerServer:
+        self.server = server
+        return server
+
+    @property
+    def _server(self) -> BrokerServer:
+        assert self.server is not None and self.server.service is not None
+        return self.server
+
+    async def append(self, meta: dict[str, object], viewers: tuple[str, ...]) -> int:
+        """With the log key: a leaf that says ``meta``; returns its index."""
+        service = self._server.service
+        assert service is not None
+        (index, _leaf), _head = await service.committer.submit(
+            lambda tx, batch: _append(batch, meta, viewers, service.now()))
+        return int(index)
+
+    async def queue(self, recipient: str, item: str, payload: bytes, leaf_index: int, *, sender: str = "gent",
+                    key: str = "forged", rule_id: str = "move-alert", seq: int | None = None) -> int:
+        """A queue row of the liar's choosing (the next number, or ``seq``); the stream delivers it."""
+        service = self._server.service
+        assert service is not None
+        db = service.store.db
+        async with db.transaction() as tx:
+            await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)",
+                             (recipient,))
+            row = await tx.fetchone("SELECT next_seq FROM recipients WHERE recipient = ?", (recipient,))
+            assert row is not None
+            number = int(row[0]) if seq is None else seq
+            await tx.execute(
+                "INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms,"
+                " expires_ms, leaf_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (recipient, number, item, sender, key, rule_id, payload, service.now(), NEVER, leaf_index))
+            await tx.execute("UPDATE recipients SET next_seq = MAX(next_seq, ?), depth = depth + 1"
+                             " WHERE recipient = ?", (number + 1, recipient))
+        service.notifier.notify(recipient)
+        return number
+
+    async def skip(self, recipient: str, numbers: int) -> None:
+        """Silently use up sequence numbers (what dropping queued deliveries looks like)."""
+        service = self._server.service
+        assert service is not None
+        async with service.store.db.transaction() as tx:
+            await tx.execute("UPDATE recipients SET next_seq = next_seq + ? WHERE recipient = ?", (numbers, recipient))
+
+    def end_stream(self, org: str) -> None:
+        """End the node's delivery stream (it reconnects and is delivered its queue from the start)."""
+        self._server._registry.claim(org).set()
+
+    async def leaves(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every leaf's index and metadata (the liar reads its own log)."""
+        service = self._server.service
+        assert service is not None
+        rows = await service.store.db.fetchall("SELECT idx, meta FROM audit_events ORDER BY idx")
+        return [(int(i), json.loads(m) if m else {}) for i, m in rows]
+
+
+async def _append(batch: Any, meta: dict[str, object], viewers: tuple[str, ...], at: int) -> tuple[int, Any]:
+    index, salt, encoded = batch.append(meta, viewers, at)
+    return index, (salt, encoded)
