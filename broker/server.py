@@ -508,10 +508,10 @@ class BrokerServer:
         if legacy:
             log.info("audit.legacy_viewers_resolved", rows=legacy)
         store = self._store
-        bound, _head = await self._committer.submit(lambda tx, batch: store.bind_queue_leaves_txn(
-            tx, batch, lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients]) if v],
-            now_ms()))
-        if bound:
+        if await store.has_unbound_queue_rows():
+            bound, _head = await self._committer.submit(lambda tx, batch: store.bind_queue_leaves_txn(
+                tx, batch, lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients])
+                                                       if v], now_ms()))
             log.info("audit.queue_leaves_bound", rows=bound)
         self.metrics = Metrics("broker")
         self.service = BrokerService(

@@ -170,6 +170,10 @@ def _decision_params(r: DecisionRecord) -> tuple[object, ...]:
     return (r.at_ms, r.sender, r.kind, r.rule_id, r.decision, r.reason, r.field, ",".join(r.recipients))
 
 
+# Queued envelopes whose leaf carries no env (queued before leaves did, or seeded without a leaf).
+_UNBOUND = ("SELECT q.recipient, q.seq, q.sender, q.payload, q.enqueued_ms, q.leaf_index, e.meta FROM queue q"
+            " LEFT JOIN audit_events e ON e.idx = q.leaf_index WHERE q.item = 'envelope'"
+            " AND (e.meta IS NULL OR instr(CAST(e.meta AS TEXT), '\"env\":') = 0)")
 NEVER = 1 << 62  # the deadline of items that do not expire (expiry notices)
 # Delivery stops at the deadline; expiry waits this much longer, for acks already on their way.
 EXPIRY_GRACE_MS = timing.EXPIRY_GRACE_MS
@@ -493,10 +497,7 @@ class SqliteBrokerStore:
         """Envelopes queued before decision leaves carried ``env`` and ``at`` (and seeded rows without a leaf):
         each gets a leaf that says so, pointing at the leaf it replaces, and is delivered with that one - a
         recipient takes nothing the log does not bind to the bytes. Returns how many."""
-        rows = await tx.fetchall(
-            "SELECT q.recipient, q.seq, q.sender, q.payload, q.enqueued_ms, q.leaf_index, e.meta FROM queue q"
-            " LEFT JOIN audit_events e ON e.idx = q.leaf_index WHERE q.item = 'envelope'"
-            " AND (e.meta IS NULL OR instr(CAST(e.meta AS TEXT), '\"env\":') = 0)")
+        rows = await tx.fetchall(_UNBOUND)
         for recipient, seq, sender, payload, enqueued, old, meta in rows:
             raw = bytes(payload)
             body = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body)
@@ -508,6 +509,10 @@ class SqliteBrokerStore:
             index = batch.append(bound, viewers_of(sender, list(body.recipients)), at_ms)[0]
             await tx.execute("UPDATE queue SET leaf_index = ? WHERE recipient = ? AND seq = ?", (index, recipient, seq))
         return len(rows)
+
+    async def has_unbound_queue_rows(self) -> bool:
+        """Any queued envelope whose leaf does not bind it (checked before committing anything at start)."""
+        return await self._db.fetchone(_UNBOUND + " LIMIT 1") is not None
 
     async def resolve_legacy_viewers(self, identities: dict[str, str]) -> int:
         """Give viewers written by org id (before exact identities) the full identity the bundle names for that
