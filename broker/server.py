@@ -404,16 +404,16 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 await self._service.ack(origin, acks)
                 window.acked([a.seq for a in acks])
 
-    async def _down(self, item: Queued, head: broker_pb2.TreeHead) -> broker_pb2.SubscribeDown:
+    def _down(self, item: Queued, proof: broker_pb2.AuditProof | None) -> broker_pb2.SubscribeDown:
         """One item with the proof of the leaf that queued it (an envelope's decision, a notice's expiry or
-        rejection), to ``head``."""
-        proof = await self._service.audit_proof(item.leaf_index, head)
+        rejection)."""
         if item.item == "envelope":
             return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload,
                                                                          audit=proof))
         notice = broker_pb2.DeliveryNotice.FromString(item.payload)
         notice.seq = item.seq
-        notice.audit.CopyFrom(proof)
+        if proof is not None:
+            notice.audit.CopyFrom(proof)
         return broker_pb2.SubscribeDown(notice=notice)
 
     async def _deliver(
@@ -438,9 +438,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 # re-check before every batch.
                 await self._still_admitted(context)
             head = await self._service.committer.audit.head() if batch else None
+            proofs = await self._service.audit_proofs([i.leaf_index for i in batch if i.leaf_index >= 0],
+                                                      head) if head is not None else {}
             for item in batch:
-                assert head is not None  # a queued item's leaf was committed with a head
-                await context.write(await self._down(item, head))  # awaits HTTP/2 flow control too
+                await context.write(self._down(item, proofs.get(item.leaf_index)))  # awaits HTTP/2 flow control too
                 window.inflight.add(item.seq)
                 metrics.deliveries.inc()
                 if item.seq <= self._delivered.get(org, 0):

@@ -51,10 +51,14 @@ class Gap:
         return self.last - self.first + 1
 
 
-async def leaf_owner(db: Database, leaf_index: int) -> int | None:
-    """The outbox row a leaf already proved, if any."""
-    row = await db.fetchone("SELECT outbox_id FROM proven_leaves WHERE leaf_index = ?", (leaf_index,))
-    return int(row[0]) if row else None
+async def leaf_owners(db: Database, leaf_indices: list[int]) -> dict[int, int]:
+    """The outbox rows these leaves already proved (leaf index -> outbox id), for those that proved one."""
+    if not leaf_indices:
+        return {}
+    marks = ",".join("?" * len(leaf_indices))
+    rows = await db.fetchall(f"SELECT leaf_index, outbox_id FROM proven_leaves WHERE leaf_index IN ({marks})",  # noqa: S608
+                             leaf_indices)
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 async def keep_proven_txn(tx: Txn, leaf_index: int, outbox_id: int, env: bytes) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from olievlek import envelope, logs, timing
@@ -45,6 +45,7 @@ from olievlek.errors import Refused, TransportError, VerificationError
 from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
 from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, summary_pb2
 
@@ -85,8 +86,15 @@ class Inbox:
         """Acks for the items handled, strictly in delivery order; an item whose proof cannot be checked now
         gets none (it is redelivered). Plain deliveries are stored together; an erasure notice or item status
         first flushes what came before it, so a notice never overtakes the alert it erases."""
-        now = now_ms()
         await self.sequence.load()
+        try:
+            return await self._accept(downs)
+        except BaseException:
+            self.sequence.forget()  # what it saw in this batch was not written: read the store again
+            raise
+
+    async def _accept(self, downs: list[broker_pb2.SubscribeDown]) -> list[broker_pb2.Ack]:
+        now = now_ms()
         acks: list[broker_pb2.Ack | None] = []
         store: list[tuple[int, int, NewDelivery]] = []  # (position, seq, delivery) not yet stored
         for down in downs:
@@ -109,12 +117,14 @@ class Inbox:
             else:
                 store.append((len(acks), seq, result))
                 acks.append(None)
-        await self._store_batch(store, acks, now)
-        done = [a for a in acks if a is not None]
-        for a in done:
-            self.sequence.handled(a.seq)
-        await self.sequence.keep(now)
-        return done
+        for seq in [a.seq for a in acks if a is not None] + [seq for _, seq, _ in store]:
+            self.sequence.handled(seq)
+        changes = self.sequence.changes(now)
+        if store:
+            await self._store_batch(store, acks, now, changes)
+        elif changes is not None:
+            await self._store.writer.write(changes)
+        return [a for a in acks if a is not None]
 
     async def _repeat(self, seq: int) -> broker_pb2.Ack:
         """A number handled before: answer as then (a refusal stays a refusal), without looking again."""
@@ -124,10 +134,10 @@ class Inbox:
         return broker_pb2.Ack(seq=seq, outcome=broker_pb2.ACK_OUTCOME_DUPLICATE)
 
     async def _store_batch(self, store: list[tuple[int, int, NewDelivery]], acks: list[broker_pb2.Ack | None],
-                           now: int) -> None:
+                           now: int, then: Callable[[Txn], Awaitable[None]] | None = None) -> None:
         if not store:
             return
-        fresh = await self._store.store_deliveries([d for _, _, d in store], now)
+        fresh = await self._store.store_deliveries([d for _, _, d in store], now, then)
         for (position, seq, d), new in zip(store, fresh, strict=True):
             outcome = broker_pb2.ACK_OUTCOME_STORED if new else broker_pb2.ACK_OUTCOME_DUPLICATE
             acks[position] = broker_pb2.Ack(seq=seq, outcome=outcome)

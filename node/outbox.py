@@ -188,6 +188,11 @@ class OutboxSender:
                 waiting.add(row.recipient)
             else:
                 answers.append(answer)
+        owners = await evidence.leaf_owners(self._store.db, [a.leaf for a in answers if a.leaf is not None])
+        for a in [a for a in answers if a.leaf is not None and owners.get(a.leaf, a.outbox_id) != a.outbox_id]:
+            self._audit.alarm("leaf_reused", outbox_id=a.outbox_id, leaf=a.leaf, proved=owners[a.leaf or 0])
+            answers.remove(a)
+            waiting.add(next(r.recipient for r in rows if r.id == a.outbox_id))
         await self._store.finish_outbox(answers)
         for a in answers:
             self._metrics.sends.labels(decision=a.status).inc()
@@ -238,15 +243,12 @@ class OutboxSender:
                       leaf=refusal.audit.leaf_index)
 
     async def _proven(self, row: OutboxRow, audit: broker_pb2.AuditProof, expect: dict[str, object]) -> bool:
-        """The answer's leaf is in the log, says what ``expect`` says, and proves no other row."""
+        """The answer's leaf is in the log and says what ``expect`` says (that it proves no other row is
+        checked for the whole batch in ``_record``)."""
         try:
             await self._audit.check(audit, expect)
         except (VerificationError, TransportError):
             return False  # alarmed (or logged) by the checker; keep the row and try again later
-        owner = await evidence.leaf_owner(self._store.db, audit.leaf_index)
-        if owner is not None and owner != row.id:
-            self._audit.alarm("leaf_reused", outbox_id=row.id, leaf=audit.leaf_index, proved=owner)
-            return False
         return True
 
     def _finish_event(self, outbox_id: int) -> None:

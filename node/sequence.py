@@ -15,6 +15,7 @@ what was not acknowledged. So, at a node:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -57,6 +58,11 @@ class SequenceTracker:
             self._top, self._held = await evidence.delivery_seqs(self._store.db, self.origin)
             self._loaded = True
 
+    def forget(self) -> None:
+        """Drop what was seen since the last write (its batch failed); the next batch reads the store."""
+        self._loaded = False
+        self._pending = _Pending()
+
     def see(self, seq: int) -> Seen:
         """Classify one delivered number (in stream order) and note a gap before it."""
         if seq in self._held:
@@ -85,14 +91,15 @@ class SequenceTracker:
         self._pending.held.add(seq)
         self._pending.released.discard(seq)
 
-    async def keep(self, now_ms: int) -> None:
-        """Write this batch's changes (before its acknowledgements are sent)."""
+    def changes(self, now_ms: int) -> Callable[[Txn], Awaitable[None]] | None:
+        """This batch's changes, to write in the transaction that stores the batch (before its
+        acknowledgements are sent); None when there is nothing to write."""
         if self._top is None:
-            return
+            return None
         pending, self._pending = self._pending, _Pending()
         top, origin = self._top, self.origin
 
         async def op(tx: Txn) -> None:
             await evidence.keep_delivery_seqs_txn(tx, origin, top, pending.held, pending.released, pending.gaps,
                                                   now_ms)
-        await self._store.writer.write(op)
+        return op

@@ -790,9 +790,11 @@ class NodeStore:
         return await self.writer.write(op)
 
     # -- inbox ----------------------------------------------------------
-    async def store_deliveries(self, items: list[NewDelivery], now_ms: int) -> list[bool]:
+    async def store_deliveries(self, items: list[NewDelivery], now_ms: int,
+                               then: Callable[[Txn], Awaitable[None]] | None = None) -> list[bool]:
         """Store a batch in one transaction; per item False when (sender, key) is already there
-        or was erased (a redelivery: acknowledged, never applied twice, never resurrected)."""
+        or was erased (a redelivery: acknowledged, never applied twice, never resurrected). ``then`` runs in
+        the same transaction (the delivery sequence's state)."""
         def step(c: sqlite3.Connection) -> list[bool]:  # one hop to SQLite's thread for the whole batch
             fresh: list[bool] = []
             for d in items:
@@ -812,7 +814,10 @@ class NodeStore:
             return fresh
 
         async def op(tx: Txn) -> list[bool]:
-            return await tx.run(step)
+            fresh = await tx.run(step)
+            if then is not None:
+                await then(tx)
+            return fresh
         return await self.writer.write(op)
 
     async def erase_inbox_item(self, item_id: int, now_ms: int) -> bool:
@@ -863,10 +868,12 @@ class NodeStore:
         row = await self.db.fetchone("SELECT head FROM tree_head WHERE id = 1")
         return bytes(row[0]) if row else None
 
-    async def keep_head(self, head: bytes) -> None:
+    def keep_head_soon(self, head: bytes) -> None:
+        """Keep the last accepted head with the next write: what the node records on the strength of a head
+        (a receipt, a delivery) commits together with it, or neither does."""
         async def op(tx: Txn) -> None:
             await tx.execute("INSERT OR REPLACE INTO tree_head (id, head) VALUES (1, ?)", (head,))
-        await self.writer.write(op)
+        self.writer.write_soon(op)
 
     # -- local request log ---------------------------------------------
     async def log_request(self, uid: int, request: str, outcome: str, now_ms: int) -> None:

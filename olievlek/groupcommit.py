@@ -154,3 +154,11 @@ class Writer(GroupCommitter[None, None]):
 
         result, _ = await self.submit(run)
         return result
+
+    def write_soon(self, op: Callable[[Txn], Awaitable[None]]) -> asyncio.Future[Any]:
+        """Queue ``op`` without waiting for its commit: it commits with whatever is written next (in submission
+        order), so a caller that then writes and waits has both committed, or neither - one fsync, not two."""
+        async def run(tx: Txn, _ctx: None) -> None:
+            await op(tx)
+
+        return self.enqueue(run)

@@ -4,8 +4,8 @@ Whoever controls a broker's machine holds its certificate from the federation CA
 worst case - its log key. ``Liar`` is what such an attacker does with them:
 
 - answers ``SendBatch`` with whatever it likes (an old receipt, an invented refusal) and drops the envelopes;
-- writes queue rows of its own choosing (any payload, any leaf index - or none, any sequence number), which
-  the real delivery loop then sends with the proof of that leaf;
+- writes queue rows of its own choosing (any payload, any leaf index - or none (-1), any sequence number),
+  which the real delivery loop then sends with the proof of that leaf (or none);
 - with the log key, appends leaves that say what it wants (``append``), signed like every other head;
 - ends a node's stream, so the node reconnects and is delivered the queue from the start.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 from olievlek.broker.server import BrokerServer, BrokerServicer
-from olievlek.broker.store import NEVER, Queued
+from olievlek.broker.store import NEVER
 
 from olievlek.v1 import broker_pb2
 
@@ -45,11 +45,6 @@ class Liar:
                     return await super().SendBatch(request, context)
                 liar.dropped.extend(request.envelopes)
                 return broker_pb2.SendBatchResponse(responses=liar.answer(list(request.envelopes)))
-
-            async def _down(self, item: Queued, head: broker_pb2.TreeHead) -> broker_pb2.SubscribeDown:
-                if item.leaf_index < 0:  # a row with no leaf at all: delivered without a proof
-                    return broker_pb2.SubscribeDown(delivery=broker_pb2.Delivery(seq=item.seq, envelope=item.payload))
-                return await super()._down(item, head)
 
         return LyingServicer
 

@@ -172,6 +172,21 @@ class AuditLog:
         return tree.fold_ranges(await self.nodes(_flat(tree.inclusion_ranges(index, size))),
                                             tree.inclusion_ranges(index, size))
 
+    async def inclusions(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """``inclusion`` for many leaves to one size: one read for all their nodes (a delivery batch)."""
+        ranges = [tree.inclusion_ranges(i, size) for i in indices]
+        found = dict(zip((ids := sorted({n for r in ranges for n in _flat(r)})), await self.nodes(ids), strict=True))
+        return [tree.fold_ranges([found[n] for n in _flat(r)], r) for r in ranges]
+
+    async def events(self, indices: Sequence[int]) -> dict[int, tuple[bytes, bytes | None]]:
+        """``event`` for many indices in one read."""
+        if not indices:
+            return {}
+        marks = ",".join("?" * len(indices))
+        rows = await self._db.fetchall(f"SELECT idx, salt, meta FROM audit_events WHERE idx IN ({marks})",  # noqa: S608
+                                       list(indices))
+        return {int(r[0]): (bytes(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows}
+
     async def consistency(self, m: int, n: int) -> list[bytes]:
         ranges = tree.consistency_ranges(m, n)
         return tree.fold_ranges(await self.nodes(_flat(ranges)), ranges)

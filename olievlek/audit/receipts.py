@@ -51,6 +51,16 @@ def verify_receipt(proof: broker_pb2.AuditProof, log_key: ed25519.Ed25519PublicK
         VerificationError: unsigned head, metadata that disagrees with the answer, or a bad proof.
     """
     verify_head(proof.head, log_key, origin)
+    return verify_leaf(proof, expect)
+
+
+def verify_leaf(proof: broker_pb2.AuditProof, expect: dict[str, Any]) -> dict[str, Any]:
+    """``verify_receipt`` without the head's signature (for a head already verified): the leaf's metadata
+    and its inclusion in the head.
+
+    Raises:
+        VerificationError: metadata that disagrees with the answer, or a bad proof.
+    """
     try:
         meta: dict[str, Any] = json.loads(proof.metadata)
     except json.JSONDecodeError:
