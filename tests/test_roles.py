@@ -83,15 +83,20 @@ GROUP: dict[str, str] = {}
 
 
 def _interpreter(user: str) -> list[str]:
+    why = []
     for candidate in ([sys.executable, "-m", "olievlek"], ["/usr/bin/python3", "-c", BOOT]):
         try:
-            if subprocess.run([*candidate, "--help"], user=user, group=GROUP["name"], extra_groups=[GROUP["name"]],
-                              capture_output=True, timeout=60, check=False,
-                              env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}).returncode == 0:
-                return candidate
-        except OSError:  # not executable by that user (e.g. an interpreter under /root)
+            r = subprocess.run([*candidate, "--help"], user=user, group=GROUP["name"], extra_groups=[GROUP["name"]],
+                               capture_output=True, text=True, timeout=60, check=False,
+                               env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+        except OSError as exc:  # not executable by that user (e.g. an interpreter under /root)
+            why.append(f"{candidate[0]}: {exc}")
             continue
-    unavailable(f"no Python interpreter with olievlek's packages is runnable by the local user {user}")
+        if r.returncode == 0:
+            return candidate
+        why.append(f"{candidate[0]}: exit {r.returncode}: {r.stderr.strip()[-400:]}")
+    unavailable(f"no Python interpreter with olievlek's packages is runnable by the local user {user}: "
+                + " | ".join(why))
 
 
 _found: dict[str, list[str]] = {}
