@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import sqlite3
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.table import Table
 
 from olievlek.audit import checkpoint
 from olievlek.audit.checkpoint import origin_for
-from olievlek.audit.cosign import check_quorum, cosigned_note, effective_witnesses, note_quorum
+from olievlek.audit.cosign import cosigned_note, effective_witnesses, note_quorum, quorum_time
 from olievlek.audit.log import leaf_of
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
@@ -163,11 +164,20 @@ def verify(
                 # and be a prefix of the newest head.
                 witnessed = await client.head(cosigned=True)
                 verify_head(witnessed.head, key, origin)
-                good = check_quorum(witnessed.head, list(witnessed.cosignatures), witnesses, need)
+                good, cosigned_at = quorum_time(witnessed.head, list(witnessed.cosignatures), witnesses, need)
                 if witnessed.head.size < head.size:
                     link = await client.consistency(witnessed.head.size, head.size)
-                    check_extends(witnessed.head, head, list(link.proof))
-                out.print(f"head of size {witnessed.head.size} cosigned by {', '.join(good)}")
+                    try:
+                        check_extends(witnessed.head, head, list(link.proof))
+                    except VerificationError as exc:
+                        raise VerificationError(f"FORK: the witnesses cosigned a head the log does not extend: "
+                                                f"{exc.message}", field="audit") from None
+                age = max(0, int(time.time()) - cosigned_at)  # the witnesses' own timestamps, not the broker's
+                out.print(f"head of size {witnessed.head.size} cosigned by {', '.join(good)}, {age} s ago "
+                          "(by the witnesses' clocks)")
+                if age > cfg.witness_lag_s:
+                    out.print(f"[yellow]witness lag: nothing cosigned in the last {cfg.witness_lag_s:.0f} s; "
+                              "outcomes since then are not final[/]")
             leaves: list[bytes] = []
             while len(leaves) < head.size:
                 leaves += list((await client.audit_leaves(len(leaves), 10000)).leaf_hashes)

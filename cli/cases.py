@@ -249,7 +249,7 @@ def _inbox_table(items: list[local_pb2.InboxItem]) -> Table:
         s = it.summary
         table.add_row(
             str(it.item_id), it.sender, it.kind, _when(it.received_at_ms),
-            _(enums.INBOX_STATUSES.get(InboxStatus(it.status), it.status)),
+            _(enums.confirmed(enums.INBOX_STATUSES.get(InboxStatus(it.status), it.status), it.confirmation)),
             enums.name_of(enums.PHASES, s.phase), enums.name_of(enums.RISKS, s.risk_level),
             ", ".join(enums.name_of(enums.CONCERNS, c) for c in s.concerns), s.contact_id, _disclosure(it),
         )
@@ -311,7 +311,15 @@ REFUSALS = {
 
 
 def _sent(r: local_pb2.AlertMoveResponse, what: str) -> None:
-    if r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
+    if r.confirmation == local_pb2.CONFIRMATION_AWAITING_WITNESSES:
+        # The broker answered, but no witness has backed it yet: its words would be the broker's word alone.
+        out.print(_("{what} (outbox {outbox_id}) to {recipient}: awaiting witnesses; `olievlek outbox` shows the "
+                    "outcome once they confirm it").format(what=what, outbox_id=r.outbox_id, recipient=r.recipient))
+    elif r.confirmation == local_pb2.CONFIRMATION_UNCONFIRMED:
+        out.print(_("{what} (outbox {outbox_id}) to {recipient}: {unconfirmed}").format(
+            what=what, outbox_id=r.outbox_id, recipient=r.recipient, unconfirmed=_(enums.UNCONFIRMED)))
+        raise typer.Exit(1)
+    elif r.status == local_pb2.OUTBOX_STATUS_ACCEPTED:
         out.print(_("{what} accepted by the broker for {recipient} (rule {rule_id})")
                     .format(what=what, recipient=r.recipient, rule_id=r.rule_id))
     elif r.status == local_pb2.OUTBOX_STATUS_REFUSED:
@@ -367,9 +375,6 @@ def inbox_return(
     out.print(f"item {item} returned to its sender" + (f", suggesting NIS {suggest}" if suggest else ""))
 
 
-_OUTBOX_STATUS = {v: k.removeprefix("OUTBOX_STATUS_").lower() for k, v in local_pb2.OutboxStatus.items()}
-
-
 @outbox_app.callback()
 def outbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
     """What this node sent: delivery status, and what the recipient did with it."""
@@ -382,5 +387,6 @@ def outbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
         table.add_column(_(col))
     for i in items:
         table.add_row(str(i.outbox_id), i.kind, i.recipient, i.rule_id, _when(i.created_at_ms),
-                      _OUTBOX_STATUS[i.status], i.outcome or "-", escape(i.detail))
+                      _(enums.confirmed(enums.OUTBOX_STATUSES[i.status], i.confirmation)), i.outcome or "-",
+                      escape(i.detail))
     out.print(table if items else "outbox is empty")

@@ -58,3 +58,22 @@ INBOX_STATUSES = {
     InboxStatus.DENIED: N_("denied"), InboxStatus.EXPIRED: N_("expired"), InboxStatus.RECEIVED: N_("received"),
 }
 assert set(INBOX_STATUSES) == set(InboxStatus)
+OUTBOX_STATUSES = {
+    local_pb2.OUTBOX_STATUS_UNSPECIFIED: N_("unknown"), local_pb2.OUTBOX_STATUS_PENDING: N_("pending"),
+    local_pb2.OUTBOX_STATUS_ACCEPTED: N_("accepted"), local_pb2.OUTBOX_STATUS_REFUSED: N_("refused"),
+    local_pb2.OUTBOX_STATUS_EXPIRED: N_("expired"), local_pb2.OUTBOX_STATUS_QUEUED: N_("queued"),
+    local_pb2.OUTBOX_STATUS_REJECTED: N_("rejected"),
+}
+assert set(OUTBOX_STATUSES) == set(local_pb2.OutboxStatus.values())
+# An outcome the witnesses do not back yet never reads like a final one (node/witness_watch.py).
+AWAITING_WITNESSES = N_("awaiting witnesses")
+UNCONFIRMED = N_("unconfirmed: perhaps it never arrived — contact the recipient")
+
+
+def confirmed(status: str, confirmation: int) -> str:
+    """What to show for an outcome: its own words only once the witnesses back it."""
+    if confirmation == local_pb2.CONFIRMATION_AWAITING_WITNESSES:
+        return AWAITING_WITNESSES
+    if confirmation == local_pb2.CONFIRMATION_UNCONFIRMED:
+        return UNCONFIRMED
+    return status

@@ -10,15 +10,16 @@ an error for the node's administrator, and the outbox entry stays pending.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from olievlek import logs
-from olievlek.audit.cosign import check_quorum
+from olievlek.audit.cosign import quorum_time
 from olievlek.audit.receipts import check_extends, verify_head, verify_leaf
-from olievlek.errors import TransportError, VerificationError
+from olievlek.clock import now_ms
+from olievlek.errors import VerificationError
 from olievlek.metrics import Metrics
 from olievlek.policy.model import WitnessPolicy
 from olievlek.v1 import broker_pb2
@@ -29,6 +30,21 @@ from .store import NodeStore
 log = logs.get("node.audit")
 
 VERIFIED_HEADS = 4
+HELD_RESOLUTION_MS = 1000
+
+
+class ForkSuspected(VerificationError):
+    """A quorum-cosigned head that is not consistent with this node's own: the broker showed it a private
+    branch (or showed the witnesses one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessView:
+    """The latest quorum-cosigned head, consistent with ours, and when the quorum had cosigned it (Unix s)."""
+
+    head: broker_pb2.TreeHead
+    cosigned_at_s: int
+    witnesses: list[str]
 
 
 class AuditChecker:
@@ -52,30 +68,42 @@ class AuditChecker:
         self._loaded = False
         self._advancing = asyncio.Lock()
         self._verified: list[bytes] = []  # the last few heads whose signature verified (serialized)
+        # The heads this node held and since when (local ms), until a witnessed head covers them: the
+        # witness watch's evidence of a private branch (``node/witness_watch.py``).
+        self._held: list[tuple[int, int]] = []
 
-    async def check_witnessed(self) -> list[str]:
-        """The latest *witnessed* head must carry the quorum and be consistent with our own head
-        (either may be the newer one), so witness lag is no alarm but a private fork is.
+    @property
+    def quorum(self) -> int:
+        return self._quorum
+
+    async def check_witnessed(self) -> WitnessView:
+        """The latest *witnessed* head must carry the quorum and be consistent with our own head (either may be
+        the newer one: a consistency proof either way). Its age comes from the witnesses' own timestamps.
 
         Raises:
-            VerificationError: too few cosignatures, or a head that forks from ours (logged as an alarm).
+            ForkSuspected: a quorum-cosigned head that is not consistent with ours (logged as an alarm).
+            VerificationError: too few valid cosignatures (no quorum-cosigned head to go by).
+            TransportError: the broker could not be asked.
         """
         witnessed = await self._client.head(cosigned=True)
         try:
             verify_head(witnessed.head, self._key, self.origin)
-            good = check_quorum(witnessed.head, list(witnessed.cosignatures), self._witnesses, self._quorum)
-            await self._advance(witnessed.head)
+            good, at = quorum_time(witnessed.head, list(witnessed.cosignatures), self._witnesses, self._quorum)
         except VerificationError as exc:
             log.error("audit.witness_alarm", reason=exc.message, size=witnessed.head.size)
             raise
-        return good
+        try:
+            await self._advance(witnessed.head)
+        except VerificationError as exc:
+            log.error("audit.witness_alarm", reason=exc.message, size=witnessed.head.size)
+            raise ForkSuspected(exc.message, field="audit") from None
+        return WitnessView(witnessed.head, at, good)
 
-    async def watch(self, interval_s: float) -> None:
-        """Separately from sending: keep checking the witnessed head (only when a quorum is configured)."""
-        while self._quorum > 0:
-            await asyncio.sleep(interval_s)  # first give the witnesses one interval to cosign
-            with contextlib.suppress(VerificationError, TransportError):  # logged loudly above
-                await self.check_witnessed()
+    def uncovered_since(self, covered_size: int) -> list[tuple[int, int]]:
+        """(size, when this node first held a head of that size, ms) of the heads it held that a witnessed
+        head of ``covered_size`` does not cover; those it covers are forgotten."""
+        self._held = [(size, at) for size, at in self._held if size > covered_size]
+        return list(self._held)
 
     def alarm(self, reason: str, **fields: Any) -> None:
         """The broker said something the log does not back: loud here, for this node's administrator (a
@@ -125,6 +153,11 @@ class AuditChecker:
     async def _keep(self, head: broker_pb2.TreeHead) -> None:
         self._store.keep_head_soon(head.SerializeToString())
         self._head = head
+        now = now_ms()
+        if self._held and now - self._held[-1][1] < HELD_RESOLUTION_MS:
+            self._held[-1] = (head.size, now)  # one entry per second; the later time (never an early alarm)
+        else:
+            self._held.append((head.size, now))
         if self._bundle_digest and head.bundle_digest and head.bundle_digest.hex() != self._bundle_digest \
                 and head.bundle_digest not in self._other_bundles:
             self._other_bundles.add(head.bundle_digest)

@@ -79,6 +79,14 @@ class NodeConfig:
     language: str = "nl"  # what the node answers its users in, unless a request asks otherwise
     # How often the node reads the log for what waits on a leaf (aggregated refusals, delivery gaps).
     log_watch_interval_s: float = 30.0
+    # The witnesses (node/witness_watch.py): how often to check the latest cosigned head; when its age is a lag
+    # warning; when a head this node held and the witnesses did not cosign is a fork alarm; how long an
+    # outcome may wait for the witnesses before it shows as unconfirmed.
+    witness_check_interval_s: float = 10.0
+    witness_lag_s: float = 60.0
+    fork_after_s: float = 120.0
+    fork_after_entries: int = 100_000
+    confirm_within_s: float = 600.0
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -109,4 +117,9 @@ class NodeConfig:
                 disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),
                 language=str(doc.get("language", "nl")),
                 log_watch_interval_s=float(doc.get("log_watch_interval_s", 30.0)),
+                witness_check_interval_s=float(doc.get("witness_check_interval_s", 10.0)),
+                witness_lag_s=float(doc.get("witness_lag_s", 60.0)),
+                fork_after_s=float(doc.get("fork_after_s", 120.0)),
+                fork_after_entries=int(doc.get("fork_after_entries", 100_000)),
+                confirm_within_s=float(doc.get("confirm_within_s", 600.0)),
             )

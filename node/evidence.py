@@ -6,6 +6,8 @@
 - ``aggregated_refusals`` / ``refusal_intervals``: refusals the broker counted into an interval's one
   aggregated leaf, each with its place in the chain. Provisional until that leaf is proven and its chain
   recomputed from these ``env``s.
+- ``finality``: which outbox and inbox outcomes a quorum-cosigned head covers (final), which still wait for
+  one (provisional), and which were not covered in time (unconfirmed).
 - ``delivery_seqs`` / ``delivery_held`` / ``delivery_gaps`` / ``expired_seqs``: per log origin, the highest
   delivery sequence number handled, the ones seen but left unacknowledged (redelivered later), the runs
   of numbers the stream skipped, and the proven expiries of deliveries to this node that explain them.
@@ -14,9 +16,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from olievlek.envelope import env_of
-from olievlek.statuses import RefusalProof
+from olievlek.statuses import Confirmation, RefusalProof
 from olievlek.store import Database, Txn
 
 SCHEMA = [
@@ -36,6 +39,12 @@ SCHEMA = [
         settled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (origin, first_seq))""",
     """CREATE TABLE IF NOT EXISTS expired_seqs (
         origin TEXT NOT NULL, seq INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (origin, seq))""",
+    # An outcome that changed an outbox or inbox row for good, and the leaf it rests on (NULL: an aggregated
+    # refusal whose leaf is not proven yet): provisional until a quorum-cosigned head covers the leaf.
+    """CREATE TABLE IF NOT EXISTS finality (
+        item TEXT NOT NULL, row_id INTEGER NOT NULL, leaf_index INTEGER, since_ms INTEGER NOT NULL,
+        state TEXT NOT NULL, PRIMARY KEY (item, row_id))""",
+    "CREATE INDEX IF NOT EXISTS finality_open ON finality (state, leaf_index)",
 ]
 
 
@@ -164,3 +173,52 @@ async def watch_cursor(db: Database) -> int:
 async def set_watch_cursor_txn(tx: Txn, index: int) -> None:
     await tx.execute("INSERT INTO node_meta (name, value) VALUES ('log_watch_from', ?) ON CONFLICT (name) DO UPDATE"
                      " SET value = excluded.value", (str(index).encode(),))
+
+
+class Item(StrEnum):
+    """What a finality row is about."""
+
+    OUTBOX = "outbox"
+    INBOX = "inbox"
+
+
+async def keep_finality_txn(tx: Txn, item: Item, row_id: int, leaf_index: int | None, now_ms: int,
+                            at_once: bool) -> None:
+    """A new outcome of a row, resting on a leaf: provisional (final at once when no witness quorum applies)."""
+    state = Confirmation.FINAL if at_once else Confirmation.PROVISIONAL
+    await tx.execute("INSERT OR REPLACE INTO finality (item, row_id, leaf_index, since_ms, state)"
+                     " VALUES (?, ?, ?, ?, ?)", (item, row_id, leaf_index, now_ms, state))
+
+
+async def place_interval_txn(tx: Txn, interval_start_ms: int, leaf_index: int) -> None:
+    """The aggregated refusals of an interval rest on its proven leaf from now on."""
+    await tx.execute("UPDATE finality SET leaf_index = ? WHERE item = 'outbox' AND leaf_index IS NULL AND row_id IN"
+                     " (SELECT outbox_id FROM aggregated_refusals WHERE interval_start_ms = ?)",
+                     (leaf_index, interval_start_ms))
+
+
+async def finalise_txn(tx: Txn, covered_size: int) -> int:
+    """Outcomes whose leaf a quorum-cosigned head of ``covered_size`` covers become final; returns how many."""
+    await tx.execute("UPDATE finality SET state = ? WHERE state != ? AND leaf_index IS NOT NULL AND leaf_index < ?",
+                     (Confirmation.FINAL, Confirmation.FINAL, covered_size))
+    row = await tx.fetchone("SELECT changes()")
+    return int(row[0]) if row else 0
+
+
+async def unconfirm_txn(tx: Txn, before_ms: int) -> int:
+    """Provisional outcomes older than ``before_ms`` become unconfirmed; returns how many."""
+    await tx.execute("UPDATE finality SET state = ? WHERE state = ? AND since_ms < ?",
+                     (Confirmation.UNCONFIRMED, Confirmation.PROVISIONAL, before_ms))
+    row = await tx.fetchone("SELECT changes()")
+    return int(row[0]) if row else 0
+
+
+async def confirmations(db: Database, item: Item) -> dict[int, Confirmation]:
+    """Row id -> confirmation of the rows of one kind that have an outcome."""
+    rows = await db.fetchall("SELECT row_id, state FROM finality WHERE item = ?", (item,))
+    return {int(r[0]): Confirmation(r[1]) for r in rows}
+
+
+async def confirmation(db: Database, item: Item, row_id: int) -> Confirmation | None:
+    row = await db.fetchone("SELECT state FROM finality WHERE item = ? AND row_id = ?", (item, row_id))
+    return Confirmation(row[0]) if row else None

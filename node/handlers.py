@@ -7,8 +7,10 @@ or log line carries one.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import time
 
 from google.protobuf import json_format
 
@@ -22,18 +24,21 @@ from olievlek.kinds import PURPOSES, MessageKind
 from olievlek.normalise import identity_inputs
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
-from olievlek.statuses import CaseStatus, OutboxStatus
+from olievlek.statuses import CaseStatus, Confirmation, OutboxStatus
 from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
+from . import evidence
 from .access import Caller
 from .casefile import CaseFile
 from .directory import DirectoryHolder
 from .disclosure import Disclosures
+from .evidence import Item
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .request_error import RequestError
 from .store import CaseRow, NodeStore, OutboxRow
+from .witness_watch import WitnessWatch
 
 # Outbox states as the local API reports them; "failed" (could not be built) reads as refused.
 _STATUS = {
@@ -44,10 +49,15 @@ _STATUS = {
     OutboxStatus.REJECTED: local_pb2.OUTBOX_STATUS_REJECTED,
 }
 assert set(_STATUS) == set(OutboxStatus)
+CONFIRMATION = {None: local_pb2.CONFIRMATION_UNSPECIFIED,
+                Confirmation.PROVISIONAL: local_pb2.CONFIRMATION_AWAITING_WITNESSES,
+                Confirmation.FINAL: local_pb2.CONFIRMATION_FINAL,
+                Confirmation.UNCONFIRMED: local_pb2.CONFIRMATION_UNCONFIRMED}
 
 log = logs.get("node")
 
 ALERT_WAIT_S = 10.0
+FINAL_WAIT_S = 5.0  # then how long an answered alert waits for the witnesses (only while they are fresh)
 
 
 class NodeHandlers:
@@ -56,7 +66,7 @@ class NodeHandlers:
     def __init__(self, org_id: str, kind: OrgKind, store: NodeStore, bundle: Bundle, signer: Signer,
                  pseudonymiser: PseudonymClient, outbox: OutboxSender, casefile: CaseFile,
                  directory: DirectoryHolder, disclosures: Disclosures,
-                 bases: frozenset[str] = frozenset({"default"})) -> None:
+                 bases: frozenset[str] = frozenset({"default"}), witness: WitnessWatch | None = None) -> None:
         self.org_id = org_id
         self.kind = kind
         self.store = store
@@ -68,6 +78,7 @@ class NodeHandlers:
         self.bases = bases
         self.directory = directory
         self.disclosures = disclosures
+        self.witness = witness
         outbox.register(MessageKind.ALERT_MOVE, self.build_alert_move)
         outbox.register(MessageKind.HANDOVER, self.build_handover)
 
@@ -193,7 +204,23 @@ class NodeHandlers:
         """An outbox entry's status, after waiting (bounded) for the broker's answer unless ``no_wait``."""
         if not no_wait:
             await self.outbox.wait(outbox_id, ALERT_WAIT_S)
+            await self._wait_final(outbox_id)
         return await self._outbox_status(outbox_id)
+
+    async def _wait_final(self, outbox_id: int) -> None:
+        """While the witnesses keep up, wait a little for them to cover the answer: the regisseur then reads a
+        final outcome, not "awaiting witnesses"."""
+        if self.witness is None:
+            return
+        await self.witness.first_check(1.0)
+        if not self.witness.fresh:
+            return
+        deadline = time.monotonic() + FINAL_WAIT_S
+        while time.monotonic() < deadline:
+            if await evidence.confirmation(self.store.db, Item.OUTBOX, outbox_id) != Confirmation.PROVISIONAL:
+                return
+            self.witness.kick()
+            await asyncio.sleep(0.2)
 
     @staticmethod
     def _info(row: CaseRow) -> local_pb2.CaseInfo:
@@ -403,8 +430,9 @@ class NodeHandlers:
     async def _outbox_status(self, outbox_id: int) -> local_pb2.AlertMoveResponse:
         row = await self.store.outbox(outbox_id)
         assert row is not None
-        out = local_pb2.AlertMoveResponse(outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id,
-                                          status=_STATUS[row.status])
+        out = local_pb2.AlertMoveResponse(
+            outbox_id=outbox_id, recipient=row.recipient, rule_id=row.rule_id, status=_STATUS[row.status],
+            confirmation=CONFIRMATION[await evidence.confirmation(self.store.db, Item.OUTBOX, outbox_id)])
         if row.status == OutboxStatus.REFUSED and row.response is not None:
             refusal = broker_pb2.SendResponse.FromString(row.response).refusal
             out.refusal_code = broker_pb2.RefusalCode.Name(refusal.code).removeprefix("REFUSAL_CODE_").lower()
@@ -416,20 +444,23 @@ class NodeHandlers:
         return out
 
     async def outbox_list(self) -> local_pb2.OutboxListResponse:
+        confirmed = await evidence.confirmations(self.store.db, Item.OUTBOX)
         return local_pb2.OutboxListResponse(items=[
             local_pb2.OutboxItem(outbox_id=r.id, kind=r.kind, recipient=r.recipient, rule_id=r.rule_id,
                                  status=_STATUS[r.status], created_at_ms=r.created_ms, attempts=r.attempts,
-                                 detail=r.detail, outcome=r.outcome)
+                                 detail=r.detail, outcome=r.outcome, confirmation=CONFIRMATION[confirmed.get(r.id)])
             for r in await self.store.all_outbox()])
 
     async def inbox_list(self) -> local_pb2.InboxListResponse:
         await self.disclosures.expire_due()
         items = []
+        confirmed = await evidence.confirmations(self.store.db, Item.INBOX)
         for row in await self.store.inbox():
             body = body_of(row.envelope)
             item = local_pb2.InboxItem(
                 item_id=row.id, sender=row.sender, kind=row.kind, received_at_ms=row.received_ms,
                 status=row.status, matched_subject_id=row.subject_id or 0,
+                confirmation=CONFIRMATION[confirmed.get(row.id, Confirmation.FINAL)],
             )
             which = body.WhichOneof("payload")
             if which == "move_alert":

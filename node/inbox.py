@@ -137,7 +137,7 @@ class Inbox:
                            now: int, then: Callable[[Txn], Awaitable[None]] | None = None) -> None:
         if not store:
             return
-        fresh = await self._store.store_deliveries([d for _, _, d in store], now, then)
+        fresh = await self._store.store_deliveries([d for _, _, d in store], now, then, self._audit.quorum <= 0)
         for (position, seq, d), new in zip(store, fresh, strict=True):
             outcome = broker_pb2.ACK_OUTCOME_STORED if new else broker_pb2.ACK_OUTCOME_DUPLICATE
             acks[position] = broker_pb2.Ack(seq=seq, outcome=outcome)
@@ -172,7 +172,8 @@ class Inbox:
         holder = summary if summary is not None else opened.payload
         pseudonym = bytes(getattr(holder, "subject_pseudonym", b""))
         return NewDelivery(opened.body.sender, opened.body.idempotency_key, opened.kind.name, delivery.envelope,
-                           pseudonym, opened.body.created_at_ms, self._tag(pseudonym) if pseudonym else b"")
+                           pseudonym, opened.body.created_at_ms, self._tag(pseudonym) if pseudonym else b"",
+                           delivery.audit.leaf_index)
 
     async def _proven(self, delivery: broker_pb2.Delivery, opened: OpenedEnvelope) -> dict[str, Any]:
         """The decision leaf that queued this very envelope for this node, proven to a head we accept."""
@@ -265,11 +266,12 @@ class Inbox:
         if rejected:
             known = await self._store.mark_undelivered(
                 notice.idempotency_key, notice.recipient, f"{notice.recipient} refused it: {notice.reason_code}",
-                "rejected")
+                "rejected", notice.audit.leaf_index, now_ms(), self._audit.quorum <= 0)
         else:
             known = await self._store.mark_undelivered(
                 notice.idempotency_key, notice.recipient,
-                f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}", "expired")
+                f"not acknowledged by {notice.recipient} within the time-to-live of rule {notice.rule_id}", "expired",
+                notice.audit.leaf_index, now_ms(), self._audit.quorum <= 0)
             self._metrics.expiries.inc()
         log.warning("outbox.rejected" if rejected else "outbox.expired", recipient=notice.recipient,
                     rule=notice.rule_id, reason=notice.reason_code, known=known)

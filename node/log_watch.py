@@ -132,6 +132,8 @@ class LogWatch:
 
         async def op(tx: Txn) -> None:
             await evidence.settle_interval_txn(tx, start, state, index)
+            if state == RefusalProof.PROVEN:
+                await evidence.place_interval_txn(tx, start, index)
         await self._store.writer.write(op)
 
     async def _settle_gaps(self, now: int) -> None:

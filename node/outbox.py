@@ -193,7 +193,7 @@ class OutboxSender:
             self._audit.alarm("leaf_reused", outbox_id=a.outbox_id, leaf=a.leaf, proved=owners[a.leaf or 0])
             answers.remove(a)
             waiting.add(next(r.recipient for r in rows if r.id == a.outbox_id))
-        await self._store.finish_outbox(answers)
+        await self._store.finish_outbox(answers, now_ms(), self._audit.quorum <= 0)
         for a in answers:
             self._metrics.sends.labels(decision=a.status).inc()
             self._finish_event(a.outbox_id)

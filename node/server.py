@@ -40,10 +40,10 @@ from .pseudonym_client import PseudonymClient
 from .retention import Retention
 from .session import BrokerSession
 from .store import NodeStore
+from .witness_watch import Bounds, WitnessWatch
 
 log = logs.get("node")
 
-WITNESS_INTERVAL_S = 10.0
 GAUGE_INTERVAL_S = 2.0
 
 
@@ -60,6 +60,7 @@ class NodeServer:
         self.session: BrokerSession | None = None
         self.audit: AuditChecker | None = None
         self.log_watch: LogWatch | None = None
+        self.witness_watch: WitnessWatch | None = None
         self.outbox: OutboxSender | None = None
         self.casefile: CaseFile | None = None
         self.metrics = Metrics("node")
@@ -94,6 +95,9 @@ class NodeServer:
         bundles = BundleKeeper(cfg.database.parent / "bundles", cfg.roots, bundle, self._client)
         bundles.keep_current()
         self.log_watch = LogWatch(cfg.org_id, self._store, self._client, self.audit, origin, self.metrics)
+        self.witness_watch = WitnessWatch(self._store, self.audit, self.metrics,
+                                          Bounds(cfg.witness_lag_s, cfg.fork_after_s, cfg.fork_after_entries,
+                                                 cfg.confirm_within_s))
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
@@ -103,7 +107,7 @@ class NodeServer:
         expiry_s = cfg.disclosure_expiry_s or bundle.directory_policy.disclosure_expiry_hours * 3600
         disclosures = Disclosures(cfg.org_id, self._store, bundle, outbox, int(expiry_s * 1000), directory)
         handlers = NodeHandlers(cfg.org_id, cfg.kind, self._store, bundle, signer, pseudonymiser, outbox, casefile,
-                                directory, disclosures, frozenset(bases))
+                                directory, disclosures, frozenset(bases), self.witness_watch)
         retention = Retention(cfg.org_id, self._store, bundle, outbox, bases, directory, disclosures)
         await directory.refresh_all()
         queries = any(
@@ -128,7 +132,9 @@ class NodeServer:
                        asyncio.create_task(self.log_watch.run(cfg.log_watch_interval_s)),
                        asyncio.create_task(self._housekeeping(disclosures, liaison, min(60.0, expiry_s)))]
         if quorum > 0:
-            self._tasks.append(asyncio.create_task(self.audit.watch(WITNESS_INTERVAL_S)))
+            self._tasks.append(asyncio.create_task(self.witness_watch.run(cfg.witness_check_interval_s)))
+        else:
+            log.warning("audit.final_at_once", reason="no witness quorum: outcomes are final without witnesses")
         log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, 0)

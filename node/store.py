@@ -22,7 +22,7 @@ from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .evidence import SCHEMA as EVIDENCE_SCHEMA
-from .evidence import keep_aggregated_txn, keep_proven_txn
+from .evidence import Item, keep_aggregated_txn, keep_finality_txn, keep_proven_txn
 from .request_error import RequestError
 
 SCHEMA_VERSION = 6  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
@@ -246,6 +246,7 @@ class NewDelivery:
     pseudonym: bytes
     created_ms: int = 0
     pseudonym_tag: bytes = b""  # the keyed tag erasures are remembered by
+    leaf: int | None = None  # the decision leaf that queued it (its outcome is final once the witnesses cover it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,14 +744,16 @@ class NodeStore:
                 [(d, i) for i, d in failed])
         await self.writer.write(op)
 
-    async def finish_outbox(self, answers: list[Answer]) -> None:
-        """Record the broker's answers with the evidence that backs them."""
+    async def finish_outbox(self, answers: list[Answer], now_ms: int, final_at_once: bool) -> None:
+        """Record the broker's answers with the evidence that backs them (provisional until the witnesses
+        cover it, unless ``final_at_once``)."""
         async def op(tx: Txn) -> None:
             await tx.executemany(
                 "UPDATE outbox SET status = ?, response = ?, detail = ?, attempts = attempts + 1"
                 " WHERE id = ? AND status = 'pending'", [(a.status, a.response, a.detail, a.outbox_id)
                                                           for a in answers])
             for a in answers:
+                await keep_finality_txn(tx, Item.OUTBOX, a.outbox_id, a.leaf, now_ms, final_at_once)
                 if a.leaf is not None:
                     await keep_proven_txn(tx, a.leaf, a.outbox_id, a.env)
                 if a.aggregated is not None:
@@ -778,20 +781,23 @@ class NodeStore:
                                  [(detail, i) for i in outbox_ids])
         await self.writer.write(op)
 
-    async def mark_undelivered(self, idem_key: str, recipient: str, detail: str, status: str) -> bool:
+    async def mark_undelivered(self, idem_key: str, recipient: str, detail: str, status: str, leaf: int,
+                               now_ms: int, final_at_once: bool) -> bool:
         """The broker reports our envelope to ``recipient`` expired or refused by it (status 'expired' or
-        'rejected'); False if we sent no such thing."""
+        'rejected', resting on ``leaf``); False if we sent no such thing."""
         async def op(tx: Txn) -> bool:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ? AND recipient = ?", (idem_key, recipient))
             if row is None:
                 return False
             await tx.execute("UPDATE outbox SET status = ?, detail = ? WHERE id = ?", (status, detail, row[0]))
+            await keep_finality_txn(tx, Item.OUTBOX, int(row[0]), leaf, now_ms, final_at_once)
             return True
         return await self.writer.write(op)
 
     # -- inbox ----------------------------------------------------------
     async def store_deliveries(self, items: list[NewDelivery], now_ms: int,
-                               then: Callable[[Txn], Awaitable[None]] | None = None) -> list[bool]:
+                               then: Callable[[Txn], Awaitable[None]] | None = None,
+                               final_at_once: bool = True) -> list[bool]:
         """Store a batch in one transaction; per item False when (sender, key) is already there
         or was erased (a redelivery: acknowledged, never applied twice, never resurrected). ``then`` runs in
         the same transaction (the delivery sequence's state)."""
@@ -805,16 +811,23 @@ class NodeStore:
                     " AND erased_at_ms >= ?",
                     (d.sender, d.idem_key, d.sender, d.idem_key, d.sender, d.pseudonym_tag, d.created_ms)).fetchone()
                 if seen is None:
-                    c.execute(
+                    inbox_id = c.execute(
                         "INSERT INTO inbox (sender, idem_key, kind, envelope, pseudonym, received_ms, status)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (d.sender, d.idem_key, d.kind, d.envelope, d.pseudonym, now_ms,
-                         _INITIAL_STATUS.get(d.kind, InboxStatus.PENDING_IDENTIFICATION)))
+                         _INITIAL_STATUS.get(d.kind, InboxStatus.PENDING_IDENTIFICATION))).lastrowid
+                    assert inbox_id is not None
+                    stored.append((int(inbox_id), d.leaf))
                 fresh.append(seen is None)
             return fresh
 
+        stored: list[tuple[int, int | None]] = []
+
         async def op(tx: Txn) -> list[bool]:
+            stored.clear()  # a retried batch runs the step again
             fresh = await tx.run(step)
+            for inbox_id, leaf in stored:
+                await keep_finality_txn(tx, Item.INBOX, inbox_id, leaf, now_ms, final_at_once)
             if then is not None:
                 await then(tx)
             return fresh

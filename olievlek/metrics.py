@@ -46,6 +46,14 @@ class Metrics:
                                     ["reason"], registry=self.registry)
         self.delivery_repeats = Counter(f"{ns}_delivery_repeats", "Deliveries at or below the sequence number "
                                         "already acknowledged (deduplicated).", registry=self.registry)
+        self.audit_forks = Counter(f"{ns}_audit_forks", "Witnessed heads that show the broker gave this node a "
+                                   "private branch (the fork alarm).", registry=self.registry)
+        self.witness_age = Gauge(f"{ns}_witness_age_seconds", "Age of the latest quorum-cosigned head, by the "
+                                 "witnesses' own timestamps.", registry=self.registry)
+        self.witness_lagging = Gauge(f"{ns}_witness_lagging", "1 while no quorum-cosigned head is younger than the "
+                                     "lag bound (a warning, not an alarm).", registry=self.registry)
+        self.unconfirmed = Counter(f"{ns}_unconfirmed", "Outcomes no quorum-cosigned head covered within the bound "
+                                   "(shown as unconfirmed).", registry=self.registry)
         self.delivery_gaps = Counter(f"{ns}_delivery_gaps", "Sequence numbers skipped on the delivery stream, by "
                                      "whether a proven expiry explained them.", ["explained"], registry=self.registry)
 

@@ -72,3 +72,12 @@ class RefusalProof(StrEnum):
     PROVISIONAL = "provisional"
     PROVEN = "proven"
     UNPROVEN = "unproven"
+
+
+class Confirmation(StrEnum):
+    """Whether the witnesses back an outcome of an outbox or inbox row: provisional until a quorum-cosigned head
+    covers its leaf (final); unconfirmed when none did within the node's bound (perhaps it never arrived)."""
+
+    PROVISIONAL = "provisional"
+    FINAL = "final"
+    UNCONFIRMED = "unconfirmed"

@@ -18,6 +18,16 @@ LOCALE = Path(__file__).resolve().parent.parent / "olievlek" / "locale"
 
 NL = {
     "1 to 3 months": "1 tot 3 maanden",
+    "awaiting witnesses": "wacht op getuigen",
+    "unknown": "onbekend",
+    "unconfirmed: perhaps it never arrived — contact the recipient":
+        "onbevestigd: mogelijk niet aangekomen — neem contact op met de ontvanger",
+    "{what} (outbox {outbox_id}) to {recipient}: awaiting witnesses; `olievlek outbox` shows the outcome once they "
+    "confirm it":
+        "{what} (uitgaand {outbox_id}) naar {recipient}: wacht op getuigen; `olievlek outbox` toont de afloop zodra "
+        "zij die bevestigen",
+    "{what} (outbox {outbox_id}) to {recipient}: {unconfirmed}": "{what} (uitgaand {outbox_id}) naar {recipient}: "
+                                                                  "{unconfirmed}",
     "12 months or more": "12 maanden of langer",
     "3 to 6 months": "3 tot 6 maanden",
     "6 to 12 months": "6 tot 12 maanden",

@@ -100,8 +100,9 @@ async def test_a_regisseur_moves_a_case_and_the_next_one_takes_it_over_in_dutch(
 
     assert "dossier 1 geopend" in await run("case", "open", "--socket", gent, "--phase", "follow-up",
                                             "--concern", "right-wing", "--risk", "medium", stdin=person)
-    assert "aanvaard door de broker voor antwerpen" in await run("alert", "move", "--socket", gent, "--case", "1",
-                                                                  "--to", "11002")
+    # This federation has no witness running: the broker's answer is not final, and is not worded as if it were.
+    sent = await run("alert", "move", "--socket", gent, "--case", "1", "--to", "11002")
+    assert "naar antwerpen: wacht op getuigen" in sent and "aanvaard" not in sent, sent
     for _ in range(100):
         if "alert.move" in (listing := await run("inbox", "--socket", antwerpen)):
             break

@@ -73,10 +73,10 @@ async def test_the_witness_cosigns_pushed_checkpoints_and_nodes_see_the_quorum(
         assert await broker.pusher.push_once() == {f"witness/{WITNESS}": 200}  # from the size it cosigned
         gent = await with_quorum(nodes, "gent", broker.port)
         assert gent.audit is not None
-        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
+        assert (await gent.audit.check_witnessed()).witnesses == [f"witness/{WITNESS}"]
         # Witness lag is no alarm: nodes check the latest *cosigned* head against their own.
         await send_envelope(pki, broker.port, seal_bytes(wire.encode(body()), signer(pki, "gent")))
-        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
+        assert (await gent.audit.check_witnessed()).witnesses == [f"witness/{WITNESS}"]
         # A witness that lost its state (answers 409 with its size 0) is sent the checkpoint again from 0.
         broker.pusher._known[f"witness/{WITNESS}"] = 1
         assert await broker.pusher.push_once() == {f"witness/{WITNESS}": 200}
@@ -106,7 +106,7 @@ async def test_a_split_view_is_refused_by_the_witness_and_alarms_the_node(
         gent = await with_quorum(nodes, "gent", real.port)
         antwerpen = await with_quorum(nodes, "antwerpen", fork.port)
         assert gent.audit is not None and antwerpen.audit is not None
-        assert await gent.audit.check_witnessed() == [f"witness/{WITNESS}"]
+        assert (await gent.audit.check_witnessed()).witnesses == [f"witness/{WITNESS}"]
         with pytest.raises(VerificationError, match="private view"):
             await antwerpen.audit.check_witnessed()
     finally:

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 try:
     import yaml
-    from olievlek.cli.federation import SHARES, Federation, NodeSpec
+    from olievlek.cli.federation import SHARES, WITNESS, Federation, NodeSpec
     from olievlek.cli.local_client import call
     from olievlek.cli.up import NIS
 
@@ -200,12 +200,14 @@ class NetnsFederation(Federation):
         # Federation's server certificates name only localhost/127.0.0.1; clients here dial the
         # broker host's address, and TLS checks the certificate against exactly that.
         ca = CertificateAuthority.load(self.pki)
-        for name in ("broker", *(f"pseudonymiser-{s}" for s in SHARES)):
+        for name in ("broker", WITNESS, *(f"pseudonymiser-{s}" for s in SHARES)):
             ca.issue_server(name, ["localhost", "127.0.0.1", self.server_ip])
 
     def _rehost(self, value: object) -> object:
         if isinstance(value, str) and value.startswith("127.0.0.1:"):
             return f"{self.server_ip}:{value.split(':', 1)[1]}"
+        if isinstance(value, str) and value.startswith("https://127.0.0.1:"):  # the witness the broker pushes to
+            return f"https://{self.server_ip}:{value.split(':', 2)[2]}"
         if isinstance(value, list):
             return [self._rehost(v) for v in value]
         if isinstance(value, dict):
@@ -290,6 +292,8 @@ class Lab:
             text = self.cli(SENDER, ["alert", "move", "--case", m.group(1), "--to", str(NIS[RECIPIENT])])
             if "accepted by the broker" in text:
                 outcome = "accepted"
+            elif "awaiting witnesses" in text:  # answered; final once the witnesses cosign (checked below)
+                outcome = "awaiting"
             elif "queued" in text:
                 outcome = "queued"
             elif "refused" in text:
@@ -372,7 +376,8 @@ class Lab:
             accepted = sum(1 for o in self.outcomes if o == "accepted") if out is None else \
                 sum(1 for i in out if i.status == local_pb2.OUTBOX_STATUS_ACCEPTED)
             pending = out is not None and any(i.status in (local_pb2.OUTBOX_STATUS_PENDING,
-                                                            local_pb2.OUTBOX_STATUS_QUEUED) for i in out)
+                                                            local_pb2.OUTBOX_STATUS_QUEUED)
+                                              or i.confirmation != local_pb2.CONFIRMATION_FINAL for i in out)
             return not pending and len(self.inbox()) >= accepted
 
         delivered = self.wait_for(complete, self.deliver_timeout_s)
@@ -390,7 +395,11 @@ class Lab:
         accepted = cli_accepted if out is None else statuses.get("accepted", 0)
         pseudonyms = [bytes(i.summary.subject_pseudonym) for i in items]
         distinct = len(set(pseudonyms))
-        failures += [f"alert {n + 1}: {o}" for n, o in enumerate(self.outcomes) if o not in ("accepted", "queued")]
+        failures += [f"alert {n + 1}: {o}" for n, o in enumerate(self.outcomes)
+                     if o not in ("accepted", "awaiting", "queued")]
+        unfinal = [o.outbox_id for o in out or [] if o.confirmation != local_pb2.CONFIRMATION_FINAL]
+        if unfinal:
+            failures.append(f"outbox entries {unfinal} are not final (the witnesses did not cover them)")
         if out is not None and len(out) != sent:
             failures.append(f"Gent's outbox has {len(out)} entries for Antwerpen, {sent} alerts were sent")
         if accepted != sent:

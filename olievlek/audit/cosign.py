@@ -75,20 +75,35 @@ def effective_witnesses(bundle: WitnessPolicy, configured: tuple[WitnessKey, ...
 def check_quorum(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosignature], witnesses: WitnessPolicy,
                  quorum: int) -> list[str]:
     """The bundle's witnesses that validly cosigned exactly this head; raises below ``quorum``."""
-    good: set[str] = set()
+    return quorum_time(head, cosignatures, witnesses, quorum)[0]
+
+
+def quorum_time(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosignature], witnesses: WitnessPolicy,
+                quorum: int) -> tuple[list[str], int]:
+    """``check_quorum``, and the time (Unix seconds, from the witnesses' own signed cosignature/v1 timestamps -
+    never the log's clock) by which ``quorum`` of them had cosigned this head: the quorum-th latest of their
+    latest timestamps (0 with no cosignature).
+
+    Raises:
+        VerificationError: fewer than ``quorum`` of the bundle's witnesses validly cosigned this head.
+    """
+    latest: dict[str, int] = {}
     for c in cosignatures:
         if c.head.SerializeToString() != head.SerializeToString():
             continue
         try:
-            good.add(verify_cosignature(c, witnesses)[0])
+            identity, at = verify_cosignature(c, witnesses)
         except VerificationError:
             continue
+        latest[identity] = max(at, latest.get(identity, 0))
+    good = set(latest)
     if len(good) < quorum:
         raise VerificationError(
             f"tree head of size {head.size} carries {len(good)} of the {quorum} witness cosignatures required "
             f"(from {', '.join(sorted(witnesses.identities)) or 'no witness'}): the broker may be showing us a "
             "private view", field="cosignature")
-    return sorted(good)
+    times = sorted(latest.values(), reverse=True)
+    return sorted(good), (times[max(quorum, 1) - 1] if times else 0)
 
 
 def cosigned_note(head: broker_pb2.TreeHead, cosignatures: list[broker_pb2.Cosignature]) -> str:

@@ -55,6 +55,32 @@ OUTBOX_STATUS_REJECTED: OutboxStatus.ValueType  # 6
 """Delivered, but the recipient's node refused it (detail says why)."""
 Global___OutboxStatus: _TypeAlias = OutboxStatus  # noqa: Y015
 
+class _Confirmation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConfirmationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Confirmation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONFIRMATION_UNSPECIFIED: _Confirmation.ValueType  # 0
+    """not answered yet"""
+    CONFIRMATION_AWAITING_WITNESSES: _Confirmation.ValueType  # 1
+    CONFIRMATION_FINAL: _Confirmation.ValueType  # 2
+    CONFIRMATION_UNCONFIRMED: _Confirmation.ValueType  # 3
+    """Not covered by a quorum-cosigned head within the node's bound: perhaps it never arrived."""
+
+class Confirmation(_Confirmation, metaclass=_ConfirmationEnumTypeWrapper):
+    """Whether the witnesses back an answered entry's outcome (node/witness_watch.py): only a final one may be
+    shown in the words of its status.
+    """
+
+CONFIRMATION_UNSPECIFIED: Confirmation.ValueType  # 0
+"""not answered yet"""
+CONFIRMATION_AWAITING_WITNESSES: Confirmation.ValueType  # 1
+CONFIRMATION_FINAL: Confirmation.ValueType  # 2
+CONFIRMATION_UNCONFIRMED: Confirmation.ValueType  # 3
+"""Not covered by a quorum-cosigned head within the node's bound: perhaps it never arrived."""
+Global___Confirmation: _TypeAlias = Confirmation  # noqa: Y015
+
 class _AccessPurpose:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -291,6 +317,7 @@ class AlertMoveResponse(_message.Message):
     REFUSAL_CODE_FIELD_NUMBER: _builtins.int
     REFUSAL_DETAIL_FIELD_NUMBER: _builtins.int
     REFUSAL_FIELD_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
     outbox_id: _builtins.int
     status: Global___OutboxStatus.ValueType
     recipient: _builtins.str
@@ -298,6 +325,7 @@ class AlertMoveResponse(_message.Message):
     refusal_code: _builtins.str
     refusal_detail: _builtins.str
     refusal_field: _builtins.str
+    confirmation: Global___Confirmation.ValueType
     def __init__(
         self,
         *,
@@ -308,10 +336,11 @@ class AlertMoveResponse(_message.Message):
         refusal_code: _builtins.str = ...,
         refusal_detail: _builtins.str = ...,
         refusal_field: _builtins.str = ...,
+        confirmation: Global___Confirmation.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outbox_id", b"outbox_id", "recipient", b"recipient", "refusal_code", b"refusal_code", "refusal_detail", b"refusal_detail", "refusal_field", b"refusal_field", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "outbox_id", b"outbox_id", "recipient", b"recipient", "refusal_code", b"refusal_code", "refusal_detail", b"refusal_detail", "refusal_field", b"refusal_field", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,6 +557,7 @@ class OutboxItem(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
     outbox_id: _builtins.int
     kind: _builtins.str
     recipient: _builtins.str
@@ -538,6 +568,7 @@ class OutboxItem(_message.Message):
     detail: _builtins.str
     outcome: _builtins.str
     """What the recipient did with it: "accepted", "returned" (item.status), or ""."""
+    confirmation: Global___Confirmation.ValueType
     def __init__(
         self,
         *,
@@ -550,10 +581,11 @@ class OutboxItem(_message.Message):
         attempts: _builtins.int = ...,
         detail: _builtins.str = ...,
         outcome: _builtins.str = ...,
+        confirmation: Global___Confirmation.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at_ms", b"created_at_ms", "detail", b"detail", "kind", b"kind", "outbox_id", b"outbox_id", "outcome", b"outcome", "recipient", b"recipient", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "confirmation", b"confirmation", "created_at_ms", b"created_at_ms", "detail", b"detail", "kind", b"kind", "outbox_id", b"outbox_id", "outcome", b"outcome", "recipient", b"recipient", "rule_id", b"rule_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1316,6 +1348,7 @@ class InboxItem(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
     item_id: _builtins.int
     sender: _builtins.str
     kind: _builtins.str
@@ -1327,6 +1360,7 @@ class InboxItem(_message.Message):
     decision: _summary_pb2.DisclosureDecision.ValueType
     reason: _summary_pb2.DenialReason.ValueType
     expires_at_ms: _builtins.int
+    confirmation: Global___Confirmation.ValueType
     @_builtins.property
     def summary(self) -> _summary_pb2.CaseSummary: ...
     @_builtins.property
@@ -1351,10 +1385,11 @@ class InboxItem(_message.Message):
         decision: _summary_pb2.DisclosureDecision.ValueType = ...,
         reason: _summary_pb2.DenialReason.ValueType = ...,
         expires_at_ms: _builtins.int = ...,
+        confirmation: Global___Confirmation.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "expires_at_ms", b"expires_at_ms", "fields", b"fields", "file_ref", b"file_ref", "item_id", b"item_id", "kind", b"kind", "legal_basis", b"legal_basis", "matched_subject_id", b"matched_subject_id", "reason", b"reason", "received_at_ms", b"received_at_ms", "sender", b"sender", "status", b"status", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "decision", b"decision", "expires_at_ms", b"expires_at_ms", "fields", b"fields", "file_ref", b"file_ref", "item_id", b"item_id", "kind", b"kind", "legal_basis", b"legal_basis", "matched_subject_id", b"matched_subject_id", "reason", b"reason", "received_at_ms", b"received_at_ms", "sender", b"sender", "status", b"status", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
