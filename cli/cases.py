@@ -386,7 +386,8 @@ def outbox(ctx: typer.Context, socket: OptionalSocketOpt = None) -> None:
     for col in (N_("id"), N_("kind"), N_("to"), N_("rule"), N_("sent"), N_("status"), N_("outcome"), N_("detail")):
         table.add_column(_(col))
     for i in items:
+        final = i.confirmation in (local_pb2.CONFIRMATION_UNSPECIFIED, local_pb2.CONFIRMATION_FINAL)
         table.add_row(str(i.outbox_id), i.kind, i.recipient, i.rule_id, _when(i.created_at_ms),
                       _(enums.confirmed(enums.OUTBOX_STATUSES[i.status], i.confirmation)), i.outcome or "-",
-                      escape(i.detail))
+                      escape(i.detail) if final else "-")  # the detail words an outcome: only once it is final
     out.print(table if items else "outbox is empty")

@@ -7,7 +7,10 @@ worst case - its log key. ``Liar`` is what such an attacker does with them:
 - writes queue rows of its own choosing (any payload, any leaf index - or none (-1), any sequence number),
   which the real delivery loop then sends with the proof of that leaf (or none);
 - with the log key, appends leaves that say what it wants (``append``), signed like every other head;
-- ends a node's stream, so the node reconnects and is delivered the queue from the start.
+- ends a node's stream, so the node reconnects and is delivered the queue from the start;
+- shows one node a private branch of its log (a copy of its database with leaves of its own, signed with the
+  log key): stream items proven in it, consistency proofs from it, and an old cosigned head instead of the
+  latest, so the node does not see the witnesses moved on.
 
 Nothing here is used outside tests.
 """
@@ -15,13 +18,19 @@ Nothing here is used outside tests.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+from olievlek.broker.committer import Committer
 from olievlek.broker.server import BrokerServer, BrokerServicer
-from olievlek.broker.store import NEVER
+from olievlek.broker.store import NEVER, Queued
 
+from olievlek.audit.log import AuditLog
+from olievlek.policy.signing import load_signing_key
+from olievlek.store import Database
 from olievlek.v1 import broker_pb2
 
 Answer = Callable[[list[bytes]], list[broker_pb2.SendResponse]]
@@ -34,6 +43,11 @@ class Liar:
         self.answer: Answer | None = None
         self.dropped: list[bytes] = []  # envelopes the liar answered and threw away
         self.server: BrokerServer | None = None
+        # A split view: what the stream sends instead of a queued item (by its number), the private branch's
+        # log whose consistency proofs are served for its sizes, and a cosigned head served instead of the latest.
+        self.replace: dict[int, broker_pb2.SubscribeDown] = {}
+        self.private: AuditLog | None = None
+        self.cosigned: broker_pb2.WitnessedHead | None = None
 
     def servicer(self) -> type[BrokerServicer]:
         liar = self
@@ -45,6 +59,24 @@ class Liar:
                     return await super().SendBatch(request, context)
                 liar.dropped.extend(request.envelopes)
                 return broker_pb2.SendBatchResponse(responses=liar.answer(list(request.envelopes)))
+
+            def _down(self, item: Queued, proof: broker_pb2.AuditProof | None) -> broker_pb2.SubscribeDown:
+                return liar.replace.get(item.seq) or super()._down(item, proof)
+
+            async def GetConsistency(self, request: broker_pb2.ConsistencyRequest,
+                                     context: grpc.aio.ServicerContext[Any, Any]) -> broker_pb2.ConsistencyProof:
+                private = liar.private
+                if private is not None and request.to_size == private.size:
+                    head = await private.head(request.to_size)
+                    return broker_pb2.ConsistencyProof(
+                        head=head, proof=await private.consistency(request.from_size, request.to_size))
+                return await super().GetConsistency(request, context)
+
+            async def GetHead(self, request: broker_pb2.GetHeadRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> broker_pb2.WitnessedHead:
+                if request.cosigned and liar.cosigned is not None:
+                    return liar.cosigned
+                return await super().GetHead(request, context)
 
         return LyingServicer
 
@@ -86,6 +118,13 @@ class Liar:
         service.notifier.notify(recipient)
         return number
 
+    async def next_seq(self, recipient: str) -> int:
+        """The number the next queue row for ``recipient`` gets."""
+        service = self._server.service
+        assert service is not None
+        row = await service.store.db.fetchone("SELECT next_seq FROM recipients WHERE recipient = ?", (recipient,))
+        return int(row[0]) if row else 1
+
     async def skip(self, recipient: str, numbers: int) -> None:
         """Silently use up sequence numbers (what dropping queued deliveries looks like)."""
         service = self._server.service
@@ -108,3 +147,30 @@ class Liar:
 async def _append(batch: Any, meta: dict[str, object], viewers: tuple[str, ...], at: int) -> tuple[int, Any]:
     index, salt, encoded = batch.append(meta, viewers, at)
     return index, (salt, encoded)
+
+
+async def private_branch(liar: Liar, workdir: Path, log_key: Path, origin: str,
+                         leaves: list[tuple[dict[str, object], tuple[str, ...]]]) -> tuple[AuditLog, list[int]]:
+    """A copy of the broker's log as it is now, extended with ``leaves`` (metadata, viewers) and a head signed
+    with the real log key: the branch one node is shown. Returns its log and the new leaves' indices."""
+    assert liar.server is not None and liar.server.service is not None
+    service = liar.server.service
+    copy = workdir / "private.sqlite"
+    source = sqlite3.connect(service.store.db.path)
+    target = sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    db = await Database.open(copy, [])
+    audit = AuditLog(db, load_signing_key(log_key), origin)
+    await audit.load()
+    committer = Committer(db, audit, lambda: service.bundle.digest)
+    committer.start()
+    try:
+        indices = [int((await committer.submit(lambda tx, batch, m=meta, v=viewers: _append(
+            batch, m, v, service.now())))[0][0]) for meta, viewers in leaves]
+    finally:
+        await committer.stop()
+    return audit, indices

@@ -110,9 +110,17 @@ async def chaos(fed: Federation, rng: random.Random) -> tuple[int, int]:
     return kills["broker"], kills["node"]
 
 
+def _not_final(fed: Federation, org: str) -> list[tuple[object, ...]]:
+    """(item, state, count) of the outcomes at a node that the witnesses do not back yet."""
+    return _rows(fed.node_dir(org) / "node.sqlite",
+                 "SELECT item, state, COUNT(*) FROM finality WHERE state != 'final' GROUP BY item, state")
+
+
 def _settled(fed: Federation) -> bool:
     for org in NIS:
         if any(status in ("queued", "pending") for _, _, status in _committed(fed, org)):
+            return False
+        if _not_final(fed, org):  # every outcome ends final: covered by a quorum-cosigned head
             return False
     expected = Counter((s, k) for s in NIS for r, k, _ in _committed(fed, s))
     got = Counter((s, k) for r in NIS for s, k in _received(fed, r))
@@ -122,7 +130,8 @@ def _settled(fed: Federation) -> bool:
 async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path) -> None:
     print(f"chaos: {ALERTS} alerts, {BROKER_KILLS} broker kills, {NODE_KILLS} node kills, seed {SEED}")
     rng = random.Random(SEED)
-    fed = Federation(tmp_path / "fed", nodes=tuple(NodeSpec(o) for o in NIS), node_settings={"drain_grace_s": 2})
+    fed = Federation(tmp_path / "fed", nodes=tuple(NodeSpec(o) for o in NIS),
+                     node_settings={"drain_grace_s": 2, "witness_check_interval_s": 1})
     fed.create()
     try:
         await asyncio.to_thread(fed.start)
@@ -149,6 +158,10 @@ async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path)
         assert broker_kills == BROKER_KILLS and node_kills == NODE_KILLS
         assert sum(expected.values()) >= ALERTS
         assert statuses == Counter({"accepted": sum(expected.values())})
+        assert all(not _not_final(fed, org) for org in NIS)  # every outcome final under the witnesses' quorum
+        finals = sum(int(n) for org in NIS for (n,) in _rows(fed.node_dir(org) / "node.sqlite",
+                                                             "SELECT COUNT(*) FROM finality WHERE state = 'final'"))
+        assert finals >= 2 * sum(expected.values())  # each alert: the sender's receipt and the recipient's item
         assert not lost, f"{sum(lost.values())} lost"
         assert not twice, f"{sum(twice.values())} applied twice"
         assert got == expected
@@ -182,5 +195,6 @@ def _diagnose(fed: Federation) -> str:
     lines = []
     for org in NIS:
         statuses = Counter(status for _, _, status in _committed(fed, org))
-        lines.append(f"{org}: outbox {dict(statuses)}, inbox {len(_received(fed, org))}")
+        lines.append(f"{org}: outbox {dict(statuses)}, inbox {len(_received(fed, org))}, "
+                     f"not final {_not_final(fed, org)}")
     return "not settled in time: " + "; ".join(lines)
