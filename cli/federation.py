@@ -10,16 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from olievlek import voprf
 from olievlek.audit.checkpoint import origin_for
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KeyEncryptionKey
@@ -52,21 +55,33 @@ def _modes_from_umask(top: Path) -> None:
         folder.chmod(0o777 & ~umask)
 
 
+def operator_key_entry(domain: str, epoch: int, points: Sequence[bytes], holders: Sequence[str]) -> dict[str, object]:
+    """A bundle ``pseudonymisation.keys`` entry: the combined key K1 + K2 of one domain and epoch, from the
+    public points the two operators published, and the identities holding share 1 and share 2."""
+    return {"domain": domain, "epoch": epoch, "key": voprf.add(points[0], points[1]).hex(),
+            "share1": holders[0], "share2": holders[1]}
+
+
 def provision_policy(fed: Path, bundle_src: Path, admins: int = 2, threshold: int = 2,
-                     witnesses: list[dict[str, str]] | None = None) -> Path:
+                     witnesses: list[dict[str, str]] | None = None,
+                     operator_keys: list[dict[str, object]] | None = None) -> Path:
     """Development trust for a federation: admin keys, root v1 (m-of-n), the bundle signed by all.
 
-    ``witnesses`` (``witness_entry``) become the bundle's witness members before it is signed.
+    ``witnesses`` (``witness_entry``) become the bundle's witness members and ``operator_keys``
+    (``operator_key_entry``) its pseudonymisation keys, before it is signed.
     Returns the bundle directory. In production each administrator keeps their own key.
     """
     bundle = fed / "bundle"
     shutil.copytree(bundle_src, bundle, ignore=shutil.ignore_patterns("signatures.json"),
                     copy_function=shutil.copyfile)  # the process's umask decides the modes, not the source's
     _modes_from_umask(bundle)
-    if witnesses:
+    if witnesses or operator_keys:
         meta = bundle / "bundle.yaml"
         doc = yaml.safe_load(meta.read_text())
-        doc["witnesses"] = {"quorum": doc.get("witnesses", {}).get("quorum", 1), "members": witnesses}
+        if witnesses:
+            doc["witnesses"] = {"quorum": doc.get("witnesses", {}).get("quorum", 1), "members": witnesses}
+        if operator_keys:
+            doc["pseudonymisation"]["keys"] = operator_keys
         meta.write_text(yaml.safe_dump(doc, sort_keys=False))
     for i in range(1, admins + 1):
         keygen(fed / "admins" / f"admin{i}")
@@ -141,7 +156,8 @@ class Federation:
             KeyEncryptionKey.generate(self.node_dir(spec.org_id) / "kek.hex")
         fed = self.workdir / "federation"
         provision_policy(fed, self.bundle_src, witnesses=[
-            witness_entry(OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS)), WITNESS_KEY_NAME, witness.sign_cert)])
+            witness_entry(OrgIdentity(OrgKind.WITNESS, OrgId(WITNESS)), WITNESS_KEY_NAME, witness.sign_cert)],
+            operator_keys=self.operator_keygen())
         keygen(self.broker_dir / "log")  # the broker's tree-head key; nodes get log.pub
         (self.workdir / "logs").mkdir(exist_ok=True)
         self._write(self.broker_dir / "broker.yaml", {
@@ -261,17 +277,28 @@ class Federation:
         })
         return path
 
-    def start_pseudonymisers(self) -> list[int]:
-        """Each operator generates its own shares (as on its own host), then serves."""
-        self.pseudonymiser_ports = []
+    def operator_keygen(self) -> list[dict[str, object]]:
+        """Each operator generates its own shares (as on its own host) and publishes the public points; the
+        bundle names their sums and who holds which share (``docs/pseudonymisation.md``)."""
+        points: dict[str, list[bytes]] = {}
         for share in SHARES:
             config = self.write_operator_config(share)
             for domain in ("routing", "monitoring"):
                 r = subprocess.run([sys.executable, "-m", "olievlek", "pseudonymiser", "keygen", "--config",
                                     str(config), "--domain", domain, "--epoch", "1"], capture_output=True,
                                    text=True, timeout=60, check=False, cwd=self.workdir)
-                if r.returncode != 0:
+                found = re.search(r"\b[0-9a-f]{64}\b", r.stdout)
+                if r.returncode != 0 or found is None:
                     raise ConfigError(f"keygen for share {share} failed: {r.stderr.strip()}")
+                points.setdefault(domain, []).append(bytes.fromhex(found.group()))
+        holders = [f"{OrgKind.PSEUDONYMISER.value}/pseudonymiser-{share}" for share in SHARES]
+        return [operator_key_entry(domain, 1, p, holders) for domain, p in points.items()]
+
+    def start_pseudonymisers(self) -> list[int]:
+        """Serve each operator's shares (generated by ``create``)."""
+        self.pseudonymiser_ports = []
+        for share in SHARES:
+            config = self.write_operator_config(share)
             ready = self.operator_dir(share) / "ready"
             ready.unlink(missing_ok=True)
             self._spawn(f"pseudonymiser-{share}", ["pseudonymiser", "serve", "--config", str(config),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from olievlek import logs, voprf
 from olievlek.errors import ConfigError
@@ -108,3 +109,26 @@ def refresh(
     if delta_in is not None:
         delta_in.unlink()  # the delta is as secret as a share
     out.print(f"domain {domain}: share refreshed, new public point {s.public.hex()}")  # type: ignore[attr-defined]
+
+
+@app.command("bundle-entry")
+def bundle_entry(
+    domain: DomainOpt,
+    epoch: Annotated[int, typer.Option(help="The epoch both operators generated (1..255).")],
+    share1: Annotated[str, typer.Option(help="Identity holding share 1, e.g. pseudonymiser/smals.")],
+    point1: Annotated[str, typer.Option(help="Share 1's public point (hex), as its keygen printed it.")],
+    share2: Annotated[str, typer.Option(help="Identity holding share 2.")],
+    point2: Annotated[str, typer.Option(help="Share 2's public point (hex).")],
+) -> None:
+    """Print the bundle's ``pseudonymisation.keys`` entry for a new epoch: K1 + K2 and who holds which share."""
+    from .federation import operator_key_entry
+
+    _domain(domain)
+    try:
+        points = [bytes.fromhex(point1), bytes.fromhex(point2)]
+        if not all(voprf.is_element(p) for p in points):
+            raise ValueError("not a group element")
+        entry = operator_key_entry(domain, epoch, points, [share1, share2])
+    except ValueError as exc:
+        raise ConfigError(f"a public point is not valid: {exc}") from None
+    out.print(yaml.safe_dump([entry], sort_keys=False).rstrip(), markup=False)

@@ -18,7 +18,8 @@ from olievlek import logs
 from olievlek.errors import ConfigError, TransportError, VerificationError
 from olievlek.policy import Bundle
 from olievlek.policy.archive import unpack
-from olievlek.policy.signing import load_roots, verify_bundle
+from olievlek.policy.rollback import RollbackError
+from olievlek.policy.signing import Root, load_roots, verify_bundle
 
 from .broker_client import BrokerClient
 
@@ -26,9 +27,10 @@ log = logs.get("node.bundles")
 
 
 class BundleKeeper:
-    def __init__(self, folder: Path, roots: Path, current: Bundle, client: BrokerClient) -> None:
+    def __init__(self, folder: Path, roots: Path, current: Bundle, client: BrokerClient, root_floor: int = 0) -> None:
         self._folder = folder
         self._roots = roots
+        self._root_floor = root_floor
         self.current = current
         self._client = client
         self._loaded: dict[str, Bundle] = {current.digest: current}
@@ -39,6 +41,14 @@ class BundleKeeper:
         if not target.exists():
             self._folder.mkdir(parents=True, exist_ok=True)
             shutil.copytree(self.current.directory, target)
+
+    def _root(self) -> Root:
+        """The node's roots, never older than the root version it accepted (a removed root file is a rollback)."""
+        root = load_roots(self._roots)
+        if root.version < self._root_floor:
+            raise RollbackError(f"root version {root.version} is older than root version {self._root_floor} "
+                                "accepted before (was a newer root file removed?)")
+        return root
 
     async def get(self, digest: str, decided_at_ms: int) -> Bundle:
         """The bundle with this digest, as it was valid when the decision was made.
@@ -62,7 +72,7 @@ class BundleKeeper:
                                         "have it", field="bundle") from None
             with tempfile.TemporaryDirectory(dir=self._folder.parent) as tmp:
                 try:
-                    fetched = verify_bundle(unpack(archive, Path(tmp) / "bundle"), load_roots(self._roots), now=at)
+                    fetched = verify_bundle(unpack(archive, Path(tmp) / "bundle"), self._root(), now=at)
                 except ConfigError as exc:
                     raise VerificationError(f"the bundle {digest[:12]}… the broker gave does not verify: "
                                             f"{exc.message}", field="bundle") from None
@@ -76,7 +86,7 @@ class BundleKeeper:
                 shutil.copytree(fetched.directory, kept)
             log.info("bundle.fetched", digest=digest, version=fetched.version)
         try:
-            bundle = verify_bundle(kept, load_roots(self._roots), now=at)
+            bundle = verify_bundle(kept, self._root(), now=at)
         except ConfigError as exc:
             raise VerificationError(f"the kept bundle {digest[:12]}… does not verify: {exc.message}",
                                     field="bundle") from None

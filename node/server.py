@@ -17,6 +17,7 @@ from olievlek.identity import OrgKind
 from olievlek.kinds import MessageKind
 from olievlek.lifecycle import until_stopped
 from olievlek.metrics import Metrics
+from olievlek.policy import rollback
 from olievlek.policy.signing import load_public_key, load_roots, verify_bundle
 from olievlek.trust import TrustAnchor
 
@@ -45,6 +46,7 @@ from .witness_watch import Bounds, WitnessWatch
 log = logs.get("node")
 
 GAUGE_INTERVAL_S = 2.0
+ACCEPTED_VERSIONS = "accepted_versions"  # node_meta: the highest bundle and root versions (rollback.Accepted)
 
 
 class NodeServer:
@@ -68,10 +70,19 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
-        bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        root = load_roots(cfg.roots)
+        bundle = verify_bundle(cfg.bundle, root)
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         kek = KeyEncryptionKey.load(cfg.kek_file, cfg.kek_env)
         self._store = await NodeStore.open(cfg.database)
+        try:
+            floor = rollback.accept(rollback.Accepted.decode(await self._store.meta(ACCEPTED_VERSIONS)),
+                                    bundle.version, root.version, bundle_name=bundle.name)
+        except rollback.RollbackError:
+            await self._store.close()
+            self._store = None
+            raise
+        await self._store.put_meta(ACCEPTED_VERSIONS, floor.encode())
         casefile = CaseFile(self._store, kek)
         self.casefile = casefile
         try:
@@ -83,7 +94,7 @@ class NodeServer:
         for uid, role, agency in cfg.users:  # provisioned from the configuration
             user = parse_user(uid, role, agency)
             await self._store.set_user(user.uid, user.role, user.agency, True, now_ms())
-        pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store)
+        pseudonymiser = PseudonymClient(cfg.pseudonymisers, cfg.tls, trust, self._store, bundle.pseudonymisation)
         self._pseudonymiser = pseudonymiser
         self._client = BrokerClient(cfg.broker, cfg.tls, cfg.keepalive_s, cfg.keepalive_timeout_s)
         witnesses, quorum, diagnostic = effective_witnesses(bundle.witnesses, cfg.witnesses, cfg.witness_quorum)
@@ -92,7 +103,8 @@ class NodeServer:
         origin = origin_for(bundle.name, cfg.log_shard)
         self.audit = AuditChecker(self._store, self._client, load_public_key(cfg.log_public_key), witnesses, quorum,
                                   origin, bundle.digest, self.metrics)
-        bundles = BundleKeeper(cfg.database.parent / "bundles", cfg.roots, bundle, self._client)
+        await pseudonymiser.check_pinned(self.audit.alarm)
+        bundles = BundleKeeper(cfg.database.parent / "bundles", cfg.roots, bundle, self._client, floor.root)
         bundles.keep_current()
         self.log_watch = LogWatch(cfg.org_id, self._store, self._client, self.audit, origin, self.metrics)
         self.witness_watch = WitnessWatch(self._store, self.audit, self.metrics,
@@ -125,7 +137,7 @@ class NodeServer:
                                 rules[0].id if rules else "", regions, cooperation(bundle, cfg.org_id),
                                 {g: str(a) for g, a in set(bundle.combined.values())})
         self._local = LocalApi(handlers, retention, intake, cfg.socket, cfg.administrators, cfg.socket_group,
-                               liaison, monitoring, cfg.language)
+                               liaison, monitoring, cfg.language, cfg.single_administrator, cfg.role_request_ttl_s)
         await self._local.start()
         self._tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(self.session.run()),
                        asyncio.create_task(self._update_gauges()),

@@ -338,6 +338,13 @@ class NodeStore:
             await tx.execute("INSERT INTO node_meta (name, value) VALUES (?, ?)", (name, value))
         await self.writer.write(op)
 
+    async def put_meta(self, name: str, value: bytes) -> None:
+        """Set ``name`` whether or not it was set before."""
+        async def op(tx: Txn) -> None:
+            await tx.execute("INSERT INTO node_meta (name, value) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+        await self.writer.write(op)
+
     async def log_access(self, uid: int, case_id: int, fields: list[str], purpose: int, now_ms: int) -> None:
         async def op(tx: Txn) -> None:
             await tx.execute("INSERT INTO access_log (at_ms, uid, case_id, fields, purpose) VALUES (?, ?, ?, ?, ?)",
@@ -679,6 +686,10 @@ class NodeStore:
         row = await self.db.fetchone("SELECT combined FROM pseudonym_keys WHERE domain = ? AND epoch = ?",
                                      (domain, epoch))
         return bytes(row[0]) if row else None
+
+    async def pinned_keys(self) -> list[tuple[int, int, bytes]]:
+        rows = await self.db.fetchall("SELECT domain, epoch, combined FROM pseudonym_keys ORDER BY domain, epoch")
+        return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def pin_key(self, domain: int, epoch: int, combined: bytes) -> None:
         async with self.db.transaction() as tx:

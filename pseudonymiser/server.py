@@ -14,6 +14,7 @@ from olievlek.config import write_ready_file
 from olievlek.envelope import Signer
 from olievlek.errors import WireError
 from olievlek.lifecycle import until_stopped
+from olievlek.policy import rollback
 from olievlek.policy.signing import load_roots, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.trust import TrustAnchor
@@ -55,9 +56,18 @@ class PseudonymiserServer:
     async def start(self) -> int:
         cfg = self.config
         trust = TrustAnchor.load(cfg.server_tls.ca, cfg.crl, cfg.database.parent / "crl-number")
-        bundle = verify_bundle(cfg.bundle, load_roots(cfg.roots))
+        root = load_roots(cfg.roots)
+        bundle = verify_bundle(cfg.bundle, root)
         signer = Signer.from_pem(cfg.sign_key.read_bytes(), cfg.sign_cert.read_bytes())
         self._store = await PseudonymiserStore.open(cfg.database)
+        try:
+            floor = rollback.accept(rollback.Accepted(*await self._store.accepted_versions()), bundle.version,
+                                    root.version, bundle_name=bundle.name)
+        except rollback.RollbackError:
+            await self._store.close()
+            self._store = None
+            raise
+        await self._store.keep_accepted_versions(floor.bundle, floor.root)
         self.service = PseudonymiserService(cfg.share, self._store, bundle, signer)
         server = grpc.aio.server(options=transport.SERVER_OPTIONS,
                                  interceptors=[transport.ErrorBoundary("pseudonymiser")])

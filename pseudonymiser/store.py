@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.store import Database
+from olievlek.store import Database, Migration
 
-SCHEMA_VERSION = 1  # 1: shares, counts, unreported, report_state
+SCHEMA_VERSION = 2  # 1: shares, counts, unreported, report_state; 2: accepted_versions
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS shares (
@@ -27,7 +27,11 @@ SCHEMA = [
         evaluations INTEGER NOT NULL, PRIMARY KEY (org, domain))""",
     """CREATE TABLE IF NOT EXISTS report_state (
         id INTEGER PRIMARY KEY CHECK (id = 1), reported_until_ms INTEGER NOT NULL)""",
+    # The highest bundle and root versions this operator accepted (olievlek/policy/rollback.py).
+    """CREATE TABLE IF NOT EXISTS accepted_versions (
+        id INTEGER PRIMARY KEY CHECK (id = 1), bundle INTEGER NOT NULL, root INTEGER NOT NULL)""",
 ]
+MIGRATIONS: dict[int, Migration] = {1: lambda _c: None}  # version 2 only adds a table, which the schema creates
 
 HOUR_MS = 3_600_000
 
@@ -53,7 +57,17 @@ class PseudonymiserStore:
 
     @classmethod
     async def open(cls, path: Path) -> PseudonymiserStore:
-        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION))
+        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, migrations=MIGRATIONS))
+
+    async def accepted_versions(self) -> tuple[int, int]:
+        """(bundle, root): the highest versions accepted so far, (0, 0) at first."""
+        row = await self.db.fetchone("SELECT bundle, root FROM accepted_versions WHERE id = 1")
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def keep_accepted_versions(self, bundle: int, root: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT OR REPLACE INTO accepted_versions (id, bundle, root) VALUES (1, ?, ?)",
+                             (bundle, root))
 
     async def active_share(self, domain: int) -> Share | None:
         row = await self.db.fetchone(

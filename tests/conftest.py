@@ -6,6 +6,7 @@ grpcio aio servers with mTLS on 127.0.0.1 port 0, stores are SQLite files.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 
@@ -13,6 +14,7 @@ import os
 os.environ["OLIEVLEK_LANG"] = "en"
 import random
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import pytest
 from hypothesis import settings
 from olievlek.broker.config import BrokerConfig
 from olievlek.broker.server import BrokerServer
-from olievlek.cli.federation import provision_policy, witness_entry
+from olievlek.cli.federation import operator_key_entry, provision_policy, witness_entry
 from olievlek.node.config import NodeConfig
 from olievlek.node.server import NodeServer
 from olievlek.pseudonymiser.config import PseudonymiserConfig
@@ -34,6 +36,7 @@ from olievlek.fieldcrypt import KeyEncryptionKey
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.pki import CertificateAuthority, OrgCredentials
 from olievlek.policy.signing import keygen as keygen_log
+from olievlek.pseudonym import domain_name
 from olievlek.transport import TlsFiles
 
 from .no_skips import pytest_sessionfinish  # noqa: F401 - the hook: under CI, any skip fails the run
@@ -117,9 +120,26 @@ def policy_dir(tmp_path: Path, pki: Pki) -> Path:
     """A signed copy of the default bundle with its roots (and the test PKI's witness), under
     tmp_path/federation."""
     provision_policy(tmp_path / "federation", FLANDERS,
-                     witnesses=[witness_entry(WITNESS_IDENTITY, WITNESS_KEY_NAME, pki.org(WITNESS).sign_cert)])
+                     witnesses=[witness_entry(WITNESS_IDENTITY, WITNESS_KEY_NAME, pki.org(WITNESS).sign_cert)],
+                     operator_keys=operator_keys(tmp_path))
     keygen_log(tmp_path / "federation" / "log")
     return tmp_path / "federation"
+
+
+def operator_keys(workdir: Path, epoch: int = 1) -> list[dict[str, object]]:
+    """Each operator generates its routing and monitoring shares in its own store (as ``start_operators`` will
+    open it); the bundle entries name their sums. In a thread: a sync fixture must not touch the test's loop."""
+    async def gen() -> list[dict[str, object]]:
+        points: dict[int, list[bytes]] = {}
+        for share in (1, 2):
+            store = await PseudonymiserStore.open(workdir / f"pseudonymiser-{share}" / "store.sqlite")
+            for domain in (1, 2):
+                points.setdefault(domain, []).append((await keygen(store, domain, epoch)).public)
+            await store.close()
+        holders = [f"pseudonymiser/pseudonymiser-{share}" for share in (1, 2)]
+        return [operator_key_entry(domain_name(d), epoch, p, holders) for d, p in points.items()]
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, gen()).result()
 
 
 def broker_config(pki: Pki, workdir: Path, listen: str = "127.0.0.1:0") -> BrokerConfig:
@@ -171,8 +191,9 @@ async def start_operators(pki: Pki, workdir: Path, broker_port: int | None = Non
     for share in (1, 2):
         cfg = operator_config(pki, workdir, share, broker_port)
         store = await PseudonymiserStore.open(cfg.database)
-        for domain in (1, 2):
-            await keygen(store, domain, 1)
+        for domain in (1, 2):  # generated with the bundle (``operator_keys``) unless the test made no bundle keys
+            if await store.active_share(domain) is None:
+                await keygen(store, domain, 1)
         await store.close()
         server = PseudonymiserServer(cfg)
         await server.start()

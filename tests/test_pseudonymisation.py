@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from olievlek import pseudonym, voprf
 from olievlek.errors import InvalidIdentifier, VerificationError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.normalise import fallback_input, normalise_name, nrn_input
+from olievlek.policy import Bundle
+from olievlek.policy.model import OperatorKey, PseudonymisationPolicy
 from olievlek.transport import TlsFiles
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import pseudonymiser_pb2 as pb
@@ -44,10 +47,11 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 async def client_for(pki: Pki, ops: list[PseudonymiserServer], tmp_path: Path, org: str,
-                     tls: TlsFiles | None = None) -> PseudonymClient:
+                     tls: TlsFiles | None = None, keys: PseudonymisationPolicy | None = None) -> PseudonymClient:
     store = await NodeStore.open(tmp_path / f"{org}-{id(ops)}.sqlite")
     trust = TrustAnchor.load(pki.root / "ca.pem", pki.root / "crl.pem")
-    client = PseudonymClient([f"127.0.0.1:{o.port}" for o in ops], tls or pki.tls(org), trust, store)
+    keys = keys or Bundle.load(tmp_path / "federation" / "bundle").pseudonymisation
+    client = PseudonymClient([f"127.0.0.1:{o.port}" for o in ops], tls or pki.tls(org), trust, store, keys)
     _opened.append((client, store))
     return client
 
@@ -80,15 +84,21 @@ async def test_refresh_keeps_pseudonyms_and_a_new_epoch_changes_them(
     await refresh(s2.store, pb.DOMAIN_ROUTING, delta, -1)
     assert (await s1.store.active_share(pb.DOMAIN_ROUTING)).public != old_public  # type: ignore[union-attr]
     assert (await client.pseudonymise([nrn_input(CANARY)])).pseudonyms[0] == before
-    await keygen(s1.store, pb.DOMAIN_ROUTING, 2)
-    await keygen(s2.store, pb.DOMAIN_ROUTING, 2)
+    k1 = await keygen(s1.store, pb.DOMAIN_ROUTING, 2)
+    k2 = await keygen(s2.store, pb.DOMAIN_ROUTING, 2)
+    with pytest.raises(VerificationError, match="names no operator key for domain routing epoch 2"):
+        await client.pseudonymise([nrn_input(CANARY)])
+    old = Bundle.load(tmp_path / "federation" / "bundle").pseudonymisation
+    new = dataclasses.replace(old, keys=(*old.keys, OperatorKey("routing", 2, voprf.add(k1.public, k2.public),
+                                                                old.keys[0].holders)))  # the next bundle
+    client = await client_for(pki, operators, tmp_path, "gent-2", tls=pki.tls("gent"), keys=new)
     after = (await client.pseudonymise([nrn_input(CANARY)])).pseudonyms[0]
     assert after[0] == 2 and after[1:] != before[1:]
 
 
 async def test_a_swapped_share_is_caught(pki: Pki, operators: list[PseudonymiserServer], tmp_path: Path) -> None:
     client = await client_for(pki, operators, tmp_path, "gent")
-    await client.pseudonymise([nrn_input(CANARY)])  # pins K1 + K2 for epoch 1
+    await client.pseudonymise([nrn_input(CANARY)])
     s2 = operators[1].service
     assert s2 is not None
     share = await s2.store.active_share(pb.DOMAIN_ROUTING)
@@ -97,7 +107,7 @@ async def test_a_swapped_share_is_caught(pki: Pki, operators: list[Pseudonymiser
     from olievlek.pseudonymiser.store import Share
 
     await s2.store.put_share(Share(share.domain, share.epoch, rogue, voprf.mul_base(rogue), share.created_ms))
-    with pytest.raises(VerificationError, match="no longer add up to the pinned key"):
+    with pytest.raises(VerificationError, match="do not add up to the bundle's key for domain routing epoch 1"):
         await client.pseudonymise([nrn_input(CANARY)])
 
 

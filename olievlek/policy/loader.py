@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from olievlek import voprf
 from olievlek.directory import SLOT_BYTES
 from olievlek.errors import ConfigError, IdentityError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind, parse_identity
@@ -34,6 +35,7 @@ from .model import (
     DirectoryPolicy,
     Effect,
     Group,
+    OperatorKey,
     Organisation,
     PseudonymisationPolicy,
     QueryBudget,
@@ -218,6 +220,7 @@ class _Loader:
         pseudonymisation = PseudonymisationPolicy(
             {d: frozenset(OrgKind(k) for k in kinds) for d, kinds in ps["domains"].items()},
             {OrgKind(k): Budget(b["per_hour"], b["per_day"], b["batch"]) for k, b in ps["budgets"].items()},
+            self._operator_keys(meta),
         )
         fmt = int(m.get("format", 1))
         warnings: list[Diagnostic] = []
@@ -285,6 +288,30 @@ class _Loader:
                                              "bundle with that kind", "data_protection_officers", i)])
             out.add(str(identity))
         return frozenset(out)
+
+    def _operator_keys(self, meta: source.SourceFile) -> tuple[OperatorKey, ...]:
+        """``pseudonymisation.keys``: per domain and epoch, K1 + K2 and the two share holders' identities."""
+        out: list[OperatorKey] = []
+        for i, k in enumerate(meta.data.get("pseudonymisation", {}).get("keys", [])):
+            where = ("pseudonymisation", "keys", i)
+            holders: list[str] = []
+            for share in ("share1", "share2"):
+                try:
+                    identity = parse_identity(k[share])
+                except IdentityError as exc:
+                    raise BundleError([meta.diag(f"{share} {k[share]!r}: {exc.message}", *where)]) from None
+                if identity.kind != OrgKind.PSEUDONYMISER:
+                    raise BundleError([meta.diag(f"{share} {k[share]!r} is not a pseudonymiser identity", *where)])
+                holders.append(str(identity))
+            if holders[0] == holders[1]:
+                raise BundleError([meta.diag(f"one operator {holders[0]} holds both shares", *where)])
+            key = bytes.fromhex(k["key"])
+            if not voprf.is_element(key):
+                raise BundleError([meta.diag("key is not a valid group element", *where)])
+            if any(x.domain == k["domain"] and x.epoch == k["epoch"] for x in out):
+                raise BundleError([meta.diag(f"domain {k['domain']} epoch {k['epoch']} has two keys", *where)])
+            out.append(OperatorKey(k["domain"], int(k["epoch"]), key, (holders[0], holders[1])))
+        return tuple(out)
 
     def _witnesses(self, meta: source.SourceFile, fmt: int) -> WitnessPolicy:
         w = meta.data.get("witnesses")

@@ -128,11 +128,28 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorKey:
+    """The combined public key K1 + K2 of one domain and epoch, and who holds each share."""
+
+    domain: str  # "routing" or "monitoring"
+    epoch: int
+    key: bytes  # 32-byte ristretto255 element
+    holders: tuple[str, str]  # full identities ("pseudonymiser/<id>") of share 1 and share 2
+
+    def holder(self, share: int) -> str:
+        return self.holders[share - 1]
+
+
+@dataclass(frozen=True, slots=True)
 class PseudonymisationPolicy:
-    """Which organisation kinds may evaluate in which domain, and their budgets."""
+    """Which organisation kinds may evaluate in which domain, their budgets, and the operators' keys."""
 
     domains: dict[str, frozenset[OrgKind]]
     budgets: dict[OrgKind, Budget]
+    keys: tuple[OperatorKey, ...] = ()
+
+    def key(self, domain: str, epoch: int) -> OperatorKey | None:
+        return next((k for k in self.keys if k.domain == domain and k.epoch == epoch), None)
 
     def allows(self, kind: OrgKind, domain: str) -> bool:
         return kind in self.domains.get(domain, frozenset())
