@@ -28,7 +28,7 @@ from typing import Any
 
 import rbcl
 from common import edit_bundle, parse_args, report
-from olievlek.cli.federation import DEFAULT_BUNDLE, provision_policy
+from olievlek.cli.federation import DEFAULT_BUNDLE, operator_key_entry, provision_policy
 from olievlek.node.pseudonym_client import PseudonymClient
 from olievlek.node.store import NodeStore
 from olievlek.pseudonymiser.config import PseudonymiserConfig
@@ -40,6 +40,7 @@ from olievlek import logs, voprf
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.normalise import nrn_input
 from olievlek.pki import CertificateAuthority
+from olievlek.policy import Bundle
 from olievlek.transport import TlsFiles
 from olievlek.trust import TrustAnchor
 
@@ -87,7 +88,14 @@ async def setup(tmp: Path) -> tuple[list[PseudonymiserServer], PseudonymClient, 
                                                                    "batch": 1000}
 
     src = edit_bundle(DEFAULT_BUNDLE, tmp / "bundle-src", unlimited)
-    provision_policy(tmp / "federation", src)
+    points = []
+    for share in (1, 2):  # each operator's routing share first: the bundle names their sum
+        store = await PseudonymiserStore.open(tmp / f"op{share}.sqlite")
+        points.append((await keygen(store, 1, 1)).public)
+        await store.close()
+    provision_policy(tmp / "federation", src, operator_keys=[
+        operator_key_entry("routing", 1, points, [f"pseudonymiser/pseudonymiser-{s}" for s in (1, 2)])])
+    bundle = Bundle.load(tmp / "federation" / "bundle")
     servers = []
     for share in (1, 2):
         server_creds = ca.issue_server(f"pseudonymiser-{share}", ["127.0.0.1"])
@@ -99,16 +107,13 @@ async def setup(tmp: Path) -> tuple[list[PseudonymiserServer], PseudonymClient, 
             sign_key=org.sign_key, crl=pki / "crl.pem", bundle=tmp / "federation" / "bundle",
             roots=tmp / "federation" / "roots", database=tmp / f"op{share}.sqlite", broker=None,
             report_interval_s=3600, ready_file=None)
-        store = await PseudonymiserStore.open(cfg.database)
-        await keygen(store, 1, 1)
-        await store.close()
         server = PseudonymiserServer(cfg)
         await server.start()
         servers.append(server)
     node_store = await NodeStore.open(tmp / "node.sqlite")
     client = PseudonymClient([f"127.0.0.1:{s.port}" for s in servers],
                              TlsFiles(pki / "ca.pem", liaison.tls_cert, liaison.tls_key),
-                             TrustAnchor.load(pki / "ca.pem", pki / "crl.pem"), node_store)
+                             TrustAnchor.load(pki / "ca.pem", pki / "crl.pem"), node_store, bundle.pseudonymisation)
     return servers, client, node_store
 
 
