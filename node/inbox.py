@@ -45,6 +45,7 @@ from olievlek.errors import Refused, TransportError, VerificationError
 from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
 from olievlek.policy.from_envelope import request_from_envelope
+from olievlek.report_check import ReportRefused
 from olievlek.store import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, summary_pb2
@@ -52,6 +53,7 @@ from olievlek.v1 import broker_pb2, summary_pb2
 from . import evidence
 from .audit_check import AuditChecker
 from .bundles import BundleKeeper
+from .report_gate import ReportGate
 from .sequence import Seen, SequenceTracker
 from .store import NewDelivery, NodeStore
 
@@ -72,8 +74,10 @@ class Inbox:
     """Accepts deliveries for one organisation."""
 
     def __init__(self, org_id: str, store: NodeStore, trust: TrustAnchor, audit: AuditChecker,
-                 tag: Callable[[bytes], bytes], bundles: BundleKeeper, metrics: Metrics | None = None) -> None:
+                 tag: Callable[[bytes], bytes], bundles: BundleKeeper, metrics: Metrics | None = None,
+                 reports: ReportGate | None = None) -> None:
         self._tag = tag
+        self._reports = reports  # at the monitor: quarterly reports are checked before they are kept
         self._org_id = org_id
         self._store = store
         self._trust = trust
@@ -105,7 +109,8 @@ class Inbox:
             if self.sequence.see(seq) == Seen.REPEAT:
                 acks.append(await self._repeat(seq))
                 continue
-            result = await (self._verify(down.delivery, now) if which == "delivery" else self._notice(down.notice))
+            result = await (self._verify(down.delivery, now, [d for _, _, d in store]) if which == "delivery"
+                            else self._notice(down.notice))
             if result is None:
                 self.sequence.left(seq)  # not acknowledged: redelivered, and not a repeat then
             elif isinstance(result, broker_pb2.Ack):
@@ -147,8 +152,10 @@ class Inbox:
         log.info("delivery.stored", count=sum(fresh), duplicates=len(fresh) - sum(fresh))
         store.clear()
 
-    async def _verify(self, delivery: broker_pb2.Delivery, now: int) -> NewDelivery | broker_pb2.Ack | None:
-        """The delivery to store, a rejection, or None when its proof cannot be checked now."""
+    async def _verify(self, delivery: broker_pb2.Delivery, now: int,
+                      pending: list[NewDelivery]) -> NewDelivery | broker_pb2.Ack | None:
+        """The delivery to store, a rejection, or None when its proof cannot be checked now. ``pending``: this
+        batch's deliveries not stored yet."""
         try:
             opened = envelope.open_envelope(delivery.envelope, self._trust)
         except Refused as exc:
@@ -160,6 +167,10 @@ class Inbox:
             meta = await self._proven(delivery, opened)
             await self._in_time(opened, meta, now)
             await self._solicited(opened)
+            if self._reports is not None and opened.kind.name == MessageKind.REPORT_AGGREGATE:
+                await self._reports.check(opened, pending, now)
+        except ReportRefused as exc:  # the sender's doing, not the broker's: no alarm
+            return await self._reject(delivery.seq, exc.problem.value, exc.message, now)
         except _Reject as exc:
             if exc.alarm:
                 self._audit.alarm(exc.reason, seq=delivery.seq, sender=opened.body.sender, kind=opened.kind.name,

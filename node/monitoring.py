@@ -31,6 +31,7 @@ from olievlek.i18n import _
 from olievlek.identity import OrgId
 from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
+from olievlek.report_check import CATEGORIES, DIMENSIONS, TABLE_OF
 from olievlek.statuses import InboxStatus
 from olievlek.store import Txn
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
@@ -48,12 +49,6 @@ MONTH_MS = 30 * DAY_MS
 BANDS_MS = (MONTH_MS, 3 * MONTH_MS, 6 * MONTH_MS, 12 * MONTH_MS)  # band n: under BANDS_MS[n-1]; 5: longer
 ERASURE_GRACE_MS = 2 * DAY_MS  # the retention timer runs daily
 FLOW = FLOW_CATEGORY
-PHASES = (summary_pb2.PHASE_SIGNAL, summary_pb2.PHASE_PRE_ANALYSIS, summary_pb2.PHASE_FOLLOW_UP)
-DIMENSIONS = {"phase": summary_pb2.AGGREGATE_DIMENSION_PHASE, "concern": summary_pb2.AGGREGATE_DIMENSION_CONCERN,
-              "agency": summary_pb2.AGGREGATE_DIMENSION_AGENCY,
-              "duration": summary_pb2.AGGREGATE_DIMENSION_DURATION_BAND,
-              "phase_time": summary_pb2.AGGREGATE_DIMENSION_PHASE_TIME, "flow": summary_pb2.AGGREGATE_DIMENSION_FLOW}
-TABLE_OF = {v: k for k, v in DIMENSIONS.items()}
 
 
 def quarter_bounds(year: int, quarter: int) -> tuple[int, int]:
@@ -127,11 +122,7 @@ class Monitoring:
             cell = Cell(src, period, table, category)
             values[cell] = values.get(cell, 0) + n
 
-        for table, categories in (("phase", [TOTAL, *PHASES]), ("duration", range(1, 6)),
-                                  ("concern", summary_pb2.ConcernCategory.values()[1:]),
-                                  ("agency", summary_pb2.AgencyRole.values()[1:]),
-                                  ("phase_time", [TOTAL] + [p * 10 + b for p in PHASES for b in range(1, 6)]),
-                                  ("flow", FLOW.values())):
+        for table, categories in CATEGORIES.items():
             for c in categories:
                 add(table, int(c), 0)  # every category is reported, zeros included (they are suppressed)
         db = self._store.db

@@ -38,6 +38,7 @@ from .log_watch import LogWatch
 from .monitoring import Monitoring, cooperation
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
+from .report_gate import ReportGate
 from .retention import Retention
 from .session import BrokerSession
 from .store import NodeStore
@@ -112,8 +113,9 @@ class NodeServer:
                                                  cfg.confirm_within_s))
         outbox = OutboxSender(self._store, self._client, signer, self.audit, self.metrics)
         self.outbox = outbox
+        reports = ReportGate(self._store, bundle) if cfg.kind == OrgKind.MONITOR else None
         self.session = BrokerSession(self._client, Inbox(cfg.org_id, self._store, trust, self.audit,
-                                                         kek.pseudonym_tag, bundles, self.metrics))
+                                                         kek.pseudonym_tag, bundles, self.metrics, reports))
         bases = dict(cfg.retention_days)
         directory = DirectoryHolder(cfg.org_id, cfg.kind, self._store, bundle, signer, outbox, self._client)
         expiry_s = cfg.disclosure_expiry_s or bundle.directory_policy.disclosure_expiry_hours * 3600

@@ -687,6 +687,12 @@ class NodeStore:
                                      (domain, epoch))
         return bytes(row[0]) if row else None
 
+    async def received_of_kind(self, sender: str, kind: MessageKind) -> list[tuple[str, bytes]]:
+        """(idempotency key, envelope) of every item of ``kind`` this node keeps from ``sender``."""
+        rows = await self.db.fetchall("SELECT idem_key, envelope FROM inbox WHERE sender = ? AND kind = ? ORDER BY id",
+                                      (sender, kind))
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
     async def pinned_keys(self) -> list[tuple[int, int, bytes]]:
         rows = await self.db.fetchall("SELECT domain, epoch, combined FROM pseudonym_keys ORDER BY domain, epoch")
         return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]

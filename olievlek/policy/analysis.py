@@ -62,7 +62,7 @@ def analyse(bundle: Bundle) -> list[Diagnostic]:
             if covers(deny, allow):
                 out.append(Diagnostic(file, line, 1, f"rule {allow.id!r} is shadowed by deny rule {deny.id!r} "
                                       f"({deny.source}): it can never allow anything", "warning"))
-            elif overlaps(deny, allow):
+            elif overlaps(deny, allow) and not deny.generated:  # a generated deny narrows allow rules on purpose
                 out.append(Diagnostic(file, line, 1, f"rule {allow.id!r} conflicts with deny rule {deny.id!r} "
                                       f"({deny.source}) on part of its requests", "warning"))
     for a, b in combinations(allows, 2):

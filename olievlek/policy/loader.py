@@ -23,6 +23,7 @@ from olievlek.directory import SLOT_BYTES
 from olievlek.errors import ConfigError, IdentityError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind, parse_identity
 from olievlek.kinds import BY_NAME, MessageKind, leaf_paths
+from olievlek.report_check import DEFAULT_MAX_COUNT, MonitoringLimits, parse_quarter
 
 from . import source
 from .diagnostics import BundleError, Diagnostic
@@ -110,6 +111,7 @@ class Bundle:
     warnings: list[Diagnostic] = field(default_factory=list)
     format: int = FORMAT
     witnesses: WitnessPolicy = field(default_factory=WitnessPolicy)
+    monitoring: MonitoringLimits = field(default_factory=MonitoringLimits)
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.orgs, self.rules)
@@ -172,6 +174,22 @@ class Bundle:
     @property
     def expired(self) -> bool:
         return dt.datetime.now(dt.UTC) >= self.expires
+
+
+def _through_aggregator(group: str, aggregator: OrgId, members: frozenset[OrgId], orgs: dict[OrgId, Organisation],
+                        where: str) -> Rule:
+    """The deny rule a cooperation that combines its figures implies: its members (other than the aggregator)
+    never send ``report.aggregate`` to a monitor. Generated, so no bundle author can forget it."""
+    return Rule(
+        id=f"{group}-reports-through-aggregator",
+        description=f"Generated from monitoring.combined: members of {group} report to the monitor only "
+                    f"through {aggregator}, suppressed as the group's.",
+        effect=Effect.DENY, kinds=frozenset({MessageKind.REPORT_AGGREGATE}), senders=members - {aggregator},
+        sender_spec=f"members of {group} but {aggregator}", recipient_kinds=frozenset({OrgKind.MONITOR}),
+        relation=Relation.DECLARED, recipient_group=None, group_members=frozenset(), conditions=Conditions(),
+        fields=(), leaves={}, purpose="monitoring_and_evaluation", lawful_basis="",
+        agreement=Agreement(False, frozenset(), frozenset()), retention_days=0, ttl_hours=0, source=where,
+        generated=True)
 
 
 class _Loader:
@@ -256,8 +274,15 @@ class _Loader:
                     raise BundleError([meta.diag(f"{member} combines its figures in two groups", "monitoring",
                                                  "combined", i)])
                 combined[member] = (c["group"], OrgId(c["aggregator"]))
+            deny = _through_aggregator(c["group"], OrgId(c["aggregator"]), members, orgs,
+                                       f"{meta.name}:{meta.at('monitoring', 'combined', i)[0]}")
+            rules[deny.id] = deny
+        mon = m.get("monitoring", {})
+        limits = MonitoringLimits(int(mon.get("max_count", DEFAULT_MAX_COUNT)),
+                                  parse_quarter(mon["first_quarter"]) if "first_quarter" in mon else 0)
         bundle = Bundle(self.dir, m["name"], int(m["version"]), expires, digest_of(self.dir), orgs, groups, rules,
-                        pattern, pseudonymisation, dpos, directory, regions, combined, warnings, fmt, witnesses)
+                        pattern, pseudonymisation, dpos, directory, regions, combined, warnings, fmt, witnesses,
+                        limits)
         for member, (group, aggregator) in sorted(combined.items()):
             if member != aggregator and not bundle.cooperation_rule(member, aggregator):
                 raise BundleError([meta.diag(f"no rule lets {member} send its figures to {aggregator}, the "

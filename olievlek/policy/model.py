@@ -112,6 +112,7 @@ class Rule:
     retention_days: int
     ttl_hours: int
     source: str  # file:line
+    generated: bool = False  # implied by another setting (monitoring.combined), not written as a rule
 
     @property
     def allows(self) -> bool:
