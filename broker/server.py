@@ -105,7 +105,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         """The caller, once authenticated, within its rate limits and (for read calls) authorised."""
         found = transport.peer_or_refusal(context, self._service.trust)
         if not isinstance(found, OrgIdentity):
-            await self._end(rpc, None, context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+            await self._end(rpc, None, context, grpc.StatusCode.UNAUTHENTICATED, found.message, found.code)
         origin = found
         wait = self._service.limits.admit(str(origin), cost, time.monotonic(), write=access.MATRIX[rpc].recorded)
         if wait:
@@ -149,7 +149,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     async def _still_admitted(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         found = transport.peer_or_refusal(context, self._service.trust)
         if not isinstance(found, OrgIdentity):
-            await self._end("Subscribe", None, context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+            await self._end("Subscribe", None, context, grpc.StatusCode.UNAUTHENTICATED, found.message, found.code)
         try:
             access.check("Subscribe", found, self._service.bundle)
         except access.Denied as denied:

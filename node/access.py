@@ -6,14 +6,30 @@
 
 A uid may hold several roles. The uids in the configuration's ``administrators``
 (default: the account that runs the node) are administrators without being
-registered, so a fresh node can be set up; everyone else must be added with
-``olievlek user add``. A refusal names the operation and the roles that may
-do it, and is written to the request log with outcome ``forbidden``.
+registered, and the configuration's ``users`` (the first regisseur, set at
+install) are registered at start-up, so a fresh node can be set up; everyone
+else must be added with ``olievlek user add``. A refusal names the operation
+and the roles that may do it, and is written to the request log with outcome
+``forbidden``.
+
+No administrator grants a role alone. ``user add`` makes a *request*; it is
+granted only when another administrator confirms it (``user confirm``) - one
+who was an administrator when the request was made (the request keeps who
+could confirm it), is not the requester and is not the user concerned. So an
+administrator who creates a second account cannot make it a regisseur, nor
+make it an administrator to confirm with. A node configured with
+``single_administrator: true`` grants at once while the requester is its only
+administrator, but every grant is countersigned with the node's signing key in
+its grant log, which ``user grants`` lists for the data-protection officer.
+Taking a role away needs nobody's confirmation. Every refusal has a
+``GrantRefusal`` code.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from enum import StrEnum
 
 from olievlek.errors import ConfigError
 from olievlek.i18n import _
@@ -54,7 +70,60 @@ ALLOWED: dict[str, frozenset[int]] = {
     "directory_verify": frozenset({REGISSEUR, ADMINISTRATOR}),
     "monitor_report": frozenset({REGISSEUR}),
     "monitor_list": frozenset({REGISSEUR}),
+    "user_confirm": frozenset({ADMINISTRATOR}),
+    "user_pending": frozenset({ADMINISTRATOR}),
+    # The grant log, as the access log: the data-protection officer reads it with either role.
+    "user_grants": frozenset({REGISSEUR, ADMINISTRATOR}),
 }
+
+# How long a role request waits for its confirmation: a stale request is not confirmed by surprise.
+ROLE_REQUEST_TTL_S = 7 * 24 * 3600.0
+# Domain separation: a grant's countersignature can never be taken for an envelope signature.
+GRANT_CONTEXT = b"olievlek/v1/role-grant\0"
+
+
+class GrantRefusal(StrEnum):
+    """The stable codes of a refused role grant or confirmation."""
+
+    OWN_ROLES = "own_roles"  # nobody gives (or confirms) a role to themselves
+    NO_SECOND_ADMINISTRATOR = "no_second_administrator"  # nobody else could confirm it
+    OWN_REQUEST = "own_request"  # the requester cannot be the confirmer
+    ADMINISTRATOR_AFTER_REQUEST = "administrator_after_request"  # became an administrator after the request
+    UNKNOWN_ROLE_REQUEST = "unknown_role_request"
+    REQUEST_DECIDED = "request_decided"  # already granted
+    REQUEST_EXPIRED = "request_expired"
+
+
+class RoleRequestState(StrEnum):
+    """A role request as the store keeps it."""
+
+    PENDING = "pending"
+    GRANTED = "granted"
+    EXPIRED = "expired"
+
+
+class GrantMode(StrEnum):
+    """How a role came to be granted (the grant log's ``mode``)."""
+
+    CONFIRMED = "confirmed"  # by a second administrator
+    SINGLE_ADMINISTRATOR = "single_administrator"  # at once, countersigned and listed for the DPO
+
+
+class GrantRefused(RequestError):
+    """A role grant or confirmation is refused; written to the request log with its code."""
+
+    def __init__(self, code: GrantRefusal | str, message: str) -> None:
+        super().__init__(str(code), message)
+
+
+def grant_statement(org_id: str, user: local_pb2.User, requested_by: int, confirmed_by: int | None,
+                    mode: GrantMode, at_ms: int) -> bytes:
+    """The canonical statement of one grant that the node countersigns (sorted-key JSON, no spaces)."""
+    return json.dumps({
+        "node": org_id, "uid": user.uid, "role": role_name(user.role),
+        "agency": summary_pb2.AgencyRole.Name(user.agency) if user.agency else "",
+        "requested_by": requested_by, "confirmed_by": confirmed_by, "mode": mode.value, "at_ms": at_ms,
+    }, sort_keys=True, separators=(",", ":")).encode()
 
 
 def role_name(role: int) -> str:

@@ -12,6 +12,8 @@ from olievlek.identity import OrgKind, parse_org_id
 from olievlek.policy.model import WitnessKey
 from olievlek.transport import TlsFiles
 
+from .access import ROLE_REQUEST_TTL_S
+
 
 def _two(value: object, where: Path) -> tuple[str, str]:
     if not isinstance(value, list) or len(value) != 2:
@@ -34,6 +36,13 @@ def _witnesses(value: object, where: Path) -> tuple[WitnessKey, ...]:
             raise ConfigError(f"{where}: witnesses[{i}].key is not hex") from None
         out.append(WitnessKey(str(w["identity"]), str(w.get("key_name", "")), key))
     return tuple(out)
+
+
+def _flag(value: object, name: str, where: Path) -> bool:
+    """A yes/no setting, written as true or false: a typo ("ture") must not switch a safeguard off or on."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {name} must be true or false")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +77,14 @@ class NodeConfig:
     kek_file: Path | None = None
     kek_env: str | None = None
     # Local users: these uids administer the node without being registered (default: the account
-    # that runs it); ``users`` are registered at start-up (more with `olievlek user add`).
+    # that runs it); ``users`` are registered at start-up - the first regisseur is set here, at install
+    # (more with `olievlek user add`, which a second administrator confirms: node/access.py).
     administrators: frozenset[int] = frozenset()
     users: tuple[tuple[int, str, str], ...] = ()  # (uid, role, agency)
+    # A node with one administrator: a role is granted at once (nobody could confirm it), countersigned in the
+    # grant log for the data-protection officer. Explicit, off by default.
+    single_administrator: bool = False
+    role_request_ttl_s: float = ROLE_REQUEST_TTL_S  # a role request not confirmed within this expires
     socket_group: str | None = None  # the group whose members may reach the local socket
     # Retention counted from a case's closure, per lawful-basis code (a case names one at opening).
     retention_days: tuple[tuple[str, int], ...] = (("default", 730),)
@@ -112,6 +126,8 @@ class NodeConfig:
                 kek_env=str(doc["kek_env"]) if doc.get("kek_env") else None,
                 administrators=frozenset(int(u) for u in doc.get("administrators", [os.getuid()])),
                 users=tuple((int(u["uid"]), str(u["role"]), str(u.get("agency", ""))) for u in doc.get("users", [])),
+                single_administrator=_flag(doc.get("single_administrator", False), "single_administrator", path),
+                role_request_ttl_s=float(doc.get("role_request_ttl_s", ROLE_REQUEST_TTL_S)),
                 socket_group=str(doc["socket_group"]) if doc.get("socket_group") else None,
                 retention_days=tuple((str(k), int(v)) for k, v in doc.get("retention_days", {"default": 730}).items()),
                 disclosure_expiry_s=float(doc.get("disclosure_expiry_s", 0.0)),

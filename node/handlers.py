@@ -29,7 +29,15 @@ from olievlek.store import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from . import evidence
-from .access import Caller
+from .access import (
+    GRANT_CONTEXT,
+    Caller,
+    GrantMode,
+    GrantRefusal,
+    GrantRefused,
+    RoleRequestState,
+    grant_statement,
+)
 from .casefile import CaseFile
 from .directory import DirectoryHolder
 from .disclosure import Disclosures
@@ -37,7 +45,7 @@ from .evidence import Item
 from .outbox import OutboxSender
 from .pseudonym_client import PseudonymClient
 from .request_error import RequestError
-from .store import CaseRow, NodeStore, OutboxRow
+from .store import CaseRow, GrantSeal, NodeStore, OutboxRow, RoleRequestRow
 from .witness_watch import WitnessWatch
 
 # Outbox states as the local API reports them; "failed" (could not be built) reads as refused.
@@ -53,6 +61,12 @@ CONFIRMATION = {None: local_pb2.CONFIRMATION_UNSPECIFIED,
                 Confirmation.PROVISIONAL: local_pb2.CONFIRMATION_AWAITING_WITNESSES,
                 Confirmation.FINAL: local_pb2.CONFIRMATION_FINAL,
                 Confirmation.UNCONFIRMED: local_pb2.CONFIRMATION_UNCONFIRMED}
+
+_REQUEST_STATE = {RoleRequestState.PENDING: local_pb2.ROLE_REQUEST_STATE_PENDING,
+                  RoleRequestState.GRANTED: local_pb2.ROLE_REQUEST_STATE_GRANTED,
+                  RoleRequestState.EXPIRED: local_pb2.ROLE_REQUEST_STATE_EXPIRED}
+_GRANT_MODE = {GrantMode.CONFIRMED: local_pb2.GRANT_MODE_CONFIRMED,
+               GrantMode.SINGLE_ADMINISTRATOR: local_pb2.GRANT_MODE_SINGLE_ADMINISTRATOR}
 
 log = logs.get("node")
 
@@ -376,18 +390,128 @@ class NodeHandlers:
         log.info("case.assigned", case_id=req.case_id, uid=req.uid, removed=req.remove)
         return local_pb2.CaseAssignResponse(case_id=req.case_id, uids=uids)
 
-    async def user_set(self, caller: Caller, user: local_pb2.User, present: bool) -> local_pb2.UserListResponse:
+    async def user_remove(self, caller: Caller, user: local_pb2.User) -> local_pb2.UserListResponse:
+        """Take a role away: at once, it only narrows who reads what (giving one is ``user_request``)."""
+        self._check_user(caller, user, False)
+        await self.store.set_user(user.uid, user.role, user.agency, False, now_ms())
+        log.info("user.removed", uid=user.uid, role=local_pb2.UserRole.Name(user.role))
+        return await self.user_list()
+
+    @staticmethod
+    def _check_user(caller: Caller, user: local_pb2.User, present: bool) -> None:
         if user.uid == caller.uid:
             # Otherwise an administrator (who may never read case contents) could make themselves regisseur.
-            raise RequestError("own_roles", _("nobody changes their own roles; ask another administrator"))
+            raise GrantRefused(GrantRefusal.OWN_ROLES, _("nobody changes their own roles; ask another administrator"))
         if user.role == local_pb2.USER_ROLE_UNSPECIFIED:
             raise RequestError("missing_role", _("a role is required: regisseur, table-member or administrator"))
         if present and user.role == local_pb2.USER_ROLE_TABLE_MEMBER and not user.agency:
             raise RequestError("missing_agency", _("a table member sits at the table for an agency (--agency)"))
-        await self.store.set_user(user.uid, user.role, user.agency, present, now_ms())
-        log.info("user.added" if present else "user.removed", uid=user.uid,
-                 role=local_pb2.UserRole.Name(user.role))
-        return await self.user_list()
+
+    async def user_request(self, caller: Caller, user: local_pb2.User, configured: frozenset[int],
+                           single_administrator: bool, ttl_ms: int) -> local_pb2.UserGrantResponse:
+        """Ask for a role for a user: it waits for a second administrator's confirmation; in single-administrator
+        mode, while the caller is the only administrator who could confirm, it is granted at once and
+        countersigned in the grant log.
+
+        ``configured`` are the configuration's administrators (not registered in the store).
+
+        Raises:
+            GrantRefused: the caller's own roles, or nobody else could ever confirm it.
+        """
+        self._check_user(caller, user, True)
+        now = now_ms()
+        await self.store.expire_role_requests(now)
+        # Who may confirm: the administrators of this moment, except the requester and the user concerned.
+        confirmers = (configured | await self.store.administrators()) - {caller.uid, user.uid}
+        if not confirmers and not single_administrator:
+            raise GrantRefused(GrantRefusal.NO_SECOND_ADMINISTRATOR, _(
+                "no role is granted by one administrator alone, and this node has no other administrator to "
+                "confirm it; configure a second one (or, for a node with one administrator, "
+                "single_administrator: true)"))
+        seal = self._seal(user, caller.uid, None, GrantMode.SINGLE_ADMINISTRATOR, now) if not confirmers else None
+        request_id = await self.store.request_role(user.uid, user.role, user.agency, caller.uid, confirmers, now,
+                                                   now + ttl_ms, seal)
+        if seal is not None:
+            # The node's log too: the data-protection officer's monitoring sees a grant nobody else confirmed.
+            log.warning("user.granted_alone", request=request_id, uid=user.uid, by=caller.uid,
+                        role=local_pb2.UserRole.Name(user.role))
+        else:
+            log.info("user.role_requested", request=request_id, uid=user.uid, by=caller.uid,
+                     role=local_pb2.UserRole.Name(user.role))
+        return await self._grant_response(request_id)
+
+    async def user_confirm(self, caller: Caller, req: local_pb2.UserConfirmRequest) -> local_pb2.UserGrantResponse:
+        """A second administrator confirms a pending role request, which grants it.
+
+        Raises:
+            GrantRefused: no such request, already decided or expired, the caller's own request or own role, or
+                the caller became an administrator after the request was made.
+        """
+        now = now_ms()
+        await self.store.expire_role_requests(now)
+        row = await self.store.role_request(req.request_id)
+        if row is None:
+            raise GrantRefused(GrantRefusal.UNKNOWN_ROLE_REQUEST, _("there is no role request {request}")
+                               .format(request=req.request_id))
+        if row.state == RoleRequestState.EXPIRED:
+            raise GrantRefused(GrantRefusal.REQUEST_EXPIRED, _("role request {request} expired unconfirmed; ask for "
+                                                               "the role again").format(request=row.id))
+        if row.state != RoleRequestState.PENDING:
+            raise GrantRefused(GrantRefusal.REQUEST_DECIDED, _("role request {request} was already granted")
+                               .format(request=row.id))
+        if caller.uid == row.requested_by:
+            raise GrantRefused(GrantRefusal.OWN_REQUEST, _(
+                "uid {uid} made role request {request}; another administrator must confirm it")
+                .format(uid=caller.uid, request=row.id))
+        if caller.uid == row.uid:
+            raise GrantRefused(GrantRefusal.OWN_ROLES, _("nobody changes their own roles; ask another administrator"))
+        if caller.uid not in row.confirmers:
+            # Else an administrator could make a second account administrator and confirm with it.
+            raise GrantRefused(GrantRefusal.ADMINISTRATOR_AFTER_REQUEST, _(
+                "uid {uid} was not an administrator when role request {request} was made; only an administrator "
+                "who was one then may confirm it").format(uid=caller.uid, request=row.id))
+        user = local_pb2.User(uid=row.uid, role=row.role, agency=row.agency)  # type: ignore[arg-type]
+        seal = self._seal(user, row.requested_by, caller.uid, GrantMode.CONFIRMED, now)
+        await self.store.confirm_role(row.id, caller.uid, seal, now)
+        log.info("user.role_granted", request=row.id, uid=row.uid, requested_by=row.requested_by,
+                 confirmed_by=caller.uid, role=local_pb2.UserRole.Name(row.role))  # type: ignore[arg-type]
+        return await self._grant_response(row.id)
+
+    def _seal(self, user: local_pb2.User, requested_by: int, confirmed_by: int | None, mode: GrantMode,
+              at_ms: int) -> GrantSeal:
+        """The node's countersignature of a grant, with its envelope-signing key (under its own context)."""
+        statement = grant_statement(self.org_id, user, requested_by, confirmed_by, mode, at_ms)
+        return GrantSeal(statement, self.signer.key.sign(GRANT_CONTEXT + statement))
+
+    @staticmethod
+    def _role_request(row: RoleRequestRow) -> local_pb2.RoleRequest:
+        mode = (local_pb2.GRANT_MODE_UNSPECIFIED if row.state != RoleRequestState.GRANTED
+                else local_pb2.GRANT_MODE_CONFIRMED if row.confirmed_by is not None
+                else local_pb2.GRANT_MODE_SINGLE_ADMINISTRATOR)
+        return local_pb2.RoleRequest(
+            request_id=row.id, user=local_pb2.User(uid=row.uid, role=row.role, agency=row.agency),  # type: ignore[arg-type]
+            requested_by=row.requested_by, requested_at_ms=row.requested_ms, state=_REQUEST_STATE[row.state],
+            confirmed_by=row.confirmed_by or 0, decided_at_ms=row.decided_ms or 0, expires_at_ms=row.expires_ms,
+            mode=mode)
+
+    async def _grant_response(self, request_id: int) -> local_pb2.UserGrantResponse:
+        row = await self.store.role_request(request_id)
+        assert row is not None
+        return local_pb2.UserGrantResponse(request=self._role_request(row), users=(await self.user_list()).users)
+
+    async def user_pending(self) -> local_pb2.RoleRequestList:
+        await self.store.expire_role_requests(now_ms())
+        return local_pb2.RoleRequestList(requests=[
+            self._role_request(r) for r in await self.store.role_requests(RoleRequestState.PENDING)])
+
+    async def user_grants(self) -> local_pb2.UserGrantsResponse:
+        """The grant log with its countersignatures, and the certificate they verify under."""
+        return local_pb2.UserGrantsResponse(signer_certificate=self.signer.cert_der, grants=[
+            local_pb2.RoleGrant(grant_id=g.id, request_id=g.request_id, at_ms=g.at_ms,
+                                user=local_pb2.User(uid=g.uid, role=g.role, agency=g.agency),  # type: ignore[arg-type]
+                                requested_by=g.requested_by, confirmed_by=g.confirmed_by or 0, mode=_GRANT_MODE[g.mode],
+                                statement=g.seal.statement, signature=g.seal.signature)
+            for g in await self.store.role_grants()])
 
     async def user_list(self) -> local_pb2.UserListResponse:
         return local_pb2.UserListResponse(users=[

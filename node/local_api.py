@@ -26,7 +26,7 @@ from olievlek.i18n import _
 from olievlek.ratelimit import OncePerInterval
 from olievlek.v1 import local_pb2
 
-from .access import ADMINISTRATOR, Caller, authorise
+from .access import ADMINISTRATOR, ROLE_REQUEST_TTL_S, Caller, authorise
 from .handlers import NodeHandlers
 from .intake import Intake
 from .liaison import Liaison
@@ -53,8 +53,11 @@ class LocalApi:
     def __init__(self, handlers: NodeHandlers, retention: Retention, intake: Intake, path: Path,
                  administrators: frozenset[int] = frozenset(), socket_group: str | None = None,
                  liaison: Liaison | None = None, monitoring: Monitoring | None = None,
-                 language: str = i18n.DEFAULT) -> None:
+                 language: str = i18n.DEFAULT, single_administrator: bool = False,
+                 role_request_ttl_s: float = ROLE_REQUEST_TTL_S) -> None:
         self._language = language
+        self._single_administrator = single_administrator
+        self._role_request_ttl_s = role_request_ttl_s
         self._liaison = liaison
         assert monitoring is not None
         self._monitoring = monitoring
@@ -171,14 +174,8 @@ class LocalApi:
             return local_pb2.LocalResponse(case_list=await h.case_list(caller))
         if op == "case_assign":
             return local_pb2.LocalResponse(case_assign=await h.case_assign(request.case_assign))
-        if op in ("user_add", "user_remove"):
-            user = request.user_add.user if op == "user_add" else request.user_remove.user
-            try:
-                return local_pb2.LocalResponse(user_list=await h.user_set(caller, user, op == "user_add"))
-            finally:
-                self._callers.clear()
-        if op == "user_list":
-            return local_pb2.LocalResponse(user_list=await h.user_list())
+        if op in ("user_add", "user_remove", "user_confirm", "user_pending", "user_grants", "user_list"):
+            return await self._users(request, op, caller)
         if op == "access_log":
             return local_pb2.LocalResponse(access_log=await h.access_log(request.access_log))
         if op == "case_update":
@@ -198,6 +195,25 @@ class LocalApi:
         if op == "subject_export":
             return local_pb2.LocalResponse(subject_export=await h.subject_export(caller, request.subject_export))
         return await self._lifecycle(request, op, caller)
+
+    async def _users(self, request: local_pb2.LocalRequest, op: str, caller: Caller) -> local_pb2.LocalResponse:
+        h = self._handlers
+        if op == "user_list":
+            return local_pb2.LocalResponse(user_list=await h.user_list())
+        if op == "user_pending":
+            return local_pb2.LocalResponse(role_requests=await h.user_pending())
+        if op == "user_grants":
+            return local_pb2.LocalResponse(user_grants=await h.user_grants())
+        try:  # roles change: read them afresh on the next request
+            if op == "user_remove":
+                return local_pb2.LocalResponse(user_list=await h.user_remove(caller, request.user_remove.user))
+            if op == "user_confirm":
+                return local_pb2.LocalResponse(user_grant=await h.user_confirm(caller, request.user_confirm))
+            return local_pb2.LocalResponse(user_grant=await h.user_request(
+                caller, request.user_add.user, self._administrators, self._single_administrator,
+                int(self._role_request_ttl_s * 1000)))
+        finally:
+            self._callers.clear()
 
     async def _directory(self, request: local_pb2.LocalRequest, op: str) -> local_pb2.LocalResponse:
         h = self._handlers

@@ -21,11 +21,12 @@ from olievlek.statuses import CaseStatus, InboxStatus, OutboxStatus
 from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
+from .access import GrantMode, GrantRefusal, GrantRefused, RoleRequestState
 from .evidence import SCHEMA as EVIDENCE_SCHEMA
 from .evidence import Item, keep_aggregated_txn, keep_finality_txn, keep_proven_txn
 from .request_error import RequestError
 
-SCHEMA_VERSION = 6  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
+SCHEMA_VERSION = 7  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
 #                    2: subject_pseudonyms, pseudonym_keys;
 #                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
 #                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
@@ -36,6 +37,8 @@ SCHEMA_VERSION = 6  # 1: subjects, cases, outbox, inbox, delivery_refusals, loca
 #                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms,
 #                       monitoring_reports
 #                    6: node/evidence.py's tables (proven leaves, aggregated refusals, delivery sequence)
+#                    7: role_requests (a grant waits for a second administrator), role_grants (the
+#                       countersigned grant log)
 
 # Outbox states: queued (the intent, committed with the business change) -> pending (envelope
 # built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
@@ -145,8 +148,83 @@ SCHEMA = [
         request TEXT NOT NULL, outcome TEXT NOT NULL)""",
     *EVIDENCE_SCHEMA,
 ]
-# 5 -> 6 only adds tables, which the schema statements create.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {5: lambda _c: None}
+# Giving a role: the request, and who could confirm it - the administrators other than the requester and the
+# user concerned at the moment it was made (JSON list of uids), so one made an administrator later cannot.
+# state: pending | granted | expired (access.RoleRequestState); confirmed_by: NULL while pending and for a
+# grant in single-administrator mode.
+ROLE_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS role_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL,
+        requested_by INTEGER NOT NULL, requested_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+        confirmers TEXT NOT NULL, state TEXT NOT NULL, confirmed_by INTEGER, decided_ms INTEGER)""",
+    # The grant log: every role granted, with the statement the node signed and its signature.
+    """CREATE TABLE IF NOT EXISTS role_grants (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL REFERENCES role_requests(id),
+        at_ms INTEGER NOT NULL, uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL,
+        requested_by INTEGER NOT NULL, confirmed_by INTEGER, mode TEXT NOT NULL, statement BLOB NOT NULL,
+        signature BLOB NOT NULL)""",
+]
+SCHEMA += ROLE_SCHEMA
+
+
+def _add_role_tables(c: sqlite3.Connection) -> None:
+    for stmt in ROLE_SCHEMA:
+        c.execute(stmt)
+
+
+# 5 -> 6 only adds tables, which the schema statements create; 6 -> 7 creates the role tables itself.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {5: lambda _c: None, 6: _add_role_tables}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRequestRow:
+    """A request to give a local user a role (``role_requests``)."""
+
+    id: int
+    uid: int
+    role: int
+    agency: int
+    requested_by: int
+    requested_ms: int
+    expires_ms: int
+    confirmers: frozenset[int]  # the administrators who may confirm it: those there were when it was made
+    state: RoleRequestState
+    confirmed_by: int | None
+    decided_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSeal:
+    """What the node signed about one grant, and its signature."""
+
+    statement: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RoleGrantRow:
+    """One entry of the grant log (``role_grants``)."""
+
+    id: int
+    request_id: int
+    at_ms: int
+    uid: int
+    role: int
+    agency: int
+    requested_by: int
+    confirmed_by: int | None
+    mode: GrantMode
+    seal: GrantSeal
+
+
+_ROLE_REQUEST_SELECT = ("SELECT id, uid, role, agency, requested_by, requested_ms, expires_ms, confirmers, state,"
+                        " confirmed_by, decided_ms FROM role_requests")
+
+
+def _role_request_row(r: tuple[Any, ...]) -> RoleRequestRow:
+    return RoleRequestRow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                          frozenset(int(u) for u in json.loads(r[7])), RoleRequestState(r[8]),
+                          int(r[9]) if r[9] is not None else None, int(r[10]) if r[10] is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +465,89 @@ class NodeStore:
                 if role == local_pb2.USER_ROLE_TABLE_MEMBER:  # no longer at the table, no longer assigned
                     await tx.execute("DELETE FROM case_assignments WHERE uid = ?", (uid,))
         await self.writer.write(op)
+
+    async def administrators(self) -> frozenset[int]:
+        """The uids registered as administrators (the configuration's are added by the caller)."""
+        rows = await self.db.fetchall("SELECT uid FROM users WHERE role = ?", (local_pb2.USER_ROLE_ADMINISTRATOR,))
+        return frozenset(int(r[0]) for r in rows)
+
+    @staticmethod
+    async def _grant_txn(tx: Txn, request_id: int, uid: int, role: int, agency: int, requested_by: int,
+                         confirmed_by: int | None, mode: GrantMode, seal: GrantSeal, now_ms: int) -> None:
+        """The role itself and its entry in the grant log, in the caller's transaction."""
+        await tx.execute("INSERT OR REPLACE INTO users (uid, role, agency, added_ms) VALUES (?, ?, ?, ?)",
+                         (uid, role, agency, now_ms))
+        await tx.execute(
+            "INSERT INTO role_grants (request_id, at_ms, uid, role, agency, requested_by, confirmed_by, mode,"
+            " statement, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request_id, now_ms, uid, role, agency, requested_by, confirmed_by, mode, seal.statement, seal.signature))
+
+    async def request_role(self, uid: int, role: int, agency: int, requested_by: int, confirmers: frozenset[int],
+                           now_ms: int, expires_ms: int, at_once: GrantSeal | None = None) -> int:
+        """Record a request for a role; with ``at_once`` (single-administrator mode) it is granted in the same
+        transaction, countersigned in the grant log. Returns the request's number."""
+        async def op(tx: Txn) -> int:
+            state = RoleRequestState.GRANTED if at_once is not None else RoleRequestState.PENDING
+            request_id = await tx.execute(
+                "INSERT INTO role_requests (uid, role, agency, requested_by, requested_ms, expires_ms, confirmers,"
+                " state, decided_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (uid, role, agency, requested_by, now_ms, expires_ms, json.dumps(sorted(confirmers)), state,
+                 now_ms if at_once is not None else None))
+            if at_once is not None:
+                await NodeStore._grant_txn(tx, request_id, uid, role, agency, requested_by, None,
+                                           GrantMode.SINGLE_ADMINISTRATOR, at_once, now_ms)
+            return request_id
+        return await self.writer.write(op)
+
+    async def role_request(self, request_id: int) -> RoleRequestRow | None:
+        row = await self.db.fetchone(_ROLE_REQUEST_SELECT + " WHERE id = ?", (request_id,))
+        return _role_request_row(row) if row is not None else None
+
+    async def role_requests(self, state: RoleRequestState | None = None) -> list[RoleRequestRow]:
+        rows = await self.db.fetchall(_ROLE_REQUEST_SELECT + " WHERE ? IS NULL OR state = ? ORDER BY id",
+                                      (state, state))
+        return [_role_request_row(r) for r in rows]
+
+    async def expire_role_requests(self, now_ms: int) -> None:
+        """Pending requests past their time are expired: nothing of them is granted any more."""
+        async def op(tx: Txn) -> None:
+            await tx.execute("UPDATE role_requests SET state = ?, decided_ms = ? WHERE state = ? AND expires_ms < ?",
+                             (RoleRequestState.EXPIRED, now_ms, RoleRequestState.PENDING, now_ms))
+        await self.writer.write(op)
+
+    async def confirm_role(self, request_id: int, confirmed_by: int, seal: GrantSeal, now_ms: int) -> None:
+        """Grant a pending request that ``confirmed_by`` confirms (the caller checked who may), with its entry
+        in the grant log, in one transaction. Checked again inside it: two confirmations grant once.
+
+        Raises:
+            GrantRefused: the request was decided or expired meanwhile.
+        """
+        async def op(tx: Txn) -> None:
+            row = await tx.fetchone(_ROLE_REQUEST_SELECT + " WHERE id = ?", (request_id,))
+            if row is None:
+                raise GrantRefused.later(GrantRefusal.UNKNOWN_ROLE_REQUEST, N_("there is no role request {request}"),
+                                         request=request_id)
+            req = _role_request_row(row)
+            if req.state == RoleRequestState.EXPIRED or req.expires_ms < now_ms:
+                raise GrantRefused.later(GrantRefusal.REQUEST_EXPIRED,
+                                         N_("role request {request} expired unconfirmed; ask for the role again"),
+                                         request=request_id)
+            if req.state != RoleRequestState.PENDING:
+                raise GrantRefused.later(GrantRefusal.REQUEST_DECIDED, N_("role request {request} was already granted"),
+                                         request=request_id)
+            await tx.execute("UPDATE role_requests SET state = ?, confirmed_by = ?, decided_ms = ? WHERE id = ?",
+                             (RoleRequestState.GRANTED, confirmed_by, now_ms, request_id))
+            await NodeStore._grant_txn(tx, request_id, req.uid, req.role, req.agency, req.requested_by,
+                                       confirmed_by, GrantMode.CONFIRMED, seal, now_ms)
+        await self.writer.write(op)
+
+    async def role_grants(self) -> list[RoleGrantRow]:
+        rows = await self.db.fetchall(
+            "SELECT id, request_id, at_ms, uid, role, agency, requested_by, confirmed_by, mode, statement, signature"
+            " FROM role_grants ORDER BY id")
+        return [RoleGrantRow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                             int(r[7]) if r[7] is not None else None, GrantMode(r[8]),
+                             GrantSeal(bytes(r[9]), bytes(r[10]))) for r in rows]
 
     async def assign(self, case_id: int, uid: int, present: bool) -> list[int]:
         async def op(tx: Txn) -> list[int]:

@@ -10,6 +10,11 @@ Layout of a PKI directory::
     servers/<name>/tls.pem tls.key    server certificates (broker)
 
 Organisation certificates carry exactly one URI SAN ``olievlek://<kind>/<id>``.
+An organisation that keeps its own key sends a certificate request instead (``sign_request``); the CA
+takes only the key from it (proof of possession checked), never its names. No certificate is issued for a
+key weaker than P-256, Ed25519 or RSA-3072 (``identity.require_strong_key``): such a key is refused with
+``WeakKey`` naming the request and the key.
+
 The envelope-signing key is separate from the TLS key, so that a stolen TLS
 key cannot forge end-to-end signatures and the other way round.
 """
@@ -22,14 +27,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from olievlek.errors import ConfigError
-from olievlek.identity import OrgIdentity
+from olievlek.identity import OrgIdentity, require_strong_certificate, require_strong_key
+
+if TYPE_CHECKING:  # the name is newer than some distributions' cryptography, which the CLI may run on
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=397)
@@ -97,6 +107,16 @@ def crl_number_of(crl: x509.CertificateRevocationList) -> int:
         return 0
 
 
+def _host_names(hosts: list[str]) -> list[x509.GeneralName]:
+    san: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            san.append(x509.DNSName(host))
+    return san
+
+
 def load_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
@@ -162,7 +182,9 @@ class CertificateAuthority:
         key = load_private_key(directory / "ca.key")
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ConfigError(f"{directory / 'ca.key'} is not an ECDSA key")
-        return cls(directory, load_cert(directory / "ca.pem"), key)
+        cert = load_cert(directory / "ca.pem")
+        require_strong_certificate(cert)  # a CA on a weak curve would make every certificate it signs weak
+        return cls(directory, cert, key)
 
     # -- index and CRL -------------------------------------------------
     def _index(self) -> list[dict[str, str]]:
@@ -220,7 +242,7 @@ class CertificateAuthority:
     # -- issuance ------------------------------------------------------
     def issue(
         self,
-        public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
+        public_key: CertificatePublicKeyTypes,
         common_name: str,
         san: list[x509.GeneralName],
         *,
@@ -228,7 +250,12 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
     ) -> x509.Certificate:
-        """Issue a leaf certificate. ``not_before``/``not_after`` exist for tests."""
+        """Issue a leaf certificate. ``not_before``/``not_after`` exist for tests.
+
+        Raises:
+            WeakKey: the key is weaker than P-256, Ed25519 or RSA-3072.
+        """
+        require_strong_key(public_key, f"the certificate for CN={common_name}")
         now = _now()
         builder = (
             x509.CertificateBuilder()
@@ -291,16 +318,48 @@ class CertificateAuthority:
         self._record(sign, str(identity), "envelope-signing")
         return creds
 
+    def sign_request(self, csr_pem: bytes, *, org: OrgIdentity | None = None, signing: bool = False,
+                     server: str | None = None, hosts: tuple[str, ...] = ()) -> x509.Certificate:
+        """A certificate for the key of a certificate request: an organisation's TLS client certificate (or,
+        with ``signing``, its envelope-signing certificate), or a server's. Only the request's key is used;
+        its subject and extensions are ignored, the names come from ``org`` or ``server``/``hosts``.
+
+        Raises:
+            ConfigError: the request does not parse, is not signed by its own key, or the key does not fit.
+            WeakKey: the request's key is weaker than P-256, Ed25519 or RSA-3072.
+        """
+        if (org is None) == (server is None):
+            raise ConfigError("a certificate request is signed for exactly one organisation or server")
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+            subject = csr.subject.rfc4514_string() or "no subject"
+            key = csr.public_key()
+            possessed = csr.is_signature_valid
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ConfigError(f"the certificate request does not parse: {exc}") from None
+        what = f"certificate request ({subject}) for {org or server}"
+        require_strong_key(key, what)
+        if not possessed:
+            raise ConfigError(f"{what} is not signed by its own key (no proof of possession)")
+        if org is not None:
+            san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(org.uri)]
+            if signing and not isinstance(key, ed25519.Ed25519PublicKey):
+                # Envelope signatures are Ed25519 only (trust.verify_signer): anything else would be unusable.
+                raise ConfigError(f"{what}: an envelope-signing certificate needs an Ed25519 key")
+            name, eku = (f"{org} envelope signing", None) if signing else (str(org), [ExtendedKeyUsageOID.CLIENT_AUTH])
+            cert = self.issue(key, name, san, eku=eku)
+            self._record(cert, str(org), "envelope-signing" if signing else "tls-client")
+            return cert
+        assert server is not None
+        cert = self.issue(key, server, _host_names(list(hosts) or ["localhost", "127.0.0.1"]),
+                          eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+        self._record(cert, server, "tls-server")
+        return cert
+
     def issue_server(self, name: str, hosts: list[str]) -> ServerCredentials:
         """Issue a TLS server certificate for DNS names and IP addresses."""
-        san: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                san.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                san.append(x509.DNSName(host))
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self.issue(key.public_key(), name, san, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+        cert = self.issue(key.public_key(), name, _host_names(hosts), eku=[ExtendedKeyUsageOID.SERVER_AUTH])
         out = self.directory / "servers" / name
         creds = ServerCredentials(out / "tls.pem", out / "tls.key")
         _write_private(creds.tls_key, key_pem(key))

@@ -6,6 +6,11 @@ a server set a minimum version: TLS 1.3 is negotiated with every current
 client (a test probes it with the stdlib ``ssl`` module), and 1.2 stays
 accepted until grpcio exposes the setting.
 
+Keys: a peer's certificate establishes an identity only under a key at least as strong as P-256, Ed25519
+or RSA-3072 (``identity.from_certificate``); a caller presenting a weaker one ends ``UNAUTHENTICATED`` with
+the refusal code ``WEAK_KEY``. A service's own certificate and its CA are held to the same floor when its
+credentials are built, so a service never starts on a weak key.
+
 This is the one module where ``grpc`` errors are translated; logic modules
 never import grpc.
 """
@@ -15,17 +20,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from cryptography import x509
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from olievlek import logs
 from olievlek.errors import ConfigError, IdentityError, ShuttingDown
-from olievlek.identity import OrgIdentity
+from olievlek.identity import OrgIdentity, WeakKey, require_strong_certificate
 from olievlek.trust import RevocationUnavailable, TrustAnchor
 
 log = logs.get("transport")
@@ -85,8 +92,33 @@ class TlsFiles:
     key: Path
 
 
+def _strong(path: Path) -> bytes:
+    """A PEM certificate file's bytes, once its key is known to be strong enough.
+
+    Raises:
+        ConfigError: the file cannot be read or does not parse.
+        WeakKey: its (first) certificate's key is weaker than P-256, Ed25519 or RSA-3072.
+    """
+    try:
+        data = path.read_bytes()
+        cert = x509.load_pem_x509_certificate(data)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read certificate {path}: {exc}") from None
+    try:
+        require_strong_certificate(cert)
+    except WeakKey as exc:
+        raise WeakKey(f"{path}: {exc.message}") from None
+    return data
+
+
 def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
-    """mTLS server credentials: a client certificate from our CA is required."""
+    """mTLS server credentials: a client certificate from our CA is required.
+
+    Raises:
+        WeakKey: the server's own certificate or the CA's has a weak key.
+    """
+    _strong(files.ca)
+    _strong(files.cert)
     return grpc.ssl_server_credentials(
         [(files.key.read_bytes(), files.cert.read_bytes())],
         root_certificates=files.ca.read_bytes(),
@@ -95,7 +127,13 @@ def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
 
 
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
-    """mTLS client credentials: trust only the federation CA."""
+    """mTLS client credentials: trust only the federation CA.
+
+    Raises:
+        WeakKey: the client's own certificate or the CA's has a weak key.
+    """
+    _strong(files.ca)
+    _strong(files.cert)
     return grpc.ssl_channel_credentials(
         root_certificates=files.ca.read_bytes(),
         private_key=files.key.read_bytes(),
@@ -113,6 +151,7 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAncho
     """The caller's identity from its verified TLS client certificate.
 
     Raises:
+        WeakKey: a certificate whose key is weaker than P-256, Ed25519 or RSA-3072.
         IdentityError: no certificate, or one that is expired, revoked or ambiguous.
     """
     auth = context.auth_context()
@@ -127,16 +166,36 @@ REFUSAL_METADATA = "olievlek-refusal-code"
 _STATUS_DETAILS = "grpc-status-details-bin"
 
 
-def peer_or_refusal(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity | str:
+class AuthRefusal(StrEnum):
+    """The refusal codes of a call whose caller is not authenticated (status UNAUTHENTICATED)."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no certificate, not the CA's, expired, revoked, ambiguous
+    WEAK_KEY = "WEAK_KEY"  # the certificate's key is weaker than P-256, Ed25519 or RSA-3072
+
+
+assert AuthRefusal.WEAK_KEY == WeakKey.REFUSAL
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRefusal:
+    """Why a caller is not authenticated: the refusal code and what to tell it (never a server path)."""
+
+    code: AuthRefusal
+    message: str
+
+
+def peer_or_refusal(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity | PeerRefusal:
     """The caller's identity, or what to tell it (never a server path): its certificate is missing, not
-    ours, expired, revoked or ambiguous, or revocation cannot be checked here."""
+    ours, expired, revoked, ambiguous or under a weak key, or revocation cannot be checked here."""
     try:
         return peer_identity(context, trust)
     except RevocationUnavailable as exc:
         log.error("auth.revocation_unavailable", reason=exc.message)
-        return RevocationUnavailable.PUBLIC_MESSAGE
+        return PeerRefusal(AuthRefusal.UNAUTHENTICATED, RevocationUnavailable.PUBLIC_MESSAGE)
+    except WeakKey as exc:
+        return PeerRefusal(AuthRefusal.WEAK_KEY, exc.message)
     except (IdentityError, ConfigError) as exc:
-        return exc.message
+        return PeerRefusal(AuthRefusal.UNAUTHENTICATED, exc.message)
 
 
 async def authenticate(context: grpc.aio.ServicerContext[Any, Any], trust: TrustAnchor) -> OrgIdentity:
@@ -144,8 +203,8 @@ async def authenticate(context: grpc.aio.ServicerContext[Any, Any], trust: Trust
     found = peer_or_refusal(context, trust)
     if isinstance(found, OrgIdentity):
         return found
-    log.warning("auth.refused", reason=found)
-    await abort(context, grpc.StatusCode.UNAUTHENTICATED, found, "UNAUTHENTICATED")
+    log.warning("auth.refused", reason=found.message, code=found.code)
+    await abort(context, grpc.StatusCode.UNAUTHENTICATED, found.message, found.code)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.StatusCode, message: str,

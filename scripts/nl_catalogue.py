@@ -200,6 +200,40 @@ NL = {
     "nobody": "niemand",
     "nobody changes their own roles; ask another administrator":
         "niemand wijzigt zijn eigen rollen; vraag het aan een andere beheerder",
+    # Two administrators per role grant (node/access.py, cli/users.py).
+    "no role is granted by one administrator alone, and this node has no other administrator to confirm it; "
+    "configure a second one (or, for a node with one administrator, single_administrator: true)":
+        "geen enkele rol wordt door één beheerder alleen toegekend, en dit knooppunt heeft geen andere beheerder "
+        "om te bevestigen; configureer een tweede (of, voor een knooppunt met één beheerder, "
+        "single_administrator: true)",
+    "there is no role request {request}": "er is geen rolverzoek {request}",
+    "role request {request} expired unconfirmed; ask for the role again":
+        "rolverzoek {request} is onbevestigd verlopen; vraag de rol opnieuw aan",
+    "role request {request} was already granted": "rolverzoek {request} werd al toegekend",
+    "uid {uid} made role request {request}; another administrator must confirm it":
+        "uid {uid} deed rolverzoek {request}; een andere beheerder moet het bevestigen",
+    "uid {uid} was not an administrator when role request {request} was made; only an administrator who was one "
+    "then may confirm it":
+        "uid {uid} was geen beheerder toen rolverzoek {request} werd gedaan; alleen wie toen al beheerder was, mag "
+        "het bevestigen",
+    "role request {request}: uid {uid} as {role} waits for another administrator, who confirms it with "
+    "`olievlek user confirm --request {request}`":
+        "rolverzoek {request}: uid {uid} als {role} wacht op een andere beheerder, die het bevestigt met "
+        "`olievlek user confirm --request {request}`",
+    "role request {request}: uid {uid} is {role} (single administrator: countersigned in the grant log, "
+    "`olievlek user grants`)":
+        "rolverzoek {request}: uid {uid} is {role} (enige beheerder: medeondertekend in het toekenningslogboek, "
+        "`olievlek user grants`)",
+    "role request {request}: uid {uid} is {role}, confirmed by uid {by}":
+        "rolverzoek {request}: uid {uid} is {role}, bevestigd door uid {by}",
+    "Role requests": "Rolverzoeken", "Grant log": "Toekenningslogboek", "request": "verzoek",
+    "requested by": "gevraagd door", "expires": "vervalt", "confirmed by": "bevestigd door",
+    "countersignature": "medeondertekening", "valid": "geldig", "[bold red]INVALID[/]": "[bold red]ONGELDIG[/]",
+    "no role requests wait": "er wachten geen rolverzoeken", "no roles granted through the node":
+        "geen rollen toegekend via het knooppunt",
+    "nobody: single administrator": "niemand: enige beheerder",
+    "{count} countersignature(s) do not verify: the grant log was altered":
+        "{count} medeondertekening(en) kloppen niet: het toekenningslogboek werd gewijzigd",
     "nothing due": "niets te wissen binnen die termijn",
     "nothing to erase": "niets te wissen",
     "rule {id!r} is for purpose {purpose}; give --purpose {purpose}":
@@ -379,6 +413,19 @@ HELP_NL = {
         "Nood aan opvolging (herhaalbaar): housing, employment, mental-health, substance-use, family-support, "
         "education, disengagement-coaching, other.",
     "Give a local user a role at this node.": "Geef een lokale gebruiker een rol op dit knooppunt.",
+    "Ask for a role for a local user; another administrator confirms it.":
+        "Vraag een rol aan voor een lokale gebruiker; een andere beheerder bevestigt ze.",
+    "Confirm another administrator's role request, which grants the role.":
+        "Bevestig het rolverzoek van een andere beheerder; daarmee wordt de rol toegekend.",
+    "Every role granted, by whom, countersigned by the node (for the DPO). Exit 1 if one does not verify.":
+        "Elke toegekende rol, door wie, medeondertekend door het knooppunt (voor de DPO). Exit 1 als er een niet "
+        "klopt.",
+    "Role requests that wait for a second administrator.": "Rolverzoeken die op een tweede beheerder wachten.",
+    "The node's envelope-signing certificate (PEM) to check the countersignatures with (default: the one the node "
+    "sends).":
+        "Het ondertekeningscertificaat van het knooppunt (PEM) om de medeondertekeningen mee te controleren "
+        "(standaard: dat wat het knooppunt meestuurt).",
+    "The role request's number (`olievlek user pending`).": "Het nummer van het rolverzoek (`olievlek user pending`).",
     "Hand a person's follow-up over to the LIVC where they will live. Exit 1 when refused.":
         "Draag de opvolging van een persoon over aan de LIVC waar die zal wonen. Afsluitcode 1 bij weigering.",
     "Hand follow-up over to the municipality of release (justice house, prison).":

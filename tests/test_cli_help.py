@@ -8,7 +8,7 @@ import sys
 import pytest
 
 COMMANDS = [
-    [], ["pki"], ["pki", "init"], ["pki", "issue"], ["pki", "revoke"],
+    [], ["pki"], ["pki", "init"], ["pki", "issue"], ["pki", "revoke"], ["pki", "sign"],
     ["broker"], ["broker", "serve"], ["node"], ["node", "serve"],
     ["case"], ["case", "open"], ["alert"], ["alert", "move"],
     ["inbox"], ["inbox", "identify"], ["up"],
@@ -16,11 +16,13 @@ COMMANDS = [
     ["policy", "diff"], ["policy", "record"], ["policy", "keygen"], ["policy", "sign"], ["policy", "verify"],
     ["policy", "root"], ["policy", "root", "init"], ["policy", "root", "rotate"],
     ["pseudonymiser"], ["pseudonymiser", "serve"], ["pseudonymiser", "keygen"], ["pseudonymiser", "refresh"],
+    ["pseudonymiser", "bundle-entry"],
     ["witness"], ["witness", "run"],
     ["audit"], ["audit", "verify"], ["audit", "query"], ["audit", "report"], ["audit", "proof"], ["audit", "replay"],
     ["case", "show"], ["case", "list"], ["case", "update"], ["case", "phase"], ["case", "note"], ["case", "close"],
     ["case", "assign"], ["case", "access-log"], ["case", "retention", "extend"], ["node", "keygen"],
-    ["user", "add"], ["user", "remove"], ["user", "list"], ["retention", "due"], ["retention", "run"],
+    ["user", "add"], ["user", "remove"], ["user", "list"], ["user", "confirm"], ["user", "pending"],
+    ["user", "grants"], ["retention", "due"], ["retention", "run"],
     ["subject", "export"], ["subject", "erase"], ["agreement", "record"], ["agreement", "withdraw"],
     ["agreement", "list"], ["handover", "send"], ["inbox", "accept"], ["inbox", "return"], ["outbox"],
 ]

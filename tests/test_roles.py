@@ -9,6 +9,7 @@ needs root and useradd (CI runs as root) and an interpreter those users can run;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -57,13 +58,15 @@ def traversable() -> Iterator[None]:
             folder.chmod(mode)
 
 
-@pytest.fixture(scope="module")
-def accounts(traversable: None) -> Iterator[dict[str, int]]:
+@contextlib.contextmanager
+def local_accounts(prefix: str, roles: tuple[str, ...]) -> Iterator[dict[str, int]]:
+    """A group and one local user per role (named ``<prefix><pid><role[:3]>``), removed afterwards: uid per
+    role, ``group``, and ``name:<role>`` per role."""
     require("useradd", "groupadd")
     require_root("the test creates local users")
-    tag = f"olv{os.getpid() % 100000}"
+    tag = f"{prefix}{os.getpid() % 100000}"
     group = f"{tag}g"
-    names = {role: f"{tag}{role[:3]}" for role in ("regisseur", "table", "admin", "stranger")}
+    names = {role: f"{tag}{role[:3]}" for role in roles}
     if _sh("groupadd", group).returncode != 0:
         unavailable(f"cannot create a group here: {_sh('groupadd', group).stderr.strip()}")
     try:
@@ -77,6 +80,12 @@ def accounts(traversable: None) -> Iterator[dict[str, int]]:
         for name in names.values():
             _sh("userdel", name)
         _sh("groupdel", group)
+
+
+@pytest.fixture(scope="module")
+def accounts(traversable: None) -> Iterator[dict[str, int]]:
+    with local_accounts("olv", ("regisseur", "table", "admin", "stranger")) as made:
+        yield made
 
 
 GROUP: dict[str, str] = {}
@@ -164,6 +173,13 @@ async def test_roles_and_need_to_know_through_the_cli(accounts: dict[str, object
         r = await as_user(names["regisseur"], "user", "add", "--socket", s, "--uid", str(uid["stranger"]),
                     "--role", "regisseur")
         assert r.returncode == 2 and "may not user_add" in r.stderr
+        # The node's only administrator cannot make another account regisseur on their own (the report:
+        # an administrator read identities through a second account).
+        r = await as_user(names["admin"], "user", "add", "--socket", s, "--uid", str(uid["stranger"]),
+                          "--role", "regisseur")
+        assert r.returncode == 2 and "no_second_administrator" in r.stderr, r.stdout + r.stderr
+        r = await as_user(names["stranger"], "case", "list", "--socket", s)
+        assert r.returncode == 2 and "is not a user of this node" in r.stderr
     finally:
         for n in list(nodes.running):
             await nodes.stop(n)

@@ -131,6 +131,56 @@ USER_ROLE_ADMINISTRATOR: UserRole.ValueType  # 3
 """Users, keys, retention runs; never case contents."""
 Global___UserRole: _TypeAlias = UserRole  # noqa: Y015
 
+class _RoleRequestState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RoleRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoleRequestState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROLE_REQUEST_STATE_UNSPECIFIED: _RoleRequestState.ValueType  # 0
+    ROLE_REQUEST_STATE_PENDING: _RoleRequestState.ValueType  # 1
+    ROLE_REQUEST_STATE_GRANTED: _RoleRequestState.ValueType  # 2
+    ROLE_REQUEST_STATE_EXPIRED: _RoleRequestState.ValueType  # 3
+    """Not confirmed in time: nothing was granted."""
+
+class RoleRequestState(_RoleRequestState, metaclass=_RoleRequestStateEnumTypeWrapper):
+    """Giving a local user a role needs two administrators: the request waits until an administrator other
+    than the requester (and other than the user concerned), who was one when it was made, confirms it.
+    """
+
+ROLE_REQUEST_STATE_UNSPECIFIED: RoleRequestState.ValueType  # 0
+ROLE_REQUEST_STATE_PENDING: RoleRequestState.ValueType  # 1
+ROLE_REQUEST_STATE_GRANTED: RoleRequestState.ValueType  # 2
+ROLE_REQUEST_STATE_EXPIRED: RoleRequestState.ValueType  # 3
+"""Not confirmed in time: nothing was granted."""
+Global___RoleRequestState: _TypeAlias = RoleRequestState  # noqa: Y015
+
+class _GrantMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GrantModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GRANT_MODE_UNSPECIFIED: _GrantMode.ValueType  # 0
+    GRANT_MODE_CONFIRMED: _GrantMode.ValueType  # 1
+    """Requested by one administrator, confirmed by another."""
+    GRANT_MODE_SINGLE_ADMINISTRATOR: _GrantMode.ValueType  # 2
+    """A node configured with a single administrator: granted at once, countersigned by the node and
+    listed for the data-protection officer (`olievlek user grants`).
+    """
+
+class GrantMode(_GrantMode, metaclass=_GrantModeEnumTypeWrapper):
+    """How a role came to be granted."""
+
+GRANT_MODE_UNSPECIFIED: GrantMode.ValueType  # 0
+GRANT_MODE_CONFIRMED: GrantMode.ValueType  # 1
+"""Requested by one administrator, confirmed by another."""
+GRANT_MODE_SINGLE_ADMINISTRATOR: GrantMode.ValueType  # 2
+"""A node configured with a single administrator: granted at once, countersigned by the node and
+listed for the data-protection officer (`olievlek user grants`).
+"""
+Global___GrantMode: _TypeAlias = GrantMode  # noqa: Y015
+
 class _RetentionReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1010,6 +1060,220 @@ class UserListResponse(_message.Message):
 Global___UserListResponse: _TypeAlias = UserListResponse  # noqa: Y015
 
 @_typing.final
+class RoleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_MS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_MS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    requested_by: _builtins.int
+    requested_at_ms: _builtins.int
+    state: Global___RoleRequestState.ValueType
+    confirmed_by: _builtins.int
+    """0 while pending, and for a grant in single-administrator mode."""
+    decided_at_ms: _builtins.int
+    expires_at_ms: _builtins.int
+    mode: Global___GrantMode.ValueType
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.int = ...,
+        user: Global___User | None = ...,
+        requested_by: _builtins.int = ...,
+        requested_at_ms: _builtins.int = ...,
+        state: Global___RoleRequestState.ValueType = ...,
+        confirmed_by: _builtins.int = ...,
+        decided_at_ms: _builtins.int = ...,
+        expires_at_ms: _builtins.int = ...,
+        mode: Global___GrantMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed_by", b"confirmed_by", "decided_at_ms", b"decided_at_ms", "expires_at_ms", b"expires_at_ms", "mode", b"mode", "request_id", b"request_id", "requested_at_ms", b"requested_at_ms", "requested_by", b"requested_by", "state", b"state", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleRequest: _TypeAlias = RoleRequest  # noqa: Y015
+
+@_typing.final
+class UserConfirmRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserConfirmRequest: _TypeAlias = UserConfirmRequest  # noqa: Y015
+
+@_typing.final
+class UserPendingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserPendingRequest: _TypeAlias = UserPendingRequest  # noqa: Y015
+
+@_typing.final
+class RoleRequestList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoleRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___RoleRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleRequestList: _TypeAlias = RoleRequestList  # noqa: Y015
+
+@_typing.final
+class UserGrantResponse(_message.Message):
+    """The answer to a role grant (`user add`) and to its confirmation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___RoleRequest: ...
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]: ...
+    def __init__(
+        self,
+        *,
+        request: Global___RoleRequest | None = ...,
+        users: _abc.Iterable[Global___User] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserGrantResponse: _TypeAlias = UserGrantResponse  # noqa: Y015
+
+@_typing.final
+class UserGrantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserGrantsRequest: _TypeAlias = UserGrantsRequest  # noqa: Y015
+
+@_typing.final
+class RoleGrant(_message.Message):
+    """One granted role as the node's grant log keeps it: what the node signed and its signature."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AT_MS_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.int
+    request_id: _builtins.int
+    at_ms: _builtins.int
+    requested_by: _builtins.int
+    confirmed_by: _builtins.int
+    """0 in single-administrator mode."""
+    mode: Global___GrantMode.ValueType
+    statement: _builtins.bytes
+    """The signed statement (canonical JSON) and the node's Ed25519 signature over
+    "olievlek/v1/role-grant\\0" || statement, with its envelope-signing key.
+    """
+    signature: _builtins.bytes
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.int = ...,
+        request_id: _builtins.int = ...,
+        at_ms: _builtins.int = ...,
+        user: Global___User | None = ...,
+        requested_by: _builtins.int = ...,
+        confirmed_by: _builtins.int = ...,
+        mode: Global___GrantMode.ValueType = ...,
+        statement: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "confirmed_by", b"confirmed_by", "grant_id", b"grant_id", "mode", b"mode", "request_id", b"request_id", "requested_by", b"requested_by", "signature", b"signature", "statement", b"statement", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleGrant: _TypeAlias = RoleGrant  # noqa: Y015
+
+@_typing.final
+class UserGrantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTS_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    signer_certificate: _builtins.bytes
+    """The node's envelope-signing certificate (DER), which the countersignatures verify under."""
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoleGrant]: ...
+    def __init__(
+        self,
+        *,
+        grants: _abc.Iterable[Global___RoleGrant] | None = ...,
+        signer_certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants", "signer_certificate", b"signer_certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserGrantsResponse: _TypeAlias = UserGrantsResponse  # noqa: Y015
+
+@_typing.final
 class CaseAssignRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1495,6 +1759,9 @@ class LocalRequest(_message.Message):
     DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
     MONITOR_REPORT_FIELD_NUMBER: _builtins.int
     MONITOR_LIST_FIELD_NUMBER: _builtins.int
+    USER_CONFIRM_FIELD_NUMBER: _builtins.int
+    USER_PENDING_FIELD_NUMBER: _builtins.int
+    USER_GRANTS_FIELD_NUMBER: _builtins.int
     lang: _builtins.str
     """The language to answer in (nl, en; empty: the node's setting)."""
     @_builtins.property
@@ -1553,6 +1820,12 @@ class LocalRequest(_message.Message):
     def monitor_report(self) -> Global___MonitorReportRequest: ...
     @_builtins.property
     def monitor_list(self) -> Global___MonitorListRequest: ...
+    @_builtins.property
+    def user_confirm(self) -> Global___UserConfirmRequest: ...
+    @_builtins.property
+    def user_pending(self) -> Global___UserPendingRequest: ...
+    @_builtins.property
+    def user_grants(self) -> Global___UserGrantsRequest: ...
     def __init__(
         self,
         *,
@@ -1585,12 +1858,15 @@ class LocalRequest(_message.Message):
         directory_verify: Global___DirectoryVerifyRequest | None = ...,
         monitor_report: Global___MonitorReportRequest | None = ...,
         monitor_list: Global___MonitorListRequest | None = ...,
+        user_confirm: Global___UserConfirmRequest | None = ...,
+        user_pending: Global___UserPendingRequest | None = ...,
+        user_grants: Global___UserGrantsRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_confirm", b"user_confirm", "user_grants", b"user_grants", "user_list", b"user_list", "user_pending", b"user_pending", "user_remove", b"user_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "lang", b"lang", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_list", b"user_list", "user_remove", b"user_remove"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "disclosure_ask", b"disclosure_ask", "disclosure_decide", b"disclosure_decide", "handover", b"handover", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "lang", b"lang", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "request", b"request", "retention_due", b"retention_due", "retention_extend", b"retention_extend", "retention_run", b"retention_run", "subject_erase", b"subject_erase", "subject_export", b"subject_export", "user_add", b"user_add", "user_confirm", b"user_confirm", "user_grants", b"user_grants", "user_list", b"user_list", "user_pending", b"user_pending", "user_remove", b"user_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify", "monitor_report", "monitor_list"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_add", "user_remove", "user_list", "case_assign", "case_close", "retention_extend", "retention_due", "retention_run", "subject_erase", "subject_export", "handover", "inbox_decide", "case_update", "agreement", "liaison_query", "disclosure_ask", "disclosure_decide", "directory_verify", "monitor_report", "monitor_list", "user_confirm", "user_pending", "user_grants"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -2023,6 +2299,9 @@ class LocalResponse(_message.Message):
     DIRECTORY_VERIFY_FIELD_NUMBER: _builtins.int
     MONITOR_REPORT_FIELD_NUMBER: _builtins.int
     MONITOR_LIST_FIELD_NUMBER: _builtins.int
+    USER_GRANT_FIELD_NUMBER: _builtins.int
+    ROLE_REQUESTS_FIELD_NUMBER: _builtins.int
+    USER_GRANTS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def case_open(self) -> Global___CaseOpenResponse: ...
@@ -2067,6 +2346,12 @@ class LocalResponse(_message.Message):
     @_builtins.property
     def monitor_list(self) -> Global___MonitorListResponse: ...
     @_builtins.property
+    def user_grant(self) -> Global___UserGrantResponse: ...
+    @_builtins.property
+    def role_requests(self) -> Global___RoleRequestList: ...
+    @_builtins.property
+    def user_grants(self) -> Global___UserGrantsResponse: ...
+    @_builtins.property
     def error(self) -> Global___LocalError: ...
     def __init__(
         self,
@@ -2092,13 +2377,16 @@ class LocalResponse(_message.Message):
         directory_verify: Global___DirectoryVerifyResponse | None = ...,
         monitor_report: Global___MonitorReportResponse | None = ...,
         monitor_list: Global___MonitorListResponse | None = ...,
+        user_grant: Global___UserGrantResponse | None = ...,
+        role_requests: Global___RoleRequestList | None = ...,
+        user_grants: Global___UserGrantsResponse | None = ...,
         error: Global___LocalError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "role_requests", b"role_requests", "subject_export", b"subject_export", "user_grant", b"user_grant", "user_grants", b"user_grants", "user_list", b"user_list"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "subject_export", b"subject_export", "user_list", b"user_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_log", b"access_log", "agreement", b"agreement", "alert_move", b"alert_move", "case_assign", b"case_assign", "case_close", b"case_close", "case_list", b"case_list", "case_open", b"case_open", "case_show", b"case_show", "case_update", b"case_update", "directory_verify", b"directory_verify", "erasure", b"erasure", "error", b"error", "identify", b"identify", "inbox_decide", b"inbox_decide", "inbox_list", b"inbox_list", "liaison_query", b"liaison_query", "monitor_list", b"monitor_list", "monitor_report", b"monitor_report", "outbox_list", b"outbox_list", "response", b"response", "retention_due", b"retention_due", "role_requests", b"role_requests", "subject_export", b"subject_export", "user_grant", b"user_grant", "user_grants", b"user_grants", "user_list", b"user_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "liaison_query", "directory_verify", "monitor_report", "monitor_list", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["case_open", "alert_move", "inbox_list", "identify", "outbox_list", "case_show", "case_list", "access_log", "user_list", "case_assign", "case_close", "retention_due", "erasure", "subject_export", "inbox_decide", "case_update", "agreement", "liaison_query", "directory_verify", "monitor_report", "monitor_list", "user_grant", "role_requests", "user_grants", "error"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
