@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from olievlek.directory import Cover, covers_string
+from olievlek.policy.model import EntryLimit
 from olievlek.store import Database
 from olievlek.v1 import summary_pb2
 
@@ -33,6 +34,10 @@ SCHEMA = [
     # Rows queried per organisation and period ('d:2026-11-29', 'm:2026-11'), for the bundle's budgets.
     """CREATE TABLE IF NOT EXISTS query_usage (
         org TEXT NOT NULL, period TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (org, period))""",
+    # New entries registered per holder and period ('h:2026-12-07T20', 'd:2026-12-07'): the bundle's rates,
+    # and (the days, kept) each holder's history for the officers' outlier report.
+    """CREATE TABLE IF NOT EXISTS register_usage (
+        holder TEXT NOT NULL, period TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (holder, period))""",
 ]
 
 
@@ -54,6 +59,42 @@ def register_step(c: sqlite3.Connection, reg: Registration, at_ms: int) -> None:
     c.execute("DELETE FROM coverage WHERE holder = ? AND pseudonym = ?", (reg.holder, reg.pseudonym))
     c.executemany("INSERT INTO coverage (holder, pseudonym, position, statement, signature) VALUES (?, ?, ?, ?, ?)",
                   [(reg.holder, reg.pseudonym, i, s.statement, s.signature) for i, s in enumerate(reg.evidence)])
+
+
+@dataclass(frozen=True, slots=True)
+class OverLimit:
+    """A registration the holder's limit refuses: "entries", or the period of a rate ("h:…", "d:…")."""
+
+    what: str
+    used: int
+    limit: int
+
+
+def admit_step(c: sqlite3.Connection, holder: str, pseudonym: bytes, limit: EntryLimit,
+               periods: tuple[str, str]) -> OverLimit | None:
+    """Count a new entry against the holder's limits, or return the first it would exceed (nothing counted).
+
+    Replacing an entry the holder already keeps adds nothing, so it is always admitted: a node re-registers
+    all its entries when the bundle changes.
+    """
+    if c.execute("SELECT 1 FROM directory WHERE pseudonym = ? AND holder = ?", (pseudonym, holder)).fetchone():
+        return None
+    held = int(c.execute("SELECT COUNT(*) FROM directory WHERE holder = ?", (holder,)).fetchone()[0])
+    if held >= limit.entries:
+        return OverLimit("entries", held, limit.entries)
+    for period, most in zip(periods, (limit.per_hour, limit.per_day), strict=True):
+        row = c.execute("SELECT entries FROM register_usage WHERE holder = ? AND period = ?",
+                        (holder, period)).fetchone()
+        used = int(row[0]) if row else 0
+        if used >= most:
+            return OverLimit(period, used, most)
+    for period in periods:
+        c.execute("INSERT INTO register_usage (holder, period, entries) VALUES (?, ?, 1)"
+                  " ON CONFLICT (holder, period) DO UPDATE SET entries = entries + 1", (holder, period))
+    # Hours only matter while they last; days stay, as history.
+    c.execute("DELETE FROM register_usage WHERE holder = ? AND period LIKE 'h:%' AND period < ?",
+              (holder, periods[0]))
+    return None
 
 
 def withdraw_step(c: sqlite3.Connection, holder: str, pseudonym: bytes) -> None:

@@ -54,9 +54,18 @@ NO_HIT_DETAIL = ("no hit: the recipient has no directory entry for this pseudony
                  "kind and purpose")
 
 
+# The kinds by which an organisation asks about a directory entry: a flag under any other rule covers nothing.
+ASKING_KINDS = frozenset({MessageKind.QUERY_HIT, MessageKind.DISCLOSURE_REQUEST})
+
+
 def _periods(now_ms: int) -> tuple[str, str]:
     day = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     return f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}"
+
+
+def _hour_and_day(now_ms: int) -> tuple[str, str]:
+    at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    return f"h:{at:%Y-%m-%dT%H}", f"d:{at:%Y-%m-%d}"
 
 
 class DirectoryService:
@@ -87,19 +96,27 @@ class DirectoryService:
             return None
         reg = opened.body.directory_register
         signer_der = envelope_pb2.Envelope.FromString(opened.raw).signer_certificate
-        _identity, key = self._svc.trust.verify_signer(signer_der)
+        identity, key = self._svc.trust.verify_signer(signer_der)
+        policy = self._svc.bundle.directory_policy
         covers: list[Cover] = []
         evidence: list[summary_pb2.SignedCoverage] = []
         ignored: list[str] = []
+        kept: dict[tuple[str, str, str], int] = {}
         for i, signed in enumerate(reg.coverage):
             try:
                 statement = open_statement(signed, key)
-                problem = self._statement_problem(statement, sender, bytes(reg.subject_pseudonym), now)
+                problem = self._statement_problem(statement, sender, identity.kind, bytes(reg.subject_pseudonym), now)
             except Refused as exc:
                 problem = exc.message
+            triple = (statement.recipient_kind, statement.purpose, statement.rule_id) if not problem else ("", "", "")
+            if not problem and triple in kept:
+                problem = f"the same flag as coverage[{kept[triple]}]"
+            if not problem and len(covers) >= policy.max_coverage:
+                problem = f"beyond the bundle's {policy.max_coverage} statements per entry"
             if problem:
                 ignored.append(f"coverage[{i}]: {problem}")
                 continue
+            kept[triple] = i
             covers.append(Cover(statement.recipient_kind, statement.purpose, statement.rule_id,
                                 statement.expires_at_ms))
             evidence.append(signed)
@@ -107,10 +124,19 @@ class DirectoryService:
         if ignored:
             log.warning("directory.flags_ignored", holder=sender, ignored=ignored)
         entry = Registration(bytes(reg.subject_pseudonym), sender, reg.contact_id, covers, evidence)
+        limit, periods, rule_id = policy.entry_limit(identity.kind), _hour_and_day(now), opened.body.rule_id
+
+        def admit(c: sqlite3.Connection) -> Refused | None:
+            over = directory.admit_step(c, sender, entry.pseudonym, limit, periods)
+            return None if over is None else _over_limit(sender, over, rule_id)
+
+        plan.admit = admit
         return lambda c: directory.register_step(c, entry, now)
 
-    def _statement_problem(self, st: summary_pb2.CoverageStatement, sender: str, pseudonym: bytes,
-                           now: int) -> str:
+    def _statement_problem(self, st: summary_pb2.CoverageStatement, sender: str, holder_kind: OrgKind,
+                           pseudonym: bytes, now: int) -> str:
+        """Why a statement cannot count (empty: it counts). A flag must name a rule under which its recipient
+        kind may ask this holder's kind (a query or a disclosure request), and end with the bundle."""
         if bytes(st.subject_pseudonym) != pseudonym:
             return "statement is about another pseudonym than the entry"
         if st.holder != sender:
@@ -123,8 +149,15 @@ class DirectoryService:
         kinds = {o.kind.value for o in (self._svc.bundle.org(s) for s in rule.senders) if o is not None}
         if st.recipient_kind not in kinds:
             return f"rule {rule.id!r} has no senders of kind {st.recipient_kind!r}"
+        if not rule.kinds & ASKING_KINDS:
+            return f"rule {rule.id!r} lets nobody ask about an entry ({', '.join(sorted(rule.kinds))})"
+        if rule.recipient_kinds is not None and holder_kind not in rule.recipient_kinds:
+            return f"rule {rule.id!r} does not ask {holder_kind.value} holders"
         if st.expires_at_ms <= now:
             return "statement has expired"
+        bundle_end = int(self._svc.bundle.expires.timestamp() * 1000)
+        if st.expires_at_ms > bundle_end:
+            return f"statement outlives the bundle (it expires {self._svc.bundle.expires:%Y-%m-%d})"
         return ""
 
     # -- routing to a holder ----------------------------------------------
@@ -251,9 +284,12 @@ class DirectoryService:
             for holder in self._possible_holders(rule):
                 if holder in per_holder:
                     held_hits, refused = per_holder[holder]
+                    # The querier's file reference stays in its own leaf (it and the officers read it): a
+                    # holder - perhaps one that planted the entry - learns who asked, when, why and on
+                    # which legal basis, not which of the querier's files it is about.
                     _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
-                                         "rule": rule.id, "file_ref": query.file_ref, "hits": held_hits,
-                                         "not_covered": refused}, svc.viewer_of(holder), now)
+                                         "rule": rule.id, "purpose": rule.purpose, "legal_basis": query.legal_basis,
+                                         "hits": held_hits, "not_covered": refused}, svc.viewer_of(holder), now)
                 else:
                     _append_leaf(batch, {"event": "query.pad"}, None, now)
             return await SqliteBrokerStore.record_txn(tx, batch, record, meta, (str(origin),))
@@ -350,6 +386,17 @@ def _append_leaf(batch: Batch, meta: dict[str, object], viewer: str | None, at: 
     ``viewer`` is None."""
     result: tuple[int, bytes, bytes] = batch.append(meta, (viewer,) if viewer else (), at)
     return result
+
+
+def _over_limit(holder: str, over: directory.OverLimit, rule_id: str) -> Refused:
+    if over.what == "entries":
+        return Refused(f"{holder} keeps {over.used} directory entries, the bundle's most for it is {over.limit}; "
+                       "withdraw one first", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED,
+                       field="subject_pseudonym", rule_id=rule_id)
+    span = "hour" if over.what.startswith("h:") else "day"
+    return Refused(f"{holder} registered {over.used} new directory entries this {span} ({over.what[2:]}), the "
+                   f"bundle's most is {over.limit}; try again later", refusal_code=broker_pb2.REFUSAL_CODE_RATE_LIMITED,
+                   field="subject_pseudonym", rule_id=rule_id)
 
 
 def _over_budget(sender: str, over: directory.OverBudget, asked: int, rule_id: str) -> Refused:

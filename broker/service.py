@@ -120,8 +120,10 @@ class _Plan:
     refusal: Refused | None = None
     opened: envelope.OpenedEnvelope | None = None
     ttl_ms: int = 0
-    # A directory change applied in the accepting transaction instead of a queue row.
+    # A directory change applied in the accepting transaction instead of a queue row, and the limit check
+    # that runs first in that transaction (its refusal is the envelope's).
     apply: Callable[[sqlite3.Connection], None] | None = None
+    admit: Callable[[sqlite3.Connection], Refused | None] | None = None
 
 
 def _queue_full(exc: QueueFull) -> Refused:
@@ -246,15 +248,17 @@ class BrokerService:
                 "decision": Decision.ACCEPTED, "reason": "", "field": "", "recipients": list(body.recipients),
                 "env": envelope.env_of(opened.raw).hex(), "at": now, "bundle": self.bundle.digest, **plan.inputs}
         expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
-        encoded, limit, share, apply = wire.encode(response), self.queue_limit, self.share_limit, plan.apply
+        encoded, limit, share, apply, admit = (wire.encode(response), self.queue_limit, self.share_limit, plan.apply,
+                                               plan.admit)
         viewers = self.viewers(body.sender, *body.recipients)
 
-        async def op(tx: Txn, batch: Batch) -> Accepted | QueueFull:
+        async def op(tx: Txn, batch: Batch) -> Accepted | QueueFull | Refused:
             blocked = full.intersection(body.recipients)
             if blocked:
                 return QueueFull(min(blocked), limit, limit)
             result = await self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                 opened.raw, record, meta, expires, limit, share, viewers, apply)
+                                                 opened.raw, record, meta, expires, limit, share, viewers, apply,
+                                                 admit)
             if isinstance(result, QueueFull):
                 full.add(result.recipient)
             return result
@@ -383,7 +387,7 @@ class BrokerService:
                         commit: asyncio.Future[Any]) -> broker_pb2.SendResponse:
         body = opened.body
         result, head = await commit
-        if isinstance(result, QueueFull):
+        if isinstance(result, (QueueFull, Refused)):
             raise result
         stored, index, leaf = result
         if not stored:  # a concurrent call won with another body

@@ -22,6 +22,7 @@ from olievlek.audit.log import Batch
 from olievlek.audit.refusal_chain import CHAIN_START, extend_chain
 from olievlek.clock import now_ms as clock_now
 from olievlek.envelope import env_of
+from olievlek.errors import Refused
 from olievlek.kinds import BY_KIND
 from olievlek.statuses import Decision, LoadOutcome
 from olievlek.store import Database, Txn
@@ -29,12 +30,12 @@ from olievlek.v1 import broker_pb2, envelope_pb2
 
 from .directory import SCHEMA as DIRECTORY_SCHEMA
 
-SCHEMA_VERSION = 8  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
+SCHEMA_VERSION = 9  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
 #                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
 #                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
 #                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares;
 #                    7: reference directory (directory, coverage, query_usage);
-#                    8: audit_visibility (exact identities), refusal_aggregates
+#                    8: audit_visibility (exact identities), refusal_aggregates; 9: register_usage
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
@@ -101,7 +102,7 @@ def _v7_to_v8(c: sqlite3.Connection) -> None:
                  SELECT ? || org, idx FROM split WHERE org != ''""", (LEGACY_VIEWER,))
 
 
-MIGRATIONS = {7: _v7_to_v8}
+MIGRATIONS = {7: _v7_to_v8, 8: lambda _c: None}  # 9 only adds a table, which the schema creates
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +226,9 @@ class SqliteBrokerStore:
     async def accept_txn(tx: Txn, batch: Batch, key: str, digest: bytes, response: bytes, envelope: bytes,
                          record: DecisionRecord, meta: dict[str, object], expires_ms: int,
                          queue_limit: int, share_limit: int, viewers: Sequence[str],
-                         apply: Callable[[sqlite3.Connection], None] | None = None) -> Accepted | QueueFull:
+                         apply: Callable[[sqlite3.Connection], None] | None = None,
+                         admit: Callable[[sqlite3.Connection], Refused | None] | None = None,
+                         ) -> Accepted | QueueFull | Refused:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
         Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
@@ -233,9 +236,9 @@ class SqliteBrokerStore:
         queued twice; with another body, (b"", -1, None). ``apply`` (a directory change) runs in the
         same step, once, only for a new key. A recipient's queue at ``queue_limit`` returns
         (not raises: a raising op would make the group committer redo the whole batch) a QueueFull,
-        before anything is written.
+        before anything is written; so does ``admit`` (a directory limit) its refusal.
         """
-        def step(c: sqlite3.Connection) -> Accepted | QueueFull:
+        def step(c: sqlite3.Connection) -> Accepted | QueueFull | Refused:
             prior = c.execute("SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
                               (record.sender, key)).fetchone()
             if prior is not None:
@@ -248,6 +251,9 @@ class SqliteBrokerStore:
                                 (recipient, record.sender)).fetchone()
                 if row is not None and int(row[0]) >= share_limit:
                     return QueueFull(recipient, int(row[0]), share_limit, sender_share=True)
+            refused = admit(c) if admit is not None else None
+            if refused is not None:
+                return refused
             index, salt, data = batch.append(meta, viewers, record.at_ms)
             faults.point("broker.after_leaf_append")
             c.execute("INSERT INTO idempotency (sender, key, body_digest, response, at_ms, leaf_index)"

@@ -130,12 +130,15 @@ async def test_three_outcomes_from_the_directory_alone_with_every_holder_offline
     assert "check" in rows[3].error and BAD_CHECK not in rows[3].error  # says why, never what
     # The holder's side sees the decision about the known-but-not-covered person; the liaison does not.
     holder = [e for e in await _events(pki, port, "gent") if e.get("event") == "query.holder"]
+    # Who asked, why and on which basis; never the querier's file reference (a planted entry learns less).
     assert holder == [{"event": "query.holder", "holder": "gent", "sender": "fed-liaison", "rule": "hit-query",
-                       "file_ref": FILE_REF, "hits": 1, "not_covered": 1}]
+                       "purpose": "hit_no_hit_check", "legal_basis": BASIS, "hits": 1, "not_covered": 1}]
     mine = await _events(pki, port, "fed-liaison")
     assert not [e for e in mine if e.get("event") == "query.holder"]
     [query] = [e for e in mine if e.get("event") == "query"]
-    assert (query["rows"], query["hits"], query["legal_basis"]) == (3, 1, BASIS)
+    assert (query["rows"], query["hits"], query["legal_basis"], query["file_ref"]) == (3, 1, BASIS, FILE_REF)
+    officer = [e for e in await _events(pki, port, "vvsg") if e.get("event") in ("query", "query.holder")]
+    assert {e["event"]: e.get("file_ref") for e in officer} == {"query": FILE_REF, "query.holder": None}
 
 
 async def test_answers_have_the_same_size_whatever_they_say(

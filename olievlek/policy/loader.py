@@ -29,12 +29,14 @@ from . import source
 from .diagnostics import BundleError, Diagnostic
 from .engine import Decision, Engine, Request
 from .model import (
+    DEFAULT_MAX_COVERAGE,
     Agreement,
     Budget,
     Conditions,
     Contact,
     DirectoryPolicy,
     Effect,
+    EntryLimit,
     Group,
     OperatorKey,
     Organisation,
@@ -249,6 +251,9 @@ class _Loader:
             frozenset(d["register_phases"]),
             {OrgKind(k): QueryBudget(b["per_day"], b["per_month"], b["batch"]) for k, b in d["query_budgets"].items()},
             int(d.get("disclosure_expiry_hours", 336)),
+            {OrgKind(k): EntryLimit(x["entries"], x["per_hour"], x["per_day"])
+             for k, x in d.get("entry_limits", {}).items()},
+            int(d.get("max_coverage", DEFAULT_MAX_COVERAGE)),
         )
         regions: dict[OrgId, str] = {}
         for i, gid in enumerate(m.get("monitoring", {"regions": []})["regions"]):

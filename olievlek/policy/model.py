@@ -193,12 +193,32 @@ class WitnessPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryLimit:
+    """Directory entries one holder may keep, and new entries it may register per hour and per UTC day."""
+
+    entries: int
+    per_hour: int
+    per_day: int
+
+
+# For a holder kind the bundle gives no limit: enough for a large city's follow-ups, far from a flood.
+DEFAULT_ENTRY_LIMIT = EntryLimit(entries=2000, per_hour=200, per_day=1000)
+DEFAULT_MAX_COVERAGE = 8
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryPolicy:
-    """The reference directory: which phases are registered, query budgets, disclosure expiry."""
+    """The reference directory: which phases are registered, query budgets, disclosure expiry, what one
+    holder may register, and how many coverage statements an entry keeps."""
 
     register_phases: frozenset[str] = frozenset({"follow_up"})
     query_budgets: dict[OrgKind, QueryBudget] = field(default_factory=dict)
     disclosure_expiry_hours: int = 336
+    entry_limits: dict[OrgKind, EntryLimit] = field(default_factory=dict)
+    max_coverage: int = DEFAULT_MAX_COVERAGE
 
     def budget(self, kind: OrgKind) -> QueryBudget:
         return self.query_budgets.get(kind, QueryBudget(0, 0, 1))
+
+    def entry_limit(self, kind: OrgKind) -> EntryLimit:
+        return self.entry_limits.get(kind, DEFAULT_ENTRY_LIMIT)
