@@ -37,6 +37,7 @@ class Access:
     member: bool  # the exact identity must be an organisation or witness of the enforced bundle
     recorded: bool  # refusals are audit leaves (writes) rather than a status (reads)
     what: str  # for the matrix in the docs
+    officers: bool = False  # only the bundle's data-protection officers (exact identities)
 
 
 MATRIX: dict[str, Access] = {
@@ -56,6 +57,8 @@ MATRIX: dict[str, Access] = {
     "GetConsistency": Access(NODE_KINDS | {OrgKind.WITNESS}, True, False, "a consistency proof"),
     "GetInclusion": Access(NODE_KINDS | {OrgKind.WITNESS}, True, False, "an inclusion proof"),
     "GetBundle": Access(NODE_KINDS, True, False, "a signed bundle this broker enforced, by digest"),
+    "DirectoryReport": Access(NODE_KINDS, True, False, "per-holder directory activity and outlier flags; "
+                              "data-protection officers only", officers=True),
 }
 
 # Page caps of the list calls: a caller asking for more gets this many and a cursor.
@@ -86,3 +89,6 @@ def check(rpc: str, identity: OrgIdentity, bundle: Bundle) -> None:
                      f"({bundle.name} v{bundle.version})")
     if access.kinds is not None and identity.kind not in access.kinds:
         raise Denied(broker_pb2.REFUSAL_CODE_WRONG_KIND, f"a {identity.kind} may not call {rpc}")
+    if access.officers and not bundle.is_officer(identity):
+        raise Denied(broker_pb2.REFUSAL_CODE_NOT_AN_OFFICER,
+                     f"{identity} is not a data-protection officer of {bundle.name}; only they may call {rpc}")

@@ -151,6 +151,17 @@ def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], r
     return None
 
 
+async def holder_counts(db: Database, since_day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Entries kept per holder, and new entries per holder and UTC day ('d:YYYY-MM-DD') from ``since_day`` on."""
+    entries = {str(h): int(n) for h, n in await db.fetchall("SELECT holder, COUNT(*) FROM directory GROUP BY holder")}
+    days: dict[str, dict[str, int]] = {}
+    for holder, period, n in await db.fetchall(
+            "SELECT holder, period, entries FROM register_usage WHERE period LIKE 'd:%' AND period >= ?",
+            (since_day,)):
+        days.setdefault(str(holder), {})[str(period)] = int(n)
+    return entries, days
+
+
 Entry = tuple[str, str, str]  # (holder, contact id, covers)
 
 

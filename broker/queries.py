@@ -36,9 +36,9 @@ from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import QueryBudget, Relation, Rule
 from olievlek.statuses import Decision
 from olievlek.store import Txn
-from olievlek.v1 import broker_pb2, envelope_pb2, summary_pb2
+from olievlek.v1 import broker_pb2, envelope_pb2, pseudonymiser_pb2, summary_pb2
 
-from . import directory
+from . import directory, outliers
 from .directory import Registration
 from .store import DecisionRecord, SqliteBrokerStore
 
@@ -370,6 +370,31 @@ class DirectoryService:
         if not ID_PATTERN.fullmatch(query.legal_basis):
             raise PolicyDenied("legal_basis must be a code such as law-30-07-2018-art5, never free text",
                                field="legal_basis")
+
+    async def report(self, days: int) -> broker_pb2.DirectoryReportResponse:
+        """Per holder (every organisation whose kind may register): entries, new entries today and on each of
+        the ``days`` before, the operators' routing evaluations for it over that time, its quota, and flags.
+        Only for the bundle's data-protection officers (the caller's gate checks that)."""
+        svc, now = self._svc, self._svc.now()
+        today = dt.datetime.fromtimestamp(now / 1000, dt.UTC).date()
+        window = [today - dt.timedelta(days=d) for d in range(days, 0, -1)]
+        since = dt.datetime.combine(window[0] if window else today, dt.time(), dt.UTC)
+        entries, per_day = await directory.holder_counts(self._db, f"d:{since:%Y-%m-%d}")
+        evaluations = await svc.store.evaluations_since(int(since.timestamp() * 1000), pseudonymiser_pb2.DOMAIN_ROUTING)
+        registering = {k for r in svc.bundle.rules.values() if r.allows and MessageKind.DIRECTORY_REGISTER in r.kinds
+                       for k in (o.kind for o in (svc.bundle.org(s) for s in r.senders) if o is not None)}
+        holders = sorted({str(o.id) for o in svc.bundle.orgs.values() if o.kind in registering} | set(entries))
+        out = broker_pb2.DirectoryReportResponse(generated_at_ms=now, days=days)
+        for holder in holders:
+            counts = per_day.get(holder, {})
+            org = svc.bundle.org(holder)
+            quota = svc.bundle.directory_policy.entry_limit(org.kind).entries if org is not None else 0
+            facts = outliers.HolderFacts(holder, entries.get(holder, 0), counts.get(f"d:{today:%Y-%m-%d}", 0),
+                                         tuple(counts.get(f"d:{d:%Y-%m-%d}", 0) for d in window),
+                                         evaluations.get(holder, 0), quota)
+            out.holders.append(outliers.activity(facts))
+        log.info("directory.report", holders=len(holders), flagged=sum(1 for h in out.holders if h.flags))
+        return out
 
     async def own_entries(self, origin: OrgIdentity, after: bytes, limit: int) -> broker_pb2.DirectoryEntriesResponse:
         """The caller's own entries; nobody can list or page anyone else's (a liaison holds none)."""

@@ -59,7 +59,8 @@ LOG_INTERVAL_S = 60.0  # a caller's refused calls are logged once per code per m
 REPORT, COSIGNATURE = "pseudonymiser.report", "cosignature"
 MAX_BATCH = 128  # SendBatchRequest.envelopes' bound
 HOLD_MAX_S = 1.0  # a rate-limited call is answered after at most this long (of the delay it is told)
-HOLD_PER_IDENTITY = 64  # rate-limited calls of one identity held at once  # what a refusal leaf says was refused
+DIRECTORY_REPORT_DAYS = 30  # the history an officer's directory report compares with, unless asked otherwise
+HOLD_PER_IDENTITY = 64  # rate-limited calls of one identity held at once
 
 
 class _Window:
@@ -217,6 +218,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         await self._validated("DirectoryEntries", origin, request, context)
         limit = min(request.limit or access.MAX_DIRECTORY_ENTRIES, access.MAX_DIRECTORY_ENTRIES)
         return await self._service.directory.own_entries(origin, request.after, limit)
+
+    async def DirectoryReport(
+        self, request: broker_pb2.DirectoryReportRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> broker_pb2.DirectoryReportResponse:
+        origin = await self._gate("DirectoryReport", context)
+        await self._validated("DirectoryReport", origin, request, context)
+        return await self._service.directory.report(request.days or DIRECTORY_REPORT_DAYS)
 
     # grpc.aio lets a streaming handler return None and use context.read()/write() (backpressure per write);
     # the generated stub only knows the iterator form, so this one override is declared, not inferred.

@@ -470,6 +470,17 @@ class SqliteBrokerStore:
         row = await self._db.fetchone("SELECT MAX(version) FROM policy_loads WHERE outcome = 'enforced'")
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def evaluations_since(self, since_ms: int, domain: int) -> dict[str, int]:
+        """Evaluations per organisation in ``domain`` reported for periods ending after ``since_ms``: the higher
+        of the two shares' sums (both operators count the same evaluations; one may lag)."""
+        rows = await self.db.fetchall(
+            "SELECT org_id, share, SUM(evaluations) FROM evaluation_reports WHERE period_end_ms > ? AND domain = ?"
+            " GROUP BY org_id, share", (since_ms, domain))
+        out: dict[str, int] = {}
+        for org, _share, n in rows:
+            out[str(org)] = max(out.get(str(org), 0), int(n))
+        return out
+
     async def store_evaluation_counts(self, operator: str, counts: object, received_ms: int) -> None:
         """Keep an operator's signed counts; a resent report of the same period is not counted twice."""
         from olievlek.v1 import pseudonymiser_pb2

@@ -31,6 +31,7 @@ from olievlek.audit.log import leaf_of
 from olievlek.audit.receipts import check_extends, verify_head
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
 from olievlek.errors import VerificationError
+from olievlek.i18n import N_, _
 from olievlek.identity import OrgId
 from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle, Request
@@ -259,7 +260,7 @@ def report(node_config: NodeOpt, csv_out: Annotated[Path | None, typer.Option("-
     table = Table(title=f"decisions (log of {head.size} leaves, up to {month})")
     for col in ("rule", "sender", "decision", "count"):
         table.add_column(col)
-    for (rule, sender, dec, _), n in sorted(counts.items()):
+    for (rule, sender, dec, _month), n in sorted(counts.items()):
         table.add_row(rule, sender, dec, str(n))
     out.print(table)
     queries = _query_counts(events)
@@ -308,6 +309,58 @@ def _query_counts(events: list[broker_pb2.AuditEvent]) -> dict[tuple[str, str], 
             for querier in r.get("recipients", []):
                 counts.setdefault((querier, month), Counter())["disclosures_answered"] += 1
     return counts
+
+
+FLAG_WORDS = {broker_pb2.HOLDER_FLAG_BURST: N_("burst"),
+              broker_pb2.HOLDER_FLAG_ENTRIES_WITHOUT_EVALUATIONS: N_("more entries than evaluations"),
+              broker_pb2.HOLDER_FLAG_EVALUATIONS_WITHOUT_ENTRIES: N_("evaluations without entries"),
+              broker_pb2.HOLDER_FLAG_NEAR_QUOTA: N_("near its quota")}
+
+
+@app.command("directory-report")
+def directory_report(
+    node_config: NodeOpt,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days of history before today to compare with.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per holder (for scripts).")] = False,
+) -> None:
+    """Per holder: directory entries and new registrations against its history and its evaluation counts,
+    with what stands out (data-protection officers only: per-holder counts are small case numbers)."""
+    async def run() -> broker_pb2.DirectoryReportResponse:
+        _cfg, client = _client(node_config)
+        try:
+            return await client.directory_report(days)
+        finally:
+            await client.close()
+
+    report = _called(run)
+    if as_json:
+        for h in report.holders:
+            print(json.dumps({"holder": h.holder, "entries": h.entries, "entry_quota": h.entry_quota,
+                              "registered_today": h.registered_today, "registered_before": h.registered_before,
+                              "median_day": h.median_day, "evaluations": h.evaluations,
+                              "flags": [broker_pb2.HolderFlag.Name(f).removeprefix("HOLDER_FLAG_").lower()
+                                        for f in h.flags]}))
+        return
+    table = Table(title=_("Directory activity per holder (today and the {days} days before)").format(days=report.days))
+    for col in (N_("holder"), N_("entries"), N_("quota"), N_("new today"), N_("new before"), N_("median per day"),
+                N_("evaluations"), N_("stands out")):
+        table.add_column(_(col))
+    for h in report.holders:
+        table.add_row(h.holder, str(h.entries), str(h.entry_quota), str(h.registered_today),
+                      str(h.registered_before), str(h.median_day), str(h.evaluations),
+                      ", ".join(_(FLAG_WORDS[f]) for f in h.flags if f in FLAG_WORDS) or "-")
+    out.print(table)
+
+
+def _called(run: Callable[[], Coroutine[Any, Any, broker_pb2.DirectoryReportResponse]]
+            ) -> broker_pb2.DirectoryReportResponse:
+    from olievlek.errors import TransportError
+
+    try:
+        return asyncio.run(run())
+    except TransportError as exc:
+        out.print(escape(exc.message), highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command("proof")

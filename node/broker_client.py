@@ -86,6 +86,11 @@ class BrokerClient:
                                                            timeout)
         return resp
 
+    async def directory_report(self, days: int) -> broker_pb2.DirectoryReportResponse:
+        resp: broker_pb2.DirectoryReportResponse = await self._unary(
+            "DirectoryReport", broker_pb2.DirectoryReportRequest(days=days))
+        return resp
+
     async def directory_entries(self, after: bytes, limit: int) -> broker_pb2.DirectoryEntriesResponse:
         resp: broker_pb2.DirectoryEntriesResponse = await self._unary(
             "DirectoryEntries", broker_pb2.DirectoryEntriesRequest(after=after, limit=limit))

@@ -18,6 +18,20 @@ LOCALE = Path(__file__).resolve().parent.parent / "olievlek" / "locale"
 
 NL = {
     "1 to 3 months": "1 tot 3 maanden",
+    "Directory activity per holder (today and the {days} days before)":
+        "Activiteit in de verwijzingsindex per houder (vandaag en de {days} dagen ervoor)",
+    "burst": "piek",
+    "entries": "vermeldingen",
+    "evaluations": "evaluaties",
+    "evaluations without entries": "evaluaties zonder vermeldingen",
+    "holder": "houder",
+    "median per day": "mediaan per dag",
+    "more entries than evaluations": "meer vermeldingen dan evaluaties",
+    "near its quota": "bijna aan het quotum",
+    "new before": "nieuw ervoor",
+    "new today": "nieuw vandaag",
+    "quota": "quotum",
+    "stands out": "valt op",
     "awaiting witnesses": "wacht op getuigen",
     "unknown": "onbekend",
     "unconfirmed: perhaps it never arrived — contact the recipient":

@@ -18,6 +18,8 @@ def broker_table() -> str:
     for rpc, a in MATRIX.items():
         kinds = "any (the policy decides)" if a.kinds is None else ", ".join(
             k.value for k in OrgKind if k in a.kinds)
+        if a.officers:
+            kinds = f"{kinds}, as a data-protection officer of the bundle"
         lines.append(f"| `{rpc}` | {kinds} | {'required' if a.member else 'not required'} | "
                      f"{'an audit leaf (recorded)' if a.recorded else 'a gRPC status with a refusal code'} | "
                      f"{a.what} |")

@@ -62,6 +62,8 @@ class _RefusalCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefusalCo
     """An envelope addressed to its own sender."""
     REFUSAL_CODE_ROLLBACK: _RefusalCode.ValueType  # 22
     """Something older than what was accepted before: a revocation list, a bundle or root version."""
+    REFUSAL_CODE_NOT_AN_OFFICER: _RefusalCode.ValueType  # 23
+    """A call only the bundle's data-protection officers may make."""
 
 class RefusalCode(_RefusalCode, metaclass=_RefusalCodeEnumTypeWrapper):
     """Stable reason codes; the text in Refusal.detail is for people."""
@@ -102,6 +104,8 @@ REFUSAL_CODE_SELF_ADDRESSED: RefusalCode.ValueType  # 21
 """An envelope addressed to its own sender."""
 REFUSAL_CODE_ROLLBACK: RefusalCode.ValueType  # 22
 """Something older than what was accepted before: a revocation list, a bundle or root version."""
+REFUSAL_CODE_NOT_AN_OFFICER: RefusalCode.ValueType  # 23
+"""A call only the bundle's data-protection officers may make."""
 Global___RefusalCode: _TypeAlias = RefusalCode  # noqa: Y015
 
 class _AckOutcome:
@@ -143,6 +147,36 @@ NOTICE_REASON_EXPIRED: NoticeReason.ValueType  # 1
 NOTICE_REASON_REJECTED: NoticeReason.ValueType  # 2
 """The recipient's node refused it (reason_code says why, e.g. bad_signer_certificate)."""
 Global___NoticeReason: _TypeAlias = NoticeReason  # noqa: Y015
+
+class _HolderFlag:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HolderFlagEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HolderFlag.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOLDER_FLAG_UNSPECIFIED: _HolderFlag.ValueType  # 0
+    HOLDER_FLAG_BURST: _HolderFlag.ValueType  # 1
+    """Today's new entries far above the holder's own daily median."""
+    HOLDER_FLAG_ENTRIES_WITHOUT_EVALUATIONS: _HolderFlag.ValueType  # 2
+    """More new entries than the operators counted evaluations for it: pseudonyms from elsewhere."""
+    HOLDER_FLAG_EVALUATIONS_WITHOUT_ENTRIES: _HolderFlag.ValueType  # 3
+    """Far more evaluations than new entries: pseudonymising people it keeps no entry for."""
+    HOLDER_FLAG_NEAR_QUOTA: _HolderFlag.ValueType  # 4
+    """Close to the bundle's entry quota."""
+
+class HolderFlag(_HolderFlag, metaclass=_HolderFlagEnumTypeWrapper):
+    """Why a holder's activity stands out (docs/directory.md)."""
+
+HOLDER_FLAG_UNSPECIFIED: HolderFlag.ValueType  # 0
+HOLDER_FLAG_BURST: HolderFlag.ValueType  # 1
+"""Today's new entries far above the holder's own daily median."""
+HOLDER_FLAG_ENTRIES_WITHOUT_EVALUATIONS: HolderFlag.ValueType  # 2
+"""More new entries than the operators counted evaluations for it: pseudonyms from elsewhere."""
+HOLDER_FLAG_EVALUATIONS_WITHOUT_ENTRIES: HolderFlag.ValueType  # 3
+"""Far more evaluations than new entries: pseudonymising people it keeps no entry for."""
+HOLDER_FLAG_NEAR_QUOTA: HolderFlag.ValueType  # 4
+"""Close to the bundle's entry quota."""
+Global___HolderFlag: _TypeAlias = HolderFlag  # noqa: Y015
 
 @_typing.final
 class GetBundleRequest(_message.Message):
@@ -1146,3 +1180,93 @@ class DirectoryEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DirectoryEntriesResponse: _TypeAlias = DirectoryEntriesResponse  # noqa: Y015
+
+@_typing.final
+class DirectoryReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """UTC days of history before today to compare with (0: 30)."""
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryReportRequest: _TypeAlias = DirectoryReportRequest  # noqa: Y015
+
+@_typing.final
+class HolderActivity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    REGISTERED_TODAY_FIELD_NUMBER: _builtins.int
+    REGISTERED_BEFORE_FIELD_NUMBER: _builtins.int
+    MEDIAN_DAY_FIELD_NUMBER: _builtins.int
+    EVALUATIONS_FIELD_NUMBER: _builtins.int
+    ENTRY_QUOTA_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    entries: _builtins.int
+    registered_today: _builtins.int
+    """New entries registered this UTC day, and in the days of history before it."""
+    registered_before: _builtins.int
+    median_day: _builtins.int
+    """The median of the history's daily new entries."""
+    evaluations: _builtins.int
+    """Routing evaluations the operators reported for it over the history and today (the higher share's count)."""
+    entry_quota: _builtins.int
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedScalarFieldContainer[Global___HolderFlag.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        entries: _builtins.int = ...,
+        registered_today: _builtins.int = ...,
+        registered_before: _builtins.int = ...,
+        median_day: _builtins.int = ...,
+        evaluations: _builtins.int = ...,
+        entry_quota: _builtins.int = ...,
+        flags: _abc.Iterable[Global___HolderFlag.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "entry_quota", b"entry_quota", "evaluations", b"evaluations", "flags", b"flags", "holder", b"holder", "median_day", b"median_day", "registered_before", b"registered_before", "registered_today", b"registered_today"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HolderActivity: _TypeAlias = HolderActivity  # noqa: Y015
+
+@_typing.final
+class DirectoryReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GENERATED_AT_MS_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    HOLDERS_FIELD_NUMBER: _builtins.int
+    generated_at_ms: _builtins.int
+    days: _builtins.int
+    @_builtins.property
+    def holders(self) -> _containers.RepeatedCompositeFieldContainer[Global___HolderActivity]: ...
+    def __init__(
+        self,
+        *,
+        generated_at_ms: _builtins.int = ...,
+        days: _builtins.int = ...,
+        holders: _abc.Iterable[Global___HolderActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "generated_at_ms", b"generated_at_ms", "holders", b"holders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryReportResponse: _TypeAlias = DirectoryReportResponse  # noqa: Y015

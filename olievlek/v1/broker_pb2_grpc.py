@@ -99,6 +99,11 @@ class BrokerStub:
                 request_serializer=olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.SerializeToString,
                 response_deserializer=olievlek_dot_v1_dot_broker__pb2.BundleArchive.FromString,
                 _registered_method=True)
+        self.DirectoryReport = channel.unary_unary(
+                '/olievlek.v1.Broker/DirectoryReport',
+                request_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryReportRequest.SerializeToString,
+                response_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryReportResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -200,6 +205,14 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DirectoryReport(self, request, context):
+        """Per-holder directory activity with outlier flags, for the bundle's data-protection officers only: per-holder
+        entry counts reveal small case numbers that the monitoring's suppression hides.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -267,6 +280,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetBundle,
                     request_deserializer=olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.FromString,
                     response_serializer=olievlek_dot_v1_dot_broker__pb2.BundleArchive.SerializeToString,
+            ),
+            'DirectoryReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.DirectoryReport,
+                    request_deserializer=olievlek_dot_v1_dot_broker__pb2.DirectoryReportRequest.FromString,
+                    response_serializer=olievlek_dot_v1_dot_broker__pb2.DirectoryReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -620,6 +638,33 @@ class Broker:
             '/olievlek.v1.Broker/GetBundle',
             olievlek_dot_v1_dot_broker__pb2.GetBundleRequest.SerializeToString,
             olievlek_dot_v1_dot_broker__pb2.BundleArchive.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DirectoryReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/olievlek.v1.Broker/DirectoryReport',
+            olievlek_dot_v1_dot_broker__pb2.DirectoryReportRequest.SerializeToString,
+            olievlek_dot_v1_dot_broker__pb2.DirectoryReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

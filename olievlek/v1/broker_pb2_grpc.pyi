@@ -66,6 +66,10 @@ class BrokerStub:
     """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
     the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
     """
+    DirectoryReport: _grpc.UnaryUnaryMultiCallable[_broker_pb2.DirectoryReportRequest, _broker_pb2.DirectoryReportResponse]
+    """Per-holder directory activity with outlier flags, for the bundle's data-protection officers only: per-holder
+    entry counts reveal small case numbers that the monitoring's suppression hides.
+    """
 
 @_typing.type_check_only
 class BrokerAsyncStub(BrokerStub):
@@ -104,6 +108,10 @@ class BrokerAsyncStub(BrokerStub):
     GetBundle: _aio.UnaryUnaryMultiCallable[_broker_pb2.GetBundleRequest, _broker_pb2.BundleArchive]  # type: ignore[assignment]
     """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
     the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+    """
+    DirectoryReport: _aio.UnaryUnaryMultiCallable[_broker_pb2.DirectoryReportRequest, _broker_pb2.DirectoryReportResponse]  # type: ignore[assignment]
+    """Per-holder directory activity with outlier flags, for the bundle's data-protection officers only: per-holder
+    entry counts reveal small case numbers that the monitoring's suppression hides.
     """
 
 class BrokerServicer(metaclass=_abc_1.ABCMeta):
@@ -218,6 +226,16 @@ class BrokerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_broker_pb2.BundleArchive, _abc.Awaitable[_broker_pb2.BundleArchive]]:
         """A signed policy bundle this broker enforced, by digest: a node re-checks a delivery's decision under
         the bundle its leaf names (and verifies the bundle's signatures with its own roots first).
+        """
+
+    @_abc_1.abstractmethod
+    def DirectoryReport(
+        self,
+        request: _broker_pb2.DirectoryReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.DirectoryReportResponse, _abc.Awaitable[_broker_pb2.DirectoryReportResponse]]:
+        """Per-holder directory activity with outlier flags, for the bundle's data-protection officers only: per-holder
+        entry counts reveal small case numbers that the monitoring's suppression hides.
         """
 
 def add_BrokerServicer_to_server(servicer: BrokerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
