@@ -1,7 +1,7 @@
 """Users, roles and need-to-know at a node, with real local users running the real CLI.
 
 The test creates a group and four users (regisseur, table member, administrator, stranger), serves the
-node's socket to that group, and runs `olievlek` as each of them with ``subprocess.run(user=…)``. It
+node's socket to that group, and runs `olievlek` as each of them through ``setpriv``. It
 needs root and useradd (CI runs as root) and an interpreter those users can run; otherwise it cannot run
 (a failure under CI, ``tests/tools.py``) and says why.
 """
@@ -91,13 +91,19 @@ def accounts(traversable: None) -> Iterator[dict[str, int]]:
 GROUP: dict[str, str] = {}
 
 
+def _as(user: str) -> list[str]:
+    """Run as ``user`` with the shared group (the parent's groups would be kept unless told) - through
+    setpriv, not subprocess's ``user=``: that makes Python fork this multithreaded, gRPC-serving process
+    instead of spawning, and gRPC's fork handlers then sometimes crash the child before it runs."""
+    return ["setpriv", f"--reuid={user}", f"--regid={GROUP['name']}", f"--groups={GROUP['name']}", "--"]
+
+
 def _interpreter(user: str) -> list[str]:
     why = []
     for candidate in ([sys.executable, "-m", "olievlek"], ["/usr/bin/python3", "-c", BOOT]):
         try:
-            r = subprocess.run([*candidate, "--help"], user=user, group=GROUP["name"], extra_groups=[GROUP["name"]],
-                               capture_output=True, text=True, timeout=60, check=False,
-                               env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+            r = subprocess.run([*_as(user), *candidate, "--help"], capture_output=True, text=True, timeout=60,
+                               check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
         except OSError as exc:  # not executable by that user (e.g. an interpreter under /root)
             why.append(f"{candidate[0]}: {exc}")
             continue
@@ -119,8 +125,7 @@ async def as_user(user: str, *args: str, stdin: str | None = None) -> subprocess
 def _run_as(user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     if user not in _found:
         _found[user] = _interpreter(user)
-    # subprocess keeps the parent's groups unless told: the user's own group is what reaches the socket.
-    return subprocess.run([*_found[user], *args], user=user, group=GROUP["name"], extra_groups=[GROUP["name"]],
+    return subprocess.run([*_as(user), *_found[user], *args],
                           input=stdin, capture_output=True, text=True,
                           timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "COLUMNS": "200",
                                                           "OLIEVLEK_LANG": "en"})
