@@ -34,7 +34,7 @@ from olievlek.policy import Bundle
 from olievlek.report_check import CATEGORIES, DIMENSIONS, TABLE_OF
 from olievlek.statuses import InboxStatus
 from olievlek.store import Txn
-from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, margin, period_of, protect
+from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, Link, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .outbox import OutboxSender
@@ -44,6 +44,7 @@ from .store import NodeStore, OutboxRow
 log = logs.get("node.monitoring")
 
 PUBLISHED, UNSUPPRESSED = "published", "unsuppressed"
+HISTORY = "history"  # a published report of a joiner, resent to its cooperation's aggregator
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
 BANDS_MS = (MONTH_MS, 3 * MONTH_MS, 6 * MONTH_MS, 12 * MONTH_MS)  # band n: under BANDS_MS[n-1]; 5: longer
@@ -243,34 +244,49 @@ class Monitoring:
     def _members(self) -> str:
         return ",".join(self._coop.members) if self._coop else ""
 
-    async def _history(self, period: int) -> tuple[Figures, frozenset[Cell]]:
+    async def _history(self, period: int) -> tuple[Figures, frozenset[Cell], tuple[Link, ...]]:
         """What this node published before, and what must be withheld now because of how it was published.
 
         Earlier reports of the same population keep this source, so the stock identity links them. A
         report of another population (before a member joined or left, or before this node combined
         for its cooperation) gets a source of its own; but the monitor still sees both under one name,
         and the difference of their stocks is the joiner's or leaver's count: so the first quarter after
-        a change withholds the open-case margin (and what gives it away)."""
+        a change withholds the open-case margin (and what gives it away).
+
+        At an aggregator, a joiner's own published reports (sent with its first figures for the group) are
+        history too, under the joiner's name: the monitor holds them. When the group only gained members,
+        the stock identity holds across the change - the group as it was plus the joiners, plus opened,
+        minus closed - and the check takes it (``Link``); without it the withheld margin came back."""
         history = Figures()
         previous = ""
         for at, members, raw in await self._store.db.fetchall(
                 "SELECT period, members, report FROM monitoring_reports WHERE kind = ? ORDER BY period",
                 (PUBLISHED,)):
             source = self._source if members == self._members else f"{self._source}~{members}"
-            for cell in summary_pb2.AggregateReport.FromString(bytes(raw)).cells:
-                key = Cell(source, int(at), TABLE_OF.get(cell.dimension, "unknown"), cell.category)
-                history.values[key] = cell.count
-                if cell.suppressed:
-                    history.suppressed.add(key)
+            _add_report(history, source, int(at), summary_pb2.AggregateReport.FromString(bytes(raw)))
             if int(at) == period - 1:
                 previous = members
         changed = period - 1 in {c.period for c in history.values} and previous != self._members
-        return history, frozenset({margin(self._source, period, "phase")} if changed else ())
+        links: tuple[Link, ...] = ()
+        if self._coop is not None and changed:
+            joiners = sorted(set(self._coop.members) - set(previous.split(",")) - {self._org_id})
+            for joiner in joiners:
+                for report in await self._joiner_history(joiner):
+                    _add_report(history, joiner, period_of(report.year, report.quarter), report)
+            if set(previous.split(",")) <= set(self._coop.members):  # only joined: nobody's cases left
+                links = (Link(self._source, period, (f"{self._source}~{previous}", *joiners)),)
+        return history, frozenset({margin(self._source, period, "phase")} if changed else ()), links
+
+    async def _joiner_history(self, joiner: str) -> list[summary_pb2.AggregateReport]:
+        """The reports a member published before it joined, as it sent them to this aggregator."""
+        reports = [body_of(raw).aggregate_report
+                   for _key, raw in await self._store.received_of_kind(joiner, MessageKind.REPORT_AGGREGATE)]
+        return [r for r in reports if r.history]
 
     async def _protect(self, year: int, quarter: int, period: int, keep: bool) -> summary_pb2.AggregateReport:
         raw = await self._combined(year, quarter, period) if self._coop else await self.raw(year, quarter)
-        history, forced = await self._history(period)
-        protected = protect(raw, period, history, forced)
+        history, forced, links = await self._history(period)
+        protected = protect(raw, period, history, forced, links)
         report = summary_pb2.AggregateReport(year=year, quarter=quarter,
                                              source=self._coop.group if self._coop else "")
         for cell in sorted(raw.values):
@@ -304,7 +320,7 @@ class Monitoring:
             body = body_of(bytes(raw))
             r = body.aggregate_report
             if (sender not in self._coop.members or sender in arrived or (r.year, r.quarter) != (year, quarter)
-                    or body.rule_id != self._coop.rule_id or r.source):
+                    or body.rule_id != self._coop.rule_id or r.source or r.history):
                 continue  # the first unsuppressed report of each member, under the cooperation's rule
             arrived.add(sender)
             for c in r.cells:
@@ -338,34 +354,45 @@ class Monitoring:
         return kept
 
     async def _send(self, period: int, kind: str) -> int:
-        """A published report to the monitor; a cooperation member's unsuppressed one to its aggregator only."""
+        """A published report to the monitor; a cooperation member's unsuppressed one to its aggregator only,
+        after the reports it published before it joined (once each: the group's protection needs them)."""
         recipient, rule = (self._monitor, self._rule_id)
         if kind == UNSUPPRESSED:
             assert self._coop is not None
             recipient, rule = self._coop.aggregator, self._coop.rule_id
+            for earlier in await self._published_periods():
+                await self._enqueue(f"history-{earlier}-{recipient}", recipient, rule, earlier, HISTORY)
         if not recipient or not rule:
             raise RequestError("no_monitor", _("the bundle names no monitor organisation and rule for reports"))
         # One report per quarter and recipient: resending reuses the key, so it is one envelope.
-        key = f"report-{period}-{recipient}"
+        outbox_id = await self._enqueue(f"report-{period}-{recipient}", recipient, rule, period, kind)
+        self._outbox.kick()
+        return outbox_id
 
+    async def _enqueue(self, key: str, recipient: str, rule: str, period: int, kind: str) -> int:
         async def op(tx: Txn) -> int:
             row = await tx.fetchone("SELECT id FROM outbox WHERE idem_key = ?", (key,))
             if row is not None:
                 return int(row[0])
             return await self._store.add_intent_txn(tx, key, MessageKind.REPORT_AGGREGATE, recipient, rule,
-                                                    {"period": period, "kind": kind},
-                                                    now_ms())
+                                                    {"period": period, "kind": kind}, now_ms())
         outbox_id: int = await self._store.writer.write(op)
-        self._outbox.kick()
         return outbox_id
+
+    async def _published_periods(self) -> list[int]:
+        rows = await self._store.db.fetchall("SELECT period FROM monitoring_reports WHERE kind = ? ORDER BY period",
+                                             (PUBLISHED,))
+        return [int(r[0]) for r in rows]
 
     async def build_report(self, row: OutboxRow) -> envelope_pb2.EnvelopeBody:
         kind = row.intent.get("kind", PUBLISHED)
         if kind != PUBLISHED and (self._coop is None or row.recipient != self._coop.aggregator):
             raise RequestError("unsuppressed", "an unsuppressed report goes to the cooperation's aggregator only")
-        report = await self._kept(int(row.intent["period"]), kind)
+        report = await self._kept(int(row.intent["period"]), PUBLISHED if kind == HISTORY else kind)
         if report is None:
             raise RequestError("no_report", _("the quarter's report is not kept here"))
+        if kind == HISTORY:
+            report.history = True
         return envelope_pb2.EnvelopeBody(
             kind=envelope_pb2.MESSAGE_KIND_REPORT_AGGREGATE, sender=self._org_id, recipients=[row.recipient],
             purpose=envelope_pb2.PURPOSE_MONITORING_AND_EVALUATION, rule_id=row.rule_id, aggregate_report=report)
@@ -379,3 +406,11 @@ class Monitoring:
             body = body_of(bytes(raw))
             out.reports.add(sender=sender, report=body.aggregate_report)
         return out
+
+
+def _add_report(history: Figures, source: str, period: int, report: summary_pb2.AggregateReport) -> None:
+    for cell in report.cells:
+        key = Cell(source, period, TABLE_OF.get(cell.dimension, "unknown"), cell.category)
+        history.values[key] = cell.count
+        if cell.suppressed:
+            history.suppressed.add(key)

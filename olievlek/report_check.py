@@ -27,7 +27,16 @@ from enum import StrEnum
 
 from olievlek.errors import ErrorCode, OlievlekError
 from olievlek.identity import OrgId
-from olievlek.suppression import ADDITIVE, FLOW_CATEGORY, FLOW_PARTS, THRESHOLD, TOTAL, margin, period_of
+from olievlek.suppression import (
+    ADDITIVE,
+    FLOW_CATEGORY,
+    FLOW_DISJOINT,
+    FLOW_PARTS,
+    THRESHOLD,
+    TOTAL,
+    margin,
+    period_of,
+)
 from olievlek.v1 import summary_pb2
 
 PHASES = (summary_pb2.PHASE_SIGNAL, summary_pb2.PHASE_PRE_ANALYSIS, summary_pb2.PHASE_FOLLOW_UP)
@@ -164,6 +173,7 @@ def _wholes(cells: Iterable[tuple[str, int]]) -> list[tuple[tuple[str, int], lis
     for table in ("concern", "agency"):  # multi-valued: each one alone is a part of the open cases
         out += [(key(table), [c]) for c in present if c[0] == table]
     out += [(("flow", FLOW_CATEGORY[w]), [("flow", FLOW_CATEGORY[p])]) for w, p in FLOW_PARTS]
+    out += [(("flow", FLOW_CATEGORY[w]), [("flow", FLOW_CATEGORY[p]) for p in group]) for w, group in FLOW_DISJOINT]
     return out
 
 

@@ -21,6 +21,7 @@ The attacker is the same one the tests run independently; what it cannot do (int
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -68,11 +69,27 @@ FLOWS = ("opened", "closed", "alerts_sent", "alerts_received", "alerts_taken_ove
          "handovers_received", "handovers_accepted", "handovers_accepted_before_release", "handovers_returned",
          "erasures_on_time", "erasures_late")
 FLOW_CATEGORY = {name: i + 1 for i, name in enumerate(FLOWS)}
-# Counts of a part of another count (flow categories): a published part close to its whole gives the
-# small rest away ("9 received, 7 accepted": 2 were not), so such a part is withheld.
-FLOW_PARTS = (("alerts_received", "alerts_taken_over_within_a_month"), ("handovers_received", "handovers_accepted"),
-              ("handovers_received", "handovers_returned"),
-              ("handovers_accepted", "handovers_accepted_before_release"))
+# Counts of a part of another count (flow categories), by their direct whole. A published part close to
+# any published ancestor gives the small rest away ("9 received, 7 accepted": 2 were not; "5 received, 5
+# accepted before release": all accepted, none returned), so such a part is withheld.
+FLOW_PARENT = {"alerts_taken_over_within_a_month": "alerts_received", "handovers_accepted": "handovers_received",
+               "handovers_returned": "handovers_received",
+               "handovers_accepted_before_release": "handovers_accepted"}
+
+
+def _ancestors(name: str) -> list[str]:
+    out = []
+    while name in FLOW_PARENT:
+        name = FLOW_PARENT[name]
+        out.append(name)
+    return out
+
+
+# (ancestor, part) for every part and each of its ancestors, not only the direct whole.
+FLOW_PARTS = tuple((whole, part) for part in FLOW_PARENT for whole in _ancestors(part))
+# Parts of one whole that count different items: their sum is a part of it too (accepted + returned <=
+# received; the rest are undecided).
+FLOW_DISJOINT = (("handovers_received", ("handovers_accepted", "handovers_returned")),)
 # Tables that count the cases open at the end of the quarter share one margin: the phase table's.
 # (Concerns and agencies are multi-valued, so their cells do not add up to it.)
 OPEN_CASES = ("phase", "concern", "agency")
@@ -90,7 +107,7 @@ def margin(source: str, period: int, table: str) -> Cell:
 
 def parts(cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
     """(whole, part) pairs among these cells: each concern or agency count is a part of the open cases,
-    and the flow parts of their wholes."""
+    and each flow part of every flow count above it."""
     out = []
     for c in cells:
         if c.table in ("concern", "agency") and c.category != TOTAL:
@@ -102,8 +119,44 @@ def parts(cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
     return out
 
 
-def constraints(cells: Iterable[Cell]) -> list[Constraint]:
-    """What an attacker knows holds between these cells, whatever their values."""
+def part_sums(cells: Iterable[Cell]) -> list[tuple[Cell, tuple[Cell, ...]]]:
+    """(whole, disjoint parts) among these cells: the parts' sum is at most the whole."""
+    present = set(cells)
+    out = []
+    for source, period in {(c.source, c.period) for c in present if c.table == FLOW}:
+        for whole, group in FLOW_DISJOINT:
+            w = Cell(source, period, FLOW, FLOW_CATEGORY[whole])
+            members = tuple(Cell(source, period, FLOW, FLOW_CATEGORY[g]) for g in group)
+            if w in present and all(m in present for m in members):
+                out.append((w, members))
+    return out
+
+
+def inequalities(cells: Iterable[Cell]) -> list[Constraint]:
+    """What an attacker knows is at most zero: every part minus each of its wholes, and disjoint parts'
+    sum minus their whole. (Read as sum(coefficient * value) <= 0.)"""
+    cells = list(cells)
+    present = set(cells)
+    out = [Constraint(((part, 1), (whole, -1))) for whole, part in parts(cells) if whole in present]
+    out += [Constraint((*((m, 1) for m in members), (whole, -1))) for whole, members in part_sums(cells)]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A population that changed: the cases open at the end of ``period`` under ``after`` are those open a
+    quarter before under the ``before`` sources together, plus opened, minus closed (a cooperation a
+    member joined: the group as it was and the joiner's own)."""
+
+    after: str
+    period: int
+    before: tuple[str, ...]
+
+
+def constraints(cells: Iterable[Cell], links: Iterable[Link] = ()) -> list[Constraint]:
+    """What an attacker knows holds between these cells, whatever their values (``links``: the stock
+    identity across a membership change)."""
+    cells = list(cells)
     by_table: dict[tuple[str, int, str], list[Cell]] = {}
     periods: dict[str, set[int]] = {}
     for c in cells:
@@ -119,16 +172,70 @@ def constraints(cells: Iterable[Cell]) -> list[Constraint]:
             if p - 1 in ps:  # stock(p) = stock(p-1) + opened(p) - closed(p)
                 out.append(Constraint(((margin(source, p, "phase"), 1), (margin(source, p - 1, "phase"), -1),
                                        (Cell(source, p, FLOW, OPENED), -1), (Cell(source, p, FLOW, CLOSED), 1))))
+    present = set(cells)
+    for link in links:
+        terms = ((margin(link.after, link.period, "phase"), 1),
+                 *((margin(b, link.period - 1, "phase"), -1) for b in link.before),
+                 (Cell(link.after, link.period, FLOW, OPENED), -1), (Cell(link.after, link.period, FLOW, CLOSED), 1))
+        if all(c in present for c, _ in terms):
+            out.append(Constraint(terms))
     return out
 
 
-def recoverable(figures: Figures, rules: list[Constraint]) -> set[Cell]:
+def recoverable(figures: Figures, rules: list[Constraint], bounds: list[Constraint] | None = None) -> set[Cell]:
     """Every suppressed cell whose value the published cells and the constraints determine exactly;
-    what is found is used to find more (as an attacker would), until nothing more is."""
+    what is found is used to find more (as an attacker would), until nothing more is.
+
+    ``rules`` are equations (exact rational elimination); ``bounds`` inequalities (sum <= 0), which with
+    nonnegative integer values can pin a cell between a published part and a published whole: found by
+    propagating each cell's lowest and highest possible value through every constraint."""
     found: set[Cell] = set()
-    while more := _recoverable_once(figures, rules, figures.suppressed - found):
+    while more := (_recoverable_once(figures, rules, figures.suppressed - found)
+                   | _pinned(figures, rules, bounds or [], figures.suppressed - found)):
         found |= more
     return found
+
+
+_ROUNDS = 50  # bound propagation converges in a few rounds on these small systems; this only caps it
+
+
+def _pinned(figures: Figures, equal: list[Constraint], at_most: list[Constraint], withheld: set[Cell]) -> set[Cell]:
+    """Withheld cells whose integer bounds meet, by interval propagation (no cell below zero)."""
+    if not withheld:
+        return set()
+    lo: dict[Cell, int] = dict.fromkeys(withheld, 0)
+    hi: dict[Cell, float] = dict.fromkeys(withheld, math.inf)
+
+    def span(terms: tuple[tuple[Cell, int], ...], skip: Cell) -> tuple[float, float]:
+        """The lowest and highest value of sum(k * x) over the terms other than ``skip``."""
+        low = high = 0.0
+        for c, k in terms:
+            if c == skip:
+                continue
+            a, b = (lo[c], hi[c]) if c in lo else (figures.values.get(c, 0),) * 2
+            low += k * (a if k > 0 else b)
+            high += k * (b if k > 0 else a)
+        return low, high
+
+    for _ in range(_ROUNDS):
+        changed = False
+        for rule, exact in [(r, True) for r in equal] + [(r, False) for r in at_most]:
+            for c, k in rule.terms:
+                if c not in lo:
+                    continue
+                low, high = span(rule.terms, c)  # k*x = -rest (exact) or k*x <= -rest
+                top, bottom = -low / k if k > 0 else -high / k, -high / k if k > 0 else -low / k
+                if k > 0 or exact:
+                    new_hi = math.floor(top) if top != math.inf else math.inf
+                    if new_hi < hi[c]:
+                        hi[c], changed = new_hi, True
+                if k < 0 or exact:
+                    new_lo = math.ceil(bottom) if bottom != -math.inf else 0
+                    if new_lo > lo[c]:
+                        lo[c], changed = new_lo, True
+        if not changed:
+            break
+    return {c for c in withheld if lo[c] == hi[c]}
 
 
 def _recoverable_once(figures: Figures, rules: list[Constraint], withheld: set[Cell]) -> set[Cell]:
@@ -191,7 +298,7 @@ def _reduced(rows: list[tuple[dict[int, Fraction], Fraction]]) -> list[tuple[dic
 
 
 def protect(figures: Figures, current: int, history: Figures | None = None,
-            forced: frozenset[Cell] = frozenset()) -> Figures:
+            forced: frozenset[Cell] = frozenset(), links: tuple[Link, ...] = ()) -> Figures:
     """Suppress the current period's figures until no suppressed value can be recovered.
 
     ``figures`` holds one period's raw values (every source); ``history`` what the same sources
@@ -203,16 +310,30 @@ def protect(figures: Figures, current: int, history: Figures | None = None,
     for cell, value in figures.values.items():
         if value < THRESHOLD or cell in forced:
             combined.suppressed.add(cell)
-    for whole, part in parts(figures.values):  # a part close to its whole: the small rest shows
-        if whole not in combined.suppressed and part not in combined.suppressed and \
-                combined.values.get(whole, 0) - combined.values[part] < THRESHOLD:
-            combined.suppressed.add(part)
-    rules = constraints(combined.values)
+    _withhold_close_parts(figures, combined)
+    rules, bounds = constraints(combined.values, links), inequalities(combined.values)
     # What the past alone gives away (published under an older, weaker check) is not this quarter's to fix.
-    past = recoverable(history, constraints(history.values)) if history else set()
-    while found := recoverable(combined, rules) - past:
-        combined.suppressed.add(_complement(min(found), combined, rules, current))
+    past = recoverable(history, constraints(history.values, links), inequalities(history.values)) if history else set()
+    while found := recoverable(combined, rules, bounds) - past:
+        combined.suppressed.add(_complement(min(found), combined, rules + bounds, current))
     return combined
+
+
+def _withhold_close_parts(figures: Figures, combined: Figures) -> None:
+    """A part close to any published whole above it, or disjoint parts whose sum is close to theirs: the
+    small rest shows, so the (smallest) part is withheld - until no such pair or group is left."""
+    def shown(c: Cell) -> bool:
+        return c in combined.values and c not in combined.suppressed
+
+    while True:
+        close = [part for whole, part in parts(figures.values) if shown(whole) and shown(part)
+                 and combined.values[whole] - combined.values[part] < THRESHOLD]
+        close += [min(group, key=lambda c: (combined.values[c], c)) for whole, group in part_sums(figures.values)
+                  if shown(whole) and all(shown(g) for g in group)
+                  and combined.values[whole] - sum(combined.values[g] for g in group) < THRESHOLD]
+        if not close:
+            return
+        combined.suppressed.update(close)
 
 
 def _complement(target: Cell, figures: Figures, rules: list[Constraint], current: int) -> Cell:

@@ -780,11 +780,16 @@ class AggregateReport(_message.Message):
     QUARTER_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     year: _builtins.int
     quarter: _builtins.int
     source: _builtins.str
     """A cooperation's combined report: its group id (the sender is the group's aggregator); empty: the
     sender's own figures.
+    """
+    history: _builtins.bool
+    """A report the sender published before it joined a cooperation, sent to the aggregator (never to the
+    monitor) so the group's protection knows what the monitor already holds about the joiner.
     """
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateCell]: ...
@@ -795,10 +800,11 @@ class AggregateReport(_message.Message):
         quarter: _builtins.int = ...,
         cells: _abc.Iterable[Global___AggregateCell] | None = ...,
         source: _builtins.str = ...,
+        history: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "quarter", b"quarter", "source", b"source", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "history", b"history", "quarter", b"quarter", "source", b"source", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
