@@ -40,6 +40,8 @@ chaos: $(STAMP)
 	$(BIN)/python deploy/lab/netns_lab.py --partition-seconds 30
 	FUZZ_COUNT=100000 FUZZ_SEED=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
 	$(BIN)/python -m pytest -q -s tests/test_fuzz.py
+	SDC_HISTORIES=30 SDC_QUARTERS=8 SDC_TIMEOUT_S=3600 SDC_SEED=$${CHAOS_SEED:-20261207} \
+	$(BIN)/python -m pytest -q -s tests/test_disclosure_sample.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/route_bench.py
@@ -48,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pseudonym_bench.py
 	$(BIN)/python bench/query_bench.py
 	$(BIN)/python bench/abuse_bench.py
+	$(BIN)/python bench/sdc_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,6 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from olievlek import logs
+
+log = logs.get("suppression")
+
 THRESHOLD = 5
 TOTAL = 0  # the category number of a table's margin
 
@@ -298,11 +302,13 @@ def _reduced(rows: list[tuple[dict[int, Fraction], Fraction]]) -> list[tuple[dic
 
 
 def protect(figures: Figures, current: int, history: Figures | None = None,
-            forced: frozenset[Cell] = frozenset(), links: tuple[Link, ...] = ()) -> Figures:
+            forced: frozenset[Cell] = frozenset(), links: tuple[Link, ...] = (), intervals: bool = True) -> Figures:
     """Suppress the current period's figures until no suppressed value can be recovered.
 
     ``figures`` holds one period's raw values (every source); ``history`` what the same sources
-    published before (its suppressed set is final); ``forced`` cells withheld whatever their value.
+    published before (its suppressed set is final); ``forced`` cells withheld whatever their value;
+    ``links`` the stock identity across a membership change; ``intervals`` whether the protection
+    intervals are audited too (``olievlek.interval_audit``; off only to measure what it adds).
     Returns the combined figures with the final suppression; the caller publishes the current period's.
     """
     combined = Figures(dict(history.values) if history else {}, set(history.suppressed) if history else set())
@@ -316,7 +322,54 @@ def protect(figures: Figures, current: int, history: Figures | None = None,
     past = recoverable(history, constraints(history.values, links), inequalities(history.values)) if history else set()
     while found := recoverable(combined, rules, bounds) - past:
         combined.suppressed.add(_complement(min(found), combined, rules + bounds, current))
+    if intervals:
+        _protect_intervals(combined, history, rules, bounds, current, links)
     return combined
+
+
+MAX_ROUNDS = 30  # greedy rounds of the interval audit; past them the failing tables are withheld whole
+
+
+def _protect_intervals(combined: Figures, history: Figures | None, rules: list[Constraint],
+                       bounds: list[Constraint], current: int, links: tuple[Link, ...]) -> None:
+    """Withhold more of this quarter until every withheld cell of a block that reaches it keeps its
+    protection interval (``olievlek.interval_audit``); what failed on the history alone is not this
+    quarter's to fix."""
+    from . import interval_audit  # scipy loads only when a report is protected (the CLI starts fast)
+
+    cache: dict[frozenset[Cell], list[interval_audit.Failure]] = {}
+
+    def failures(figures: Figures, equal: list[Constraint], at_most: list[Constraint]) -> list[interval_audit.Failure]:
+        out = []
+        for block in interval_audit.blocks(figures.suppressed, equal + at_most):
+            if not any(c.period == current for c in block):
+                continue
+            key = frozenset(block)
+            if key not in cache:
+                cache[key] = interval_audit.audit(figures, equal, at_most, set(block))
+            out += cache[key]
+        return out
+
+    past: set[Cell] = set()
+    if history is not None:  # only the history cells that share a block with this quarter's can be narrowed now
+        reached = {c for block in interval_audit.blocks(combined.suppressed, rules + bounds)
+                   if any(x.period == current for x in block) for c in block if c.period != current}
+        if reached & history.suppressed:
+            h_rules, h_bounds = constraints(history.values, links), inequalities(history.values)
+            past = {f.cell for f in interval_audit.audit(history, h_rules, h_bounds, reached)}
+    for _round in range(MAX_ROUNDS):
+        failing = [f for f in failures(combined, rules, bounds) if f.cell not in past]
+        if not failing:
+            return
+        try:
+            combined.suppressed.add(_complement(failing[0].cell, combined, rules + bounds, current))
+        except AssertionError:  # nothing of this quarter reaches it: not this report's to fix
+            past.add(failing[0].cell)
+    failing = [f for f in failures(combined, rules, bounds) if f.cell not in past]
+    tables = {(f.cell.source, f.cell.table) for f in failing}
+    whole = {c for c in combined.values if c.period == current and (c.source, c.table) in tables}
+    combined.suppressed |= whole
+    log.warning("suppression.whole_tables", tables=sorted(t for _s, t in tables), rounds=MAX_ROUNDS)
 
 
 def _withhold_close_parts(figures: Figures, combined: Figures) -> None:

@@ -20,7 +20,8 @@ PREFIX = "RESULT "
 
 
 def test_every_bench_is_covered() -> None:
-    assert BENCHES == ["abuse_bench", "audit_bench", "policy_bench", "pseudonym_bench", "query_bench", "route_bench"]
+    assert BENCHES == ["abuse_bench", "audit_bench", "policy_bench", "pseudonym_bench", "query_bench", "route_bench",
+                       "sdc_bench"]
 
 
 @pytest.mark.slow
