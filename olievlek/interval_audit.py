@@ -110,18 +110,26 @@ def _program(block: list[Cell], figures: Figures, equal: list[Constraint], at_mo
                     np.array(ub[1]), unimodular)
 
 
-def _lp(p: _Program, i: int, sign: int, time_limit_s: float) -> float | None:
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """An LP bound, and whether the LP's optimum is an integer point - then the integer bound is the same."""
+
+    value: float
+    integral: bool
+
+
+def _lp(p: _Program, i: int, sign: int, time_limit_s: float) -> _Bound | None:
     """The least (sign 1) or greatest (sign -1) value of cell ``i`` over the LP; None: hit the time limit."""
     c = np.zeros(len(p.cells))
     c[i] = sign
     r = linprog(c, A_ub=p.a_ub if len(p.b_ub) else None, b_ub=p.b_ub if len(p.b_ub) else None,
                 A_eq=p.a_eq if len(p.b_eq) else None, b_eq=p.b_eq if len(p.b_eq) else None,
                 bounds=(0, None), method="highs", options={"time_limit": time_limit_s})
-    if r.status == 3:  # unbounded
-        return -math.inf if sign > 0 else math.inf
-    if r.status != 0 or r.fun is None:
+    if r.status == 3:  # unbounded: so is the integer program (rational data with an integer point)
+        return _Bound(-math.inf if sign > 0 else math.inf, True)
+    if r.status != 0 or r.fun is None or r.x is None:
         return None
-    return float(r.fun) * sign
+    return _Bound(float(r.fun) * sign, bool(np.allclose(r.x, np.round(r.x), atol=1e-7)))
 
 
 def _milp(p: _Program, i: int, sign: int, time_limit_s: float) -> float | None:
@@ -142,9 +150,9 @@ def _milp(p: _Program, i: int, sign: int, time_limit_s: float) -> float | None:
 
 
 def audit(figures: Figures, equal: list[Constraint], at_most: list[Constraint], cells: set[Cell] | None = None,
-          time_limit_s: float = TIME_LIMIT_S) -> list[Failure]:
+          time_limit_s: float = TIME_LIMIT_S, first: bool = False, skip: set[Cell] | None = None) -> list[Failure]:
     """Every withheld cell (of the blocks that hold one of ``cells``, default all) whose interval is too
-    narrow, in cell order."""
+    narrow, in cell order; with ``first``, only the first one found (a greedy round needs no more)."""
     withheld = set(figures.suppressed)
     failures: list[Failure] = []
     for block in blocks(withheld, equal + at_most):
@@ -152,19 +160,34 @@ def audit(figures: Figures, equal: list[Constraint], at_most: list[Constraint], 
             continue
         p = _program(block, figures, equal, at_most)
         for i, cell in enumerate(block):
-            value = figures.values.get(cell, 0)
-            low, high = _lp(p, i, 1, time_limit_s), _lp(p, i, -1, time_limit_s)
-            if low is None or high is None:
-                failures.append(Failure(cell, low or 0.0, high or 0.0, Stage.TIME_LIMIT))
+            if skip and cell in skip:
                 continue
-            if not meets(value, math.ceil(low - 1e-9), math.floor(high + 1e-9) if math.isfinite(high) else high):
-                failures.append(Failure(cell, low, high, Stage.LP))
-                continue
-            if p.unimodular:
-                continue
-            low, high = _milp(p, i, 1, time_limit_s), _milp(p, i, -1, time_limit_s)
-            if low is None or high is None:
-                failures.append(Failure(cell, low or 0.0, high or 0.0, Stage.TIME_LIMIT))
-            elif not meets(value, low, high):
-                failures.append(Failure(cell, low, high, Stage.MILP))
+            failure = _check(p, i, cell, figures.values.get(cell, 0), time_limit_s)
+            if failure is not None:
+                failures.append(failure)
+                if first:
+                    return failures
     return failures
+
+
+def _check(p: _Program, i: int, cell: Cell, value: int, time_limit_s: float) -> Failure | None:
+    """The LP stage, then (where the LP passes and its optimum is not already an integer point) the integer
+    stage, for one cell."""
+    # A true value of 0 is a feasible point at the lower bound of every cell: its least value is 0.
+    low = _Bound(0.0, True) if value == 0 else _lp(p, i, 1, time_limit_s)
+    high = _lp(p, i, -1, time_limit_s)
+    if low is None or high is None:
+        return Failure(cell, low.value if low else 0.0, high.value if high else 0.0, Stage.TIME_LIMIT)
+    lo = math.ceil(low.value - 1e-9)
+    hi = math.floor(high.value + 1e-9) if math.isfinite(high.value) else high.value
+    if not meets(value, lo, hi):
+        return Failure(cell, low.value, high.value, Stage.LP)
+    if p.unimodular or (low.integral and high.integral):
+        return None
+    int_low = lo if low.integral else _milp(p, i, 1, time_limit_s)
+    int_high = hi if high.integral else _milp(p, i, -1, time_limit_s)
+    if int_low is None or int_high is None:
+        return Failure(cell, int_low or 0.0, int_high or 0.0, Stage.TIME_LIMIT)
+    if not meets(value, int_low, int_high):
+        return Failure(cell, int_low, int_high, Stage.MILP)
+    return None

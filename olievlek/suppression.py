@@ -337,18 +337,19 @@ def _protect_intervals(combined: Figures, history: Figures | None, rules: list[C
     quarter's to fix."""
     from . import interval_audit  # scipy loads only when a report is protected (the CLI starts fast)
 
-    cache: dict[frozenset[Cell], list[interval_audit.Failure]] = {}
+    passed: set[frozenset[Cell]] = set()  # blocks that passed whole (a block only changes when it grows)
 
     def failures(figures: Figures, equal: list[Constraint], at_most: list[Constraint]) -> list[interval_audit.Failure]:
-        out = []
+        """The first failure not excused by the history (a round fixes one), or none."""
         for block in interval_audit.blocks(figures.suppressed, equal + at_most):
-            if not any(c.period == current for c in block):
-                continue
             key = frozenset(block)
-            if key not in cache:
-                cache[key] = interval_audit.audit(figures, equal, at_most, set(block))
-            out += cache[key]
-        return out
+            if key in passed or not any(c.period == current for c in block):
+                continue
+            found = interval_audit.audit(figures, equal, at_most, set(block), first=True, skip=past)
+            if found:
+                return found
+            passed.add(key)
+        return []
 
     past: set[Cell] = set()
     if history is not None:  # only the history cells that share a block with this quarter's can be narrowed now
@@ -358,18 +359,21 @@ def _protect_intervals(combined: Figures, history: Figures | None, rules: list[C
             h_rules, h_bounds = constraints(history.values, links), inequalities(history.values)
             past = {f.cell for f in interval_audit.audit(history, h_rules, h_bounds, reached)}
     for _round in range(MAX_ROUNDS):
-        failing = [f for f in failures(combined, rules, bounds) if f.cell not in past]
+        failing = failures(combined, rules, bounds)
         if not failing:
             return
         try:
             combined.suppressed.add(_complement(failing[0].cell, combined, rules + bounds, current))
         except AssertionError:  # nothing of this quarter reaches it: not this report's to fix
             past.add(failing[0].cell)
-    failing = [f for f in failures(combined, rules, bounds) if f.cell not in past]
-    tables = {(f.cell.source, f.cell.table) for f in failing}
-    whole = {c for c in combined.values if c.period == current and (c.source, c.table) in tables}
-    combined.suppressed |= whole
-    log.warning("suppression.whole_tables", tables=sorted(t for _s, t in tables), rounds=MAX_ROUNDS)
+    while failing := failures(combined, rules, bounds):  # past the rounds: the failing tables whole
+        cell = failing[0].cell
+        whole = {c for c in combined.values if c.period == current and (c.source, c.table) == (cell.source, cell.table)}
+        if whole <= combined.suppressed:
+            past.add(cell)  # withholding its whole table did not help: more of this quarter would not either
+            continue
+        combined.suppressed |= whole
+        log.warning("suppression.whole_table", table=cell.table, rounds=MAX_ROUNDS)
 
 
 def _withhold_close_parts(figures: Figures, combined: Figures) -> None:
