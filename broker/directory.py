@@ -19,26 +19,7 @@ from olievlek.policy.model import EntryLimit
 from olievlek.store import Database
 from olievlek.v1 import summary_pb2
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS directory (
-        pseudonym BLOB NOT NULL, holder TEXT NOT NULL, contact_id TEXT NOT NULL, registered_ms INTEGER NOT NULL,
-        covers TEXT NOT NULL, PRIMARY KEY (pseudonym, holder)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS directory_by_holder ON directory (holder, pseudonym)",
-    """CREATE TABLE IF NOT EXISTS coverage (
-        holder TEXT NOT NULL, pseudonym BLOB NOT NULL, position INTEGER NOT NULL, statement BLOB NOT NULL,
-        signature BLOB NOT NULL, PRIMARY KEY (holder, pseudonym, position)) WITHOUT ROWID""",
-    # Disclosure requests routed to a holder and not answered yet: a response must answer one.
-    """CREATE TABLE IF NOT EXISTS open_requests (
-        requester TEXT NOT NULL, holder TEXT NOT NULL, pseudonym BLOB NOT NULL, at_ms INTEGER NOT NULL,
-        PRIMARY KEY (requester, holder, pseudonym)) WITHOUT ROWID""",
-    # Rows queried per organisation and period ('d:2026-11-29', 'm:2026-11'), for the bundle's budgets.
-    """CREATE TABLE IF NOT EXISTS query_usage (
-        org TEXT NOT NULL, period TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (org, period))""",
-    # New entries registered per holder and period ('h:2026-12-07T20', 'd:2026-12-07'): the bundle's rates,
-    # and (the days, kept) each holder's history for the officers' outlier report.
-    """CREATE TABLE IF NOT EXISTS register_usage (
-        holder TEXT NOT NULL, period TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (holder, period))""",
-]
+# Its tables: broker/migrations/sqlite/*.sql (directory, coverage, open_requests, query_usage, register_usage).
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from olievlek import faults, timing
-from olievlek.audit.log import SCHEMA as AUDIT_SCHEMA
 from olievlek.audit.log import Batch
 from olievlek.audit.refusal_chain import CHAIN_START, extend_chain
 from olievlek.clock import now_ms as clock_now
@@ -25,84 +24,17 @@ from olievlek.envelope import env_of
 from olievlek.errors import Refused
 from olievlek.kinds import BY_KIND
 from olievlek.statuses import Decision, LoadOutcome
+from olievlek.storage.migrations import load
 from olievlek.store import Database, Txn
 from olievlek.v1 import broker_pb2, envelope_pb2
 
-from .directory import SCHEMA as DIRECTORY_SCHEMA
-
-SCHEMA_VERSION = 9  # 1: idempotency, queue, decisions, acks; 2: policy_loads; 3: evaluation_reports;
-#                    4: audit log (tree_nodes, audit_events, tree_heads), idempotency.leaf_index;
-#                    5: per-recipient sequence numbers and depth (recipients), queue items of two kinds
-#                       (envelope, expiry notice) with a delivery deadline; 6: queue_shares;
-#                    7: reference directory (directory, coverage, query_usage);
-#                    8: audit_visibility (exact identities), refusal_aggregates; 9: register_usage
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS idempotency (
-        sender TEXT NOT NULL, key TEXT NOT NULL, body_digest BLOB NOT NULL,
-        response BLOB NOT NULL, at_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (sender, key))""",
-    # item: 'envelope' (payload = the envelope as sent) or 'expiry' (payload = a DeliveryNotice for
-    # the sender - expired or rejected - without seq and proof, which are added at delivery).
-    """CREATE TABLE IF NOT EXISTS queue (
-        recipient TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL, sender TEXT NOT NULL,
-        idem_key TEXT NOT NULL, rule_id TEXT NOT NULL, payload BLOB NOT NULL, enqueued_ms INTEGER NOT NULL,
-        expires_ms INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (recipient, seq)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (expires_ms) WHERE item = 'envelope'",
-    """CREATE TABLE IF NOT EXISTS recipients (
-        recipient TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, depth INTEGER NOT NULL)""",
-    # Each sender's share of a recipient's queue: one organisation cannot fill another's queue alone.
-    """CREATE TABLE IF NOT EXISTS queue_shares (
-        recipient TEXT NOT NULL, sender TEXT NOT NULL, depth INTEGER NOT NULL, PRIMARY KEY (recipient, sender))""",
-    """CREATE TABLE IF NOT EXISTS decisions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, sender TEXT NOT NULL,
-        kind TEXT NOT NULL, rule_id TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
-        field TEXT NOT NULL, recipients TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS acks (
-        seq INTEGER NOT NULL, recipient TEXT NOT NULL, outcome TEXT NOT NULL,
-        reason TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS policy_loads (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, name TEXT NOT NULL,
-        version INTEGER NOT NULL, digest TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS evaluation_reports (
-        operator TEXT NOT NULL, share INTEGER NOT NULL, period_start_ms INTEGER NOT NULL,
-        period_end_ms INTEGER NOT NULL, org_id TEXT NOT NULL, org_kind TEXT NOT NULL, domain INTEGER NOT NULL,
-        requests INTEGER NOT NULL, evaluations INTEGER NOT NULL, received_ms INTEGER NOT NULL,
-        PRIMARY KEY (operator, period_start_ms, org_id, domain))""",
-    *AUDIT_SCHEMA,
-    *DIRECTORY_SCHEMA,
-    """CREATE TABLE IF NOT EXISTS cosignatures (
-        size INTEGER NOT NULL, witness TEXT NOT NULL, cosignature BLOB NOT NULL, PRIMARY KEY (size, witness))""",
-    # One sender's refusals beyond the first few of an interval, until the interval's one leaf is written:
-    # chain = SHA-256(chain ‖ env of the refused input), from 32 zero bytes, in order.
-    # Every bundle this broker enforced, as its files (nodes fetch one to re-check a delivery's decision).
-    "CREATE TABLE IF NOT EXISTS bundles (digest TEXT PRIMARY KEY, archive BLOB NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS refusal_aggregates (
-        viewer TEXT NOT NULL, interval_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, codes TEXT NOT NULL,
-        first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, chain BLOB NOT NULL,
-        PRIMARY KEY (viewer, interval_start_ms))""",
-]
-
+# The schema is broker/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them carries its
+# version in PRAGMA user_version: 7 (commit 395f065) is migration 1, 8 is 2, 9 is 3.
+MIGRATIONS = load("olievlek.broker", "broker", legacy_user_version={7: 1, 8: 2, 9: 3})
 
 LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
 
 
-def _v7_to_v8(c: sqlite3.Connection) -> None:
-    """Checkpoints on new heads (old heads keep their signature); visibility as rows, the old comma list of
-    org ids split into ``legacy:<id>`` viewers, which the broker resolves to full identities under the
-    bundle it enforces at start-up (``resolve_legacy_viewers``)."""
-    c.execute("ALTER TABLE tree_heads ADD COLUMN checkpoint BLOB")
-    c.execute("""CREATE TABLE IF NOT EXISTS audit_visibility (
-        viewer TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (viewer, idx)) WITHOUT ROWID""")
-    c.execute("""WITH RECURSIVE split(idx, rest, org) AS (
-                   SELECT idx, orgs || ',', '' FROM audit_events WHERE orgs != ''
-                   UNION ALL
-                   SELECT idx, substr(rest, instr(rest, ',') + 1), substr(rest, 1, instr(rest, ',') - 1)
-                   FROM split WHERE rest != '')
-                 INSERT OR IGNORE INTO audit_visibility (viewer, idx)
-                 SELECT ? || org, idx FROM split WHERE org != ''""", (LEGACY_VIEWER,))
-
-
-MIGRATIONS = {7: _v7_to_v8, 8: lambda _c: None}  # 9 only adds a table, which the schema creates
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +142,7 @@ class SqliteBrokerStore:
 
     @classmethod
     async def open(cls, path: Path) -> SqliteBrokerStore:
-        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, migrations=MIGRATIONS))
+        return cls(await Database.open(path, MIGRATIONS))
 
     @property
     def db(self) -> Database:

@@ -30,7 +30,7 @@ from . import (
     up,
     users,
 )
-from .console import err
+from .console import err, out
 
 app = typer.Typer(
     help="olievlek: federated, policy-checked exchange of pseudonymised case summaries between LIVCs.",
@@ -84,6 +84,35 @@ def broker_serve(config: ConfigOpt) -> None:
     logs.configure(json=True)
     private_files()
     asyncio.run(serve(BrokerConfig.load(config)))
+
+
+@broker_app.command("migrate")
+def broker_migrate(
+    config: ConfigOpt,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run; change nothing.")] = False,
+) -> None:
+    """Bring the broker's database to this build's schema (the broker also does this when it starts)."""
+    import sqlite3
+
+    from olievlek.broker.config import BrokerConfig
+    from olievlek.broker.store import MIGRATIONS
+
+    from olievlek.storage.migrations import current, migrate, pending
+
+    database = BrokerConfig.load(config).database
+    conn = sqlite3.connect(str(database), isolation_level=None)
+    try:
+        at = current(conn, MIGRATIONS)
+        todo = pending(conn, MIGRATIONS) if dry_run else migrate(conn, MIGRATIONS)
+    finally:
+        conn.close()
+    verb = "would apply" if dry_run else "applied"
+    out.print(f"{database}: at migration {at} of {MIGRATIONS.latest}; {verb} "
+              + (", ".join(f"{s.version} ({s.name})" for s in todo) or "nothing"), highlight=False, soft_wrap=True)
+    if dry_run:
+        for step in todo:
+            out.print(f"-- migration {step.version} ({step.name})\n{step.sql}", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 @node_app.command("serve")

@@ -22,30 +22,7 @@ from olievlek.envelope import env_of
 from olievlek.statuses import Confirmation, RefusalProof
 from olievlek.store import Database, Txn
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS proven_leaves (
-        leaf_index INTEGER PRIMARY KEY, outbox_id INTEGER NOT NULL, env BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS proven_leaves_by_row ON proven_leaves (outbox_id)",
-    """CREATE TABLE IF NOT EXISTS refusal_intervals (
-        interval_start_ms INTEGER PRIMARY KEY, state TEXT NOT NULL, leaf_index INTEGER,
-        alarmed INTEGER NOT NULL DEFAULT 0)""",
-    """CREATE TABLE IF NOT EXISTS aggregated_refusals (
-        interval_start_ms INTEGER NOT NULL, position INTEGER NOT NULL, env BLOB NOT NULL, outbox_id INTEGER,
-        PRIMARY KEY (interval_start_ms, position))""",
-    "CREATE TABLE IF NOT EXISTS delivery_seqs (origin TEXT PRIMARY KEY, top INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS delivery_held (origin TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (origin, seq))",
-    """CREATE TABLE IF NOT EXISTS delivery_gaps (
-        origin TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
-        settled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (origin, first_seq))""",
-    """CREATE TABLE IF NOT EXISTS expired_seqs (
-        origin TEXT NOT NULL, seq INTEGER NOT NULL, leaf_index INTEGER NOT NULL, PRIMARY KEY (origin, seq))""",
-    # An outcome that changed an outbox or inbox row for good, and the leaf it rests on (NULL: an aggregated
-    # refusal whose leaf is not proven yet): provisional until a quorum-cosigned head covers the leaf.
-    """CREATE TABLE IF NOT EXISTS finality (
-        item TEXT NOT NULL, row_id INTEGER NOT NULL, leaf_index INTEGER, since_ms INTEGER NOT NULL,
-        state TEXT NOT NULL, PRIMARY KEY (item, row_id))""",
-    "CREATE INDEX IF NOT EXISTS finality_open ON finality (state, leaf_index)",
-]
+# Its tables: node/migrations/sqlite/0002_evidence.sql and 0003_finality_roles.sql.
 
 
 @dataclass(frozen=True, slots=True)

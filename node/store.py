@@ -18,162 +18,17 @@ from olievlek.groupcommit import Writer
 from olievlek.i18n import N_
 from olievlek.kinds import MessageKind
 from olievlek.statuses import CaseStatus, InboxStatus, OutboxStatus
+from olievlek.storage.migrations import load
 from olievlek.store import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .access import GrantMode, GrantRefusal, GrantRefused, RoleRequestState
-from .evidence import SCHEMA as EVIDENCE_SCHEMA
 from .evidence import Item, keep_aggregated_txn, keep_finality_txn, keep_proven_txn
 from .request_error import RequestError
 
-SCHEMA_VERSION = 7  # 1: subjects, cases, outbox, inbox, delivery_refusals, local_requests;
-#                    2: subject_pseudonyms, pseudonym_keys;
-#                    3: outbox intents (kind, intent, nullable envelope, detail), inbox tombstones;
-#                    4: encrypted case file: data_keys, sealed subject fields, subject_index, access_log,
-#                       node_meta (the KEK check value); users (uid, role, agency), case_assignments;
-#                       case status/closure/retention, retention_extensions, erasures, received_erasures;
-#                       outbox.outcome (item.status from the recipient), inbox.case_id (accepted items);
-#                       case_notes (sealed), phase_changes, agreements;
-#                    5: directory_entries (what this holder registered), liaison_hits, inbox.decided_ms,
-#                       monitoring_reports
-#                    6: node/evidence.py's tables (proven leaves, aggregated refusals, delivery sequence)
-#                    7: role_requests (a grant waits for a second administrator), role_grants (the
-#                       countersigned grant log)
-
-# Outbox states: queued (the intent, committed with the business change) -> pending (envelope
-# built, signed and stored; sent as these bytes until answered) -> accepted | refused | failed;
-# accepted -> expired when the broker reports the recipient did not acknowledge in time.
-
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS node_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
-    # wrapped: the data key sealed by the KEK; NULL once destroyed (crypto-shredding).
-    """CREATE TABLE IF NOT EXISTS data_keys (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, version INTEGER NOT NULL, wrapped BLOB, destroyed_ms INTEGER)""",
-    # Identifying columns hold AES-256-GCM ciphertexts (empty: not given).
-    """CREATE TABLE IF NOT EXISTS subjects (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, data_key_id INTEGER NOT NULL REFERENCES data_keys(id),
-        national_number BLOB NOT NULL, given_names BLOB NOT NULL, family_name BLOB NOT NULL,
-        birth_date BLOB NOT NULL, address BLOB NOT NULL, pseudonym BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS subjects_by_pseudonym ON subjects (pseudonym)",
-    """CREATE TABLE IF NOT EXISTS subject_index (
-        mac BLOB NOT NULL, subject_id INTEGER NOT NULL REFERENCES subjects(id), kind TEXT NOT NULL,
-        PRIMARY KEY (mac, subject_id))""",
-    """CREATE TABLE IF NOT EXISTS cases (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, subject_id INTEGER NOT NULL REFERENCES subjects(id),
-        phase INTEGER NOT NULL, concerns TEXT NOT NULL, risk_level INTEGER NOT NULL,
-        agencies TEXT NOT NULL, contact_id TEXT NOT NULL, opened_year INTEGER NOT NULL,
-        opened_month INTEGER NOT NULL, lawful_basis TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
-        closed_ms INTEGER,
-        retain_until_ms INTEGER, erased_ms INTEGER)""",
-    # Notes are free text: sealed under the case's data key like the identifying fields.
-    """CREATE TABLE IF NOT EXISTS case_notes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
-        uid INTEGER NOT NULL, body BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS agreements (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id),
-        recipient_kinds TEXT NOT NULL, purposes TEXT NOT NULL, valid_until_ms INTEGER NOT NULL,
-        evidence_ref TEXT NOT NULL, recorded_ms INTEGER NOT NULL, uid INTEGER NOT NULL, withdrawn_ms INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS phase_changes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL REFERENCES cases(id), at_ms INTEGER NOT NULL,
-        uid INTEGER NOT NULL, from_phase INTEGER NOT NULL, to_phase INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS retention_extensions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
-        uid INTEGER NOT NULL, days INTEGER NOT NULL, reason INTEGER NOT NULL)""",
-    # The holder's tombstone of an erased case: what, when, why, by whom, who was told. No identity.
-    """CREATE TABLE IF NOT EXISTS erasures (
-        case_id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, reason INTEGER NOT NULL, uid INTEGER NOT NULL,
-        notified TEXT NOT NULL)""",
-    # At a recipient: the holder erased a pseudonym at this time; an item about it that the holder
-    # created earlier and that arrives late (a retry) is not stored. Kept like a tombstone.
-    # tag: HMAC of the pseudonym under a key derived from the KEK, so the pseudonym itself does not stay.
-    """CREATE TABLE IF NOT EXISTS erased_pseudonyms (
-        sender TEXT NOT NULL, tag BLOB NOT NULL, erased_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (sender, tag))""",
-    # At a recipient: an erasure notice applied (which sender, how many items; no pseudonym).
-    """CREATE TABLE IF NOT EXISTS received_erasures (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, at_ms INTEGER NOT NULL, items INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS users (
-        uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL, added_ms INTEGER NOT NULL,
-        PRIMARY KEY (uid, role))""",
-    """CREATE TABLE IF NOT EXISTS case_assignments (
-        case_id INTEGER NOT NULL REFERENCES cases(id), uid INTEGER NOT NULL, PRIMARY KEY (case_id, uid))""",
-    # Every read of an identifying field: who (uid), when, which case, which fields, why.
-    """CREATE TABLE IF NOT EXISTS access_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
-        case_id INTEGER NOT NULL, fields TEXT NOT NULL, purpose INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-        recipient TEXT NOT NULL, rule_id TEXT NOT NULL, intent TEXT NOT NULL, envelope BLOB,
-        status TEXT NOT NULL, attempts INTEGER NOT NULL, response BLOB, detail TEXT NOT NULL DEFAULT '',
-        created_ms INTEGER NOT NULL, outcome TEXT NOT NULL DEFAULT '')""",
-    "CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, id)",
-    """CREATE TABLE IF NOT EXISTS inbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, idem_key TEXT NOT NULL,
-        kind TEXT NOT NULL, envelope BLOB NOT NULL, pseudonym BLOB NOT NULL, received_ms INTEGER NOT NULL,
-        status TEXT NOT NULL, subject_id INTEGER, case_id INTEGER, decided_ms INTEGER,
-        UNIQUE (sender, idem_key))""",
-    # What was erased from the inbox: a redelivery of it is acknowledged, never stored again.
-    """CREATE TABLE IF NOT EXISTS tombstones (
-        sender TEXT NOT NULL, idem_key TEXT NOT NULL, erased_ms INTEGER NOT NULL, PRIMARY KEY (sender, idem_key))""",
-    # What this holder has registered in the broker's directory (re-verified against the broker's copy).
-    # One row per (pseudonym, case): two cases about one person register one entry with their union.
-    """CREATE TABLE IF NOT EXISTS directory_entries (
-        pseudonym BLOB NOT NULL, case_id INTEGER NOT NULL, registered_ms INTEGER NOT NULL,
-        PRIMARY KEY (pseudonym, case_id))""",
-    # At a querying organisation: a hit (its number, each pseudonym that hit with the contact it hit at),
-    # kept so a disclosure can be asked about it, for the hit-query rule's retention at most.
-    """CREATE TABLE IF NOT EXISTS liaison_hits (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, hit INTEGER NOT NULL, pseudonym BLOB NOT NULL,
-        contact TEXT NOT NULL, file_ref TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
-    # The quarterly monitoring reports this node published (suppressed, no pseudonym): kept so a
-    # quarter is reported once and the next quarter's suppression sees what was published before.
-    # kind: 'published' (suppressed: for the monitor) or 'unsuppressed' (a cooperation member's, for its
-    # aggregator only); members: whose figures a published report combines ('' for this node's alone).
-    """CREATE TABLE IF NOT EXISTS monitoring_reports (
-        period INTEGER NOT NULL, kind TEXT NOT NULL, members TEXT NOT NULL, report BLOB NOT NULL,
-        at_ms INTEGER NOT NULL, PRIMARY KEY (period, kind))""",
-    """CREATE TABLE IF NOT EXISTS delivery_refusals (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, reason TEXT NOT NULL,
-        detail TEXT NOT NULL, at_ms INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS subject_pseudonyms (
-        subject_id INTEGER NOT NULL REFERENCES subjects(id), kind TEXT NOT NULL, pseudonym BLOB NOT NULL,
-        PRIMARY KEY (subject_id, pseudonym))""",
-    "CREATE INDEX IF NOT EXISTS subject_pseudonyms_by_value ON subject_pseudonyms (pseudonym)",
-    """CREATE TABLE IF NOT EXISTS pseudonym_keys (
-        domain INTEGER NOT NULL, epoch INTEGER NOT NULL, combined BLOB NOT NULL, PRIMARY KEY (domain, epoch))""",
-    """CREATE TABLE IF NOT EXISTS tree_head (
-        id INTEGER PRIMARY KEY CHECK (id = 1), head BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS local_requests (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, uid INTEGER NOT NULL,
-        request TEXT NOT NULL, outcome TEXT NOT NULL)""",
-    *EVIDENCE_SCHEMA,
-]
-# Giving a role: the request, and who could confirm it - the administrators other than the requester and the
-# user concerned at the moment it was made (JSON list of uids), so one made an administrator later cannot.
-# state: pending | granted | expired (access.RoleRequestState); confirmed_by: NULL while pending and for a
-# grant in single-administrator mode.
-ROLE_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS role_requests (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL,
-        requested_by INTEGER NOT NULL, requested_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
-        confirmers TEXT NOT NULL, state TEXT NOT NULL, confirmed_by INTEGER, decided_ms INTEGER)""",
-    # The grant log: every role granted, with the statement the node signed and its signature.
-    """CREATE TABLE IF NOT EXISTS role_grants (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL REFERENCES role_requests(id),
-        at_ms INTEGER NOT NULL, uid INTEGER NOT NULL, role INTEGER NOT NULL, agency INTEGER NOT NULL,
-        requested_by INTEGER NOT NULL, confirmed_by INTEGER, mode TEXT NOT NULL, statement BLOB NOT NULL,
-        signature BLOB NOT NULL)""",
-]
-SCHEMA += ROLE_SCHEMA
-
-
-def _add_role_tables(c: sqlite3.Connection) -> None:
-    for stmt in ROLE_SCHEMA:
-        c.execute(stmt)
-
-
-# 5 -> 6 only adds tables, which the schema statements create; 6 -> 7 creates the role tables itself.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {5: lambda _c: None, 6: _add_role_tables}
+# The schema is node/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them carries its
+# version in PRAGMA user_version: 5 (commit 395f065) is migration 1, 6 is 2, 7 is 3.
+MIGRATIONS = load("olievlek.node", "node", legacy_user_version={5: 1, 6: 2, 7: 3})
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +203,7 @@ class NodeStore:
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
-        store = cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, secure_delete=True,
-                                        migrations=MIGRATIONS))
+        store = cls(await Database.open(path, MIGRATIONS, secure_delete=True))
         # A crash between an erasure's commit and its checkpoint left erased pages in the WAL: fold it now.
         await store.db.checkpoint_truncate()
         store.writer.start()

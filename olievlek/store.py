@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from olievlek import logs
 from olievlek.errors import ConfigError
+from olievlek.storage.migrations import Migrations, migrate
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -83,10 +85,14 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path, schema: Iterable[str], *, version: int = 0,
+    async def open(cls, path: Path, schema: Iterable[str] | Migrations, *, version: int = 0,
                    secure_delete: bool = False, migrations: Mapping[int, Migration] | None = None) -> Database:
         """Open (creating) the file; ``secure_delete`` overwrites deleted content with zeros, for
         stores that erase personal data.
+
+        ``schema`` is a store's ``Migrations`` (``olievlek.storage.migrations``: numbered SQL files, applied
+        before the connections open, what was applied logged), or - for tests and benches - plain
+        statements with the version rules below.
 
         ``version`` is the schema version this build writes (kept in ``PRAGMA user_version``). A file of an
         older version is brought up to it by ``migrations`` (``migrations[n]`` takes version n to n + 1),
@@ -94,6 +100,8 @@ class Database:
         one newer than this build - is refused with a clear error rather than half-used.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(schema, Migrations):
+            await asyncio.to_thread(_migrate_file, path, schema)
         db = cls(await cls._connect(path), path)
         try:
             if secure_delete:
@@ -101,7 +109,7 @@ class Database:
             if version:
                 await db._check_version(version, migrations or {})
             async with db.transaction() as tx:
-                for stmt in schema:
+                for stmt in schema if not isinstance(schema, Migrations) else ():
                     await tx.execute(stmt)
             db._reader = await cls._connect(path, read_only=True)
         except BaseException:
@@ -203,3 +211,15 @@ async def _assert_settings(conn: aiosqlite.Connection, path: Path) -> None:
         sync = (await cur.fetchone() or (0,))[0]
     if str(mode).lower() != "wal" or int(sync) != 2:
         raise ConfigError(f"{path}: expected WAL and synchronous=FULL, got {mode} and {sync}")
+
+
+def _migrate_file(path: Path, migrations: Migrations) -> None:
+    """Bring the file to the newest migration (its own connection, closed before the service's open)."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        applied = migrate(conn, migrations)
+    finally:
+        conn.close()
+    for step in applied:
+        logs.get("store").info("store.migrated", store=migrations.store, version=step.version, name=step.name)

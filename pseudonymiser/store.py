@@ -11,27 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.store import Database, Migration
+from olievlek.storage.migrations import load
+from olievlek.store import Database
 
-SCHEMA_VERSION = 2  # 1: shares, counts, unreported, report_state; 2: accepted_versions
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS shares (
-        domain INTEGER NOT NULL, epoch INTEGER NOT NULL, scalar BLOB NOT NULL, public BLOB NOT NULL,
-        created_ms INTEGER NOT NULL, active INTEGER NOT NULL, PRIMARY KEY (domain, epoch))""",
-    """CREATE TABLE IF NOT EXISTS counts (
-        org TEXT NOT NULL, domain INTEGER NOT NULL, hour INTEGER NOT NULL, evaluations INTEGER NOT NULL,
-        PRIMARY KEY (org, domain, hour))""",
-    """CREATE TABLE IF NOT EXISTS unreported (
-        org TEXT NOT NULL, kind TEXT NOT NULL, domain INTEGER NOT NULL, requests INTEGER NOT NULL,
-        evaluations INTEGER NOT NULL, PRIMARY KEY (org, domain))""",
-    """CREATE TABLE IF NOT EXISTS report_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1), reported_until_ms INTEGER NOT NULL)""",
-    # The highest bundle and root versions this operator accepted (olievlek/policy/rollback.py).
-    """CREATE TABLE IF NOT EXISTS accepted_versions (
-        id INTEGER PRIMARY KEY CHECK (id = 1), bundle INTEGER NOT NULL, root INTEGER NOT NULL)""",
-]
-MIGRATIONS: dict[int, Migration] = {1: lambda _c: None}  # version 2 only adds a table, which the schema creates
+# The schema is pseudonymiser/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them
+# carries its version in PRAGMA user_version: 1 (commit 395f065) is migration 1, 2 is 2.
+MIGRATIONS = load("olievlek.pseudonymiser", "pseudonymiser", legacy_user_version={1: 1, 2: 2})
 
 HOUR_MS = 3_600_000
 
@@ -57,7 +42,7 @@ class PseudonymiserStore:
 
     @classmethod
     async def open(cls, path: Path) -> PseudonymiserStore:
-        return cls(await Database.open(path, SCHEMA, version=SCHEMA_VERSION, migrations=MIGRATIONS))
+        return cls(await Database.open(path, MIGRATIONS))
 
     async def accepted_versions(self) -> tuple[int, int]:
         """(bundle, root): the highest versions accepted so far, (0, 0) at first."""

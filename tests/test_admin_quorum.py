@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from olievlek.broker.server import BrokerServer
 from olievlek.node.server import NodeServer
-from olievlek.node.store import SCHEMA_VERSION, NodeStore
+from olievlek.node.store import NodeStore
 
 from .conftest import NodeFactory
 from .federations import cli
@@ -196,14 +196,15 @@ async def test_a_store_of_the_previous_version_opens_with_the_role_tables(tmp_pa
     path = tmp_path / "node.sqlite"
     store = await NodeStore.open(path)
     await store.close()
-    with sqlite3.connect(path) as conn:  # as version 6 left it: no role tables
+    with sqlite3.connect(path) as conn:  # as the build before migrations left it at version 6: no role tables
         conn.execute("DROP TABLE role_grants")
         conn.execute("DROP TABLE role_requests")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        conn.execute("DROP TABLE schema_migrations")
+        conn.execute("PRAGMA user_version = 6")
     store = await NodeStore.open(path)
     try:
         assert await store.role_requests() == [] and await store.role_grants() == []
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3]

@@ -9,7 +9,7 @@ import pytest
 
 COMMANDS = [
     [], ["pki"], ["pki", "init"], ["pki", "issue"], ["pki", "revoke"], ["pki", "sign"],
-    ["broker"], ["broker", "serve"], ["node"], ["node", "serve"],
+    ["broker"], ["broker", "serve"], ["broker", "migrate"], ["node"], ["node", "serve"],
     ["case"], ["case", "open"], ["alert"], ["alert", "move"],
     ["inbox"], ["inbox", "identify"], ["up"],
     ["policy"], ["policy", "check"], ["policy", "test"], ["policy", "explain"], ["policy", "flows"],

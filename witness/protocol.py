@@ -33,6 +33,7 @@ from olievlek.audit import note
 from olievlek.audit.checkpoint import Checkpoint
 from olievlek.audit.verify import verify_consistency
 from olievlek.errors import VerificationError
+from olievlek.storage.migrations import load
 from olievlek.store import Database
 
 log = logs.get("witness")
@@ -42,12 +43,9 @@ MAX_BODY_BYTES = 16 << 10
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962 section 2.1: the hash of the empty tree
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
-SCHEMA = [
-    # The latest checkpoint cosigned per log origin (tlog-witness keeps nothing else).
-    """CREATE TABLE IF NOT EXISTS checkpoints (
-        origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL,
-        cosigned_at INTEGER NOT NULL)""",
-]
+# The witness's table (the latest checkpoint cosigned per log origin; tlog-witness keeps nothing else) is
+# witness/migrations/sqlite/0001_initial.sql; a file from before migrations is recognised by that table.
+MIGRATIONS = load("olievlek.witness", "witness", legacy_tables=("checkpoints",))
 
 
 @dataclass(frozen=True, slots=True)

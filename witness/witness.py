@@ -33,7 +33,7 @@ from olievlek.store import Database
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 from .http import WitnessHttpServer
-from .protocol import SCHEMA, WitnessCore
+from .protocol import MIGRATIONS, WitnessCore
 
 log = logs.get("witness")
 
@@ -90,7 +90,7 @@ class Witness:
 
     @classmethod
     async def open(cls, config: WitnessConfig) -> Witness:
-        db = await Database.open(config.database, SCHEMA)
+        db = await Database.open(config.database, MIGRATIONS)
         known = {origin: load_public_key(key) for origin, key in config.logs}
         return cls(config, db, WitnessCore(db, known, config.key_name, load_signing_key(config.sign_key)))
 

@@ -1,0 +1,1 @@
+"""Storage that every service shares: schema migrations (``migrations``)."""
