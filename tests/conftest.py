@@ -40,6 +40,7 @@ from olievlek.pseudonym import domain_name
 from olievlek.transport import TlsFiles
 
 from .no_skips import pytest_sessionfinish  # noqa: F401 - the hook: under CI, any skip fails the run
+from .postgres import postgres_cluster  # noqa: F401 - the session's throwaway PostgreSQL cluster
 
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 settings.load_profile("ci")

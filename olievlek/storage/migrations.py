@@ -19,6 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from olievlek.errors import ConfigError
 
@@ -68,20 +69,61 @@ def load(package: str, store: str, engine: str = "sqlite", *, legacy_user_versio
     return Migrations(store, tuple(steps), legacy_user_version or {}, legacy_tables)
 
 
-def current(conn: sqlite3.Connection, m: Migrations) -> int:
-    """The migration the database is at (0: empty).
+class _Engine:
+    """What the runner needs of a connection, on SQLite (``sqlite3``) or PostgreSQL (``psycopg``, sync)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.sqlite = isinstance(conn, sqlite3.Connection)
+
+    def tables(self) -> set[str]:
+        sql = ("SELECT name FROM sqlite_master WHERE type = 'table'" if self.sqlite else
+               "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return {str(r[0]) for r in self.conn.execute(sql).fetchall()}
+
+    def scalar(self, sql: str) -> Any:
+        row = self.conn.execute(sql).fetchone()
+        return row[0] if row else None
+
+    def user_version(self) -> int:
+        return int(self.scalar("PRAGMA user_version")) if self.sqlite else 0
+
+    def apply(self, script: str, version: int) -> None:
+        """``script`` and the version row in one transaction; on PostgreSQL under a lock, so two brokers
+        starting at once apply each migration once."""
+        if self.sqlite:
+            try:
+                self.conn.executescript(f"BEGIN; {script}\n; COMMIT;")
+            except sqlite3.Error:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            return
+        with self.conn.transaction():
+            self.conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
+            self.conn.execute(_table_sql())
+            if self.conn.execute(f"SELECT 1 FROM {TABLE} WHERE version = %s", (version,)).fetchone():  # noqa: S608
+                return  # another process applied it while we waited for the lock
+            self.conn.execute(script)
+
+
+_LOCK = 0x6F6C6976  # "oliv": the advisory lock that serialises migrations of one PostgreSQL database
+
+
+def current(conn: Any, m: Migrations) -> int:
+    """The migration the database is at (0: empty); ``conn`` a ``sqlite3`` or ``psycopg`` connection.
 
     Raises:
         ConfigError: written by a newer build, or by an old one this build cannot read.
     """
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    engine = _Engine(conn)
+    tables = engine.tables()
     if TABLE in tables:
-        row = conn.execute(f"SELECT MAX(version) FROM {TABLE}").fetchone()  # noqa: S608 - a constant
-        found = int(row[0] or 0)
+        found = int(engine.scalar(f"SELECT MAX(version) FROM {TABLE}") or 0)  # noqa: S608 - a constant
     elif not tables:
         return 0
     else:
-        user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        user_version = engine.user_version()
         if user_version in m.legacy_user_version:
             found = m.legacy_user_version[user_version]
         elif user_version == 0 and m.legacy_tables and set(m.legacy_tables) <= tables:
@@ -95,39 +137,38 @@ def current(conn: sqlite3.Connection, m: Migrations) -> int:
     return found
 
 
-def pending(conn: sqlite3.Connection, m: Migrations) -> list[Migration]:
+def pending(conn: Any, m: Migrations) -> list[Migration]:
     at = current(conn, m)
     return [s for s in m.steps if s.version > at]
 
 
-def migrate(conn: sqlite3.Connection, m: Migrations) -> list[Migration]:
+def migrate(conn: Any, m: Migrations) -> list[Migration]:
     """Apply what is pending, each migration in one transaction with its version row; what was applied.
 
     A database from before the runner first gets the version table recording where it is, in the same
     transaction as the first migration (or alone, when nothing is pending).
     """
+    engine = _Engine(conn)
     at = current(conn, m)
     todo = [s for s in m.steps if s.version > at]
-    adopt = at > 0 and TABLE not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    adopt = at > 0 and TABLE not in engine.tables()
     if adopt and not todo:
-        conn.executescript(f"BEGIN; {_table_sql()} {_rows_sql(range(1, at + 1))} COMMIT;")
+        engine.apply(f"{_table_sql()} {_rows_sql(range(1, at + 1))}", at)
     for i, step in enumerate(todo):
         prefix = f"{_table_sql()} {_rows_sql(range(1, at + 1))}" if adopt and i == 0 else _table_sql()
         try:
-            conn.executescript(f"BEGIN; {prefix}\n{step.sql}\n;{_rows_sql([step.version])} COMMIT;")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            engine.apply(f"{prefix}\n{step.sql}\n;{_rows_sql([step.version])}", step.version)
+        except Exception as exc:  # sqlite3.Error or psycopg.Error: the engine rolled the transaction back
             raise ConfigError(f"{m.store} migration {step.version} ({step.name}) failed: {exc}; nothing of it "
                               "was applied") from None
     return todo
 
 
 def _table_sql() -> str:
-    return f"CREATE TABLE IF NOT EXISTS {TABLE} (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);"
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL);"
 
 
 def _rows_sql(versions: range | list[int]) -> str:
     now = int(time.time() * 1000)
-    return " ".join(f"INSERT OR IGNORE INTO {TABLE} (version, applied_ms) VALUES ({int(v)}, {now});"  # noqa: S608 - integers
+    return " ".join(f"INSERT INTO {TABLE} (version, applied_ms) VALUES ({int(v)}, {now});"  # noqa: S608 - integers
                     for v in versions)

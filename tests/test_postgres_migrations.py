@@ -1,0 +1,66 @@
+"""The migration runner on PostgreSQL: the broker's migrations on a real, throwaway PostgreSQL 15 cluster."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from olievlek.broker.store import load
+
+from olievlek.errors import ConfigError
+from olievlek.storage.migrations import Migration, Migrations, current, migrate
+
+from .postgres import Cluster
+
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]
+BROKER_PG = load("olievlek.broker", "broker", "postgresql")
+
+
+def test_the_brokers_migrations_apply_once_and_make_its_tables(postgres_cluster: Cluster) -> None:
+    dsn = postgres_cluster.new_database()
+    with psycopg.connect(dsn) as conn:
+        assert [s.version for s in migrate(conn, BROKER_PG)] == [1]
+        assert migrate(conn, BROKER_PG) == []  # applied once
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"idempotency", "queue", "recipients", "decisions", "audit_events", "audit_visibility", "tree_heads",
+                "directory", "coverage", "register_usage", "bundles", "schema_migrations"} <= tables
+        assert conn.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'queue' AND "
+                            "column_name = 'expires_ms'").fetchone() == ("bigint",)  # ms need 64 bits
+
+
+def test_two_brokers_starting_at_once_apply_each_migration_once(postgres_cluster: Cluster) -> None:
+    dsn = postgres_cluster.new_database()
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            with psycopg.connect(dsn) as conn:
+                results.append([s.version for s in migrate(conn, BROKER_PG)])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with psycopg.connect(dsn) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+
+
+def test_a_newer_database_is_refused_and_a_failing_migration_leaves_nothing(postgres_cluster: Cluster) -> None:
+    dsn = postgres_cluster.new_database()
+    broken = Migrations("t", (Migration(1, "initial", "CREATE TABLE a (n BIGINT);"),
+                              Migration(2, "broken", "CREATE TABLE b (n BIGINT); INSERT INTO nowhere VALUES (1);")))
+    with psycopg.connect(dsn) as conn:
+        with pytest.raises(ConfigError, match=r"t migration 2 \(broken\) failed: .*nowhere"):
+            migrate(conn, broken)
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert "a" in tables and "b" not in tables and current(conn, broken) == 1
+        conn.execute("INSERT INTO schema_migrations (version, applied_ms) VALUES (7, 0)")
+        conn.commit()
+        with pytest.raises(ConfigError, match="at migration 7, newer than this build's 2"):
+            current(conn, broken)
