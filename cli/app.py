@@ -92,20 +92,13 @@ def broker_migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run; change nothing.")] = False,
 ) -> None:
     """Bring the broker's database to this build's schema (the broker also does this when it starts)."""
-    import sqlite3
-
     from olievlek.broker.config import BrokerConfig
     from olievlek.broker.store import MIGRATIONS
 
-    from olievlek.storage.migrations import current, migrate, pending
+    from olievlek.storage.migrations import migrate_sqlite_file
 
     database = BrokerConfig.load(config).database
-    conn = sqlite3.connect(str(database), isolation_level=None)
-    try:
-        at = current(conn, MIGRATIONS)
-        todo = pending(conn, MIGRATIONS) if dry_run else migrate(conn, MIGRATIONS)
-    finally:
-        conn.close()
+    at, todo = migrate_sqlite_file(database, MIGRATIONS, dry_run=dry_run)
     verb = "would apply" if dry_run else "applied"
     out.print(f"{database}: at migration {at} of {MIGRATIONS.latest}; {verb} "
               + (", ".join(f"{s.version} ({s.name})" for s in todo) or "nothing"), highlight=False, soft_wrap=True)

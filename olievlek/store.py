@@ -29,7 +29,7 @@ import aiosqlite
 
 from olievlek import logs
 from olievlek.errors import ConfigError
-from olievlek.storage.migrations import Migrations, migrate
+from olievlek.storage.migrations import Migrations, migrate_sqlite_file
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -215,11 +215,6 @@ async def _assert_settings(conn: aiosqlite.Connection, path: Path) -> None:
 
 def _migrate_file(path: Path, migrations: Migrations) -> None:
     """Bring the file to the newest migration (its own connection, closed before the service's open)."""
-    conn = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        applied = migrate(conn, migrations)
-    finally:
-        conn.close()
+    _at, applied = migrate_sqlite_file(path, migrations)
     for step in applied:
         logs.get("store").info("store.migrated", store=migrations.store, version=step.version, name=step.name)

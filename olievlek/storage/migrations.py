@@ -19,6 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from olievlek.errors import ConfigError
@@ -172,3 +173,14 @@ def _rows_sql(versions: range | list[int]) -> str:
     now = int(time.time() * 1000)
     return " ".join(f"INSERT INTO {TABLE} (version, applied_ms) VALUES ({int(v)}, {now});"  # noqa: S608 - integers
                     for v in versions)
+
+
+def migrate_sqlite_file(path: Path, m: Migrations, *, dry_run: bool = False) -> tuple[int, list[Migration]]:
+    """(the migration the file was at, what was applied - or, dry, would be) for an SQLite file."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        at = current(conn, m)
+        return at, pending(conn, m) if dry_run else migrate(conn, m)
+    finally:
+        conn.close()
