@@ -64,7 +64,7 @@ from olievlek.v1 import broker_pb2
 
 from .committer import Committer
 from .queries import DirectoryService
-from .store import NEVER, Accepted, DecisionRecord, Due, QueueFull, SqliteBrokerStore
+from .store import NEVER, Accepted, Conflict, DecisionRecord, Due, QueueFull, SqliteBrokerStore
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -252,7 +252,7 @@ class BrokerService:
                                                plan.admit)
         viewers = self.viewers(body.sender, *body.recipients)
 
-        async def op(tx: Txn, batch: Batch) -> Accepted | QueueFull | Refused:
+        async def op(tx: Txn, batch: Batch) -> Accepted | Conflict | QueueFull | Refused:
             blocked = full.intersection(body.recipients)
             if blocked:
                 return QueueFull(min(blocked), limit, limit)
@@ -389,8 +389,7 @@ class BrokerService:
         result, head = await commit
         if isinstance(result, (QueueFull, Refused)):
             raise result
-        stored, index, leaf = result
-        if not stored:  # a concurrent call won with another body
+        if isinstance(result, Conflict):  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
                 refusal_code=broker_pb2.REFUSAL_CODE_IDEMPOTENCY_CONFLICT, field="idempotency_key",
@@ -398,9 +397,9 @@ class BrokerService:
         for recipient in body.recipients:
             self.notifier.notify(recipient)
         log.info("send.accepted", sender=body.sender, kind=opened.kind.name, rule=rule_id,
-                 recipients=list(body.recipients), leaf=index)
+                 recipients=list(body.recipients), leaf=result.leaf_index)
         self.metrics.sends.labels(decision=Decision.ACCEPTED).inc()
-        return await self._with_proof(stored, index, head, leaf)
+        return await self._with_proof(result.response, result.leaf_index, head, result.leaf)
 
     async def ack(self, org: OrgIdentity, acks: list[broker_pb2.Ack]) -> None:
         """Record a batch of acknowledgements in one commit."""

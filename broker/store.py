@@ -73,7 +73,21 @@ class Due:
     enqueued_ms: int
 
 
-Accepted = tuple[bytes, int, tuple[bytes, bytes] | None]  # (response, leaf index, (salt, metadata) if new)
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An envelope accepted: the stored answer, its leaf, and the leaf's (salt, metadata) when this call
+    appended it (None: an earlier call with the same key and body did)."""
+
+    response: bytes
+    leaf_index: int
+    leaf: tuple[bytes, bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """The sender used the idempotency key before, for another body."""
+
+    key: str
 
 
 ViewerOf = Callable[[str], str | None]  # an org id -> its full identity under the enforced bundle
@@ -160,21 +174,20 @@ class SqliteBrokerStore:
                          queue_limit: int, share_limit: int, viewers: Sequence[str],
                          apply: Callable[[sqlite3.Connection], None] | None = None,
                          admit: Callable[[sqlite3.Connection], Refused | None] | None = None,
-                         ) -> Accepted | QueueFull | Refused:
+                         ) -> Accepted | Conflict | QueueFull | Refused:
         """Queue an accepted envelope, record its idempotency key and decision, append its leaf.
 
-        Returns (response, leaf index, (salt, metadata) of a new leaf). If a concurrent call
-        with the same key committed first, its response and leaf are returned and nothing is
-        queued twice; with another body, (b"", -1, None). ``apply`` (a directory change) runs in the
+        If a concurrent call with the same key committed first, its answer and leaf are returned and
+        nothing is queued twice; with another body, a Conflict. ``apply`` (a directory change) runs in the
         same step, once, only for a new key. A recipient's queue at ``queue_limit`` returns
         (not raises: a raising op would make the group committer redo the whole batch) a QueueFull,
         before anything is written; so does ``admit`` (a directory limit) its refusal.
         """
-        def step(c: sqlite3.Connection) -> Accepted | QueueFull | Refused:
+        def step(c: sqlite3.Connection) -> Accepted | Conflict | QueueFull | Refused:
             prior = c.execute("SELECT body_digest, response, leaf_index FROM idempotency WHERE sender = ? AND key = ?",
                               (record.sender, key)).fetchone()
             if prior is not None:
-                return (bytes(prior[1]), int(prior[2]), None) if bytes(prior[0]) == digest else (b"", -1, None)
+                return Accepted(bytes(prior[1]), int(prior[2]), None) if bytes(prior[0]) == digest else Conflict(key)
             for recipient in record.recipients:
                 row = c.execute("SELECT depth FROM recipients WHERE recipient = ?", (recipient,)).fetchone()
                 if row is not None and int(row[0]) >= queue_limit:
@@ -196,7 +209,7 @@ class SqliteBrokerStore:
             if apply is not None:
                 apply(c)
             c.execute(_INSERT_DECISION, _decision_params(record))
-            return response, index, (salt, data)
+            return Accepted(response, index, (salt, data))
 
         return await tx.run(step)
 
