@@ -46,6 +46,9 @@ class BrokerConfig:
     witness_push: tuple[tuple[str, str], ...] = ()  # (identity witness/<id>, submission URL prefix)
     push_interval_s: float = 10.0
     witness_ca: Path | None = None  # the witnesses' TLS roots; default: the federation CA (tls.ca)
+    # ``storage: {engine: postgresql, dsn: ...}``: the store on PostgreSQL (docs/storage.md); None: SQLite in
+    # ``database`` (whose folder keeps the CRL number either way).
+    postgres_dsn: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -69,7 +72,24 @@ class BrokerConfig:
                 witness_push=tuple((str(w["identity"]), str(w["url"])) for w in doc.get("witness_push", [])),
                 push_interval_s=float(doc.get("push_interval_s", 10.0)),
                 witness_ca=path_setting(doc, "witness_ca", path) if "witness_ca" in doc else None,
+                postgres_dsn=_storage(doc.get("storage"), path),
             )
+
+
+def _storage(doc: object, where: Path) -> str | None:
+    """``storage: {engine: sqlite}`` (the default) or ``{engine: postgresql, dsn: "host=... dbname=...
+    sslmode=verify-full"}``: the DSN for PostgreSQL, None for SQLite."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict) or set(doc) - {"engine", "dsn"}:
+        raise ConfigError(f"{where}: storage is {{engine: sqlite}} or {{engine: postgresql, dsn: ...}}")
+    engine = doc.get("engine", "sqlite")
+    if engine == "sqlite":
+        return None
+    if engine != "postgresql" or not isinstance(doc.get("dsn"), str) or not doc["dsn"]:
+        raise ConfigError(f"{where}: storage engine {engine!r}: write engine: postgresql with a dsn, or engine: "
+                          "sqlite")
+    return str(doc["dsn"])
 
 
 def _limits(doc: object, where: Path) -> Limits:

@@ -35,8 +35,10 @@ class Registration:
 
 def register_step(c: sqlite3.Connection, reg: Registration, at_ms: int) -> None:
     """Insert or replace the holder's entry; its earlier coverage is replaced, not merged."""
-    c.execute("INSERT OR REPLACE INTO directory (pseudonym, holder, contact_id, registered_ms, covers)"
-              " VALUES (?, ?, ?, ?, ?)", (reg.pseudonym, reg.holder, reg.contact_id, at_ms, covers_string(reg.covers)))
+    c.execute("INSERT INTO directory (pseudonym, holder, contact_id, registered_ms, covers) VALUES (?, ?, ?, ?, ?)"
+              " ON CONFLICT (pseudonym, holder) DO UPDATE SET contact_id = excluded.contact_id,"
+              " registered_ms = excluded.registered_ms, covers = excluded.covers",
+              (reg.pseudonym, reg.holder, reg.contact_id, at_ms, covers_string(reg.covers)))
     c.execute("DELETE FROM coverage WHERE holder = ? AND pseudonym = ?", (reg.holder, reg.pseudonym))
     c.executemany("INSERT INTO coverage (holder, pseudonym, position, statement, signature) VALUES (?, ?, ?, ?, ?)",
                   [(reg.holder, reg.pseudonym, i, s.statement, s.signature) for i, s in enumerate(reg.evidence)])
@@ -71,7 +73,7 @@ def admit_step(c: sqlite3.Connection, holder: str, pseudonym: bytes, limit: Entr
             return OverLimit(period, used, most)
     for period in periods:
         c.execute("INSERT INTO register_usage (holder, period, entries) VALUES (?, ?, 1)"
-                  " ON CONFLICT (holder, period) DO UPDATE SET entries = entries + 1", (holder, period))
+                  " ON CONFLICT (holder, period) DO UPDATE SET entries = register_usage.entries + 1", (holder, period))
     # Hours only matter while they last; days stay, as history.
     c.execute("DELETE FROM register_usage WHERE holder = ? AND period LIKE 'h:%' AND period < ?",
               (holder, periods[0]))
@@ -87,7 +89,8 @@ def request_step(c: sqlite3.Connection, requester: str, holder: str, pseudonym: 
                  asking: bool) -> None:
     """Open a disclosure request (it was routed), or close it (it was answered)."""
     if asking:
-        c.execute("INSERT OR IGNORE INTO open_requests (requester, holder, pseudonym, at_ms) VALUES (?, ?, ?, ?)",
+        c.execute("INSERT INTO open_requests (requester, holder, pseudonym, at_ms) VALUES (?, ?, ?, ?)"
+                  " ON CONFLICT DO NOTHING",
                   (requester, holder, pseudonym, at_ms))
     else:
         c.execute("DELETE FROM open_requests WHERE requester = ? AND holder = ? AND pseudonym = ?",
@@ -128,7 +131,7 @@ def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], r
             return OverBudget(period, used, limit)
     for period in periods:
         c.execute("INSERT INTO query_usage (org, period, rows) VALUES (?, ?, ?)"
-                  " ON CONFLICT (org, period) DO UPDATE SET rows = rows + excluded.rows", (org, period, rows))
+                  " ON CONFLICT (org, period) DO UPDATE SET rows = query_usage.rows + excluded.rows", (org, period, rows))
     return None
 
 

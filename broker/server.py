@@ -499,8 +499,10 @@ class BrokerServer:
 
     async def start(self) -> int:
         cfg = self.config
+        cfg.database.parent.mkdir(parents=True, exist_ok=True)  # its state folder, on PostgreSQL too
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
-        self._store = await SqliteBrokerStore.open(cfg.database)
+        self._store = await (SqliteBrokerStore.open_postgres(cfg.postgres_dsn) if cfg.postgres_dsn
+                             else SqliteBrokerStore.open(cfg.database))
         audit = AuditLog(self._store.db, load_signing_key(cfg.log_key), origin_for(bundle_name(cfg.bundle),
                                                                                    cfg.log_shard))
         await audit.load()

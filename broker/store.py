@@ -31,6 +31,7 @@ from olievlek.v1 import broker_pb2, envelope_pb2
 # The schema is broker/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them carries its
 # version in PRAGMA user_version: 7 (commit 395f065) is migration 1, 8 is 2, 9 is 3.
 MIGRATIONS = load("olievlek.broker", "broker", legacy_user_version={7: 1, 8: 2, 9: 3})
+MIGRATIONS_POSTGRESQL = load("olievlek.broker", "broker", "postgresql")
 
 LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
 
@@ -131,9 +132,10 @@ def _enqueue(c: sqlite3.Connection, recipient: str, item: str, sender: str, key:
     """Append to a recipient's queue under its next sequence number; returns that number.
 
     Synchronous: runs in SQLite's thread as part of a ``Txn.run`` step."""
-    c.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)", (recipient,))
+    c.execute("INSERT INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0) ON CONFLICT DO NOTHING",
+              (recipient,))
     c.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, 1)"
-              " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + 1", (recipient, sender))
+              " ON CONFLICT (recipient, sender) DO UPDATE SET depth = queue_shares.depth + 1", (recipient, sender))
     seq = int(c.execute("UPDATE recipients SET next_seq = next_seq + 1, depth = depth + 1 WHERE recipient = ?"
                         " RETURNING next_seq - 1", (recipient,)).fetchone()[0])
     c.execute("INSERT INTO queue (recipient, seq, item, sender, idem_key, rule_id, payload, enqueued_ms, expires_ms,"
@@ -149,7 +151,8 @@ def _dequeue(c: sqlite3.Connection, recipient: str, seq: int, sender: str) -> No
 
 
 class SqliteBrokerStore:
-    """The embedded default backend."""
+    """The broker's store: SQLite (the embedded default, ``open``) or PostgreSQL (``open_postgres``); the
+    statements are the SQL both read (docs/storage.md)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -157,6 +160,12 @@ class SqliteBrokerStore:
     @classmethod
     async def open(cls, path: Path) -> SqliteBrokerStore:
         return cls(await Database.open(path, MIGRATIONS))
+
+    @classmethod
+    async def open_postgres(cls, dsn: str) -> SqliteBrokerStore:
+        from olievlek.storage.postgres import PgDatabase  # psycopg loads only for a PostgreSQL broker
+
+        return cls(await PgDatabase.connect(dsn, MIGRATIONS_POSTGRESQL))
 
     @property
     def db(self) -> Database:
@@ -359,7 +368,7 @@ class SqliteBrokerStore:
                                         "decision": Decision.ACCEPTED, "reason": "", "field": "",
                                         "recipients": list(body.recipients), "env": env_of(raw).hex(),
                                         "at": at_ms, "bundle": bundle, "seeded": True}, viewers, at_ms)[0]
-        await tx.execute("INSERT OR IGNORE INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0)",
+        await tx.execute("INSERT INTO recipients (recipient, next_seq, depth) VALUES (?, 1, 0) ON CONFLICT DO NOTHING",
                          (recipient,))
         row = await tx.fetchone("SELECT next_seq FROM recipients WHERE recipient = ?", (recipient,))
         assert row is not None
@@ -373,7 +382,7 @@ class SqliteBrokerStore:
         await tx.execute("UPDATE recipients SET next_seq = next_seq + ?, depth = depth + ? WHERE recipient = ?",
                          (len(items), len(items), recipient))
         await tx.execute("INSERT INTO queue_shares (recipient, sender, depth) VALUES (?, ?, ?)"
-                         " ON CONFLICT (recipient, sender) DO UPDATE SET depth = depth + ?",
+                         " ON CONFLICT (recipient, sender) DO UPDATE SET depth = queue_shares.depth + ?",
                          (recipient, sender, len(items), len(items)))
 
     async def queue_stats(self) -> list[tuple[str, int, int]]:
@@ -404,7 +413,8 @@ class SqliteBrokerStore:
 
     async def keep_bundle(self, digest: str, archive: bytes) -> None:
         async with self._db.transaction() as tx:
-            await tx.execute("INSERT OR IGNORE INTO bundles (digest, archive) VALUES (?, ?)", (digest, archive))
+            await tx.execute("INSERT INTO bundles (digest, archive) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                             (digest, archive))
 
     async def bundle_archive(self, digest: str) -> bytes | None:
         row = await self._db.fetchone("SELECT archive FROM bundles WHERE digest = ?", (digest,))
@@ -434,15 +444,17 @@ class SqliteBrokerStore:
         async with self._db.transaction() as tx:
             for c in counts.counts:
                 await tx.execute(
-                    "INSERT OR IGNORE INTO evaluation_reports (operator, share, period_start_ms, period_end_ms, "
-                    "org_id, org_kind, domain, requests, evaluations, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO evaluation_reports (operator, share, period_start_ms, period_end_ms, "
+                    "org_id, org_kind, domain, requests, evaluations, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT DO NOTHING",
                     (operator, counts.share, counts.period_start_ms, counts.period_end_ms, c.org_id, c.org_kind,
                      c.domain, c.requests, c.evaluations, received_ms),
                 )
 
     async def store_cosignature(self, size: int, witness: str, cosignature: bytes) -> None:
         async with self._db.transaction() as tx:
-            await tx.execute("INSERT OR REPLACE INTO cosignatures (size, witness, cosignature) VALUES (?, ?, ?)",
+            await tx.execute("INSERT INTO cosignatures (size, witness, cosignature) VALUES (?, ?, ?)"
+                             " ON CONFLICT (size, witness) DO UPDATE SET cosignature = excluded.cosignature",
                              (size, witness, cosignature))
 
     async def latest_cosigned_size(self) -> int | None:
@@ -473,7 +485,10 @@ class SqliteBrokerStore:
         return len(rows)
 
     async def has_unbound_queue_rows(self) -> bool:
-        """Any queued envelope whose leaf does not bind it (checked before committing anything at start)."""
+        """Any queued envelope whose leaf does not bind it (checked before committing anything at start). A
+        PostgreSQL broker never had a queue from before leaves bound their envelope."""
+        if self._db.engine != "sqlite":
+            return False
         return await self._db.fetchone(_UNBOUND + " LIMIT 1") is not None
 
     async def resolve_legacy_viewers(self, identities: dict[str, str]) -> int:

@@ -75,6 +75,8 @@ class Txn:
 class Database:
     """One SQLite file behind a writer and a reader connection."""
 
+    engine = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self._reader = conn  # until open() has the schema in place

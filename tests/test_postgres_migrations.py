@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 import pytest
-from olievlek.broker.store import load
+from olievlek.broker.store import MIGRATIONS_POSTGRESQL
 
 from olievlek.errors import ConfigError
 from olievlek.storage.migrations import Migration, Migrations, current, migrate
@@ -14,7 +14,7 @@ from olievlek.storage.migrations import Migration, Migrations, current, migrate
 from .postgres import Cluster
 
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]
-BROKER_PG = load("olievlek.broker", "broker", "postgresql")
+BROKER_PG = MIGRATIONS_POSTGRESQL
 
 
 def test_the_brokers_migrations_apply_once_and_make_its_tables(postgres_cluster: Cluster) -> None:

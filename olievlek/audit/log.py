@@ -143,9 +143,11 @@ class AuditLog:
         head = broker_pb2.TreeHead(size=batch.size, root=root, timestamp_ms=now_ms, bundle_digest=cp.bundle_digest,
                                    checkpoint=checkpoint.sign(cp, self._key).encode())
         await tx.execute(
-            "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature, checkpoint)"
-            " VALUES (?, ?, ?, ?, ?, ?)", (head.size, head.root, head.timestamp_ms, head.bundle_digest, b"",
-                                           head.checkpoint))
+            "INSERT INTO tree_heads (size, root, timestamp_ms, bundle_digest, signature, checkpoint)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (size) DO UPDATE SET root = excluded.root,"
+            " timestamp_ms = excluded.timestamp_ms, bundle_digest = excluded.bundle_digest,"
+            " signature = excluded.signature, checkpoint = excluded.checkpoint",
+            (head.size, head.root, head.timestamp_ms, head.bundle_digest, b"", head.checkpoint))
         return head
 
     def commit(self, batch: Batch) -> None:

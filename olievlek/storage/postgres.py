@@ -1,0 +1,190 @@
+"""PostgreSQL behind the same ``Database``/``Txn`` interface the SQLite plumbing offers (``olievlek/store.py``).
+
+The broker's statements are written in the SQL both engines read (``INSERT ... ON CONFLICT``, no
+``INSERT OR ...``); the only translation is the parameter style, ``?`` to ``%s`` - as Synapse's storage
+engines do. Like aiosqlite, each connection lives in a thread of its own and every statement (or a whole
+synchronous step, ``Txn.run``) is one hop to that thread: one writer connection, serialised by a lock, whose
+transactions are explicit ``BEGIN`` ... ``COMMIT``, and one reader connection (autocommit: every read sees the
+last committed state). The session settings are part of the guarantees: ``synchronous_commit = on`` (a
+receipt is answered only after a durable commit), statement and idle-in-transaction timeouts.
+
+The schema comes from the store's PostgreSQL migrations, applied under an advisory lock before the
+connections are handed out. Nothing here calls another olievlek service; a transaction holds only statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from olievlek.errors import ConfigError
+from olievlek.store import Database, Txn
+
+from .migrations import Migrations, migrate
+
+Row = tuple[Any, ...]
+T = TypeVar("T")
+STATEMENT_TIMEOUT_MS = 30_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
+def _sql(sql: str, params: Sequence[Any] | None) -> tuple[str, Sequence[Any] | None]:
+    """SQLite's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled); booleans as integers, as
+    SQLite stores them."""
+    if not params:
+        return sql, None
+    return sql.replace("%", "%%").replace("?", "%s"), [int(p) if isinstance(p, bool) else p for p in params]
+
+
+class _Cursor:
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self._cur = cur
+
+    def fetchone(self) -> Row | None:
+        row = self._cur.fetchone() if self._cur.description else None
+        return tuple(row) if row is not None else None
+
+    def fetchall(self) -> list[Row]:
+        return [tuple(r) for r in self._cur.fetchall()] if self._cur.description else []
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+
+class SyncConnection:
+    """What a synchronous step (``Txn.run``) may call: the subset of ``sqlite3.Connection`` the steps use."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        cur = self._conn.cursor()
+        q, p = _sql(sql, params)
+        cur.execute(q, p)
+        return _Cursor(cur)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        q, _ = _sql(sql, rows[0])
+        with self._conn.cursor() as cur:
+            cur.executemany(q, [_sql(sql, r)[1] or () for r in rows])
+
+
+class _Thread:
+    """One connection in one thread: every call is a hop there, in order."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="olievlek-pg")
+
+    async def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.conn)
+
+    async def close(self) -> None:
+        await self.call(lambda c: c.close())
+        self._pool.shutdown(wait=True)
+
+
+class PgTxn(Txn):
+    """A transaction in progress on the writer connection; only statements, no network call to a service.
+    (A ``Txn`` by type: every method is its own, on PostgreSQL.)"""
+
+    def __init__(self, thread: _Thread) -> None:
+        self._t = thread
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        await self._t.call(lambda c: SyncConnection(c).execute(sql, params))
+        return 0  # no lastrowid on PostgreSQL: a statement that needs its row's id says RETURNING
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        await self._t.call(lambda c: SyncConnection(c).executemany(sql, rows))
+
+    async def run(self, fn: Callable[[Any], T]) -> T:
+        return await self._t.call(lambda c: fn(SyncConnection(c)))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await self._t.call(lambda c: SyncConnection(c).execute(sql, params).fetchone())
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._t.call(lambda c: SyncConnection(c).execute(sql, params).fetchall())
+
+
+def _connect(dsn: str, timeout_s: float) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout_s)))
+    conn.execute("SET synchronous_commit = on")
+    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}")
+    return conn
+
+
+def redacted(dsn: str) -> str:
+    """The DSN for messages: without its password."""
+    return " ".join(p for p in dsn.split() if not p.startswith("password="))
+
+
+class PgDatabase(Database):
+    """One PostgreSQL database behind a writer and a reader connection (a ``Database`` by type: every method
+    the stores use is its own, on PostgreSQL)."""
+
+    engine = "postgresql"
+
+    def __init__(self, writer: _Thread, reader: _Thread, dsn: str) -> None:
+        self._w, self._r = writer, reader
+        self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+        self.path = Path(redacted(dsn))  # for messages, as the SQLite file's path is
+
+    @classmethod
+    async def connect(cls, dsn: str, migrations: Migrations, timeout_s: float = 10.0) -> PgDatabase:
+        """Connect, apply the store's pending PostgreSQL migrations, and hand out the connections.
+
+        Raises:
+            ConfigError: unreachable, refused, or a migration failed (naming which).
+        """
+        def connect_and_migrate() -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+            try:
+                with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
+                    migrate(conn, migrations)
+                return _connect(dsn, timeout_s), _connect(dsn, timeout_s)
+            except psycopg.Error as exc:
+                raise ConfigError(f"PostgreSQL {redacted(dsn)}: {exc}") from None
+
+        writer, reader = await asyncio.to_thread(connect_and_migrate)
+        return cls(_Thread(writer), _Thread(reader), dsn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Txn]:
+        """``BEGIN`` ... ``COMMIT`` on the writer; rolled back on any exception, cancellation included."""
+        async with self._lock:
+            try:
+                await self._w.call(lambda c: c.execute("BEGIN"))
+                yield PgTxn(self._w)
+                await self._w.call(lambda c: c.execute("COMMIT"))
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await asyncio.shield(self._w.call(lambda c: c.execute("ROLLBACK")))
+                raise
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._read_lock:
+            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self._read_lock:
+            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchone())
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._r.close()
+            await self._w.close()

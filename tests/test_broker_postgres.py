@@ -1,0 +1,53 @@
+"""The broker's own tests, again with the broker's store on PostgreSQL (a real, throwaway PostgreSQL 15).
+
+Each test below is the same function its own module runs on SQLite; here the ``broker`` fixture is a broker
+whose ``storage`` is ``{engine: postgresql}``, one fresh database per test. Delivery guarantees, the audit
+log and the directory with its queries and disclosures run on both engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from olievlek.broker.server import BrokerServer
+
+from .conftest import Pki, broker_config
+from .postgres import Cluster
+from .test_audit_broker import (  # noqa: F401 - collected here again, on PostgreSQL
+    test_a_data_protection_officer_sees_all_and_others_their_own,
+    test_a_refusal_carries_a_proven_leaf_with_the_same_reason,
+    test_leaves_hold_no_pseudonym_or_contact,
+    test_metadata_retention_keeps_the_tree_verifiable,
+)
+from .test_delivery_guarantees import (  # noqa: F401
+    test_a_batch_is_answered_per_envelope_in_order_and_shares_one_commit,
+    test_a_full_queue_is_refused_clearly_and_nothing_is_dropped,
+    test_a_sender_learns_when_the_recipient_refuses_its_alert,
+    test_an_erasure_notice_never_overtakes_or_lets_in_the_alert_it_erases,
+    test_an_undelivered_alert_expires_and_the_sender_node_shows_it,
+    test_sequence_numbers_are_per_recipient,
+    test_the_same_envelope_sent_three_times_is_delivered_once_with_three_identical_receipts,
+)
+from .test_liaison import (  # noqa: F401
+    federation,
+    test_a_coverage_flag_with_a_bad_signature_is_ignored_and_logged,
+    test_a_response_must_answer_a_request,
+    test_budgets_bound_each_query_and_each_day,
+    test_disclosure_approved_with_fewer_fields_denied_and_expired,
+    test_three_outcomes_from_the_directory_alone_with_every_holder_offline,
+)
+
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(150)]
+
+
+@pytest.fixture
+async def broker(pki: Pki, tmp_path: Path, policy_dir: Path, postgres_cluster: Cluster) -> AsyncIterator[BrokerServer]:
+    config = dataclasses.replace(broker_config(pki, tmp_path), postgres_dsn=postgres_cluster.new_database())
+    server = BrokerServer(config)
+    await server.start()
+    assert server._store is not None and server._store.db.engine == "postgresql"
+    yield server
+    await server.stop(0)
