@@ -131,7 +131,8 @@ def use_budget_step(c: sqlite3.Connection, org: str, periods: tuple[str, str], r
             return OverBudget(period, used, limit)
     for period in periods:
         c.execute("INSERT INTO query_usage (org, period, rows) VALUES (?, ?, ?)"
-                  " ON CONFLICT (org, period) DO UPDATE SET rows = query_usage.rows + excluded.rows", (org, period, rows))
+                  " ON CONFLICT (org, period) DO UPDATE SET rows = query_usage.rows + excluded.rows",
+                  (org, period, rows))
     return None
 
 

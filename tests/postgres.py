@@ -53,6 +53,18 @@ def _as_postgres(*args: str | Path) -> subprocess.CompletedProcess[str]:
 class Cluster:
     socket_dir: Path
     port: int
+    bins: Path
+    data: Path
+
+    def crash(self) -> None:
+        """As a power cut: no shutdown checkpoint; in-flight transactions are lost."""
+        r = _as_postgres(self.bins / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def start(self) -> None:
+        r = _as_postgres(self.bins / "pg_ctl", "-D", self.data, "-l", self.socket_dir / "log", "-w", "-t", "60",
+                         "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses='' -c fsync=off", "start")
+        assert r.returncode == 0, r.stdout + r.stderr
 
     def conninfo(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user={PG_USER} dbname={dbname}"
@@ -81,10 +93,9 @@ def postgres_cluster() -> Iterator[Cluster]:
     try:
         r = _as_postgres(bins / "initdb", "-D", data, "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
         assert r.returncode == 0, r.stdout + r.stderr
-        r = _as_postgres(bins / "pg_ctl", "-D", data, "-l", base / "log", "-w", "-t", "60", "-o",
-                         f"-p {port} -k {base} -c listen_addresses='' -c fsync=off", "start")
-        assert r.returncode == 0, r.stdout + r.stderr + (base / "log").read_text(errors="replace")
-        yield Cluster(base, port)
+        cluster = Cluster(base, port, bins, data)
+        cluster.start()
+        yield cluster
     finally:
         _as_postgres(bins / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)

@@ -7,14 +7,17 @@ log and the directory with its queries and disclosures run on both engines.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from olievlek.broker.server import BrokerServer
 
-from .conftest import Pki, broker_config
+from .conftest import NodeFactory, Pki, broker_config
+from .envelopes import open_and_alert
 from .postgres import Cluster
 from .test_audit_broker import (  # noqa: F401 - collected here again, on PostgreSQL
     test_a_data_protection_officer_sees_all_and_others_their_own,
@@ -51,3 +54,33 @@ async def broker(pki: Pki, tmp_path: Path, policy_dir: Path, postgres_cluster: C
     assert server._store is not None and server._store.db.engine == "postgresql"
     yield server
     await server.stop(0)
+
+
+async def test_postgresql_crashed_and_restarted_mid_load_loses_and_repeats_nothing(
+        broker: BrokerServer, nodes: NodeFactory, postgres_cluster: Cluster) -> None:
+    gent = await nodes.start("gent", broker.port)
+    antwerpen = await nodes.start("antwerpen", broker.port)
+    sent = 40
+    for i in range(sent):
+        if i == sent // 2:
+            postgres_cluster.crash()  # power cut: the broker's open transaction and connections are gone
+            await asyncio.sleep(0.5)
+            postgres_cluster.start()
+        first = f"850730{i + 100:03d}"
+        await open_and_alert(gent, first + f"{97 - int(first) % 97:02d}", no_wait=True)
+    assert gent._store is not None and antwerpen._store is not None
+    deadline = time.monotonic() + 60
+    while True:
+        received = [r[0] for r in await antwerpen._store.db.fetchall(
+            "SELECT idem_key FROM inbox WHERE kind = 'alert.move' ORDER BY id")]
+        if len(received) >= sent:
+            break
+        assert time.monotonic() < deadline, f"{len(received)} of {sent} delivered"
+        await asyncio.sleep(0.2)
+    assert len(received) == len(set(received)) == sent  # none lost, none applied twice
+    ordered = [r[0] for r in await gent._store.db.fetchall(
+        "SELECT idem_key FROM outbox WHERE kind = 'alert.move' ORDER BY id")]
+    assert received == ordered  # in the order gent sent them
+    assert broker.service is not None
+    decisions = [d for d in await broker.service.store.decisions() if d.kind == "alert.move"]
+    assert len(decisions) == sent  # each accepted once, whatever the retries

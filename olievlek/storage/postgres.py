@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -81,14 +82,28 @@ class SyncConnection:
 
 
 class _Thread:
-    """One connection in one thread: every call is a hop there, in order."""
+    """One connection in one thread: every call is a hop there, in order.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    A connection PostgreSQL dropped (a restart, a failover) is replaced - but only where nothing is in
+    flight on it: before a read, and before a transaction's ``BEGIN``. A transaction whose connection died
+    fails as a whole (its commit never happened; callers retry, idempotently), never half on a new one.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], reconnect: Callable[[], psycopg.Connection[Any]]) -> None:
         self.conn = conn
+        self._reconnect = reconnect
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="olievlek-pg")
 
-    async def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.conn)
+    async def call(self, fn: Callable[[psycopg.Connection[Any]], T], fresh: bool = False) -> T:
+        """``fresh``: a point where nothing is in flight, so a dropped connection may be replaced first."""
+        def run(_: object) -> T:
+            if fresh and (self.conn.broken or self.conn.closed):
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.close()
+                self.conn = self._reconnect()
+            return fn(self.conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run, None)
 
     async def close(self) -> None:
         await self.call(lambda c: c.close())
@@ -161,14 +176,15 @@ class PgDatabase(Database):
                 raise ConfigError(f"PostgreSQL {redacted(dsn)}: {exc}") from None
 
         writer, reader = await asyncio.to_thread(connect_and_migrate)
-        return cls(_Thread(writer), _Thread(reader), dsn)
+        again = functools.partial(_connect, dsn, timeout_s)
+        return cls(_Thread(writer, again), _Thread(reader, again), dsn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
         """``BEGIN`` ... ``COMMIT`` on the writer; rolled back on any exception, cancellation included."""
         async with self._lock:
             try:
-                await self._w.call(lambda c: c.execute("BEGIN"))
+                await self._w.call(lambda c: c.execute("BEGIN"), fresh=True)
                 yield PgTxn(self._w)
                 await self._w.call(lambda c: c.execute("COMMIT"))
             except BaseException:
@@ -178,11 +194,11 @@ class PgDatabase(Database):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._read_lock:
-            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchall())
+            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchall(), fresh=True)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._read_lock:
-            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchone())
+            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchone(), fresh=True)
 
     async def close(self) -> None:
         async with self._lock:
