@@ -32,6 +32,12 @@ from olievlek.v1 import broker_pb2, envelope_pb2
 # version in PRAGMA user_version: 7 (commit 395f065) is migration 1, 8 is 2, 9 is 3.
 MIGRATIONS = load("olievlek.broker", "broker", legacy_user_version={7: 1, 8: 2, 9: 3})
 MIGRATIONS_POSTGRESQL = load("olievlek.broker", "broker", "postgresql")
+# Every table of the broker, in the order an export writes them (olievlek/storage/copy.py); identity columns
+# continue after the imported ids on PostgreSQL.
+TABLES = ["idempotency", "queue", "recipients", "queue_shares", "decisions", "acks", "policy_loads",
+          "evaluation_reports", "tree_nodes", "audit_events", "audit_visibility", "tree_heads", "cosignatures",
+          "refusal_aggregates", "bundles", "directory", "coverage", "open_requests", "query_usage", "register_usage"]
+IDENTITY_COLUMNS = {"decisions": "id", "policy_loads": "id"}
 
 LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
 

@@ -108,6 +108,59 @@ def broker_migrate(
                       soft_wrap=True)
 
 
+@broker_app.command("export")
+def broker_export(
+    config: ConfigOpt,
+    to: Annotated[Path, typer.Option("--out", help="The export file to write (JSON lines; holds no identity).")],
+) -> None:
+    """Write every row of the broker's store to a file, with each table's row count and SHA-256."""
+    asyncio.run(_broker_copy(config, to, export=True))
+
+
+@broker_app.command("import")
+def broker_import(
+    config: ConfigOpt,
+    source: Annotated[Path, typer.Option("--from", exists=True, help="An export of another broker store.")],
+) -> None:
+    """Fill this broker's new, empty store (SQLite or PostgreSQL) from an export; refused unless every table's
+    count and SHA-256 match and the log has the exported head's size and root."""
+    asyncio.run(_broker_copy(config, source, export=False))
+
+
+async def _broker_copy(config: Path, path: Path, export: bool) -> None:
+    from olievlek.broker.config import BrokerConfig
+    from olievlek.broker.store import IDENTITY_COLUMNS, TABLES, SqliteBrokerStore
+
+    from olievlek.audit import tree
+    from olievlek.audit.log import AuditLog
+    from olievlek.policy.signing import load_signing_key
+    from olievlek.storage import copy
+
+    cfg = BrokerConfig.load(config)
+    store = await (SqliteBrokerStore.open_postgres(cfg.postgres_dsn) if cfg.postgres_dsn
+                   else SqliteBrokerStore.open(cfg.database))
+    try:
+        if export:
+            sums = await copy.export(store.db, "broker", TABLES, path)
+            ours, theirs = sums, sums
+        else:
+            _kind, _tables, theirs = copy.read_sums(path)
+            ours = await copy.import_into(store.db, "broker", path, IDENTITY_COLUMNS)
+            audit = AuditLog(store.db, load_signing_key(cfg.log_key), "verify")
+            head = await audit.head()
+            if head is not None:
+                root = tree.fold(await audit.nodes(tree.range_nodes(0, head.size)))
+                if root != head.root:
+                    raise ConfigError("the imported log's nodes do not give the exported head's root")
+                out.print(f"log: {head.size} leaves, root {head.root.hex()} as the exported signed head",
+                          highlight=False)
+    finally:
+        await store.close()
+    for mine, other in zip(ours, theirs, strict=True):
+        out.print(f"{mine.table:20} {mine.rows:8} {mine.sha256}  {'=' if mine == other else 'DIFFERS'}",
+                  highlight=False, soft_wrap=True)
+
+
 @node_app.command("serve")
 def node_serve(config: ConfigOpt) -> None:
     """Serve a node: broker stream, outbox and the local socket, until SIGINT/SIGTERM."""

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
+import yaml
 from olievlek.broker.server import BrokerServer
 
 from .conftest import NodeFactory, Pki, broker_config
 from .envelopes import open_and_alert
+from .federations import cli
 from .postgres import Cluster
 from .test_audit_broker import (  # noqa: F401 - collected here again, on PostgreSQL
     test_a_data_protection_officer_sees_all_and_others_their_own,
@@ -84,3 +88,57 @@ async def test_postgresql_crashed_and_restarted_mid_load_loses_and_repeats_nothi
     assert broker.service is not None
     decisions = [d for d in await broker.service.store.decisions() if d.kind == "alert.move"]
     assert len(decisions) == sent  # each accepted once, whatever the retries
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "broker-395f065"
+
+
+def _config(tmp: Path, name: str, storage: dict[str, str] | None) -> Path:
+    """A broker configuration naming only what export and import read."""
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "database": str(tmp / name / "broker.sqlite"), "log_key": str(tmp / "old" / "log.key"), "tls_cert": "x",
+        "tls_key": "x", "ca": "x", "crl": "x", "bundle": "x", "roots": "x",
+        **({"storage": storage} if storage else {})}))
+    return path
+
+
+def test_a_live_sqlite_broker_moves_to_postgresql_with_the_same_rows_and_log(
+        tmp_path: Path, postgres_cluster: Cluster) -> None:
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    (tmp_path / "src").mkdir()
+    shutil.copyfile(tmp_path / "old" / "broker.sqlite", tmp_path / "src" / "broker.sqlite")
+    source = _config(tmp_path, "src", None)
+    target = _config(tmp_path, "dst", {"engine": "postgresql", "dsn": postgres_cluster.new_database()})
+    dump = tmp_path / "broker.jsonl"
+    exported = cli("broker", "export", "--config", str(source), "--out", str(dump))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    imported = cli("broker", "import", "--config", str(target), "--from", str(dump))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "as the exported signed head" in imported.stdout and "DIFFERS" not in imported.stdout
+    rows = {line.split()[0]: line.split()[1:3] for line in exported.stdout.splitlines() if line[:1].isalpha()}
+    assert int(rows["audit_events"][0]) > 0 and int(rows["queue"][0]) > 0
+    for line in imported.stdout.splitlines():  # the same count and SHA-256 for every table, on PostgreSQL
+        if line.split()[0] in rows:
+            assert line.split()[1:3] == rows[line.split()[0]], line
+    again = cli("broker", "import", "--config", str(target), "--from", str(dump))
+    assert again.returncode != 0 and "import only into a new, empty store" in again.stdout + again.stderr
+
+
+def test_an_import_that_does_not_match_its_export_imports_nothing(tmp_path: Path, postgres_cluster: Cluster) -> None:
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    (tmp_path / "src").mkdir()
+    shutil.copyfile(tmp_path / "old" / "broker.sqlite", tmp_path / "src" / "broker.sqlite")
+    dump = tmp_path / "broker.jsonl"
+    r = cli("broker", "export", "--config", str(_config(tmp_path, "src", None)), "--out", str(dump))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = dump.read_text().splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith('{"t": "decisions"'))
+    lines[i] = lines[i].replace('"alert.move"', '"handover"', 1)  # one row changed in transit
+    dump.write_text("\n".join(lines) + "\n")
+    dsn = postgres_cluster.new_database()
+    r = cli("broker", "import", "--config", str(_config(tmp_path, "dst", {"engine": "postgresql", "dsn": dsn})),
+            "--from", str(dump))
+    assert r.returncode != 0 and "differ from the export in ['decisions']" in r.stdout + r.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM audit_events").fetchone() == (0,)  # nothing of it imported
