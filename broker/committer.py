@@ -33,3 +33,8 @@ class Committer(GroupCommitter[Batch, broker_pb2.TreeHead]):
 
     def _after_commit(self, ctx: Batch) -> None:
         self.audit.commit(ctx)
+
+    async def _resync(self) -> None:
+        # A failed COMMIT may still have committed (PostgreSQL lost between COMMIT and its answer): the log's
+        # frontier is read again from what the database holds, never trusted from memory.
+        await self.audit.load()

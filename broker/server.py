@@ -567,7 +567,12 @@ class BrokerServer:
         assert self._store is not None
         seen: set[str] = set()
         while True:
-            stats = await self._store.queue_stats()
+            try:
+                stats = await self._store.queue_stats()
+            except Exception as exc:  # a database restart must not end the gauges (nor, at stop, the broker)
+                log.warning("gauges.unavailable", error=type(exc).__name__)
+                await asyncio.sleep(GAUGE_INTERVAL_S)
+                continue
             now = now_ms()
             for recipient in seen - {r for r, _, _ in stats}:
                 metrics.queue_depth.labels(recipient=recipient).set(0)
@@ -593,7 +598,12 @@ class BrokerServer:
         """Daily: erase audit metadata past its retention (the tree keeps verifying)."""
         while True:
             cutoff = now_ms() - self.config.audit_metadata_retention_days * 86_400_000
-            erased = await audit.erase_metadata_before(cutoff)
+            try:
+                erased = await audit.erase_metadata_before(cutoff)
+            except Exception:  # tried again at the next round; the task never dies
+                log.exception("audit.retention_failed")
+                await asyncio.sleep(60)
+                continue
             if erased:
                 log.info("audit.metadata_erased", events=erased,
                          retention_days=self.config.audit_metadata_retention_days)

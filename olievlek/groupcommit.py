@@ -54,6 +54,7 @@ class GroupCommitter(Generic[Ctx, Extra]):
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._resync_needed = False
         self.batches = 0
 
     # -- hooks ----------------------------------------------------------
@@ -64,6 +65,10 @@ class GroupCommitter(Generic[Ctx, Extra]):
         return None  # type: ignore[return-value]
 
     def _after_commit(self, ctx: Ctx) -> None:
+        return None
+
+    async def _resync(self) -> None:
+        """After a failed commit: read again whatever state is kept in memory between batches."""
         return None
 
     # -- API ------------------------------------------------------------
@@ -110,6 +115,7 @@ class GroupCommitter(Generic[Ctx, Extra]):
                     await self._commit(items)
                 except Exception as exc:  # the database failed: every caller of the batch learns it
                     log.exception("commit.failed")
+                    self._resync_needed = True  # whether it committed is not known (a lost COMMIT answer)
                     for _, fut in items:
                         if not fut.done():
                             fut.set_exception(exc)
@@ -117,6 +123,9 @@ class GroupCommitter(Generic[Ctx, Extra]):
                 return
 
     async def _commit(self, items: list[_Item]) -> None:
+        if self._resync_needed:  # before anything builds on what the failed batch may have left
+            await self._resync()
+            self._resync_needed = False
         try:
             results, ctx, extra = await self._attempt(items)
         except _OpFailed as failed:

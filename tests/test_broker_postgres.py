@@ -66,12 +66,12 @@ async def test_postgresql_crashed_and_restarted_mid_load_loses_and_repeats_nothi
     antwerpen = await nodes.start("antwerpen", broker.port)
     sent = 40
     for i in range(sent):
-        if i == sent // 2:
-            postgres_cluster.crash()  # power cut: the broker's open transaction and connections are gone
-            await asyncio.sleep(0.5)
-            postgres_cluster.start()
         first = f"850730{i + 100:03d}"
         await open_and_alert(gent, first + f"{97 - int(first) % 97:02d}", no_wait=True)
+        if i == sent // 2:  # mid-load: gent's outbox is still sending what it queued without waiting
+            postgres_cluster.crash()  # power cut: the broker's open transaction and connections are gone
+            await asyncio.sleep(1.0)
+            postgres_cluster.start()
     assert gent._store is not None and antwerpen._store is not None
     deadline = time.monotonic() + 60
     while True:
