@@ -103,6 +103,13 @@ class Batch:
         return index, salt, data
 
 
+LOG_LOCK = 0x6F6C6C67  # "ollg": the advisory lock that makes one transaction at a time the log's writer
+
+
+class StaleFrontier(Exception):
+    """A batch built on a log that is no longer the stored one (another writer appended)."""
+
+
 class AuditLog:
     """The broker's Merkle log: appends in transactions, proofs from stored nodes."""
 
@@ -129,6 +136,7 @@ class AuditLog:
     async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
         """Store the batch's leaves and sign a head for its size. A batch without leaves signs nothing new:
         a second head of the same size (another timestamp) would look like a fork to every witness."""
+        await self._check_frontier(tx, batch.events[0][0] if batch.events else batch.size)
         if not batch.events:
             row = await tx.fetchone(_HEAD_SELECT + "WHERE size = ?", (batch.size,))
             if row is not None:
@@ -149,6 +157,20 @@ class AuditLog:
             " signature = excluded.signature, checkpoint = excluded.checkpoint",
             (head.size, head.root, head.timestamp_ms, head.bundle_digest, b"", head.checkpoint))
         return head
+
+    async def _check_frontier(self, tx: Txn, start: int) -> None:
+        """The batch starts where the stored log ends - read under the single-writer lock, never trusted from
+        memory: another writer (a second broker on the same PostgreSQL) may have appended since.
+
+        Raises:
+            StaleFrontier: the log grew (or shrank) under us; the batch fails and its callers retry.
+        """
+        if self._db.engine != "sqlite":  # SQLite's BEGIN IMMEDIATE already makes this transaction the only writer
+            await tx.execute(f"SELECT pg_advisory_xact_lock({LOG_LOCK})")
+        row = await tx.fetchone("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events")
+        stored = int(row[0]) if row else 0
+        if stored != start:
+            raise StaleFrontier(f"the log holds {stored} leaves, this batch would start at {start}")
 
     def commit(self, batch: Batch) -> None:
         self.size = batch.size
