@@ -10,7 +10,11 @@ Side by side, in the same run: a bare grpc.aio unary echo over the same mTLS in 
 (``echo_baseline.py``), the limit of this machine for one request/response. Goal: >= 40 % of the echo
 rate, p99 < 50 ms at half load, a broker with 100,000 queued envelopes serving in < 2 s.
 
-    python bench/route_bench.py [--alerts 4000] [--seconds 10]
+Then the same peak and half-load latency with the broker's store on PostgreSQL (a throwaway PostgreSQL 15
+cluster, as the tests start one; ``--no-postgresql`` skips it), printed with the ratio PostgreSQL/SQLite
+(goal: at least 60 % of SQLite's delivered alerts/s).
+
+    python bench/route_bench.py [--alerts 4000] [--seconds 10] [--no-postgresql]
 """
 
 from __future__ import annotations
@@ -172,6 +176,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--depth", type=int, default=100_000)
     parser.add_argument("--warmup", type=int, default=400)
+    parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
     args = parse_args(parser, {"alerts": 40, "seconds": 1.0, "depth": 200, "warmup": 8})
     work = Path(tempfile.mkdtemp(prefix="olievlek-route-"))
     echo = echo_baseline.measure_echo(work / "echo", seconds=args.seconds, concurrency=16)
@@ -195,12 +200,57 @@ def main() -> None:
         serving, first = restart_deep_queue(fed, args.depth)
         print(f"restart with {args.depth:,} queued: serving after {serving:.2f} s, first delivery after "
               f"{first:.2f} s (goal < 2 s)")
-        report("route", args.smoke, echo_rps=round(echo["requests_per_s"]), route_rps=round(rate),
-               ratio=round(rate / echo["requests_per_s"], 3), p50_ms=p50, p99_ms=p99,
-               restart_serving_s=round(serving, 3), restart_first_delivery_s=round(first, 3), cpus=os.cpu_count())
     finally:
         fed.stop()
+    try:
+        pg = {} if args.no_postgresql else on_postgresql(work, args, rate)
+        report("route", args.smoke, echo_rps=round(echo["requests_per_s"]), route_rps=round(rate),
+               ratio=round(rate / echo["requests_per_s"], 3), p50_ms=p50, p99_ms=p99,
+               restart_serving_s=round(serving, 3), restart_first_delivery_s=round(first, 3), cpus=os.cpu_count(),
+               **pg)
+    finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def on_postgresql(work: Path, args: argparse.Namespace, sqlite_rate: float) -> dict[str, object]:
+    """Peak and half-load latency with the broker's store on a throwaway PostgreSQL cluster."""
+    sys.path.insert(0, str(REPO))
+    import psycopg
+
+    from tests.postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
+    from tests.tools import shared_dir
+
+    bins = bindir()
+    base = shared_dir("olv-pg-bench-", owner=PG_USER, mode=0o700)
+    cluster = Cluster(base, _free_port(), bins, base / "data")
+    r = _as_postgres(bins / "initdb", "-D", cluster.data, "-U", PG_USER, "-A", "trust", "-E", "UTF8")
+    assert r.returncode == 0, r.stderr
+    cluster.start()
+    fed = None
+    try:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "route"')
+        fed = Federation(work / "fed-pg", nodes=tuple(NodeSpec(o) for o in PAIRS),
+                         broker_settings={"storage": {"engine": "postgresql", "dsn": cluster.conninfo("route")}})
+        fed.create()
+        from olievlek.identity import OrgId, OrgIdentity, OrgKind
+        from olievlek.pki import CertificateAuthority
+
+        CertificateAuthority.load(fed.pki).issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("livc-zennevallei")))
+        fed.start()
+        cases = {org: _open(fed, org) for org in PAIRS}
+        peak(fed, cases, args.warmup)
+        rate = peak(fed, cases, args.alerts)
+        p50, p99 = latency_at(fed, cases, rate / 2, args.seconds)
+        print(f"route on PostgreSQL: {rate:.0f} delivered alerts/s ({rate / sqlite_rate:.0%} of SQLite's; "
+              f"goal >= 60 %), latency at half load p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        return {"pg_route_rps": round(rate), "pg_ratio": round(rate / sqlite_rate, 3), "pg_p50_ms": p50,
+                "pg_p99_ms": p99}
+    finally:
+        if fed is not None:
+            fed.stop()
+        cluster.crash()
+        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 if __name__ == "__main__":
