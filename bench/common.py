@@ -11,9 +11,11 @@ or nothing once the bundle grows a section, and the bench then measures a bundle
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,28 @@ def edit_bundle(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None]) ->
 def report(name: str, smoke: bool, **figures: object) -> None:
     """Print the bench's figures as one JSON line (what scripts and the smoke test read)."""
     print(RESULT_PREFIX + json.dumps({"bench": name, "smoke": smoke, **figures}, sort_keys=True))
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[Any]:
+    """A PostgreSQL 15 cluster for one bench run, started as the tests start theirs (``tests/postgres.py``:
+    Debian's binaries as the postgres user, a temporary directory, a free port, its Unix socket only)."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from tests.postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
+    from tests.tools import shared_dir
+
+    bins = bindir()
+    base = shared_dir("olv-pg-bench-", owner=PG_USER, mode=0o700)
+    cluster = Cluster(base, _free_port(), bins, base / "data")
+    try:
+        r = _as_postgres(bins / "initdb", "-D", cluster.data, "-U", PG_USER, "-A", "trust", "-E", "UTF8")
+        if r.returncode != 0:
+            raise SystemExit(f"initdb failed: {r.stderr}")
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(AssertionError):
+            cluster.crash()
+        shutil.rmtree(base, ignore_errors=True)

@@ -6,6 +6,9 @@ decides the policy, checks the file reference, the legal basis and the budget, r
 once for the batch, checks coverage per row, encodes the fixed-width rows, appends the query's and the
 holders' leaves in one group commit (fsync), and answers with the leaf's inclusion proof.
 
+Then the same queries with the broker's store on a throwaway PostgreSQL cluster holding the same entries
+(``--no-postgresql`` skips it): the median end to end, and its ratio to SQLite's (goal: at most 2x).
+
 The floor, in the same run on the same file: a plain indexed SQLite lookup of the same keys
 (``SELECT ... WHERE pseudonym IN (...)`` on the directory's primary key) from this process. Half of each
 batch are registered pseudonyms, half unknown; every entry carries two coverage flags. Goal: <= 1.5x.
@@ -28,7 +31,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
-from common import edit_bundle, parse_args, report  # noqa: E402
+from common import edit_bundle, parse_args, report, throwaway_postgres  # noqa: E402
 from olievlek.broker.store import SqliteBrokerStore  # noqa: E402
 from olievlek.cli.federation import DEFAULT_BUNDLE, Federation, NodeSpec  # noqa: E402
 from olievlek.node.broker_client import BrokerClient  # noqa: E402
@@ -146,6 +149,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-postgresql", action="store_true", help="SQLite only")
     args = parse_args(parser, {"entries": 2000, "batches": 5, "batch": 100, "warmup": 1})
     print(f"query bench: {args.entries:,} entries, {args.batches} batches of {args.batch}, seed {args.seed}")
     rng = random.Random(args.seed)
@@ -168,6 +172,7 @@ def main() -> None:
             plain, found = _plain(fed.broker_dir / "broker.sqlite", batches)
         finally:
             fed.stop()
+        pg = None if args.no_postgresql else _on_postgresql(fed, keys, warm, batches)
     expected = args.batches * (args.batch // 2)
     if hits != expected or found != expected:
         sys.exit(f"wrong answers: {hits} hits, {found} rows found, expected {expected}")
@@ -175,8 +180,48 @@ def main() -> None:
     full = _summary("end to end at the broker (Query)", e2e)
     print(f"ratio end-to-end / plain: {full / base:.2f}x (goal <= 1.5x); "
           f"{args.batch / (full / 1000):,.0f} pseudonyms/s end to end")
+    extra: dict[str, object] = {}
+    if pg is not None:
+        pg_times, pg_hits = pg
+        if pg_hits != expected:
+            sys.exit(f"wrong answers on PostgreSQL: {pg_hits} hits, expected {expected}")
+        pg_full = _summary("end to end, store on PostgreSQL", pg_times)
+        print(f"PostgreSQL / SQLite end to end: {pg_full / full:.2f}x (goal <= 2x)")
+        extra = {"pg_end_to_end_median_ms": round(pg_full, 3), "pg_ratio": round(pg_full / full, 3)}
     report("query", args.smoke, entries=args.entries, batch=args.batch, plain_median_ms=round(base, 3),
-           end_to_end_median_ms=round(full, 3), ratio=round(full / base, 3))
+           end_to_end_median_ms=round(full, 3), ratio=round(full / base, 3), **extra)
+
+
+def _on_postgresql(fed: Federation, keys: list[bytes], warm: list[list[bytes]], batches: list[list[bytes]]
+                   ) -> tuple[list[float], int]:
+    """The same entries in a PostgreSQL store (COPY, after the broker's migrations made the tables), the same
+    queries end to end."""
+    import psycopg
+    import yaml
+
+    with throwaway_postgres() as cluster:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "query"')
+        config = fed.broker_dir / "broker.yaml"
+        doc = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**doc, "storage": {"engine": "postgresql",
+                                                             "dsn": cluster.conninfo("query")}}, sort_keys=False))
+        fed.start_broker()
+        try:
+            covers = covers_string([Cover("federal_liaison", "hit_no_hit_check", "hit-query", FAR),
+                                    Cover("justice_house", "hit_no_hit_check", "hit-query", FAR)])
+            t = time.perf_counter()
+            with psycopg.connect(cluster.conninfo("query")) as conn, conn.cursor() as cur:
+                with cur.copy("COPY directory (pseudonym, holder, contact_id, registered_ms, covers) FROM STDIN") as cp:
+                    for i, k in enumerate(keys):
+                        cp.write_row((k, *HOLDERS[i % len(HOLDERS)], 0, covers))
+                conn.commit()
+                conn.execute("ANALYZE directory")
+            print(f"PostgreSQL directory filled in {time.perf_counter() - t:.1f} s")
+            asyncio.run(_end_to_end(fed, warm))
+            return asyncio.run(_end_to_end(fed, batches))
+        finally:
+            fed.stop()
 
 
 if __name__ == "__main__":

@@ -29,12 +29,13 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 import echo_baseline  # noqa: E402
-from common import parse_args, report  # noqa: E402
+from common import parse_args, report, throwaway_postgres  # noqa: E402
 from olievlek.broker.seeding import seed_offline  # noqa: E402
 from olievlek.broker.store import NEVER  # noqa: E402
 from olievlek.cli.federation import Federation, NodeSpec  # noqa: E402
@@ -214,18 +215,13 @@ def main() -> None:
 
 def on_postgresql(work: Path, args: argparse.Namespace, sqlite_rate: float) -> dict[str, object]:
     """Peak and half-load latency with the broker's store on a throwaway PostgreSQL cluster."""
-    sys.path.insert(0, str(REPO))
+    with throwaway_postgres() as cluster:
+        return _route_on(cluster, work, args, sqlite_rate)
+
+
+def _route_on(cluster: Any, work: Path, args: argparse.Namespace, sqlite_rate: float) -> dict[str, object]:
     import psycopg
 
-    from tests.postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
-    from tests.tools import shared_dir
-
-    bins = bindir()
-    base = shared_dir("olv-pg-bench-", owner=PG_USER, mode=0o700)
-    cluster = Cluster(base, _free_port(), bins, base / "data")
-    r = _as_postgres(bins / "initdb", "-D", cluster.data, "-U", PG_USER, "-A", "trust", "-E", "UTF8")
-    assert r.returncode == 0, r.stderr
-    cluster.start()
     fed = None
     try:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
@@ -249,8 +245,6 @@ def on_postgresql(work: Path, args: argparse.Namespace, sqlite_rate: float) -> d
     finally:
         if fed is not None:
             fed.stop()
-        cluster.crash()
-        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 if __name__ == "__main__":
