@@ -37,6 +37,7 @@ from .test_audit_broker import (  # noqa: F401 - collected here again, on Postgr
     test_leaves_hold_no_pseudonym_or_contact,
     test_metadata_retention_keeps_the_tree_verifiable,
 )
+from .test_chaos import run_chaos
 from .test_delivery_guarantees import (  # noqa: F401
     test_a_batch_is_answered_per_envelope_in_order_and_shares_one_commit,
     test_a_full_queue_is_refused_clearly_and_nothing_is_dropped,
@@ -192,3 +193,11 @@ async def test_two_writers_appending_at_once_never_fork_or_gap_the_log(postgres_
         heads = conn.execute("SELECT size, root FROM tree_heads ORDER BY size").fetchall()
     for size, root in heads:  # every signed head is a prefix of the one log: no fork
         assert tree.fold([nodes[n] for n in tree.range_nodes(0, int(size))]) == bytes(root), size
+
+
+async def test_kill_9_of_a_postgresql_broker_loses_and_repeats_nothing(tmp_path: Path,
+                                                                       postgres_cluster: Cluster) -> None:
+    """The chaos run of ``tests/test_chaos.py`` (kill -9 of the broker and a node at random moments, seeded),
+    smaller, with the broker's store on PostgreSQL."""
+    dsn = postgres_cluster.new_database()
+    await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}}, 300, 2, 1)
