@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from olievlek.broker.server import BrokerServer
@@ -53,11 +54,20 @@ async def test_leaves_hold_no_pseudonym_or_contact(pki: Pki, broker: BrokerServe
 
 def _rebuild_forged_tree(db_path: Path, how: str) -> None:
     """What a broker operator would do: rewrite the leaves, then recompute every stored node."""
-    import os
     import sqlite3
 
     conn = sqlite3.connect(db_path)
-    rows = conn.execute("SELECT idx, salt, meta, orgs, at_ms FROM audit_events ORDER BY idx").fetchall()
+    forge(conn, how, "?")
+    conn.commit()
+    conn.close()
+
+
+def forge(conn: Any, how: str, mark: str) -> None:
+    """The forgery on any DB-API connection whose placeholder is ``mark`` (SQLite ``?``, psycopg ``%s``)."""
+    import os
+
+    rows = [tuple(r) for r in conn.execute("SELECT idx, salt, meta, orgs, at_ms FROM audit_events ORDER BY idx")
+            .fetchall()]
     if how == "change":
         forged = json.loads(rows[1][2])
         forged["decision"] = "refused" if forged.get("decision") == "accepted" else "accepted"
@@ -68,17 +78,17 @@ def _rebuild_forged_tree(db_path: Path, how: str) -> None:
         rows = [(0, *rows[1][1:]), (1, *rows[0][1:]), *rows[2:]]
     elif how == "truncate-and-re-extend":
         rows = [*rows[:1], (1, os.urandom(16), canonical({"event": "send", "sender": "gent"}), "gent", 0)]
+    marks5, marks3 = ", ".join([mark] * 5), ", ".join([mark] * 3)
     conn.execute("DELETE FROM audit_events")
-    conn.executemany("INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES (?, ?, ?, ?, ?)", rows)
+    conn.cursor().executemany(f"INSERT INTO audit_events (idx, salt, meta, orgs, at_ms) VALUES ({marks5})",
+                              [(i, bytes(s), bytes(m), o, a) for i, s, m, o, a in rows])
     conn.execute("DELETE FROM tree_nodes")
     nodes: dict[tree.NodeId, bytes] = {}
     for idx, s, m, _orgs, _at in rows:
         for node, h in tree.new_nodes(idx, leaf_of(bytes(s), bytes(m)), nodes.__getitem__):
             nodes[node] = h
-    conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
-                     [(lv, i, h) for (lv, i), h in nodes.items()])
-    conn.commit()
-    conn.close()
+    conn.cursor().executemany(f"INSERT INTO tree_nodes (level, idx, hash) VALUES ({marks3})",
+                              [(lv, i, h) for (lv, i), h in nodes.items()])
 
 
 @pytest.mark.parametrize("how", ["change", "delete", "reorder", "truncate-and-re-extend"])

@@ -26,12 +26,14 @@ from olievlek.broker.store import MIGRATIONS_POSTGRESQL
 from olievlek.audit import tree
 from olievlek.audit.log import AuditLog, Batch
 from olievlek.storage.postgres import PgDatabase
+from olievlek.v1 import local_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
 from .envelopes import open_and_alert
 from .federations import cli
 from .postgres import Cluster
 from .test_audit_broker import (  # noqa: F401 - collected here again, on PostgreSQL
+    forge,
     test_a_data_protection_officer_sees_all_and_others_their_own,
     test_a_refusal_carries_a_proven_leaf_with_the_same_reason,
     test_leaves_hold_no_pseudonym_or_contact,
@@ -201,3 +203,35 @@ async def test_kill_9_of_a_postgresql_broker_loses_and_repeats_nothing(tmp_path:
     smaller, with the broker's store on PostgreSQL."""
     dsn = postgres_cluster.new_database()
     await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}}, 300, 2, 1)
+
+
+@pytest.mark.parametrize("how", ["change", "delete", "reorder", "truncate-and-re-extend"])
+async def test_a_rewritten_history_on_postgresql_is_caught_by_the_node(
+        how: str, pki: Pki, tmp_path: Path, policy_dir: Path, nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch,
+        log_file: Path, postgres_cluster: Cluster) -> None:
+    """The operator rewrites the log in its PostgreSQL database and recomputes every node (as
+    ``tests/test_audit_broker.py`` does to the SQLite file); the node holding a verified head refuses it."""
+    from olievlek.node import handlers
+
+    monkeypatch.setattr(handlers, "ALERT_WAIT_S", 3.0)
+    dsn = postgres_cluster.new_database()
+    server = BrokerServer(dataclasses.replace(broker_config(pki, tmp_path), postgres_dsn=dsn))
+    port = await server.start()
+    gent = await nodes.start("gent", port)
+    first = await open_and_alert(gent, "85.07.30-033.28")
+    assert first.status == local_pb2.OUTBOX_STATUS_ACCEPTED
+    await server.stop(0)
+    with psycopg.connect(dsn) as conn:
+        forge(conn, how, "%s")
+        conn.commit()
+    server = BrokerServer(dataclasses.replace(broker_config(pki, tmp_path, listen=f"127.0.0.1:{port}"),
+                                              postgres_dsn=dsn))
+    await server.start()
+    try:
+        second = await open_and_alert(gent, "93.05.18-223.61")
+        assert second.status == local_pb2.OUTBOX_STATUS_PENDING  # not accepted on a forged log
+    finally:
+        await nodes.stop(gent)
+        await server.stop(0)
+    logged = log_file.read_text()
+    assert "audit.alarm" in logged and ("not append-only" in logged or "forked log" in logged)
