@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pwd
+import shutil
 import threading
 
 import psycopg
 import pytest
-from olievlek.broker.store import MIGRATIONS_POSTGRESQL
+from olievlek.broker.store import MIGRATIONS_POSTGRESQL, SqliteBrokerStore
 
 from olievlek.errors import ConfigError
+from olievlek.pki import CertificateAuthority
 from olievlek.storage.migrations import Migration, Migrations, current, migrate
 
-from .postgres import Cluster
+from .conftest import Pki
+from .postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
+from .tools import shared_dir
 
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]
 BROKER_PG = MIGRATIONS_POSTGRESQL
@@ -64,3 +71,47 @@ def test_a_newer_database_is_refused_and_a_failing_migration_leaves_nothing(post
         conn.commit()
         with pytest.raises(ConfigError, match="at migration 7, newer than this build's 2"):
             current(conn, broken)
+
+
+def test_the_broker_reaches_postgresql_over_tls_with_verify_full(pki: Pki) -> None:
+    """A cluster that accepts only TLS on 127.0.0.1, with a server certificate from the federation's CA:
+    ``sslmode=verify-full`` with that CA connects and migrates; with another CA it is refused."""
+    bins = bindir()
+    base = shared_dir("olv-pg-tls-", owner=PG_USER, mode=0o700)
+    port = _free_port()
+    server = pki.ca.issue_server("db", ["127.0.0.1"])
+    owner = pwd.getpwnam(PG_USER)
+    for src, name in ((server.tls_cert, "server.crt"), (server.tls_key, "server.key")):
+        shutil.copyfile(src, base / name)
+        os.chown(base / name, owner.pw_uid, owner.pw_gid)
+        (base / name).chmod(0o600)
+    try:
+        r = _as_postgres(bins / "initdb", "-D", base / "data", "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
+        assert r.returncode == 0, r.stderr
+        (base / "data" / "pg_hba.conf").write_text("hostssl all postgres 127.0.0.1/32 trust\n")
+        r = _as_postgres(bins / "pg_ctl", "-D", base / "data", "-l", base / "log", "-w", "-t", "60", "-o",
+                         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c ssl=on "
+                         f"-c ssl_cert_file={base / 'server.crt'} -c ssl_key_file={base / 'server.key'}", "start")
+        assert r.returncode == 0, r.stdout + r.stderr + (base / "log").read_text(errors="replace")
+        dsn = (f"host=127.0.0.1 port={port} user={PG_USER} dbname=postgres sslmode=verify-full "
+               f"sslrootcert={pki.root / 'ca.pem'}")
+        with psycopg.connect(dsn) as conn:
+            assert [s.version for s in migrate(conn, BROKER_PG)] == [1]
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+        async def the_brokers_store() -> int:
+            store = await SqliteBrokerStore.open_postgres(dsn)  # as the broker opens it, from its config
+            try:
+                return await store.enforced_policy_version()
+            finally:
+                await store.close()
+
+        assert asyncio.run(the_brokers_store()) == 0
+        other = CertificateAuthority.init(base / "other-ca")
+        with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+            psycopg.connect(dsn.replace(str(pki.root / "ca.pem"), str(other.directory / "ca.pem")))
+        with pytest.raises(psycopg.OperationalError):  # and no plain connection at all
+            psycopg.connect(dsn.replace("sslmode=verify-full", "sslmode=disable"))
+    finally:
+        _as_postgres(bins / "pg_ctl", "-D", base / "data", "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
