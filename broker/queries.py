@@ -40,7 +40,7 @@ from olievlek.v1 import broker_pb2, envelope_pb2, pseudonymiser_pb2, summary_pb2
 
 from . import directory, outliers
 from .directory import Registration
-from .store import DecisionRecord, SqliteBrokerStore
+from .store import BrokerStore, DecisionRecord
 
 if TYPE_CHECKING:
     import sqlite3
@@ -292,7 +292,7 @@ class DirectoryService:
                                          "hits": held_hits, "not_covered": refused}, svc.viewer_of(holder), now)
                 else:
                     _append_leaf(batch, {"event": "query.pad"}, None, now)
-            return await SqliteBrokerStore.record_txn(tx, batch, record, meta, (str(origin),))
+            return await BrokerStore.record_txn(tx, batch, record, meta, (str(origin),))
 
         result, head = await svc.committer.submit(op)
         if isinstance(result, directory.OverBudget):

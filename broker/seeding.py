@@ -13,7 +13,7 @@ from olievlek.policy.signing import load_signing_key
 
 from .committer import Committer
 from .service import BrokerService
-from .store import SqliteBrokerStore
+from .store import BrokerStore
 
 
 async def seed(service: BrokerService, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,
@@ -29,7 +29,7 @@ async def seed(service: BrokerService, recipient: str, sender: str, items: list[
 async def seed_offline(database: Path, log_key: Path, origin: str, bundle_digest: str, recipient: str, sender: str,
                        items: list[tuple[str, bytes]], at_ms: int, expires_ms: int) -> None:
     """The same into a stopped broker's database (its log key signs the head of the new leaves)."""
-    store = await SqliteBrokerStore.open(database)
+    store = await BrokerStore.open(database)
     audit = AuditLog(store.db, load_signing_key(log_key), origin)
     await audit.load()
     committer = Committer(store.db, audit, lambda: bundle_digest)

@@ -45,7 +45,7 @@ from .committer import Committer
 from .config import BrokerConfig
 from .pusher import Pusher
 from .service import EXPIRY_BATCH, BrokerService
-from .store import Queued, SqliteBrokerStore
+from .store import BrokerStore, Queued
 from .streams import Notifier, StreamRegistry
 
 log = logs.get("broker")
@@ -485,7 +485,7 @@ class BrokerServer:
         self._servicer = servicer
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._store: SqliteBrokerStore | None = None
+        self._store: BrokerStore | None = None
         self._committer: Committer | None = None
         self._retention: asyncio.Task[None] | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -501,8 +501,7 @@ class BrokerServer:
         cfg = self.config
         cfg.database.parent.mkdir(parents=True, exist_ok=True)  # its state folder, on PostgreSQL too
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
-        self._store = await (SqliteBrokerStore.open_postgres(cfg.postgres_dsn) if cfg.postgres_dsn
-                             else SqliteBrokerStore.open(cfg.database))
+        self._store = await BrokerStore.for_engine(cfg.database, cfg.postgres_dsn)
         audit = AuditLog(self._store.db, load_signing_key(cfg.log_key), origin_for(bundle_name(cfg.bundle),
                                                                                    cfg.log_shard))
         await audit.load()

@@ -64,7 +64,7 @@ from olievlek.v1 import broker_pb2
 
 from .committer import Committer
 from .queries import DirectoryService
-from .store import NEVER, Accepted, Conflict, DecisionRecord, Due, QueueFull, SqliteBrokerStore
+from .store import NEVER, Accepted, BrokerStore, Conflict, DecisionRecord, Due, QueueFull
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -140,7 +140,7 @@ class BrokerService:
 
     def __init__(
         self,
-        store: SqliteBrokerStore,
+        store: BrokerStore,
         committer: Committer,
         bundle: Bundle,
         trust: TrustAnchor,

@@ -156,7 +156,7 @@ def _dequeue(c: sqlite3.Connection, recipient: str, seq: int, sender: str) -> No
     c.execute("UPDATE queue_shares SET depth = depth - 1 WHERE recipient = ? AND sender = ?", (recipient, sender))
 
 
-class SqliteBrokerStore:
+class BrokerStore:
     """The broker's store: SQLite (the embedded default, ``open``) or PostgreSQL (``open_postgres``); the
     statements are the SQL both read (docs/storage.md)."""
 
@@ -164,11 +164,16 @@ class SqliteBrokerStore:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteBrokerStore:
+    async def open(cls, path: Path) -> BrokerStore:
         return cls(await Database.open(path, MIGRATIONS))
 
     @classmethod
-    async def open_postgres(cls, dsn: str) -> SqliteBrokerStore:
+    async def for_engine(cls, database: Path, postgres_dsn: str | None) -> BrokerStore:
+        """The store a broker's configuration names: PostgreSQL when it gives a DSN, else SQLite in ``database``."""
+        return await (cls.open_postgres(postgres_dsn) if postgres_dsn else cls.open(database))
+
+    @classmethod
+    async def open_postgres(cls, dsn: str) -> BrokerStore:
         from olievlek.storage.postgres import PgDatabase  # psycopg loads only for a PostgreSQL broker
 
         return cls(await PgDatabase.connect(dsn, MIGRATIONS_POSTGRESQL))

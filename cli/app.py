@@ -129,7 +129,7 @@ def broker_import(
 
 async def _broker_copy(config: Path, path: Path, export: bool) -> None:
     from olievlek.broker.config import BrokerConfig
-    from olievlek.broker.store import IDENTITY_COLUMNS, TABLES, SqliteBrokerStore
+    from olievlek.broker.store import IDENTITY_COLUMNS, TABLES, BrokerStore
 
     from olievlek.audit import tree
     from olievlek.audit.log import AuditLog
@@ -137,8 +137,7 @@ async def _broker_copy(config: Path, path: Path, export: bool) -> None:
     from olievlek.storage import copy
 
     cfg = BrokerConfig.load(config)
-    store = await (SqliteBrokerStore.open_postgres(cfg.postgres_dsn) if cfg.postgres_dsn
-                   else SqliteBrokerStore.open(cfg.database))
+    store = await BrokerStore.for_engine(cfg.database, cfg.postgres_dsn)
     try:
         if export:
             sums = await copy.export(store.db, "broker", TABLES, path)

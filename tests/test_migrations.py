@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from olievlek.broker.store import MIGRATIONS as BROKER
-from olievlek.broker.store import SqliteBrokerStore
+from olievlek.broker.store import BrokerStore
 from olievlek.node.store import MIGRATIONS as NODE
 from olievlek.node.store import NodeStore
 from olievlek.pseudonymiser.store import MIGRATIONS as PSEUDONYMISER
@@ -53,7 +53,7 @@ async def test_a_broker_of_395f065_with_data_migrates_and_keeps_it(tmp_path: Pat
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
         events = conn.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]
-    store = await SqliteBrokerStore.open(path)
+    store = await BrokerStore.open(path)
     await store.close()
     assert _versions(path) == [1, 2, 3]
     fresh = tmp_path / "fresh.sqlite"

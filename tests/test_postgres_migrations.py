@@ -10,7 +10,7 @@ import threading
 
 import psycopg
 import pytest
-from olievlek.broker.store import MIGRATIONS_POSTGRESQL, SqliteBrokerStore
+from olievlek.broker.store import MIGRATIONS_POSTGRESQL, BrokerStore
 
 from olievlek.errors import ConfigError
 from olievlek.pki import CertificateAuthority
@@ -100,7 +100,7 @@ def test_the_broker_reaches_postgresql_over_tls_with_verify_full(pki: Pki) -> No
             assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
 
         async def the_brokers_store() -> int:
-            store = await SqliteBrokerStore.open_postgres(dsn)  # as the broker opens it, from its config
+            store = await BrokerStore.open_postgres(dsn)  # as the broker opens it, from its config
             try:
                 return await store.enforced_policy_version()
             finally:
