@@ -63,19 +63,7 @@ def throwaway_postgres() -> Iterator[Any]:
     repo = str(Path(__file__).resolve().parent.parent)
     if repo not in sys.path:
         sys.path.insert(0, repo)
-    from tests.postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
-    from tests.tools import shared_dir
+    from tests.postgres import throwaway_cluster
 
-    bins = bindir()
-    base = shared_dir("olv-pg-bench-", owner=PG_USER, mode=0o700)
-    cluster = Cluster(base, _free_port(), bins, base / "data")
-    try:
-        r = _as_postgres(bins / "initdb", "-D", cluster.data, "-U", PG_USER, "-A", "trust", "-E", "UTF8")
-        if r.returncode != 0:
-            raise SystemExit(f"initdb failed: {r.stderr}")
-        cluster.start()
+    with throwaway_cluster("olv-pg-bench-") as cluster:
         yield cluster
-    finally:
-        with contextlib.suppress(AssertionError):
-            cluster.crash()
-        shutil.rmtree(base, ignore_errors=True)

@@ -31,7 +31,7 @@ from olievlek.i18n import _
 from olievlek.identity import OrgId
 from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
-from olievlek.report_check import CATEGORIES, DIMENSIONS, TABLE_OF
+from olievlek.report_check import CATEGORIES, DIMENSIONS, TABLE_OF, quarter_end_ms
 from olievlek.statuses import InboxStatus
 from olievlek.store import Txn
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, Link, margin, period_of, protect
@@ -54,8 +54,7 @@ FLOW = FLOW_CATEGORY
 
 def quarter_bounds(year: int, quarter: int) -> tuple[int, int]:
     start = dt.datetime(year, 3 * quarter - 2, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=dt.UTC)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return int(start.timestamp() * 1000), quarter_end_ms(year, quarter)
 
 
 def band(ms: int) -> int:

@@ -5,6 +5,7 @@ Debian's own cluster may live). One cluster per test session; each test gets a d
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -61,10 +62,12 @@ class Cluster:
         r = _as_postgres(self.bins / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         assert r.returncode == 0, r.stdout + r.stderr
 
-    def start(self) -> None:
+    def start(self, settings: str = "") -> None:
+        """``settings``: more ``-c name=value`` options, after (and so over) the defaults."""
         r = _as_postgres(self.bins / "pg_ctl", "-D", self.data, "-l", self.socket_dir / "log", "-w", "-t", "60",
-                         "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses='' -c fsync=off", "start")
-        assert r.returncode == 0, r.stdout + r.stderr
+                         "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses='' -c fsync=off {settings}",
+                         "start")
+        assert r.returncode == 0, r.stdout + r.stderr + (self.socket_dir / "log").read_text(errors="replace")
 
     def conninfo(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user={PG_USER} dbname={dbname}"
@@ -79,6 +82,24 @@ class Cluster:
         return self.conninfo(name)
 
 
+@contextlib.contextmanager
+def throwaway_cluster(prefix: str, start: bool = True) -> Iterator[Cluster]:
+    """A new cluster in a directory of its own (``start=False``: initialised only, for the caller to set up and
+    start); stopped as by a power cut and removed afterwards."""
+    bins = bindir()
+    base = shared_dir(prefix, owner=PG_USER, mode=0o700)
+    cluster = Cluster(base, _free_port(), bins, base / "data")
+    try:
+        r = _as_postgres(bins / "initdb", "-D", cluster.data, "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
+        assert r.returncode == 0, r.stdout + r.stderr
+        if start:
+            cluster.start()
+        yield cluster
+    finally:
+        _as_postgres(bins / "pg_ctl", "-D", cluster.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
@@ -87,15 +108,5 @@ def postgres_cluster() -> Iterator[Cluster]:
         pwd.getpwnam(PG_USER)
     except KeyError:
         unavailable("no postgres user: install the Debian package postgresql")
-    bins = bindir()
-    base = shared_dir("olv-pg-", owner=PG_USER, mode=0o700)
-    data, port = base / "data", _free_port()
-    try:
-        r = _as_postgres(bins / "initdb", "-D", data, "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
-        assert r.returncode == 0, r.stdout + r.stderr
-        cluster = Cluster(base, port, bins, data)
-        cluster.start()
+    with throwaway_cluster("olv-pg-") as cluster:
         yield cluster
-    finally:
-        _as_postgres(bins / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)

@@ -17,8 +17,7 @@ from olievlek.pki import CertificateAuthority
 from olievlek.storage.migrations import Migration, Migrations, current, migrate
 
 from .conftest import Pki
-from .postgres import PG_USER, Cluster, _as_postgres, _free_port, bindir
-from .tools import shared_dir
+from .postgres import PG_USER, Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]
 BROKER_PG = MIGRATIONS_POSTGRESQL
@@ -76,24 +75,18 @@ def test_a_newer_database_is_refused_and_a_failing_migration_leaves_nothing(post
 def test_the_broker_reaches_postgresql_over_tls_with_verify_full(pki: Pki) -> None:
     """A cluster that accepts only TLS on 127.0.0.1, with a server certificate from the federation's CA:
     ``sslmode=verify-full`` with that CA connects and migrates; with another CA it is refused."""
-    bins = bindir()
-    base = shared_dir("olv-pg-tls-", owner=PG_USER, mode=0o700)
-    port = _free_port()
     server = pki.ca.issue_server("db", ["127.0.0.1"])
     owner = pwd.getpwnam(PG_USER)
-    for src, name in ((server.tls_cert, "server.crt"), (server.tls_key, "server.key")):
-        shutil.copyfile(src, base / name)
-        os.chown(base / name, owner.pw_uid, owner.pw_gid)
-        (base / name).chmod(0o600)
-    try:
-        r = _as_postgres(bins / "initdb", "-D", base / "data", "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
-        assert r.returncode == 0, r.stderr
-        (base / "data" / "pg_hba.conf").write_text("hostssl all postgres 127.0.0.1/32 trust\n")
-        r = _as_postgres(bins / "pg_ctl", "-D", base / "data", "-l", base / "log", "-w", "-t", "60", "-o",
-                         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c ssl=on "
-                         f"-c ssl_cert_file={base / 'server.crt'} -c ssl_key_file={base / 'server.key'}", "start")
-        assert r.returncode == 0, r.stdout + r.stderr + (base / "log").read_text(errors="replace")
-        dsn = (f"host=127.0.0.1 port={port} user={PG_USER} dbname=postgres sslmode=verify-full "
+    with throwaway_cluster("olv-pg-tls-", start=False) as cluster:
+        base = cluster.socket_dir
+        for src, name in ((server.tls_cert, "server.crt"), (server.tls_key, "server.key")):
+            shutil.copyfile(src, base / name)
+            os.chown(base / name, owner.pw_uid, owner.pw_gid)
+            (base / name).chmod(0o600)
+        (cluster.data / "pg_hba.conf").write_text("hostssl all postgres 127.0.0.1/32 trust\n")
+        cluster.start(f"-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={base / 'server.crt'} "
+                      f"-c ssl_key_file={base / 'server.key'}")
+        dsn = (f"host=127.0.0.1 port={cluster.port} user={PG_USER} dbname=postgres sslmode=verify-full "
                f"sslrootcert={pki.root / 'ca.pem'}")
         with psycopg.connect(dsn) as conn:
             assert [s.version for s in migrate(conn, BROKER_PG)] == [1]
@@ -112,6 +105,3 @@ def test_the_broker_reaches_postgresql_over_tls_with_verify_full(pki: Pki) -> No
             psycopg.connect(dsn.replace(str(pki.root / "ca.pem"), str(other.directory / "ca.pem")))
         with pytest.raises(psycopg.OperationalError):  # and no plain connection at all
             psycopg.connect(dsn.replace("sslmode=verify-full", "sslmode=disable"))
-    finally:
-        _as_postgres(bins / "pg_ctl", "-D", base / "data", "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
