@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.broker.committer import Committer
 
 from olievlek.audit import tree
-from olievlek.audit.log import SCHEMA, AuditLog, Batch, leaf_hashes_of, leaf_of
+from olievlek.audit.log import AuditLog, Batch, leaf_hashes_of, leaf_of
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
-from olievlek.store import Database, Txn
+from olievlek.storage.audit import SCHEMA
+from olievlek.storage.sqlite import Database, Txn
 
 META = {"event": "send", "sender": "gent", "kind": "alert.move", "rule": "move-alert", "decision": "accepted"}
 

@@ -13,7 +13,7 @@ from olievlek import faults
 from olievlek.audit.log import AuditLog, Batch
 from olievlek.clock import now_ms
 from olievlek.groupcommit import GroupCommitter
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 from olievlek.v1 import broker_pb2
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from olievlek.directory import Cover, covers_string
 from olievlek.policy.model import EntryLimit
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 from olievlek.v1 import summary_pb2
 
 # Its tables: broker/migrations/sqlite/*.sql (directory, coverage, open_requests, query_usage, register_usage).

@@ -35,7 +35,7 @@ from olievlek.policy import Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import QueryBudget, Relation, Rule
 from olievlek.statuses import Decision
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, pseudonymiser_pb2, summary_pb2
 
 from . import directory, outliers

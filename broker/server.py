@@ -36,7 +36,7 @@ from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.ratelimit import OncePerInterval
 from olievlek.statuses import LoadOutcome
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 

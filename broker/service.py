@@ -58,7 +58,7 @@ from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import Relation
 from olievlek.ratelimit import Limit, TokenBuckets
 from olievlek.statuses import Decision
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 

@@ -25,7 +25,7 @@ from olievlek.errors import Refused
 from olievlek.kinds import BY_KIND
 from olievlek.statuses import Decision, LoadOutcome
 from olievlek.storage.migrations import load
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 from olievlek.v1 import broker_pb2, envelope_pb2
 
 # The schema is broker/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them carries its

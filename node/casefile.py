@@ -15,7 +15,7 @@ from olievlek import logs
 from olievlek.errors import ConfigError
 from olievlek.fieldcrypt import KEY_VERSION, DataKey, DecryptionError, KeyEncryptionKey
 from olievlek.normalise import fallback_input
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import local_pb2
 
 from .store import SUBJECT_FIELDS, NodeStore

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from olievlek.envelope import env_of
 from olievlek.statuses import Confirmation, RefusalProof
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 
 # Its tables: node/migrations/sqlite/0002_evidence.sql and 0003_finality_roles.sql.
 

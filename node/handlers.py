@@ -25,7 +25,7 @@ from olievlek.normalise import identity_inputs
 from olievlek.nrn import normalise_national_number
 from olievlek.policy import Bundle
 from olievlek.statuses import CaseStatus, Confirmation, OutboxStatus
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from . import evidence

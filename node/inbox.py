@@ -46,7 +46,7 @@ from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.report_check import ReportRefused
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, summary_pb2
 

@@ -22,7 +22,7 @@ from olievlek.identity import OrgKind
 from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
 from olievlek.statuses import InboxStatus
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 
 from .casefile import CaseFile

@@ -26,7 +26,7 @@ from olievlek.kinds import MessageKind
 from olievlek.normalise import PrfInput, identity_inputs
 from olievlek.policy import Bundle
 from olievlek.policy.model import Rule
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from . import evidence

@@ -26,7 +26,7 @@ from olievlek.clock import now_ms as clock_now
 from olievlek.errors import TransportError, VerificationError
 from olievlek.metrics import Metrics
 from olievlek.statuses import RefusalProof
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2
 
 from . import evidence

@@ -33,7 +33,7 @@ from olievlek.kinds import MessageKind
 from olievlek.policy import Bundle
 from olievlek.report_check import CATEGORIES, DIMENSIONS, TABLE_OF, quarter_end_ms
 from olievlek.statuses import InboxStatus
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.suppression import FLOW_CATEGORY, TOTAL, Cell, Figures, Link, margin, period_of, protect
 from olievlek.v1 import envelope_pb2, local_pb2, summary_pb2
 

@@ -21,7 +21,7 @@ from enum import Enum
 
 from olievlek import logs
 from olievlek.metrics import Metrics
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 
 from . import evidence
 from .store import NodeStore

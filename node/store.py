@@ -19,7 +19,7 @@ from olievlek.i18n import N_
 from olievlek.kinds import MessageKind
 from olievlek.statuses import CaseStatus, InboxStatus, OutboxStatus
 from olievlek.storage.migrations import load
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .access import GrantMode, GrantRefusal, GrantRefused, RoleRequestState

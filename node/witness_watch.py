@@ -31,7 +31,7 @@ from olievlek import logs
 from olievlek.clock import now_ms as clock_now
 from olievlek.errors import TransportError, VerificationError
 from olievlek.metrics import Metrics
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 
 from . import evidence
 from .audit_check import AuditChecker, ForkSuspected, WitnessView

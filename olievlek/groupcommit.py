@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from olievlek import logs
 from olievlek.errors import ShuttingDown
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 
 log = logs.get("groupcommit")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from olievlek.storage.migrations import load
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 
 # The schema is pseudonymiser/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them
 # carries its version in PRAGMA user_version: 1 (commit 395f065) is migration 1, 2 is 2.

@@ -30,7 +30,7 @@ from olievlek.broker.store import NEVER, Queued
 
 from olievlek.audit.log import AuditLog
 from olievlek.policy.signing import load_signing_key
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 from olievlek.v1 import broker_pb2
 
 Answer = Callable[[list[bytes]], list[broker_pb2.SendResponse]]

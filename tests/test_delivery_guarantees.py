@@ -19,7 +19,7 @@ from olievlek.node.broker_client import BrokerClient
 from olievlek import faults, wire
 from olievlek.envelope import body_of
 from olievlek.errors import ConfigError, TransportError
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2
 
 from .conftest import NodeFactory, Pki, broker_config

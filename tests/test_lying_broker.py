@@ -27,7 +27,7 @@ from olievlek import wire
 from olievlek.envelope import SIGNING_CONTEXT, env_of, leaf_env
 from olievlek.identity import OrgKind
 from olievlek.statuses import OutboxStatus, RefusalProof
-from olievlek.store import Txn
+from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .conftest import NodeFactory, Pki, broker_config

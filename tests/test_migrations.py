@@ -19,7 +19,7 @@ from olievlek.witness.protocol import MIGRATIONS as WITNESS
 
 from olievlek.errors import ConfigError
 from olievlek.storage.migrations import Migration, Migrations, current, migrate, pending
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 
 from .federations import cli
 

@@ -19,7 +19,7 @@ from olievlek.envelope import body_of
 from olievlek.errors import IdentityError
 from olievlek.identity import OrgId, OrgIdentity, OrgKind
 from olievlek.policy import Bundle, Request
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 

@@ -34,7 +34,7 @@ from olievlek.audit.checkpoint import Checkpoint
 from olievlek.audit.verify import verify_consistency
 from olievlek.errors import VerificationError
 from olievlek.storage.migrations import load
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 
 log = logs.get("witness")
 

@@ -29,7 +29,7 @@ from olievlek.config import load_yaml, need, path_setting, reading, write_ready_
 from olievlek.errors import ConfigError, TransportError
 from olievlek.lifecycle import until_stopped
 from olievlek.policy.signing import load_public_key, load_signing_key
-from olievlek.store import Database
+from olievlek.storage.sqlite import Database
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 from .http import WitnessHttpServer

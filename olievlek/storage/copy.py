@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from olievlek.errors import ConfigError
-from olievlek.store import Database, Row
+from olievlek.storage.sqlite import Database, Row
 
 PAGE = 5000
 

@@ -1,4 +1,4 @@
-"""PostgreSQL behind the same ``Database``/``Txn`` interface the SQLite plumbing offers (``olievlek/store.py``).
+"""PostgreSQL behind the ``Database``/``Txn`` interface of the SQLite plumbing (``olievlek/storage/sqlite.py``).
 
 The broker's statements are written in the SQL both engines read (``INSERT ... ON CONFLICT``, no
 ``INSERT OR ...``); the only translation is the parameter style, ``?`` to ``%s`` - as Synapse's storage
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from olievlek.errors import ConfigError
-from olievlek.store import Database, Txn
+from olievlek.storage.sqlite import Database, Txn
 
 from .migrations import Migrations, migrate
 
