@@ -25,12 +25,14 @@ from pathlib import Path
 from common import parse_args, report
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.broker.committer import Committer
+from olievlek.broker.storage.operations import AppendLeaves, Leaf
+from olievlek.broker.storage.store import BrokerStore
 
 from olievlek.audit import tree
-from olievlek.audit.log import AuditLog, Batch, leaf_hashes_of, leaf_of
+from olievlek.audit.log import AuditLog, leaf_hashes_of, leaf_of
 from olievlek.audit.verify import full_root, verify_consistency, verify_inclusion
 from olievlek.storage.audit import SCHEMA
-from olievlek.storage.sqlite import Database, Txn
+from olievlek.storage.sqlite import Database
 
 META = {"event": "send", "sender": "gent", "kind": "alert.move", "rule": "move-alert", "decision": "accepted"}
 
@@ -39,7 +41,7 @@ async def open_log(path: Path) -> tuple[Database, AuditLog, Committer]:
     db = await Database.open(path, SCHEMA)
     log = AuditLog(db, ed25519.Ed25519PrivateKey.generate(), "olievlek.bench/audit/1")
     await log.load()
-    committer = Committer(db, log, lambda: "0" * 64)
+    committer = Committer(BrokerStore(db), log, lambda: "0" * 64)
     committer.start()
     return db, log, committer
 
@@ -47,8 +49,7 @@ async def open_log(path: Path) -> tuple[Database, AuditLog, Committer]:
 async def appends(path: Path, n: int, callers: int = 256) -> tuple[float, int]:
     db, _log, committer = await open_log(path)
 
-    async def one(tx: Txn, batch: Batch) -> int:
-        return batch.append(META, ("gent",), 0)[0]
+    one = AppendLeaves((Leaf(META, ("gent",), 0),))
 
     async def worker(k: int) -> None:
         for _ in range(k):
@@ -82,9 +83,7 @@ async def single_txn_appends(path: Path, n: int) -> float:
 async def build(path: Path, n: int) -> tuple[Database, AuditLog, Committer]:
     db, log, committer = await open_log(path)
 
-    async def chunk(tx: Txn, batch: Batch) -> None:
-        for _ in range(1000):
-            batch.append(META, ("gent",), 0)
+    chunk = AppendLeaves(tuple(Leaf(META, ("gent",), 0) for _ in range(1000)))
 
     for _ in range(n // 1000):
         await committer.submit(chunk)

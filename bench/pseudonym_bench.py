@@ -34,7 +34,7 @@ from olievlek.node.store import NodeStore
 from olievlek.pseudonymiser.config import PseudonymiserConfig
 from olievlek.pseudonymiser.server import PseudonymiserServer
 from olievlek.pseudonymiser.service import keygen
-from olievlek.pseudonymiser.store import PseudonymiserStore
+from olievlek.pseudonymiser.storage.store import PseudonymiserStore
 
 from olievlek import logs, voprf
 from olievlek.identity import OrgId, OrgIdentity, OrgKind

@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 from common import edit_bundle, parse_args, report, throwaway_postgres  # noqa: E402
-from olievlek.broker.store import BrokerStore  # noqa: E402
+from olievlek.broker.storage.store import BrokerStore  # noqa: E402
 from olievlek.cli.federation import DEFAULT_BUNDLE, Federation, NodeSpec  # noqa: E402
 from olievlek.node.broker_client import BrokerClient  # noqa: E402
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import echo_baseline  # noqa: E402
 from common import parse_args, report, throwaway_postgres  # noqa: E402
 from olievlek.broker.seeding import seed_offline  # noqa: E402
-from olievlek.broker.store import NEVER  # noqa: E402
+from olievlek.broker.storage.store import NEVER  # noqa: E402
 from olievlek.cli.federation import Federation, NodeSpec  # noqa: E402
 from olievlek.cli.local_client import call  # noqa: E402
 from olievlek.node.broker_client import BrokerClient  # noqa: E402

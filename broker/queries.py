@@ -26,7 +26,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from olievlek import envelope, logs
-from olievlek.audit.log import Batch
 from olievlek.directory import NO_HIT, Cover, covered, encode_row, needle, open_statement
 from olievlek.errors import PolicyDenied, Refused, WireError
 from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
@@ -35,17 +34,25 @@ from olievlek.policy import Request
 from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import QueryBudget, Relation, Rule
 from olievlek.statuses import Decision
-from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2, envelope_pb2, pseudonymiser_pb2, summary_pb2
 
-from . import directory, outliers
-from .directory import Registration
-from .store import BrokerStore, DecisionRecord
+from . import outliers
+from .storage import directory
+from .storage.directory import Registration
+from .storage.operations import (
+    AdmitEntry,
+    ChargeBudget,
+    CloseRequestsBefore,
+    DecisionRecord,
+    DirectoryChange,
+    Leaf,
+    NoteRequest,
+    Record,
+    Register,
+    Withdraw,
+)
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Callable
-
     from .service import BrokerService, _Plan
 
 log = logs.get("broker.directory")
@@ -79,19 +86,18 @@ class DirectoryService:
         return self._svc.store.db
 
     # -- registration -------------------------------------------------------
-    def changes(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan
-                     ) -> Callable[[sqlite3.Connection], None] | None:
+    def changes(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan) -> DirectoryChange | None:
         """What an accepted envelope changes in the directory or the open disclosure requests (None: nothing)."""
         sender, body = opened.body.sender, opened.body
         if opened.kind.name == MessageKind.DIRECTORY_WITHDRAW:
             pseudonym = bytes(body.directory_withdraw.subject_pseudonym)
-            return lambda c: directory.withdraw_step(c, sender, pseudonym)
+            return Withdraw(sender, pseudonym)
         if opened.kind.name in (MessageKind.DISCLOSURE_REQUEST, MessageKind.DISCLOSURE_RESPONSE):
             asking = opened.kind.name == MessageKind.DISCLOSURE_REQUEST
             requester, holder = (sender, body.recipients[0]) if asking else (body.recipients[0], sender)
             p = bytes(body.disclosure_request.subject_pseudonym if asking
                       else body.disclosure_response.subject_pseudonym)
-            return lambda c: directory.request_step(c, requester, holder, p, now, asking)
+            return NoteRequest(requester, holder, p, now, asking)
         if opened.kind.name != MessageKind.DIRECTORY_REGISTER:
             return None
         reg = opened.body.directory_register
@@ -124,14 +130,8 @@ class DirectoryService:
         if ignored:
             log.warning("directory.flags_ignored", holder=sender, ignored=ignored)
         entry = Registration(bytes(reg.subject_pseudonym), sender, reg.contact_id, covers, evidence)
-        limit, periods, rule_id = policy.entry_limit(identity.kind), _hour_and_day(now), opened.body.rule_id
-
-        def admit(c: sqlite3.Connection) -> Refused | None:
-            over = directory.admit_step(c, sender, entry.pseudonym, limit, periods)
-            return None if over is None else _over_limit(sender, over, rule_id)
-
-        plan.admit = admit
-        return lambda c: directory.register_step(c, entry, now)
+        plan.admit = AdmitEntry(sender, entry.pseudonym, policy.entry_limit(identity.kind), _hour_and_day(now))
+        return Register(entry, now)
 
     def _statement_problem(self, st: summary_pb2.CoverageStatement, sender: str, holder_kind: OrgKind,
                            pseudonym: bytes, now: int) -> str:
@@ -190,17 +190,12 @@ class DirectoryService:
         if covers is not None:
             meta = {"event": "routing.holder", "holder": recipient, "sender": opened.body.sender, "rule": rule.id,
                     "covered": ok}
-        sender, limits = opened.body.sender, (budget.per_day, budget.per_month)
-
-        async def op(tx: Txn, batch: Batch) -> directory.OverBudget | None:
-            over = await tx.run(lambda c: directory.use_budget_step(c, sender, _periods(now), 1, limits))
-            if over is None:
-                _append_leaf(batch, meta, self._svc.viewer_of(recipient) if covers is not None else None, now)
-            return over
-
-        over, _head = await self._svc.committer.submit(op)
-        if over is not None:
-            raise _over_budget(sender, over, 1, rule.id)
+        sender = opened.body.sender
+        charged, _head = await self._svc.committer.submit(ChargeBudget(
+            sender, _periods(now), 1, (budget.per_day, budget.per_month),
+            (_leaf(meta, self._svc.viewer_of(recipient) if covers is not None else None, now),)))
+        if isinstance(charged, directory.OverBudget):
+            raise _over_budget(sender, charged, 1, rule.id)
         if not ok:
             raise Refused(NO_HIT_DETAIL, refusal_code=broker_pb2.REFUSAL_CODE_NO_HIT, field="recipients",
                           rule_id=rule.id)
@@ -214,10 +209,7 @@ class DirectoryService:
         if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
             return 0  # the usual case: no commit for nothing
 
-        async def op(tx: Txn, batch: Batch) -> int:
-            return int(await tx.run(lambda c: directory.close_requests_before(c, now - ttl_ms)))
-
-        closed, _head = await self._svc.committer.submit(op)
+        closed, _head = await self._svc.committer.submit(CloseRequestsBefore(now - ttl_ms))
         if closed:
             log.info("directory.requests_closed", count=closed)
         return int(closed)
@@ -272,33 +264,28 @@ class DirectoryService:
                                    "file_ref": query.file_ref, "legal_basis": query.legal_basis,
                                    "env": envelope.env_of(raw).hex(), "bundle": svc.bundle.digest}
         record = DecisionRecord(now, body.sender, MessageKind.QUERY_HIT, rule.id, Decision.ACCEPTED, "", "", ())
-        limits = (budget.per_day, budget.per_month)
-
-        async def op(tx: Txn, batch: Batch) -> directory.OverBudget | tuple[int, tuple[bytes, bytes]]:
-            over = await tx.run(lambda c: directory.use_budget_step(c, body.sender, _periods(now), rows, limits))
-            if over is not None:
-                return over
-            # One leaf for every organisation that could hold an entry, in a fixed order: a holder
-            # concerned sees its own; the others are padding nobody sees. The count never varies, so
-            # the querier's leaf index says nothing about who was found.
-            for holder in self._possible_holders(rule):
-                if holder in per_holder:
-                    held_hits, refused = per_holder[holder]
-                    # The querier's file reference stays in its own leaf (it and the officers read it): a
-                    # holder - perhaps one that planted the entry - learns who asked, when, why and on
-                    # which legal basis, not which of the querier's files it is about.
-                    _append_leaf(batch, {"event": "query.holder", "holder": holder, "sender": body.sender,
-                                         "rule": rule.id, "purpose": rule.purpose, "legal_basis": query.legal_basis,
-                                         "hits": held_hits, "not_covered": refused}, svc.viewer_of(holder), now)
-                else:
-                    _append_leaf(batch, {"event": "query.pad"}, None, now)
-            return await BrokerStore.record_txn(tx, batch, record, meta, (str(origin),))
-
-        result, head = await svc.committer.submit(op)
-        if isinstance(result, directory.OverBudget):
-            over_budget = _over_budget(body.sender, result, rows, rule.id)
+        # One leaf for every organisation that could hold an entry, in a fixed order: a holder concerned sees
+        # its own; the others are padding nobody sees. The count never varies, so the querier's leaf index says
+        # nothing about who was found.
+        leaves = []
+        for holder in self._possible_holders(rule):
+            if holder in per_holder:
+                held_hits, refused = per_holder[holder]
+                # The querier's file reference stays in its own leaf (it and the officers read it): a holder -
+                # perhaps one that planted the entry - learns who asked, when, why and on which legal basis, not
+                # which of the querier's files it is about.
+                leaves.append(_leaf({"event": "query.holder", "holder": holder, "sender": body.sender,
+                                     "rule": rule.id, "purpose": rule.purpose, "legal_basis": query.legal_basis,
+                                     "hits": held_hits, "not_covered": refused}, svc.viewer_of(holder), now))
+            else:
+                leaves.append(_leaf({"event": "query.pad"}, None, now))
+        charged, head = await svc.committer.submit(ChargeBudget(
+            body.sender, _periods(now), rows, (budget.per_day, budget.per_month), tuple(leaves),
+            Record(record, meta, (str(origin),))))
+        if isinstance(charged, directory.OverBudget):
+            over_budget = _over_budget(body.sender, charged, rows, rule.id)
             return broker_pb2.QueryResponse(refusal=(await svc.refuse(origin, plan, over_budget, now)).refusal)
-        index, leaf = result
+        index, leaf = charged[-1].index, charged[-1].leaf
         log.info("query.answered", sender=body.sender, rule=rule.id, rows=rows, hits=hits, leaf=index)
         return broker_pb2.QueryResponse(answer=broker_pb2.QueryAnswer(
             result=summary_pb2.QueryResult(rows=answer), audit=await svc.audit_proof(index, head, leaf)))
@@ -406,14 +393,13 @@ class DirectoryService:
             for p, c, at, cv, ev in rows], next_after=rows[-1][0] if len(rows) == limit else b"")
 
 
-def _append_leaf(batch: Batch, meta: dict[str, object], viewer: str | None, at: int) -> tuple[int, bytes, bytes]:
+def _leaf(meta: dict[str, object], viewer: str | None, at: int) -> Leaf:
     """A leaf visible to ``viewer`` (an exact identity) and the data-protection officers; to nobody else when
     ``viewer`` is None."""
-    result: tuple[int, bytes, bytes] = batch.append(meta, (viewer,) if viewer else (), at)
-    return result
+    return Leaf(meta, (viewer,) if viewer else (), at)
 
 
-def _over_limit(holder: str, over: directory.OverLimit, rule_id: str) -> Refused:
+def over_limit(holder: str, over: directory.OverLimit, rule_id: str) -> Refused:
     if over.what == "entries":
         return Refused(f"{holder} keeps {over.used} directory entries, the bundle's most for it is {over.limit}; "
                        "withdraw one first", refusal_code=broker_pb2.REFUSAL_CODE_BUDGET_EXCEEDED,

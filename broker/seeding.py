@@ -13,16 +13,15 @@ from olievlek.policy.signing import load_signing_key
 
 from .committer import Committer
 from .service import BrokerService
-from .store import BrokerStore
+from .storage.operations import Seed
+from .storage.store import BrokerStore
 
 
 async def seed(service: BrokerService, recipient: str, sender: str, items: list[tuple[str, bytes]], at_ms: int,
                expires_ms: int) -> None:
     """Queue ``items`` (idempotency key, envelope) for ``recipient`` at a running broker, in one commit."""
-    viewers = service.viewers(sender, recipient)
-    digest = service.bundle.digest
-    await service.committer.submit(lambda tx, batch: service.store.seed_txn(
-        tx, batch, recipient, sender, items, at_ms, expires_ms, digest, viewers))
+    await service.committer.submit(Seed(recipient, sender, tuple(items), at_ms, expires_ms, service.bundle.digest,
+                                        tuple(service.viewers(sender, recipient))))
     service.notifier.notify(recipient)
 
 
@@ -32,11 +31,10 @@ async def seed_offline(database: Path, log_key: Path, origin: str, bundle_digest
     store = await BrokerStore.open(database)
     audit = AuditLog(store.db, load_signing_key(log_key), origin)
     await audit.load()
-    committer = Committer(store.db, audit, lambda: bundle_digest)
+    committer = Committer(store, audit, lambda: bundle_digest)
     committer.start()
     try:
-        await committer.submit(lambda tx, batch: store.seed_txn(tx, batch, recipient, sender, items, at_ms,
-                                                                expires_ms, bundle_digest))
+        await committer.submit(Seed(recipient, sender, tuple(items), at_ms, expires_ms, bundle_digest))
     finally:
         await committer.stop()
         await store.close()

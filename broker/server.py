@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from olievlek import logs, transport, wire
 from olievlek.audit.checkpoint import origin_for
 from olievlek.audit.cosign import verify_cosignature
-from olievlek.audit.log import AuditLog, Batch
+from olievlek.audit.log import AuditLog
 from olievlek.clock import now_ms
 from olievlek.config import write_ready_file
 from olievlek.errors import ConfigError, Refused, VerificationError, WireError
@@ -36,7 +35,6 @@ from olievlek.policy.signing import load_roots, load_signing_key, verify_bundle
 from olievlek.pseudonymiser_report import REPORT_CONTEXT
 from olievlek.ratelimit import OncePerInterval
 from olievlek.statuses import LoadOutcome
-from olievlek.storage.sqlite import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 
@@ -45,7 +43,8 @@ from .committer import Committer
 from .config import BrokerConfig
 from .pusher import Pusher
 from .service import EXPIRY_BATCH, BrokerService
-from .store import BrokerStore, Queued
+from .storage.operations import AppendLeaves, BindQueueLeaves, Leaf, LoadPolicy
+from .storage.store import BrokerStore, Queued
 from .streams import Notifier, StreamRegistry
 
 log = logs.get("broker")
@@ -77,11 +76,6 @@ class _Window:
     def acked(self, seqs: list[int]) -> None:
         self.inflight.difference_update(seqs)
         self.freed.set()
-
-
-async def _append_op(tx: Txn, batch: Batch, *, meta: dict[str, object], viewers: tuple[str, ...], at: int) -> int:
-    """A committer op that only appends one audit leaf."""
-    return batch.append(meta, viewers, at)[0]
 
 
 def _raw(request: Any) -> bytes:
@@ -265,15 +259,15 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             return broker_pb2.ReportAck(stored=False, detail=refused.refusal.detail, refusal=refused.refusal)
         await self._service.store.store_evaluation_counts(str(origin.org_id), counts, now_ms())
         at = now_ms()
-        commits = []
+        leaves = []
         for c in counts.counts:  # one leaf per organisation counted, visible to it and to the operator
-            meta = {"event": "pseudonymiser.counts", "operator": str(origin.org_id), "share": counts.share,
-                    "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
-                    "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
+            meta: dict[str, object] = {
+                "event": "pseudonymiser.counts", "operator": str(origin.org_id), "share": counts.share,
+                "org": c.org_id, "domain": int(c.domain), "requests": c.requests, "evaluations": c.evaluations,
+                "period_start_ms": counts.period_start_ms, "period_end_ms": counts.period_end_ms}
             counted = f"{c.org_kind}/{c.org_id}"  # the identity the operator saw evaluate
-            commits.append(self._service.committer.enqueue(
-                functools.partial(_append_op, meta=meta, viewers=(str(origin), counted), at=at)))
-        await asyncio.gather(*commits)  # all queued first: they share one commit instead of one each
+            leaves.append(Leaf(meta, (str(origin), counted), at))
+        await self._service.committer.submit(AppendLeaves(tuple(leaves)))  # one commit for all
         log.info("report.stored", operator=str(origin), share=counts.share, organisations=len(counts.counts))
         return broker_pb2.ReportAck(stored=True)
 
@@ -506,7 +500,7 @@ class BrokerServer:
                                                                                    cfg.log_shard))
         await audit.load()
         self._retention = asyncio.create_task(self._retain_metadata(audit))
-        self._committer = Committer(self._store.db, audit, self._bundle_digest)
+        self._committer = Committer(self._store, audit, self._bundle_digest)
         self._committer.start()
         bundle = await self._verified_bundle()
         if bundle is None:
@@ -519,9 +513,9 @@ class BrokerServer:
             log.info("audit.legacy_viewers_resolved", rows=legacy)
         store = self._store
         if await store.has_unbound_queue_rows():
-            bound, _head = await self._committer.submit(lambda tx, batch: store.bind_queue_leaves_txn(
-                tx, batch, lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients])
-                                                       if v], now_ms()))
+            bound, _head = await self._committer.submit(BindQueueLeaves(
+                lambda sender, recipients: [v for v in map(bundle.identity_of, [sender, *recipients]) if v],
+                now_ms()))
             log.info("audit.queue_leaves_bound", rows=bound)
         self.metrics = Metrics("broker")
         self.service = BrokerService(
@@ -614,9 +608,7 @@ class BrokerServer:
     async def _record_load(self, now: int, name: str, version: int, digest: str, outcome: LoadOutcome,
                            reason: str) -> None:
         assert self._store is not None and self._committer is not None
-        store = self._store
-        await self._committer.submit(
-            lambda tx, batch: store.policy_load_txn(tx, batch, now, name, version, digest, outcome, reason))
+        await self._committer.submit(LoadPolicy(now, name, version, digest, outcome, reason))
 
     async def _verified_bundle(self) -> Bundle | None:
         """Verify the configured bundle; record (as a log leaf too) and log the outcome. None when refused."""

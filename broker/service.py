@@ -39,15 +39,12 @@ This module does not import grpc.
 from __future__ import annotations
 
 import asyncio
-import functools
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from olievlek import envelope, logs, timing, wire
-from olievlek.audit.log import Batch
 from olievlek.clock import now_ms
 from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
 from olievlek.identity import OrgIdentity
@@ -58,13 +55,29 @@ from olievlek.policy.from_envelope import request_from_envelope
 from olievlek.policy.model import Relation
 from olievlek.ratelimit import Limit, TokenBuckets
 from olievlek.statuses import Decision
-from olievlek.storage.sqlite import Txn
 from olievlek.trust import TrustAnchor
 from olievlek.v1 import broker_pb2
 
 from .committer import Committer
-from .queries import DirectoryService
-from .store import NEVER, Accepted, BrokerStore, Conflict, DecisionRecord, Due, QueueFull
+from .queries import DirectoryService, over_limit
+from .storage.directory import OverLimit
+from .storage.operations import (
+    Accept,
+    AckItem,
+    Acknowledge,
+    AdmitEntry,
+    AggregateRefusal,
+    Conflict,
+    DecisionRecord,
+    DirectoryChange,
+    Due,
+    Expire,
+    FlushAggregates,
+    NotQueued,
+    QueueFull,
+    Record,
+)
+from .storage.store import NEVER, BrokerStore
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -122,8 +135,8 @@ class _Plan:
     ttl_ms: int = 0
     # A directory change applied in the accepting transaction instead of a queue row, and the limit check
     # that runs first in that transaction (its refusal is the envelope's).
-    apply: Callable[[sqlite3.Connection], None] | None = None
-    admit: Callable[[sqlite3.Connection], Refused | None] | None = None
+    change: DirectoryChange | None = None
+    admit: AdmitEntry | None = None
 
 
 def _queue_full(exc: QueueFull) -> Refused:
@@ -231,7 +244,7 @@ class BrokerService:
         await self.directory.check_response(opened)
         plan.rule_id, plan.opened = decision.rule.id, opened
         plan.ttl_ms = decision.rule.ttl_hours * 3_600_000
-        plan.apply = self.directory.changes(opened, now, plan)
+        plan.change = self.directory.changes(opened, now, plan)
 
     def _enqueue_accept(self, plan: _Plan, now: int, full: set[str]) -> asyncio.Future[Any] | None:
         if plan.opened is None:
@@ -247,23 +260,10 @@ class BrokerService:
         meta = {"event": "send", "sender": body.sender, "kind": opened.kind.name, "rule": plan.rule_id,
                 "decision": Decision.ACCEPTED, "reason": "", "field": "", "recipients": list(body.recipients),
                 "env": envelope.env_of(opened.raw).hex(), "at": now, "bundle": self.bundle.digest, **plan.inputs}
-        expires = now + plan.ttl_ms if plan.ttl_ms else NEVER
-        encoded, limit, share, apply, admit = (wire.encode(response), self.queue_limit, self.share_limit, plan.apply,
-                                               plan.admit)
-        viewers = self.viewers(body.sender, *body.recipients)
-
-        async def op(tx: Txn, batch: Batch) -> Accepted | Conflict | QueueFull | Refused:
-            blocked = full.intersection(body.recipients)
-            if blocked:
-                return QueueFull(min(blocked), limit, limit)
-            result = await self.store.accept_txn(tx, batch, body.idempotency_key, opened.digest, encoded,
-                                                 opened.raw, record, meta, expires, limit, share, viewers, apply,
-                                                 admit)
-            if isinstance(result, QueueFull):
-                full.add(result.recipient)
-            return result
-
-        return self.committer.enqueue(op)
+        return self.committer.enqueue(Accept(
+            body.idempotency_key, opened.digest, wire.encode(response), opened.raw, record, meta,
+            now + plan.ttl_ms if plan.ttl_ms else NEVER, self.queue_limit, self.share_limit,
+            tuple(self.viewers(body.sender, *body.recipients)), plan.change, plan.admit, full))
 
     async def _answer(self, origin: OrgIdentity, plan: _Plan, commit: asyncio.Future[Any] | None,
                       now: int) -> broker_pb2.SendResponse:
@@ -298,8 +298,7 @@ class BrokerService:
         if self._individual.get(key, 0) >= self.limits.settings.individual_refusals:
             code = broker_pb2.RefusalCode.Name(refusal.refusal_code).removeprefix("REFUSAL_CODE_")
             digest = envelope.env_of(plan.raw)
-            position, _head = await self.committer.submit(lambda tx, batch: self.store.aggregate_refusal_txn(
-                tx, identity, interval, code, digest, now))
+            position, _head = await self.committer.submit(AggregateRefusal(identity, interval, code, digest, now))
             refused = refusal.to_proto()
             refused.aggregated_interval_ms = interval
             refused.aggregated_position = int(position)
@@ -312,12 +311,11 @@ class BrokerService:
         meta = {"event": "send", "sender": str(origin.org_id), "kind": plan.kind_name, "rule": record.rule_id,
                 "decision": Decision.REFUSED, "reason": refusal.reason, "field": refusal.field,
                 "env": envelope.env_of(plan.raw).hex(), "bundle": self.bundle.digest, **plan.inputs}
-        (index, leaf), head = await self.committer.submit(
-            lambda tx, batch: self.store.record_txn(tx, batch, record, meta, (identity,)))
+        recorded, head = await self.committer.submit(Record(record, meta, (identity,)))
         log.warning("send.refused", sender=identity, kind=plan.kind_name, rule=record.rule_id,
-                    reason=refusal.reason, field=refusal.field, leaf=index)
+                    reason=refusal.reason, field=refusal.field, leaf=recorded.index)
         refused = refusal.to_proto()
-        refused.audit.CopyFrom(await self.audit_proof(index, head, leaf))
+        refused.audit.CopyFrom(await self.audit_proof(recorded.index, head, recorded.leaf))
         return broker_pb2.SendResponse(refusal=refused)
 
     async def audit_proof(self, index: int, head: broker_pb2.TreeHead,
@@ -387,8 +385,10 @@ class BrokerService:
                         commit: asyncio.Future[Any]) -> broker_pb2.SendResponse:
         body = opened.body
         result, head = await commit
-        if isinstance(result, (QueueFull, Refused)):
+        if isinstance(result, QueueFull):
             raise result
+        if isinstance(result, OverLimit):
+            raise over_limit(body.sender, result, rule_id)
         if isinstance(result, Conflict):  # a concurrent call won with another body
             raise Refused(
                 "idempotency_key was already used by this sender with a different body",
@@ -406,12 +406,11 @@ class BrokerService:
         at, recipient = self._clock(), str(org.org_id)
         outcomes = [broker_pb2.AckOutcome.Name(a.outcome).removeprefix("ACK_OUTCOME_").lower() for a in acks]
 
-        async def op(tx: Txn, batch: Batch) -> list[str | None]:
-            return [await self.store.ack_txn(tx, batch, recipient, a.seq, o, a.reason_code, at, self.viewer_of)
-                    for a, o in zip(acks, outcomes, strict=True)]
-
-        senders, _head = await self.committer.submit(op)
-        for a, o, sender in zip(acks, outcomes, senders, strict=True):
+        done, _head = await self.committer.submit(Acknowledge(
+            recipient, tuple(AckItem(a.seq, o, a.reason_code) for a, o in zip(acks, outcomes, strict=True)), at,
+            self.viewer_of))
+        for a, o, acked in zip(acks, outcomes, done, strict=True):
+            sender = None if isinstance(acked, NotQueued) else acked.sender
             self.metrics.acks.labels(outcome=o).inc()
             if o == "rejected" and sender is not None:
                 self.notifier.notify(sender)  # a notice waits for it
@@ -426,8 +425,7 @@ class BrokerService:
         current = now - now % interval_ms
         if not await self.store.has_aggregates_before(current):
             return 0  # the usual case: no commit for nothing
-        flushed, _head = await self.committer.submit(
-            lambda tx, batch: self.store.flush_aggregates_txn(tx, batch, current, interval_ms, now))
+        flushed, _head = await self.committer.submit(FlushAggregates(current, interval_ms, now))
         log.info("refusals.aggregated", leaves=flushed)
         return int(flushed)
 
@@ -439,7 +437,7 @@ class BrokerService:
         await self.directory.close_stale_requests(now)
         await self.flush_refusals(now)
         due = await self.store.due(now, EXPIRY_BATCH)
-        commits = [self.committer.enqueue(functools.partial(self._expire_op, due=d, now=now)) for d in due]
+        commits = [self.committer.enqueue(self._expiry(d, now)) for d in due]
         expired = 0
         for d, c in zip(due, commits, strict=True):
             index, _head = await c
@@ -452,10 +450,10 @@ class BrokerService:
                         queued_s=(now - d.enqueued_ms) // 1000, leaf=index)
         return expired
 
-    async def _expire_op(self, tx: Txn, batch: Batch, *, due: Due, now: int) -> int | None:
+    def _expiry(self, due: Due, now: int) -> Expire:
         notice = broker_pb2.DeliveryNotice(idempotency_key=due.idem_key, recipient=due.recipient, rule_id=due.rule_id,
                                            enqueued_at_ms=due.enqueued_ms, expired_at_ms=now,
                                            reason=broker_pb2.NOTICE_REASON_EXPIRED)
         meta: dict[str, object] = {"event": "delivery.expired", "sender": due.sender, "recipient": due.recipient,
                                    "rule": due.rule_id, "key": due.idem_key}
-        return await self.store.expire_txn(tx, batch, due, wire.encode(notice), meta, now, self.viewer_of)
+        return Expire(due, wire.encode(notice), meta, now, self.viewer_of)

@@ -93,7 +93,7 @@ def broker_migrate(
 ) -> None:
     """Bring the broker's database to this build's schema (the broker also does this when it starts)."""
     from olievlek.broker.config import BrokerConfig
-    from olievlek.broker.store import MIGRATIONS
+    from olievlek.broker.storage.store import MIGRATIONS
 
     from olievlek.storage.migrations import migrate_sqlite_file
 
@@ -129,7 +129,7 @@ def broker_import(
 
 async def _broker_copy(config: Path, path: Path, export: bool) -> None:
     from olievlek.broker.config import BrokerConfig
-    from olievlek.broker.store import IDENTITY_COLUMNS, TABLES, BrokerStore
+    from olievlek.broker.storage.store import IDENTITY_COLUMNS, TABLES, BrokerStore
 
     from olievlek.audit import tree
     from olievlek.audit.log import AuditLog

@@ -12,7 +12,6 @@ import asyncio
 import csv
 import datetime as dt
 import json
-import sqlite3
 import sys
 import time
 from collections import Counter
@@ -80,17 +79,11 @@ def _checked(run: Callable[[], Coroutine[Any, Any, None]], label: str) -> None:
 
 
 def _node_head(cfg: NodeConfig) -> broker_pb2.TreeHead | None:
-    """The last head the node accepted (read-only from its store)."""
-    if not cfg.database.exists():
-        return None
-    conn = sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT head FROM tree_head WHERE id = 1").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        conn.close()
-    return broker_pb2.TreeHead.FromString(row[0]) if row else None
+    """The last head the node accepted (read-only, through the node's store)."""
+    from olievlek.node.store import NodeStore
+
+    raw = NodeStore.read_last_head(cfg.database)
+    return broker_pb2.TreeHead.FromString(raw) if raw else None
 
 
 

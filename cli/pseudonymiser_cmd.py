@@ -50,7 +50,7 @@ def serve(config: ConfigOpt, share: ShareOpt = None) -> None:
 
 async def _with_store(config: Path, share: int | None, fn: object) -> object:
     from olievlek.pseudonymiser.config import PseudonymiserConfig
-    from olievlek.pseudonymiser.store import PseudonymiserStore
+    from olievlek.pseudonymiser.storage.store import PseudonymiserStore
 
     cfg = PseudonymiserConfig.load(config, share)
     store = await PseudonymiserStore.open(cfg.database)

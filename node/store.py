@@ -909,6 +909,21 @@ class NodeStore:
         return ids
 
     # -- the last audit-log head this node accepted ---------------------
+    @staticmethod
+    def read_last_head(path: Path) -> bytes | None:
+        """``last_head`` of the store at ``path``, read-only and without opening the store (the CLI asks while
+        the node runs; a missing file or one without the table holds no head)."""
+        if not path.exists():
+            return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT head FROM tree_head WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            conn.close()
+        return bytes(row[0]) if row else None
+
     async def last_head(self) -> bytes | None:
         row = await self.db.fetchone("SELECT head FROM tree_head WHERE id = 1")
         return bytes(row[0]) if row else None

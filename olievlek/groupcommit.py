@@ -1,6 +1,7 @@
 """Group commit: many concurrent writes share one transaction and one fsync.
 
-Callers submit transaction functions; one task runs whatever is queued (up to
+Callers submit operations (the broker: typed operations its store executes; a
+node: transaction functions); one task runs whatever is queued (up to
 ``max_batch``) in one ``BEGIN IMMEDIATE`` … ``COMMIT`` and only then answers
 every caller. Ops run in submission order, so a caller that submits A before B
 (without awaiting in between) sees A committed no later than B. If one op
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from olievlek import logs
 from olievlek.errors import ShuttingDown
@@ -25,10 +26,10 @@ from olievlek.storage.sqlite import Database, Txn
 log = logs.get("groupcommit")
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 Ctx = TypeVar("Ctx")
 Extra = TypeVar("Extra")
-Op = Callable[[Txn, Any], Awaitable[Any]]
-_Item = tuple[Op, "asyncio.Future[tuple[Any, Any]]"]
+_Queued = tuple[Item, "asyncio.Future[tuple[Any, Extra]]"]  # an item and its caller's future
 
 MAX_BATCH = 512
 
@@ -45,19 +46,22 @@ def _read_error(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-class GroupCommitter(Generic[Ctx, Extra]):
-    """One writer task per database."""
+class GroupCommitter(Generic[Item, Ctx, Extra]):
+    """One writer task per database; ``_execute`` runs one queued item in the batch's transaction."""
 
     def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
         self._db = db
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued[Item, Extra] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._resync_needed = False
         self.batches = 0
 
     # -- hooks ----------------------------------------------------------
+    async def _execute(self, tx: Txn, ctx: Ctx, item: Item) -> Any:
+        raise NotImplementedError
+
     def _begin(self) -> Ctx:
         return None  # type: ignore[return-value]
 
@@ -83,26 +87,26 @@ class GroupCommitter(Generic[Ctx, Extra]):
         self._queue.put_nowait(None)
         await self._task
 
-    def enqueue(self, op: Callable[[Txn, Ctx], Awaitable[T]]) -> asyncio.Future[tuple[T, Extra]]:
-        """Queue ``op`` now (order is submission order); await the future for (result, extra)."""
+    def enqueue(self, item: Item) -> asyncio.Future[tuple[Any, Extra]]:
+        """Queue ``item`` now (order is submission order); await the future for (result, extra)."""
         if self._stopping:
             raise ShuttingDown("the service is shutting down; nothing new is accepted")
-        fut: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[Any, Extra]] = asyncio.get_running_loop().create_future()
         # A caller that stops awaiting (an earlier op of its batch failed, or it was cancelled) leaves
         # the error unread: read it here so asyncio does not report it as lost; awaiters still get it.
         fut.add_done_callback(_read_error)
-        self._queue.put_nowait((op, fut))
+        self._queue.put_nowait((item, fut))
         return fut
 
-    async def submit(self, op: Callable[[Txn, Ctx], Awaitable[T]]) -> tuple[T, Extra]:
+    async def submit(self, item: Item) -> tuple[Any, Extra]:
         # A cancelled caller cancels only its future: the batch still commits without answering it.
-        result, extra = await self.enqueue(op)
+        result, extra = await self.enqueue(item)
         return result, extra
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
-            items: list[_Item] = [] if first is None else [first]
+            items = [] if first is None else [first]
             done = first is None
             while len(items) < self._max_batch and not self._queue.empty():
                 nxt = self._queue.get_nowait()
@@ -122,7 +126,7 @@ class GroupCommitter(Generic[Ctx, Extra]):
             if done and self._queue.empty():
                 return
 
-    async def _commit(self, items: list[_Item]) -> None:
+    async def _commit(self, items: list[_Queued[Item, Extra]]) -> None:
         if self._resync_needed:  # before anything builds on what the failed batch may have left
             await self._resync()
             self._resync_needed = False
@@ -141,33 +145,30 @@ class GroupCommitter(Generic[Ctx, Extra]):
             if not fut.done():
                 fut.set_result((value, extra))
 
-    async def _attempt(self, items: list[_Item]) -> tuple[list[Any], Ctx, Extra]:
+    async def _attempt(self, items: list[_Queued[Item, Extra]]) -> tuple[list[Any], Ctx, Extra]:
         results: list[Any] = []
         async with self._db.transaction() as tx:
             ctx = self._begin()
-            for position, (op, _) in enumerate(items):
+            for position, (item, _) in enumerate(items):
                 try:
-                    results.append(await op(tx, ctx))
+                    results.append(await self._execute(tx, ctx, item))
                 except Exception as exc:
                     raise _OpFailed(position, exc) from exc
             extra = await self._before_commit(tx, ctx)
         return results, ctx, extra
 
 
-class Writer(GroupCommitter[None, None]):
+class Writer(GroupCommitter[Callable[[Txn], Awaitable[Any]], None, None]):
     """Group commit without extras: ``write(op)`` with ``op(tx)``, for a node's store."""
 
-    async def write(self, op: Callable[[Txn], Awaitable[T]]) -> T:
-        async def run(tx: Txn, _ctx: None) -> T:
-            return await op(tx)
+    async def _execute(self, tx: Txn, ctx: None, item: Callable[[Txn], Awaitable[Any]]) -> Any:
+        return await item(tx)
 
-        result, _ = await self.submit(run)
-        return result
+    async def write(self, op: Callable[[Txn], Awaitable[T]]) -> T:
+        result, _ = await self.submit(op)
+        return cast(T, result)
 
     def write_soon(self, op: Callable[[Txn], Awaitable[None]]) -> asyncio.Future[Any]:
         """Queue ``op`` without waiting for its commit: it commits with whatever is written next (in submission
         order), so a caller that then writes and waits has both committed, or neither - one fsync, not two."""
-        async def run(tx: Txn, _ctx: None) -> None:
-            await op(tx)
-
-        return self.enqueue(run)
+        return self.enqueue(op)

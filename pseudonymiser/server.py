@@ -22,7 +22,7 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2, pseudony
 
 from .config import PseudonymiserConfig
 from .service import PseudonymiserService
-from .store import PseudonymiserStore
+from .storage.store import PseudonymiserStore
 
 log = logs.get("pseudonymiser")
 

@@ -17,7 +17,7 @@ from olievlek.policy import Bundle
 from olievlek.pseudonym import sign_key
 from olievlek.v1 import pseudonymiser_pb2 as pb
 
-from .store import PseudonymiserStore, Share
+from .storage.store import PseudonymiserStore, Share
 
 log = logs.get("pseudonymiser")
 

@@ -29,7 +29,7 @@ from olievlek.node.server import NodeServer
 from olievlek.pseudonymiser.config import PseudonymiserConfig
 from olievlek.pseudonymiser.server import PseudonymiserServer
 from olievlek.pseudonymiser.service import keygen
-from olievlek.pseudonymiser.store import PseudonymiserStore
+from olievlek.pseudonymiser.storage.store import PseudonymiserStore
 
 from olievlek import logs
 from olievlek.fieldcrypt import KeyEncryptionKey

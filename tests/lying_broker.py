@@ -26,7 +26,8 @@ from typing import Any
 import grpc
 from olievlek.broker.committer import Committer
 from olievlek.broker.server import BrokerServer, BrokerServicer
-from olievlek.broker.store import NEVER, Queued
+from olievlek.broker.storage.operations import AppendLeaves, Leaf
+from olievlek.broker.storage.store import NEVER, BrokerStore, Queued
 
 from olievlek.audit.log import AuditLog
 from olievlek.policy.signing import load_signing_key
@@ -93,9 +94,8 @@ class Liar:
         """With the log key: a leaf that says ``meta``; returns its index."""
         service = self._server.service
         assert service is not None
-        (index, _leaf), _head = await service.committer.submit(
-            lambda tx, batch: _append(batch, meta, viewers, service.now()))
-        return int(index)
+        [recorded], _head = await service.committer.submit(AppendLeaves((Leaf(meta, viewers, service.now()),)))
+        return recorded.index
 
     async def queue(self, recipient: str, item: str, payload: bytes, leaf_index: int, *, sender: str = "gent",
                     key: str = "forged", rule_id: str = "move-alert", seq: int | None = None) -> int:
@@ -144,11 +144,6 @@ class Liar:
         return [(int(i), json.loads(m) if m else {}) for i, m in rows]
 
 
-async def _append(batch: Any, meta: dict[str, object], viewers: tuple[str, ...], at: int) -> tuple[int, Any]:
-    index, salt, encoded = batch.append(meta, viewers, at)
-    return index, (salt, encoded)
-
-
 async def private_branch(liar: Liar, workdir: Path, log_key: Path, origin: str,
                          leaves: list[tuple[dict[str, object], tuple[str, ...]]]) -> tuple[AuditLog, list[int]]:
     """A copy of the broker's log as it is now, extended with ``leaves`` (metadata, viewers) and a head signed
@@ -166,11 +161,11 @@ async def private_branch(liar: Liar, workdir: Path, log_key: Path, origin: str,
     db = await Database.open(copy, [])
     audit = AuditLog(db, load_signing_key(log_key), origin)
     await audit.load()
-    committer = Committer(db, audit, lambda: service.bundle.digest)
+    committer = Committer(BrokerStore(db), audit, lambda: service.bundle.digest)
     committer.start()
     try:
-        indices = [int((await committer.submit(lambda tx, batch, m=meta, v=viewers: _append(
-            batch, m, v, service.now())))[0][0]) for meta, viewers in leaves]
+        appended, _head = await committer.submit(AppendLeaves(tuple(Leaf(m, v, service.now()) for m, v in leaves)))
+        indices = [r.index for r in appended]
     finally:
         await committer.stop()
     return audit, indices

@@ -21,10 +21,11 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from olievlek.broker.committer import Committer
 from olievlek.broker.server import BrokerServer
-from olievlek.broker.store import MIGRATIONS_POSTGRESQL
+from olievlek.broker.storage.operations import AppendLeaves, Leaf
+from olievlek.broker.storage.store import MIGRATIONS_POSTGRESQL, BrokerStore
 
 from olievlek.audit import tree
-from olievlek.audit.log import AuditLog, Batch
+from olievlek.audit.log import AuditLog
 from olievlek.storage.postgres import PgDatabase
 from olievlek.v1 import local_pb2
 
@@ -165,16 +166,16 @@ async def test_two_writers_appending_at_once_never_fork_or_gap_the_log(postgres_
         db = await PgDatabase.connect(dsn, MIGRATIONS_POSTGRESQL)
         audit = AuditLog(db, key, "olievlek.test/audit/1")
         await audit.load()
-        committer = Committer(db, audit, lambda: "00" * 32)
+        committer = Committer(BrokerStore(db), audit, lambda: "00" * 32)
         committer.start()
         indices = []
         try:
             for i in range(per_writer):
-                async def op(_tx: object, batch: Batch, i: int = i) -> tuple[int, bytes, bytes]:
-                    return batch.append({"writer": name, "i": i}, (), int(time.time() * 1000))
+                op = AppendLeaves((Leaf({"writer": name, "i": i}, (), int(time.time() * 1000)),))
                 while True:  # a batch built on a stale log fails whole; the caller sends again
                     try:
-                        (index, _salt, _data), _head = await committer.submit(op)
+                        [recorded], _head = await committer.submit(op)
+                        index = recorded.index
                         break
                     except Exception:
                         await asyncio.sleep(0.005)

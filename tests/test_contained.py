@@ -18,7 +18,7 @@ from olievlek.node.server import NodeServer
 from olievlek.node.store import NodeStore
 from olievlek.pseudonymiser.server import PseudonymiserServer
 from olievlek.pseudonymiser.service import keygen
-from olievlek.pseudonymiser.store import PseudonymiserStore
+from olievlek.pseudonymiser.storage.store import PseudonymiserStore
 
 from olievlek import voprf
 from olievlek.identity import OrgId, OrgIdentity, OrgKind

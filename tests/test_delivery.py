@@ -12,7 +12,7 @@ import grpc
 import pytest
 from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
-from olievlek.broker.store import NEVER
+from olievlek.broker.storage.store import NEVER
 from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
 

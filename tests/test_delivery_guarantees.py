@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
-from olievlek.broker.store import NEVER
+from olievlek.broker.storage.store import NEVER
 from olievlek.node.broker_client import BrokerClient
 
 from olievlek import faults, wire

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from olievlek.broker.seeding import seed
 from olievlek.broker.server import BrokerServer
-from olievlek.broker.store import NEVER
+from olievlek.broker.storage.operations import Seed
+from olievlek.broker.storage.store import NEVER
 from olievlek.node import evidence
 from olievlek.node.broker_client import BrokerClient
 from olievlek.node.server import NodeServer
@@ -467,8 +468,8 @@ async def test_a_decision_is_rechecked_under_the_bundle_its_leaf_names(liar: Lia
     raw = seal_bytes(wire.encode(body(recipients=("leuven",))), signer(pki, "gent"))
     number = await next_seq(liar, "leuven")
     key = envelope_pb2.EnvelopeBody.FromString(envelope_pb2.Envelope.FromString(raw).body).idempotency_key
-    await service.committer.submit(lambda tx, batch: service.store.seed_txn(
-        tx, batch, "leuven", "gent", [(key, raw)], service.now(), NEVER, v1, ("municipality/leuven",)))
+    await service.committer.submit(Seed("leuven", "gent", ((key, raw),), service.now(), NEVER, v1,
+                                        ("municipality/leuven",)))
     service.notifier.notify("leuven")
     await wait_until(lambda: _has(refused(leuven), number))
     assert (await refused(leuven))[number] == "bundle_untrusted"

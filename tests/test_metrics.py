@@ -61,7 +61,7 @@ async def test_metrics_endpoint(pki: Pki, tmp_path: Path, policy_dir: Path, node
 async def test_node_metrics_endpoint(pki: Pki, broker: BrokerServer, nodes: NodeFactory,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A sender's outbox and a recipient's deliveries and duplicates, as Prometheus shows them."""
-    from olievlek.broker.store import NEVER
+    from olievlek.broker.storage.store import NEVER
     from olievlek.node import server as node_server
 
     from .envelopes import open_and_alert

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from olievlek.broker.store import MIGRATIONS as BROKER
-from olievlek.broker.store import BrokerStore
+from olievlek.broker.storage.store import MIGRATIONS as BROKER
+from olievlek.broker.storage.store import BrokerStore
 from olievlek.node.store import MIGRATIONS as NODE
 from olievlek.node.store import NodeStore
-from olievlek.pseudonymiser.store import MIGRATIONS as PSEUDONYMISER
-from olievlek.pseudonymiser.store import PseudonymiserStore
-from olievlek.witness.protocol import MIGRATIONS as WITNESS
+from olievlek.pseudonymiser.storage.store import MIGRATIONS as PSEUDONYMISER
+from olievlek.pseudonymiser.storage.store import PseudonymiserStore
+from olievlek.witness.storage.store import MIGRATIONS as WITNESS
 
 from olievlek.errors import ConfigError
 from olievlek.storage.migrations import Migration, Migrations, current, migrate, pending

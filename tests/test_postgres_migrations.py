@@ -10,7 +10,7 @@ import threading
 
 import psycopg
 import pytest
-from olievlek.broker.store import MIGRATIONS_POSTGRESQL, BrokerStore
+from olievlek.broker.storage.store import MIGRATIONS_POSTGRESQL, BrokerStore
 
 from olievlek.errors import ConfigError
 from olievlek.pki import CertificateAuthority

@@ -104,7 +104,7 @@ async def test_a_swapped_share_is_caught(pki: Pki, operators: list[Pseudonymiser
     share = await s2.store.active_share(pb.DOMAIN_ROUTING)
     assert share is not None
     rogue = voprf.random_scalar()
-    from olievlek.pseudonymiser.store import Share
+    from olievlek.pseudonymiser.storage.store import Share
 
     await s2.store.put_share(Share(share.domain, share.epoch, rogue, voprf.mul_base(rogue), share.created_ms))
     with pytest.raises(VerificationError, match="do not add up to the bundle's key for domain routing epoch 1"):

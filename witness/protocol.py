@@ -33,8 +33,8 @@ from olievlek.audit import note
 from olievlek.audit.checkpoint import Checkpoint
 from olievlek.audit.verify import verify_consistency
 from olievlek.errors import VerificationError
-from olievlek.storage.migrations import load
-from olievlek.storage.sqlite import Database
+
+from .storage.store import WitnessStore
 
 log = logs.get("witness")
 
@@ -42,10 +42,6 @@ MAX_PROOF_LINES = 63
 MAX_BODY_BYTES = 16 << 10
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962 section 2.1: the hash of the empty tree
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
-
-# The witness's table (the latest checkpoint cosigned per log origin; tlog-witness keeps nothing else) is
-# witness/migrations/sqlite/0001_initial.sql; a file from before migrations is recognised by that table.
-MIGRATIONS = load("olievlek.witness", "witness", legacy_tables=("checkpoints",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +94,9 @@ def parse_request(body: bytes) -> Request:
 class WitnessCore:
     """Decides add-checkpoint requests for the logs this witness knows, and cosigns."""
 
-    def __init__(self, db: Database, logs_known: dict[str, ed25519.Ed25519PublicKey], key_name: str,
+    def __init__(self, store: WitnessStore, logs_known: dict[str, ed25519.Ed25519PublicKey], key_name: str,
                  key: ed25519.Ed25519PrivateKey, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+        self._store = store
         self._logs = logs_known  # origin -> the log's key (signature type 0x01, key name = origin)
         self.key_name = key_name
         self._key = key
@@ -131,9 +127,8 @@ class WitnessCore:
         return await self._decide(request, cp, parsed)
 
     async def _decide(self, request: Request, cp: Checkpoint, parsed: note.Note) -> Answer:
-        async with self._db.transaction() as tx:  # check and update as one: no rollback by a racing request
-            row = await tx.fetchone("SELECT size, root FROM checkpoints WHERE origin = ?", (cp.origin,))
-            size, root = (int(row[0]), bytes(row[1])) if row else (0, EMPTY_ROOT)
+        async with self._store.db.transaction() as tx:  # check and update as one: no rollback by a racing request
+            size, root = await self._store.cosigned_txn(tx, cp.origin) or (0, EMPTY_ROOT)
             if request.old != size:
                 return Answer(409, f"{size}\n".encode(), SIZE_CONTENT_TYPE)
             problem = _inconsistency(request, cp, root)
@@ -141,18 +136,13 @@ class WitnessCore:
                 log.error("witness.alarm", origin=cp.origin, size=cp.size, old=request.old, reason=problem)
                 return Answer(422, f"{problem}\n".encode())
             now = int(self._clock())
-            await tx.execute(
-                "INSERT INTO checkpoints (origin, size, root, note, cosigned_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root,"
-                " note = excluded.note, cosigned_at = excluded.cosigned_at",
-                (cp.origin, cp.size, cp.root, request.signed.encode(), now))
+            await self._store.cosign_txn(tx, cp.origin, cp.size, cp.root, request.signed.encode(), now)
         line = note.cosign(parsed.text, self.key_name, self._key, now).line
         log.info("witness.cosigned", origin=cp.origin, size=cp.size)
         return Answer(200, line.encode())
 
     async def latest(self, origin: str) -> tuple[int, bytes] | None:
-        row = await self._db.fetchone("SELECT size, note FROM checkpoints WHERE origin = ?", (origin,))
-        return (int(row[0]), bytes(row[1])) if row else None
+        return await self._store.latest(origin)
 
 
 def _inconsistency(request: Request, cp: Checkpoint, old_root: bytes) -> str:

@@ -33,7 +33,8 @@ from olievlek.storage.sqlite import Database
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 from .http import WitnessHttpServer
-from .protocol import MIGRATIONS, WitnessCore
+from .protocol import WitnessCore
+from .storage.store import MIGRATIONS, WitnessStore
 
 log = logs.get("witness")
 
@@ -92,7 +93,7 @@ class Witness:
     async def open(cls, config: WitnessConfig) -> Witness:
         db = await Database.open(config.database, MIGRATIONS)
         known = {origin: load_public_key(key) for origin, key in config.logs}
-        return cls(config, db, WitnessCore(db, known, config.key_name, load_signing_key(config.sign_key)))
+        return cls(config, db, WitnessCore(WitnessStore(db), known, config.key_name, load_signing_key(config.sign_key)))
 
     async def start(self) -> int:
         cfg = self.config

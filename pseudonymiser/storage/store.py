@@ -14,9 +14,9 @@ from pathlib import Path
 from olievlek.storage.migrations import load
 from olievlek.storage.sqlite import Database
 
-# The schema is pseudonymiser/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them
+# The schema is pseudonymiser/storage/migrations/sqlite/*.sql (olievlek.storage.migrations); a file from before them
 # carries its version in PRAGMA user_version: 1 (commit 395f065) is migration 1, 2 is 2.
-MIGRATIONS = load("olievlek.pseudonymiser", "pseudonymiser", legacy_user_version={1: 1, 2: 2})
+MIGRATIONS = load("olievlek.pseudonymiser.storage", "pseudonymiser", legacy_user_version={1: 1, 2: 2})
 
 HOUR_MS = 3_600_000
 

@@ -19,7 +19,7 @@ from olievlek.policy.model import EntryLimit
 from olievlek.storage.sqlite import Database
 from olievlek.v1 import summary_pb2
 
-# Its tables: broker/migrations/sqlite/*.sql (directory, coverage, open_requests, query_usage, register_usage).
+# Its tables: broker/storage/migrations/sqlite/*.sql (directory, coverage, open_requests, query_usage, register_usage).
 
 
 @dataclass(frozen=True, slots=True)

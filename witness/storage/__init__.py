@@ -1,0 +1,1 @@
+"""The witness's store: the latest checkpoint it cosigned per log."""
