@@ -19,8 +19,8 @@ from olievlek.groupcommit import GroupCommitter
 from olievlek.storage.sqlite import Txn
 from olievlek.v1 import broker_pb2
 
+from .storage.interface import Operations
 from .storage.operations import Operation
-from .storage.store import BrokerStore
 
 R = TypeVar("R")
 
@@ -28,7 +28,7 @@ R = TypeVar("R")
 class Committer(GroupCommitter[Operation[Any], Batch, broker_pb2.TreeHead]):
     """Batches typed operations (``storage/operations.py``), which the store executes."""
 
-    def __init__(self, store: BrokerStore, audit: AuditLog, bundle_digest: Callable[[], str]) -> None:
+    def __init__(self, store: Operations, audit: AuditLog, bundle_digest: Callable[[], str]) -> None:
         super().__init__(store.db)
         self.store = store
         self.audit = audit

@@ -81,10 +81,6 @@ class DirectoryService:
     def __init__(self, service: BrokerService) -> None:
         self._svc = service
 
-    @property
-    def _db(self) -> Any:
-        return self._svc.store.db
-
     # -- registration -------------------------------------------------------
     def changes(self, opened: envelope.OpenedEnvelope, now: int, plan: _Plan) -> DirectoryChange | None:
         """What an accepted envelope changes in the directory or the open disclosure requests (None: nothing)."""
@@ -183,7 +179,7 @@ class DirectoryService:
         """
         [recipient] = opened.body.recipients or [""]
         pseudonym = bytes(getattr(opened.payload, "subject_pseudonym", b""))
-        covers = await directory.entry_of(self._db, pseudonym, recipient)
+        covers = await self._svc.store.entry_of(pseudonym, recipient)
         ok = covers is not None and covered(covers, needle(origin.kind.value, rule.purpose, rule.id), now)
         budget = self._svc.bundle.directory_policy.budget(origin.kind)
         meta: dict[str, object] = {"event": "routing.pad"}
@@ -206,7 +202,7 @@ class DirectoryService:
         request_rules = [r for r in self._svc.bundle.rules.values()
                          if MessageKind.DISCLOSURE_REQUEST in r.kinds]
         ttl_ms = max((r.ttl_hours for r in request_rules), default=0) * 3_600_000
-        if not ttl_ms or not await directory.has_requests_before(self._db, now - ttl_ms):
+        if not ttl_ms or not await self._svc.store.has_requests_before(now - ttl_ms):
             return 0  # the usual case: no commit for nothing
 
         closed, _head = await self._svc.committer.submit(CloseRequestsBefore(now - ttl_ms))
@@ -224,7 +220,7 @@ class DirectoryService:
             return
         [requester] = opened.body.recipients or [""]
         pseudonym = bytes(opened.body.disclosure_response.subject_pseudonym)
-        if not await directory.open_request(self._db, requester, opened.body.sender, pseudonym):
+        if not await self._svc.store.open_request(requester, opened.body.sender, pseudonym):
             raise PolicyDenied(f"no open disclosure request of {requester} to {opened.body.sender} about this "
                                "pseudonym: a disclosure answers a request, it is never pushed",
                                field="subject_pseudonym")
@@ -245,7 +241,7 @@ class DirectoryService:
             svc.check_sender(origin, body.sender)
             # The read starts now and runs while the signature and the policy are checked; if they
             # refuse, its result is dropped unseen. Every batch is read the same way, known or not.
-            lookup = asyncio.ensure_future(directory.lookup(self._db, list(body.hit_query.subject_pseudonyms)))
+            lookup = asyncio.ensure_future(self._svc.store.lookup(list(body.hit_query.subject_pseudonyms)))
             rule, budget = self._check(origin, raw, env, body, kind, now, plan)
         except Exception as exc:  # every input ends in a recorded decision, never an UNKNOWN
             if lookup is not None:
@@ -366,7 +362,7 @@ class DirectoryService:
         today = dt.datetime.fromtimestamp(now / 1000, dt.UTC).date()
         window = [today - dt.timedelta(days=d) for d in range(days, 0, -1)]
         since = dt.datetime.combine(window[0] if window else today, dt.time(), dt.UTC)
-        entries, per_day = await directory.holder_counts(self._db, f"d:{since:%Y-%m-%d}")
+        entries, per_day = await svc.store.holder_counts(f"d:{since:%Y-%m-%d}")
         evaluations = await svc.store.evaluations_since(int(since.timestamp() * 1000), pseudonymiser_pb2.DOMAIN_ROUTING)
         registering = {k for r in svc.bundle.rules.values() if r.allows and MessageKind.DIRECTORY_REGISTER in r.kinds
                        for k in (o.kind for o in (svc.bundle.org(s) for s in r.senders) if o is not None)}
@@ -387,7 +383,7 @@ class DirectoryService:
         """The caller's own entries; nobody can list or page anyone else's (a liaison holds none)."""
         if origin.kind != OrgKind.MUNICIPALITY:
             return broker_pb2.DirectoryEntriesResponse()
-        rows = await directory.own_entries(self._db, str(origin.org_id), after, limit)
+        rows = await self._svc.store.own_entries(str(origin.org_id), after, limit)
         return broker_pb2.DirectoryEntriesResponse(entries=[
             broker_pb2.DirectoryEntry(subject_pseudonym=p, contact_id=c, registered_at_ms=at, covers=cv, coverage=ev)
             for p, c, at, cv, ev in rows], next_after=rows[-1][0] if len(rows) == limit else b"")

@@ -43,8 +43,8 @@ from .committer import Committer
 from .config import BrokerConfig
 from .pusher import Pusher
 from .service import EXPIRY_BATCH, BrokerService
-from .storage.operations import AppendLeaves, BindQueueLeaves, Leaf, LoadPolicy
-from .storage.store import BrokerStore, Queued
+from .storage.operations import AppendLeaves, BindQueueLeaves, Leaf, LoadPolicy, Queued
+from .storage.store import BrokerStore
 from .streams import Notifier, StreamRegistry
 
 log = logs.get("broker")

@@ -61,6 +61,7 @@ from olievlek.v1 import broker_pb2
 from .committer import Committer
 from .queries import DirectoryService, over_limit
 from .storage.directory import OverLimit
+from .storage.interface import BrokerStorage
 from .storage.operations import (
     Accept,
     AckItem,
@@ -77,7 +78,7 @@ from .storage.operations import (
     QueueFull,
     Record,
 )
-from .storage.store import NEVER, BrokerStore
+from .storage.store import NEVER
 from .streams import Notifier
 
 log = logs.get("broker")
@@ -153,7 +154,7 @@ class BrokerService:
 
     def __init__(
         self,
-        store: BrokerStore,
+        store: BrokerStorage,
         committer: Committer,
         bundle: Bundle,
         trust: TrustAnchor,

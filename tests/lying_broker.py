@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 from olievlek.broker.committer import Committer
 from olievlek.broker.server import BrokerServer, BrokerServicer
-from olievlek.broker.storage.operations import AppendLeaves, Leaf
-from olievlek.broker.storage.store import NEVER, BrokerStore, Queued
+from olievlek.broker.storage.operations import AppendLeaves, Leaf, Queued
+from olievlek.broker.storage.store import NEVER, BrokerStore
 
 from olievlek.audit.log import AuditLog
 from olievlek.policy.signing import load_signing_key

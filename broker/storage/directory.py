@@ -168,14 +168,16 @@ async def entry_of(db: Database, pseudonym: bytes, holder: str) -> str | None:
     return str(row[0]) if row else None
 
 
-async def own_entries(db: Database, holder: str, after: bytes, limit: int
-                      ) -> list[tuple[bytes, str, int, str, list[summary_pb2.SignedCoverage]]]:
+OwnEntry = tuple[bytes, str, int, str, list[summary_pb2.SignedCoverage]]  # (pseudonym, contact, at, covers, evidence)
+
+
+async def own_entries(db: Database, holder: str, after: bytes, limit: int) -> list[OwnEntry]:
     """A holder's own entries (never anyone else's), in pseudonym order, with what queries read of
     them (covers) and the evidence."""
     rows = await db.fetchall(
         "SELECT pseudonym, contact_id, registered_ms, covers FROM directory WHERE holder = ? AND pseudonym > ?"
         " ORDER BY pseudonym LIMIT ?", (holder, after, limit))
-    out = []
+    out: list[OwnEntry] = []
     for p, contact, at, covers in rows:
         ev = await db.fetchall("SELECT statement, signature FROM coverage WHERE holder = ? AND pseudonym = ?"
                                " ORDER BY position", (holder, p))

@@ -78,6 +78,16 @@ class NotQueued:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """One item of a recipient's queue, in sequence order."""
+
+    seq: int
+    item: str  # "envelope" | "expiry"
+    payload: bytes
+    leaf_index: int
+
+
 # -- the parts operations share ---------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -52,6 +51,7 @@ from .operations import (
     NoteRequest,
     NotQueued,
     Operation,
+    Queued,
     QueueFull,
     Record,
     Recorded,
@@ -75,16 +75,6 @@ TABLES = ["idempotency", "queue", "recipients", "queue_shares", "decisions", "ac
 IDENTITY_COLUMNS = {"decisions": "id", "policy_loads": "id"}
 
 LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """One item of a recipient's queue, in sequence order."""
-
-    seq: int
-    item: str  # "envelope" | "expiry"
-    payload: bytes
-    leaf_index: int
 
 
 def _viewers(viewer_of: ViewerOf, *org_ids: str) -> list[str]:
@@ -267,6 +257,25 @@ class BrokerStore:
     async def cosignatures(self, size: int) -> list[bytes]:
         rows = await self._db.fetchall("SELECT cosignature FROM cosignatures WHERE size = ? ORDER BY witness", (size,))
         return [bytes(r[0]) for r in rows]
+
+    # -- the directory (reads on the reader connection; writes are Accept's changes) ----------------------
+    async def lookup(self, pseudonyms: list[bytes]) -> dict[bytes, list[directory.Entry]]:
+        return await directory.lookup(self._db, pseudonyms)
+
+    async def entry_of(self, pseudonym: bytes, holder: str) -> str | None:
+        return await directory.entry_of(self._db, pseudonym, holder)
+
+    async def open_request(self, requester: str, holder: str, pseudonym: bytes) -> bool:
+        return await directory.open_request(self._db, requester, holder, pseudonym)
+
+    async def has_requests_before(self, cutoff_ms: int) -> bool:
+        return await directory.has_requests_before(self._db, cutoff_ms)
+
+    async def own_entries(self, holder: str, after: bytes, limit: int) -> list[directory.OwnEntry]:
+        return await directory.own_entries(self._db, holder, after, limit)
+
+    async def holder_counts(self, since_day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return await directory.holder_counts(self._db, since_day)
 
     async def has_unbound_queue_rows(self) -> bool:
         """Any queued envelope whose leaf does not bind it (checked before committing anything at start). A
