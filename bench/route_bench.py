@@ -29,7 +29,6 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -171,6 +170,27 @@ def restart_deep_queue(fed: Federation, depth: int) -> tuple[float, float]:
     return serving, asyncio.run(first_delivery())
 
 
+def _federation(folder: Path, broker_settings: dict[str, object] | None = None) -> Federation:
+    """The bench's federation (its pairs, and a second municipality certificate for the intermunicipal rules)."""
+    from olievlek.identity import OrgId, OrgIdentity, OrgKind
+    from olievlek.pki import CertificateAuthority
+
+    fed = Federation(folder, nodes=tuple(NodeSpec(o) for o in PAIRS), broker_settings=broker_settings or {})
+    fed.create()
+    CertificateAuthority.load(fed.pki).issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("livc-zennevallei")))
+    return fed
+
+
+def _measure(fed: Federation, args: argparse.Namespace) -> tuple[float, float, float]:
+    """Start ``fed``; its peak delivered alerts/s and the p50 and p99 at half that load (ms)."""
+    fed.start()
+    cases = {org: _open(fed, org) for org in PAIRS}
+    peak(fed, cases, args.warmup)
+    rate = peak(fed, cases, args.alerts)
+    p50, p99 = latency_at(fed, cases, rate / 2, args.seconds)
+    return rate, p50, p99
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=4000)
@@ -183,20 +203,11 @@ def main() -> None:
     echo = echo_baseline.measure_echo(work / "echo", seconds=args.seconds, concurrency=16)
     print(f"echo baseline: {echo['requests_per_s']:.0f} requests/s, p50 {echo['p50_ms']:.1f} ms, "
           f"p99 {echo['p99_ms']:.1f} ms (bare grpc.aio unary over mTLS, separate processes)")
-    fed = Federation(work / "fed", nodes=tuple(NodeSpec(o) for o in PAIRS))
-    fed.create()
-    from olievlek.identity import OrgId, OrgIdentity, OrgKind
-    from olievlek.pki import CertificateAuthority
-
-    CertificateAuthority.load(fed.pki).issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("livc-zennevallei")))
+    fed = _federation(work / "fed")
     try:
-        fed.start()
-        cases = {org: _open(fed, org) for org in PAIRS}
-        peak(fed, cases, args.warmup)
-        rate = peak(fed, cases, args.alerts)
+        rate, p50, p99 = _measure(fed, args)
         print(f"route: {rate:.0f} delivered alerts/s with {len(PAIRS)} concurrent senders "
               f"({rate / echo['requests_per_s']:.0%} of the echo rate; goal >= 40 %)")
-        p50, p99 = latency_at(fed, cases, rate / 2, args.seconds)
         print(f"latency at half load ({rate / 2:.0f}/s): p50 {p50:.0f} ms, p99 {p99:.0f} ms (goal p99 < 50 ms)")
         serving, first = restart_deep_queue(fed, args.depth)
         print(f"restart with {args.depth:,} queued: serving after {serving:.2f} s, first delivery after "
@@ -215,36 +226,20 @@ def main() -> None:
 
 def on_postgresql(work: Path, args: argparse.Namespace, sqlite_rate: float) -> dict[str, object]:
     """Peak and half-load latency with the broker's store on a throwaway PostgreSQL cluster."""
-    with throwaway_postgres() as cluster:
-        return _route_on(cluster, work, args, sqlite_rate)
-
-
-def _route_on(cluster: Any, work: Path, args: argparse.Namespace, sqlite_rate: float) -> dict[str, object]:
     import psycopg
 
-    fed = None
-    try:
+    with throwaway_postgres() as cluster:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute('CREATE DATABASE "route"')
-        fed = Federation(work / "fed-pg", nodes=tuple(NodeSpec(o) for o in PAIRS),
-                         broker_settings={"storage": {"engine": "postgresql", "dsn": cluster.conninfo("route")}})
-        fed.create()
-        from olievlek.identity import OrgId, OrgIdentity, OrgKind
-        from olievlek.pki import CertificateAuthority
-
-        CertificateAuthority.load(fed.pki).issue_org(OrgIdentity(OrgKind.MUNICIPALITY, OrgId("livc-zennevallei")))
-        fed.start()
-        cases = {org: _open(fed, org) for org in PAIRS}
-        peak(fed, cases, args.warmup)
-        rate = peak(fed, cases, args.alerts)
-        p50, p99 = latency_at(fed, cases, rate / 2, args.seconds)
-        print(f"route on PostgreSQL: {rate:.0f} delivered alerts/s ({rate / sqlite_rate:.0%} of SQLite's; "
-              f"goal >= 60 %), latency at half load p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-        return {"pg_route_rps": round(rate), "pg_ratio": round(rate / sqlite_rate, 3), "pg_p50_ms": p50,
-                "pg_p99_ms": p99}
-    finally:
-        if fed is not None:
+        fed = _federation(work / "fed-pg", {"storage": {"engine": "postgresql", "dsn": cluster.conninfo("route")}})
+        try:
+            rate, p50, p99 = _measure(fed, args)
+        finally:
             fed.stop()
+    print(f"route on PostgreSQL: {rate:.0f} delivered alerts/s ({rate / sqlite_rate:.0%} of SQLite's; "
+          f"goal >= 60 %), latency at half load p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    return {"pg_route_rps": round(rate), "pg_ratio": round(rate / sqlite_rate, 3), "pg_p50_ms": p50,
+            "pg_p99_ms": p99}
 
 
 if __name__ == "__main__":
