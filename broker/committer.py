@@ -44,8 +44,8 @@ class Committer(GroupCommitter[Operation[Any], Batch, broker_pb2.TreeHead]):
         result, head = await super().submit(item)
         return cast(R, result), head
 
-    def _begin(self) -> Batch:
-        return self.audit.begin()
+    async def _begin(self, tx: Txn) -> Batch:
+        return await self.audit.begin_txn(tx)
 
     async def _before_commit(self, tx: Txn, ctx: Batch) -> broker_pb2.TreeHead:
         head = await self.audit.write_txn(tx, ctx, self._digest(), now_ms())
@@ -54,8 +54,3 @@ class Committer(GroupCommitter[Operation[Any], Batch, broker_pb2.TreeHead]):
 
     def _after_commit(self, ctx: Batch) -> None:
         self.audit.commit(ctx)
-
-    async def _resync(self) -> None:
-        # A failed COMMIT may still have committed (PostgreSQL lost between COMMIT and its answer): the log's
-        # frontier is read again from what the database holds, never trusted from memory.
-        await self.audit.load()

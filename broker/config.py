@@ -49,6 +49,11 @@ class BrokerConfig:
     # ``storage: {engine: postgresql, dsn: ...}``: the store on PostgreSQL (docs/storage.md); None: SQLite in
     # ``database`` (whose folder keeps the CRL number either way).
     postgres_dsn: str | None = None
+    # Several instances over one PostgreSQL database (docs/high-availability.md): this one's name (default:
+    # host, process and a random part) and how often it checks which streams it still owns and which of their
+    # queues another instance moved - the most that adds to a delivery's latency.
+    instance_name: str | None = None
+    instance_poll_ms: int = 200
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -73,6 +78,8 @@ class BrokerConfig:
                 push_interval_s=float(doc.get("push_interval_s", 10.0)),
                 witness_ca=path_setting(doc, "witness_ca", path) if "witness_ca" in doc else None,
                 postgres_dsn=_storage(doc.get("storage"), path),
+                instance_name=str(doc["instance_name"]) if doc.get("instance_name") else None,
+                instance_poll_ms=int(doc.get("instance_poll_ms", 200)),
             )
 
 

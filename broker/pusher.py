@@ -60,12 +60,14 @@ def request_body(old: int, proof: list[bytes], checkpoint: bytes) -> bytes:
 
 class Pusher:
     def __init__(self, audit: AuditLog, targets: tuple[tuple[str, str], ...], witnesses: Callable[[], WitnessPolicy],
-                 store: Callable[[int, str, bytes], Awaitable[None]], ca: Path) -> None:
+                 store: Callable[[int, str, bytes], Awaitable[None]], ca: Path,
+                 may_push: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._audit = audit
         self._targets = targets  # (witness identity, submission URL prefix)
         self._witnesses = witnesses  # the enforced bundle's, read on every push
         self._store = store  # (size, witness org id, serialized Cosignature)
         self._tls = ssl.create_default_context(cafile=str(ca))
+        self._may_push = may_push  # several instances: whether this one holds the pusher's lease now
         self._known: dict[str, int] = {}  # witness -> the size it cosigned last, as far as we know
         self.pushes = 0
         self.refusals = 0
@@ -132,7 +134,8 @@ class Pusher:
     async def run(self, interval_s: float) -> None:
         while True:
             try:
-                await self.push_once()
+                if self._may_push is None or await self._may_push():
+                    await self.push_once()
             except Exception as exc:  # never let the pusher die; the next interval tries again
                 log.error("push.failed", error=type(exc).__name__, detail=str(exc)[:200])
             await asyncio.sleep(interval_s)

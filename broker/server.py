@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,6 +41,7 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc, pseudonymiser_pb2
 from . import access
 from .committer import Committer
 from .config import BrokerConfig
+from .instances import InstanceWatch, instance_name
 from .pusher import Pusher
 from .service import EXPIRY_BATCH, BrokerService
 from .storage.operations import AppendLeaves, BindQueueLeaves, Leaf, LoadPolicy, Queued
@@ -91,6 +92,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     def __init__(self, service: BrokerService, registry: StreamRegistry) -> None:
         self._service = service
         self._registry = registry
+        self.watch: InstanceWatch | None = None  # with several instances over one database
         # Highest seq delivered per recipient since start: a lower or equal one is a redelivery.
         self._delivered: dict[str, int] = {}
         self._log_gate = OncePerInterval(LOG_INTERVAL_S, time.monotonic)
@@ -227,8 +229,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     ) -> None:
         origin = await self._gate("Subscribe", context)
         org = str(origin.org_id)
-        superseded = self._registry.claim(org)
-        log.info("stream.open", org=str(origin))
+        owner = asyncio.Event()
+        epoch = await self.watch.claim(org, owner) if self.watch is not None else 0
+        superseded = self._registry.claim(org, owner)
+        log.info("stream.open", org=str(origin), epoch=epoch)
         window = _Window()
         reader = asyncio.ensure_future(self._read_acks(origin, context, window))
         try:
@@ -238,6 +242,11 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 log.warning("stream.ack_reader_failed", org=str(origin), error=type(reader.exception()).__name__)
             self._registry.release(org, superseded)
+            if self.watch is not None:
+                try:
+                    await self.watch.release(org, epoch)
+                except Exception as exc:  # the database away: the next claim supersedes this one anyway
+                    log.warning("stream.release_failed", org=str(origin), error=type(exc).__name__)
             log.info("stream.closed", org=str(origin), superseded=superseded.is_set())
 
     async def ReportEvaluations(
@@ -486,6 +495,8 @@ class BrokerServer:
         self._expiry: asyncio.Task[None] | None = None
         self._push: asyncio.Task[None] | None = None
         self.pusher: Pusher | None = None
+        self.watch: InstanceWatch | None = None
+        self._watching: asyncio.Task[None] | None = None
         self.metrics: Metrics | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
@@ -527,14 +538,22 @@ class BrokerServer:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._gauges = asyncio.create_task(self._update_gauges(self.metrics))
         self._expiry = asyncio.create_task(self._expire())
+        if self._store.db.engine != "sqlite":  # possibly one of several instances over this database
+            self.watch = InstanceWatch(self._store, self.service.notifier, cfg.instance_name or instance_name(),
+                                       cfg.instance_poll_ms / 1000, self.metrics)
+            self._watching = asyncio.create_task(self.watch.run())
+            log.info("broker.instance", name=self.watch.name, poll_ms=cfg.instance_poll_ms)
         if cfg.witness_push:
             service = self.service
             self.pusher = Pusher(audit, cfg.witness_push, lambda: service.bundle.witnesses,
-                                 self._store.store_cosignature, cfg.witness_ca or cfg.tls.ca)
+                                 self._store.store_cosignature, cfg.witness_ca or cfg.tls.ca,
+                                 may_push=self._pusher_lease(cfg.push_interval_s))
             self._push = asyncio.create_task(self.pusher.run(cfg.push_interval_s))
         server = grpc.aio.server(options=transport.server_options(cfg.min_ping_interval_s),
                                  interceptors=[transport.ErrorBoundary("broker")])
-        broker_pb2_grpc.add_BrokerServicer_to_server(self._servicer(self.service, self._registry), server)
+        servicer = self._servicer(self.service, self._registry)
+        servicer.watch = self.watch
+        broker_pb2_grpc.add_BrokerServicer_to_server(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = (
@@ -554,6 +573,15 @@ class BrokerServer:
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, self.port)
         return self.port
+
+    def _pusher_lease(self, interval_s: float) -> Callable[[], Awaitable[bool]] | None:
+        """With several instances, one pushes at a time: the one holding the "pusher" lease, renewed every push
+        and lost three intervals after its holder stops renewing it."""
+        watch, store = self.watch, self._store
+        if watch is None or store is None:
+            return None
+        ttl_ms = int(interval_s * 3000)
+        return lambda: store.take_lease("pusher", watch.name, now_ms(), ttl_ms)
 
     async def _update_gauges(self, metrics: Metrics) -> None:
         """Queue depth and oldest undelivered age per recipient (collectors may not touch the database)."""
@@ -653,7 +681,7 @@ class BrokerServer:
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
-        for task in (self._retention, self._gauges, self._expiry, self._push):
+        for task in (self._retention, self._gauges, self._expiry, self._push, self._watching):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

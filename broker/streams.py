@@ -29,12 +29,13 @@ class StreamRegistry:
     def __init__(self) -> None:
         self._current: dict[str, asyncio.Event] = {}
 
-    def claim(self, org: str) -> asyncio.Event:
-        """Register a new stream; returns the event set when it is superseded."""
+    def claim(self, org: str, mine: asyncio.Event | None = None) -> asyncio.Event:
+        """Register a new stream; returns the event set when it is superseded (``mine``, when given: the one
+        another instance's claim sets too)."""
         old = self._current.get(org)
         if old is not None:
             old.set()
-        mine = asyncio.Event()
+        mine = mine or asyncio.Event()
         self._current[org] = mine
         return mine
 

@@ -121,6 +121,10 @@ class Federation:
     witness_port: int = 0
     # Extra settings merged into every broker / node configuration (tests: keepalive, limits).
     broker_settings: dict[str, object] = field(default_factory=dict)
+    # Broker instances over one database (its storage must be PostgreSQL for more than one): "broker",
+    # "broker-2", ...; every node and operator is given all their addresses.
+    broker_instances: int = 1
+    broker_ports: dict[str, int] = field(default_factory=dict)
     node_settings: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -184,7 +188,7 @@ class Federation:
         self._write(path, {
             "org_id": spec.org_id,
             "kind": spec.kind.value,
-            "broker": f"127.0.0.1:{self.broker_port}",
+            "broker": self._broker_addresses(),
             "ca": str(self.pki / "ca.pem"),
             "crl": str(self.pki / "crl.pem"),
             "tls_cert": str(org / "tls.pem"),
@@ -229,17 +233,35 @@ class Federation:
             time.sleep(0.05)
         raise ConfigError(f"{name} did not become ready within {READY_TIMEOUT_S:.0f} s; see {self.log(name)}")
 
-    def start_broker(self) -> int:
-        """Start the broker; after the first start it keeps its port, so a restart is where nodes look."""
-        ready = self.broker_dir / "ready"
+    @property
+    def broker_names(self) -> list[str]:
+        return ["broker", *(f"broker-{i}" for i in range(2, self.broker_instances + 1))]
+
+    def _broker_addresses(self) -> str | list[str]:
+        ports = [self.broker_ports.get(n, 0) for n in self.broker_names]
+        return f"127.0.0.1:{ports[0]}" if len(ports) == 1 else [f"127.0.0.1:{p}" for p in ports]
+
+    def start_broker(self, name: str = "broker") -> int:
+        """Start a broker instance; after its first start it keeps its port, so a restart is where nodes look.
+        Another instance than the first runs the first's configuration (same database and log key) in a
+        folder of its own."""
+        folder = self.workdir / name
+        config = folder / "broker.yaml"
+        if name != "broker":
+            doc = yaml.safe_load((self.broker_dir / "broker.yaml").read_text())
+            port = self.broker_ports.get(name, 0)
+            self._write(config, {**doc, "listen": f"127.0.0.1:{port}", "log_key": str(self.broker_dir / "log.key"),
+                                 "instance_name": name})
+        ready = folder / "ready"
         ready.unlink(missing_ok=True)
-        config = self.broker_dir / "broker.yaml"
-        self._spawn("broker", ["broker", "serve", "--config", str(config)])
-        self.broker_port = self._await_ready("broker", ready)
+        self._spawn(name, ["broker", "serve", "--config", str(config)])
+        port = self.broker_ports[name] = self._await_ready(name, ready)
+        if name == "broker":
+            self.broker_port = port
         doc = yaml.safe_load(config.read_text())
         if doc["listen"].endswith(":0"):
-            self._write(config, {**doc, "listen": f"127.0.0.1:{self.broker_port}"})
-        return self.broker_port
+            self._write(config, {**doc, "listen": f"127.0.0.1:{port}"})
+        return port
 
     def kill(self, name: str) -> None:
         """SIGKILL, as a power cut: no cleanup, no flush."""
@@ -272,7 +294,7 @@ class Federation:
             "sign_cert": str(org / "sign.pem"), "sign_key": str(org / "sign.key"),
             "bundle": str(self.workdir / "federation" / "bundle"),
             "roots": str(self.workdir / "federation" / "roots"),
-            "database": "pseudonymiser.sqlite", "broker": f"127.0.0.1:{self.broker_port}",
+            "database": "pseudonymiser.sqlite", "broker": self._broker_addresses(),
             "report_interval_s": 5, "ready_file": "ready",
         })
         return path
@@ -329,7 +351,8 @@ class Federation:
 
     def start(self) -> None:
         self.start_witness()
-        self.start_broker()
+        for name in self.broker_names:
+            self.start_broker(name)
         self.start_pseudonymisers()
         for spec in self.nodes:
             self.start_node(spec)
@@ -346,7 +369,7 @@ class Federation:
         return proc.returncode
 
     def stop(self) -> None:
-        """Stop nodes first, then the broker, then the witness it pushes to (graceful SIGTERM, then SIGKILL)."""
-        last = [n for n in ("broker", "witness") if n in self.procs]
+        """Stop nodes first, then the brokers, then the witness they push to (graceful SIGTERM, then SIGKILL)."""
+        last = [n for n in (*self.broker_names, "witness") if n in self.procs]
         for name in [n for n in self.procs if n not in last] + last:
             self.stop_process(name)

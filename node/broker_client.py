@@ -1,27 +1,60 @@
-"""The node's connection to the broker: one mTLS channel, dialled out.
+"""The node's connection to the broker: one mTLS channel, dialled out, to one of the broker's instances.
 
-This is where grpc errors become ``TransportError`` for the node's logic.
+This is where grpc errors become ``TransportError`` for the node's logic. A call that finds its instance
+unreachable (UNAVAILABLE) makes the next configured instance current; the callers' jittered backoff spaces
+the attempts. Every instance serves the same log: receipts and proofs verify the same whichever answered.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from olievlek import transport
-from olievlek.errors import TransportError
+from olievlek import logs, transport
+from olievlek.errors import ConfigError, TransportError
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
+
+log = logs.get("node.broker_client")
 
 
 class BrokerClient:
     """Send envelopes and open the delivery stream."""
 
-    def __init__(self, target: str, tls: transport.TlsFiles, keepalive_s: float = transport.KEEPALIVE_S,
+    def __init__(self, targets: str | Sequence[str], tls: transport.TlsFiles,
+                 keepalive_s: float = transport.KEEPALIVE_S,
                  keepalive_timeout_s: float = transport.KEEPALIVE_TIMEOUT_S) -> None:
-        self.target = target
-        self._channel = transport.secure_channel(target, tls, keepalive_s, keepalive_timeout_s)
+        self.targets = (targets,) if isinstance(targets, str) else tuple(targets)
+        if not self.targets:
+            raise ConfigError("no broker address")
+        self._tls, self._keepalive = tls, (keepalive_s, keepalive_timeout_s)
+        self._closing: set[asyncio.Task[None]] = set()
+        self.generation = 0  # counts switches between instances
+        self._open(0)
+
+    @property
+    def target(self) -> str:
+        return self.targets[self._at]
+
+    def _open(self, at: int) -> None:
+        self._at = at
+        self._channel = transport.secure_channel(self.targets[at], self._tls, *self._keepalive)
         self._stub = broker_pb2_grpc.BrokerStub(self._channel)
+
+    def failed(self, code: grpc.StatusCode, generation: int) -> None:
+        """A call made in ``generation`` failed with ``code``: an unreachable instance makes the next one current
+        (once per generation, however many calls failed on it at once)."""
+        if code != grpc.StatusCode.UNAVAILABLE or len(self.targets) == 1 or generation != self.generation:
+            return
+        old, was = self._channel, self.target
+        self.generation += 1
+        self._open((self._at + 1) % len(self.targets))
+        closing = asyncio.ensure_future(old.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        log.warning("broker.next_instance", unreachable=was, now=self.target)
 
     async def send(self, envelope: bytes, timeout: float = 10.0) -> broker_pb2.SendResponse:
         """Submit one envelope.
@@ -45,9 +78,11 @@ class BrokerClient:
 
     async def _unary(self, method: str, request: Any, timeout: float = 30.0) -> Any:
         """Call a unary RPC; the one place where grpc errors become TransportError."""
+        generation = self.generation
         try:
             return await getattr(self._stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            self.failed(exc.code(), generation)
             code = transport.refusal_code_of(exc)
             raise TransportError(f"broker {self.target}: {exc.code().name}{f' [{code}]' if code else ''}: "
                                  f"{exc.details()}", retry_after_s=transport.retry_after_of(exc),
@@ -97,8 +132,10 @@ class BrokerClient:
         return resp
 
     def subscribe(self) -> Any:
-        """Open the bidirectional delivery stream (grpc StreamStreamCall)."""
+        """Open the bidirectional delivery stream (grpc StreamStreamCall) to the current instance."""
         return self._stub.Subscribe()
 
     async def close(self) -> None:
         await self._channel.close()
+        for closing in list(self._closing):
+            await closing

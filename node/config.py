@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting, path_settings, reading, tls_setting
+from olievlek.config import addresses, load_yaml, need, path_setting, path_settings, reading, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import OrgKind, parse_org_id
 from olievlek.policy.model import WitnessKey
@@ -49,7 +49,7 @@ def _flag(value: object, name: str, where: Path) -> bool:
 class NodeConfig:
     org_id: str
     kind: OrgKind
-    broker: str  # host:port of the broker
+    broker: tuple[str, ...]  # host:port of each broker instance, tried in turn (one, or a list)
     tls: TlsFiles
     sign_cert: Path
     sign_key: Path
@@ -109,7 +109,7 @@ class NodeConfig:
             return cls(
                 org_id=parse_org_id(str(need(doc, "org_id", path))),
                 kind=OrgKind(str(need(doc, "kind", path))),
-                broker=str(need(doc, "broker", path)),
+                broker=addresses(need(doc, "broker", path), "broker", path),
                 tls=tls_setting(doc, path),
                 **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database", "socket"),
                 pseudonymisers=_two(need(doc, "pseudonymisers", path), path),

@@ -85,11 +85,18 @@ class Inbox:
         self._bundles = bundles
         self._metrics = metrics or Metrics("node")
         self.sequence = SequenceTracker(store, audit.origin or "", self._metrics)
+        # The item the last batch stopped at, unacknowledged because its proof could not be checked then; the
+        # stream must start again for the broker to redeliver it and what followed it.
+        self.stopped_at: int | None = None
 
     async def accept(self, downs: list[broker_pb2.SubscribeDown]) -> list[broker_pb2.Ack]:
         """Acks for the items handled, strictly in delivery order; an item whose proof cannot be checked now
-        gets none (it is redelivered). Plain deliveries are stored together; an erasure notice or item status
-        first flushes what came before it, so a notice never overtakes the alert it erases."""
+        gets none, and neither does anything after it in the batch (``stopped_at``: all are redelivered on the
+        next stream), so a sender's items are stored in the order they were queued even when the broker instance
+        that answers proofs changes in the middle of a batch. Plain deliveries are stored together; an erasure
+        notice or item status first flushes what came before it, so a notice never overtakes the alert it
+        erases."""
+        self.stopped_at = None
         await self.sequence.load()
         try:
             return await self._accept(downs)
@@ -113,6 +120,8 @@ class Inbox:
                             else self._notice(down.notice))
             if result is None:
                 self.sequence.left(seq)  # not acknowledged: redelivered, and not a repeat then
+                self.stopped_at = seq
+                break
             elif isinstance(result, broker_pb2.Ack):
                 acks.append(result)
             elif result.kind in (MessageKind.ERASURE_NOTICE, MessageKind.ITEM_STATUS):

@@ -149,7 +149,7 @@ class NodeServer:
             self._tasks.append(asyncio.create_task(self.witness_watch.run(cfg.witness_check_interval_s)))
         else:
             log.warning("audit.final_at_once", reason="no witness quorum: outcomes are final without witnesses")
-        log.info("node.started", org=cfg.org_id, broker=cfg.broker, bundle_digest=bundle.digest)
+        log.info("node.started", org=cfg.org_id, broker=list(cfg.broker), bundle_digest=bundle.digest)
         if cfg.ready_file is not None:
             write_ready_file(cfg.ready_file, 0)
 

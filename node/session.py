@@ -44,11 +44,13 @@ class BrokerSession:
     async def run(self) -> None:
         backoff = 0.2
         while not self._stopping:
+            generation = self._client.generation
             try:
                 await self._stream()
                 backoff = 0.2
             except grpc.aio.AioRpcError as exc:
-                log.warning("stream.error", code=exc.code().name, details=exc.details())
+                log.warning("stream.error", code=exc.code().name, details=exc.details(), broker=self._client.target)
+                self._client.failed(exc.code(), generation)
             except Exception:  # e.g. an unreadable revocation list: do not ack, reconnect later
                 log.exception("stream.failed")
             self.connected.clear()
@@ -81,6 +83,9 @@ class BrokerSession:
                         acks = await self._inbox.accept(downs)
                         if acks:
                             await call.write(broker_pb2.SubscribeUp(acks=broker_pb2.AckBatch(acks=acks)))
+                    if self._inbox.stopped_at is not None:  # redelivered, in order, on the next stream
+                        log.info("stream.restart_for_redelivery", seq=self._inbox.stopped_at)
+                        return
                 for item in items:
                     if isinstance(item, BaseException):
                         raise item

@@ -40,6 +40,14 @@ def need(doc: dict[str, Any], key: str, where: Path) -> Any:
     return doc[key]
 
 
+def addresses(value: object, key: str, where: Path) -> tuple[str, ...]:
+    """One ``host:port``, or a list of them (several instances of one service, tried in turn)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(a, str) and ":" in a for a in items):
+        raise ConfigError(f"{where}: {key} is host:port, or a list of host:port (one per instance)")
+    return tuple(str(a) for a in items)
+
+
 def path_setting(doc: dict[str, Any], key: str, where: Path) -> Path:
     """A path setting, relative to the configuration file's directory."""
     p = Path(str(need(doc, key, where)))

@@ -55,24 +55,20 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
         self._queue: asyncio.Queue[_Queued[Item, Extra] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._resync_needed = False
         self.batches = 0
 
     # -- hooks ----------------------------------------------------------
     async def _execute(self, tx: Txn, ctx: Ctx, item: Item) -> Any:
         raise NotImplementedError
 
-    def _begin(self) -> Ctx:
+    async def _begin(self, tx: Txn) -> Ctx:
+        """The batch's context, first thing in its transaction (the broker: the log's writer lock)."""
         return None  # type: ignore[return-value]
 
     async def _before_commit(self, tx: Txn, ctx: Ctx) -> Extra:
         return None  # type: ignore[return-value]
 
     def _after_commit(self, ctx: Ctx) -> None:
-        return None
-
-    async def _resync(self) -> None:
-        """After a failed commit: read again whatever state is kept in memory between batches."""
         return None
 
     # -- API ------------------------------------------------------------
@@ -119,7 +115,6 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
                     await self._commit(items)
                 except Exception as exc:  # the database failed: every caller of the batch learns it
                     log.exception("commit.failed")
-                    self._resync_needed = True  # whether it committed is not known (a lost COMMIT answer)
                     for _, fut in items:
                         if not fut.done():
                             fut.set_exception(exc)
@@ -127,9 +122,6 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
                 return
 
     async def _commit(self, items: list[_Queued[Item, Extra]]) -> None:
-        if self._resync_needed:  # before anything builds on what the failed batch may have left
-            await self._resync()
-            self._resync_needed = False
         try:
             results, ctx, extra = await self._attempt(items)
         except _OpFailed as failed:
@@ -148,7 +140,7 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
     async def _attempt(self, items: list[_Queued[Item, Extra]]) -> tuple[list[Any], Ctx, Extra]:
         results: list[Any] = []
         async with self._db.transaction() as tx:
-            ctx = self._begin()
+            ctx = await self._begin(tx)
             for position, (item, _) in enumerate(items):
                 try:
                     results.append(await self._execute(tx, ctx, item))

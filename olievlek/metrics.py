@@ -56,6 +56,10 @@ class Metrics:
                                    "(shown as unconfirmed).", registry=self.registry)
         self.delivery_gaps = Counter(f"{ns}_delivery_gaps", "Sequence numbers skipped on the delivery stream, by "
                                      "whether a proven expiry explained them.", ["explained"], registry=self.registry)
+        self.streams_owned = Gauge(f"{ns}_streams_owned", "Delivery streams this broker instance serves (several "
+                                   "instances over one database).", registry=self.registry)
+        self.streams_taken_over = Counter(f"{ns}_streams_taken_over", "Streams of this instance that another "
+                                          "instance claimed since (their node moved).", registry=self.registry)
 
     def serve(self, listen: str) -> int:
         """Serve /metrics on ``host:port`` (port 0 picks one); returns the bound port."""

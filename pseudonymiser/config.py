@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from olievlek.config import load_yaml, need, path_setting, path_settings, reading, tls_setting
+from olievlek.config import addresses, load_yaml, need, path_setting, path_settings, reading, tls_setting
 from olievlek.errors import ConfigError
 from olievlek.identity import parse_org_id
 from olievlek.transport import TlsFiles
@@ -24,7 +24,7 @@ class PseudonymiserConfig:
     bundle: Path
     roots: Path
     database: Path  # holds this operator's key shares and counts, nothing else
-    broker: str | None
+    broker: tuple[str, ...]  # the broker's instances its reports go to, tried in turn (none: no reports)
     report_interval_s: float
     ready_file: Path | None
 
@@ -45,7 +45,7 @@ class PseudonymiserConfig:
                 **path_settings(doc, path, "sign_cert", "sign_key", "crl", "bundle", "roots", "database"),
                 client_tls=TlsFiles(path_setting(doc, "ca", path), path_setting(doc, "client_cert", path),
                                     path_setting(doc, "client_key", path)),
-                broker=str(doc["broker"]) if doc.get("broker") else None,
+                broker=addresses(doc["broker"], "broker", path) if doc.get("broker") else (),
                 report_interval_s=float(doc.get("report_interval_s", 300)),
                 ready_file=path_setting(doc, "ready_file", path) if "ready_file" in doc else None,
             )

@@ -104,12 +104,25 @@ class PseudonymiserServer:
         signer = self.service.signer
         report = broker_pb2.EvaluationReport(body=body, signature=signer.key.sign(REPORT_CONTEXT + body),
                                              signer_certificate=signer.cert_der)
-        async with transport.secure_channel(self.config.broker, self.config.client_tls) as channel:
-            ack = await broker_pb2_grpc.BrokerStub(channel).ReportEvaluations(report, timeout=10)
+        ack = await self._report_to_an_instance(report)
         if ack.stored:
             await self._store.mark_reported(rows, until)
         log.info("report.sent", stored=ack.stored, organisations=len(rows))
         return bool(ack.stored)
+
+    async def _report_to_an_instance(self, report: broker_pb2.EvaluationReport) -> broker_pb2.ReportAck:
+        """The report to the first broker instance that answers (an unreachable one: the next)."""
+        for i, target in enumerate(self.config.broker):
+            try:
+                async with transport.secure_channel(target, self.config.client_tls) as channel:
+                    ack: broker_pb2.ReportAck = await broker_pb2_grpc.BrokerStub(channel).ReportEvaluations(
+                        report, timeout=10)
+                    return ack
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or i == len(self.config.broker) - 1:
+                    raise
+                log.warning("report.instance_unavailable", broker=target)
+        raise AssertionError("no broker configured")  # push_report runs only with one
 
     async def stop(self) -> None:
         if self._reporter is not None:

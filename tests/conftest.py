@@ -162,7 +162,7 @@ def node_config(pki: Pki, workdir: Path, org: str, broker_port: int, operators: 
     if not kek.exists():
         KeyEncryptionKey.generate(kek)
     return NodeConfig(
-        org_id=org, kind=OrgKind.MUNICIPALITY, broker=f"127.0.0.1:{broker_port}",
+        org_id=org, kind=OrgKind.MUNICIPALITY, broker=(f"127.0.0.1:{broker_port}",),
         tls=TlsFiles(pki.root / "ca.pem", c.tls_cert, c.tls_key), sign_cert=c.sign_cert, sign_key=c.sign_key,
         crl=pki.root / "crl.pem", bundle=workdir / "federation" / "bundle",
         roots=workdir / "federation" / "roots", database=workdir / org / "node.sqlite",
@@ -182,7 +182,7 @@ def operator_config(pki: Pki, workdir: Path, share: int, broker_port: int | None
         sign_cert=org.sign_cert, sign_key=org.sign_key, crl=pki.root / "crl.pem",
         bundle=workdir / "federation" / "bundle", roots=workdir / "federation" / "roots",
         database=workdir / f"pseudonymiser-{share}" / "store.sqlite",
-        broker=f"127.0.0.1:{broker_port}" if broker_port else None, report_interval_s=3600, ready_file=None,
+        broker=(f"127.0.0.1:{broker_port}",) if broker_port else (), report_interval_s=3600, ready_file=None,
     )
 
 

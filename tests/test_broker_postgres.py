@@ -192,10 +192,21 @@ async def test_two_writers_appending_at_once_never_fork_or_gap_the_log(postgres_
         assert [e[0] for e in events] == list(range(2 * per_writer))
         written = sorted((m["writer"], m["i"]) for m in (json.loads(bytes(e[1])) for e in events))
         assert written == sorted([("a", i) for i in range(per_writer)] + [("b", i) for i in range(per_writer)])
+    assert _one_log(dsn) == 2 * per_writer
+
+
+def _one_log(dsn: str) -> int:
+    """The log in the database at ``dsn`` is one sequence - leaves 0..n-1, each once - and every signed head is
+    a prefix of it (no fork); returns n."""
+    with psycopg.connect(dsn) as conn:
+        indices = [int(i) for (i,) in conn.execute("SELECT idx FROM audit_events ORDER BY idx").fetchall()]
         nodes = {(int(lv), int(ix)): bytes(h) for lv, ix, h in conn.execute("SELECT level, idx, hash FROM tree_nodes")}
         heads = conn.execute("SELECT size, root FROM tree_heads ORDER BY size").fetchall()
-    for size, root in heads:  # every signed head is a prefix of the one log: no fork
+    assert indices == list(range(len(indices)))
+    assert heads and int(heads[-1][0]) == len(indices)
+    for size, root in heads:
         assert tree.fold([nodes[n] for n in tree.range_nodes(0, int(size))]) == bytes(root), size
+    return len(indices)
 
 
 async def test_kill_9_of_a_postgresql_broker_loses_and_repeats_nothing(tmp_path: Path,
@@ -204,6 +215,21 @@ async def test_kill_9_of_a_postgresql_broker_loses_and_repeats_nothing(tmp_path:
     smaller, with the broker's store on PostgreSQL."""
     dsn = postgres_cluster.new_database()
     await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}}, 300, 2, 1)
+
+
+async def test_two_broker_instances_over_one_postgresql_serve_at_once_and_lose_nothing_to_kill_9(
+        tmp_path: Path, postgres_cluster: Cluster) -> None:
+    """Two broker instances over one database, the nodes given both addresses; each instance in turn is
+    kill -9'd under load (and a node once): the nodes move to the other instance, which serves their streams
+    and sends; afterwards nothing is lost, applied twice or reordered (``run_chaos``'s checks), both instances
+    accepted sends and served streams, and the database holds one log that every signed head is a prefix of."""
+    dsn = postgres_cluster.new_database()
+    fed = await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}, "instance_poll_ms": 100},
+                          300, 3, 1, broker_instances=2)
+    for name in fed.broker_names:
+        log = fed.log(name).read_text()
+        assert '"send.accepted"' in log and '"stream.open"' in log, name
+    assert _one_log(dsn) > 300
 
 
 @pytest.mark.parametrize("how", ["change", "delete", "reorder", "truncate-and-re-extend"])

@@ -92,16 +92,19 @@ class Driver:
 
 async def chaos(fed: Federation, rng: random.Random, broker_kills: int = BROKER_KILLS,
                 node_kills: int = NODE_KILLS) -> tuple[int, int]:
-    """kill -9 the broker ``broker_kills`` times and a random node ``node_kills`` times, at random moments."""
+    """kill -9 the broker ``broker_kills`` times and a random node ``node_kills`` times, at random moments.
+    With several broker instances, each kill takes the next instance in turn (the first first: where the
+    nodes are), so the nodes move between them."""
     events = ["broker"] * broker_kills + ["node"] * node_kills
     rng.shuffle(events)
     kills = Counter[str]()
     for what in events:
         await asyncio.sleep(rng.uniform(0.3, 1.5))
         if what == "broker":
-            fed.kill("broker")
+            name = fed.broker_names[kills["broker"] % len(fed.broker_names)]
+            fed.kill(name)
             await asyncio.sleep(rng.uniform(0.1, 1.0))
-            await asyncio.to_thread(fed.start_broker)
+            await asyncio.to_thread(fed.start_broker, name)
         else:
             org = rng.choice(list(NIS))
             fed.kill(org)
@@ -133,13 +136,15 @@ async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path)
 
 
 async def run_chaos(tmp_path: Path, broker_settings: dict[str, object], alerts: int, broker_kills_planned: int,
-                    node_kills_planned: int) -> None:
-    """The chaos run, with the broker configured by ``broker_settings`` (its store on PostgreSQL, for one)."""
+                    node_kills_planned: int, broker_instances: int = 1) -> Federation:
+    """The chaos run, with the broker configured by ``broker_settings`` (its store on PostgreSQL, for one) in
+    ``broker_instances`` instances; returns the (stopped) federation, for what a caller checks after."""
     print(f"chaos: {alerts} alerts, {broker_kills_planned} broker kills, {node_kills_planned} node kills, "
-          f"seed {SEED}, broker {broker_settings or 'SQLite'}")
+          f"seed {SEED}, broker {broker_settings or 'SQLite'} x {broker_instances}")
     rng = random.Random(SEED)
     fed = Federation(tmp_path / "fed", nodes=tuple(NodeSpec(o) for o in NIS), broker_settings=broker_settings,
-                     node_settings={"drain_grace_s": 2, "witness_check_interval_s": 1})
+                     node_settings={"drain_grace_s": 2, "witness_check_interval_s": 1},
+                     broker_instances=broker_instances)
     fed.create()
     try:
         await asyncio.to_thread(fed.start)
@@ -185,6 +190,7 @@ async def run_chaos(tmp_path: Path, broker_settings: dict[str, object], alerts: 
             assert int(stored_acks[0][0]) <= sum(expected.values())  # a 'stored' ack means applied: never more
     finally:
         await asyncio.to_thread(fed.stop)
+    return fed
 
 
 def _open_case(fed: Federation, org: str, i: int) -> int:

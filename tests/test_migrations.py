@@ -55,7 +55,7 @@ async def test_a_broker_of_395f065_with_data_migrates_and_keeps_it(tmp_path: Pat
         events = conn.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]
     store = await BrokerStore.open(path)
     await store.close()
-    assert _versions(path) == [1, 2, 3]
+    assert _versions(path) == list(range(1, BROKER.latest + 1))
     fresh = tmp_path / "fresh.sqlite"
     await (await Database.open(fresh, BROKER)).close()
     assert _tables(path) == _tables(fresh)  # the same schema as a new broker's
@@ -85,7 +85,7 @@ def test_a_newer_database_and_an_unknown_old_one_are_refused(tmp_path: Path) -> 
     with sqlite3.connect(path, isolation_level=None) as conn:
         migrate(conn, BROKER)
         conn.execute("INSERT INTO schema_migrations (version, applied_ms) VALUES (99, 0)")
-        with pytest.raises(ConfigError, match="at migration 99, newer than this build's 3"):
+        with pytest.raises(ConfigError, match=f"at migration 99, newer than this build's {BROKER.latest}"):
             current(conn, BROKER)
     old = tmp_path / "o.sqlite"
     with sqlite3.connect(old, isolation_level=None) as conn:
@@ -125,12 +125,13 @@ def test_broker_migrate_shows_then_applies(tmp_path: Path) -> None:
                                       "log_key": "x"}))
     r = cli("broker", "migrate", "--config", str(config), "--dry-run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "at migration 1 of 3; would apply 2 (exact_visibility), 3 (bundles_register_usage)" in r.stdout
+    assert "at migration 1 of 4; would apply 2 (exact_visibility), 3 (bundles_register_usage), 4 (leases)" in r.stdout
     assert "ALTER TABLE tree_heads ADD COLUMN checkpoint BLOB" in r.stdout
     with sqlite3.connect(tmp_path / "old" / "broker.sqlite") as conn:  # nothing changed
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone()
     r = cli("broker", "migrate", "--config", str(config))
-    assert r.returncode == 0 and "applied 2 (exact_visibility), 3 (bundles_register_usage)" in r.stdout, r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "applied 2 (exact_visibility), 3 (bundles_register_usage), 4 (leases)" in r.stdout, r.stdout
     r = cli("broker", "migrate", "--config", str(config), "--dry-run")
-    assert "at migration 3 of 3; would apply nothing" in r.stdout
+    assert "at migration 4 of 4; would apply nothing" in r.stdout

@@ -8,6 +8,7 @@ witness's cosignature, an operator's counts) - a small transaction of its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from olievlek.audit.log import Batch
@@ -86,7 +87,22 @@ class Cosignatures(Protocol):
     async def cosignatures(self, size: int) -> list[bytes]: ...
 
 
-class BrokerStorage(Operations, Queues, Directory, PolicyRecords, Cosignatures, Protocol):
+class Instances(Protocol):
+    """Leases among several broker instances over one database: delivery streams (the newest claim wins) and
+    single-holder duties such as the checkpoint pusher (held until they expire)."""
+
+    async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool: ...
+
+    async def claim_stream(self, recipient: str, holder: str) -> int: ...
+
+    async def release_stream(self, recipient: str, holder: str, epoch: int) -> None: ...
+
+    async def stream_owners(self, recipients: Sequence[str]) -> dict[str, tuple[str, int]]: ...
+
+    async def queue_marks(self, recipients: Sequence[str]) -> dict[str, int]: ...
+
+
+class BrokerStorage(Operations, Queues, Directory, PolicyRecords, Cosignatures, Instances, Protocol):
     """Everything the broker's service reads and writes."""
 
     async def close(self) -> None: ...

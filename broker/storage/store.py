@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -74,6 +74,7 @@ TABLES = ["idempotency", "queue", "recipients", "queue_shares", "decisions", "ac
           "refusal_aggregates", "bundles", "directory", "coverage", "open_requests", "query_usage", "register_usage"]
 IDENTITY_COLUMNS = {"decisions": "id", "policy_loads": "id"}
 
+STREAM_LEASE = "stream:"  # a recipient's delivery stream in the leases table
 LEGACY_VIEWER = "legacy:"  # a viewer written by org id before exact identities, until the bundle names its kind
 
 
@@ -276,6 +277,53 @@ class BrokerStore:
 
     async def holder_counts(self, since_day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         return await directory.holder_counts(self._db, since_day)
+
+    # -- several instances over one database --------------------------------------------------------------
+    async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew ``name`` for ``holder`` until ``now_ms + ttl_ms``; False while another holder's lease
+        lasts. One statement, so two instances asking at once cannot both win."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO leases (name, holder, epoch, expires_ms) VALUES (?, ?, 1, ?) ON CONFLICT (name) DO UPDATE"
+                " SET holder = excluded.holder, expires_ms = excluded.expires_ms,"
+                " epoch = leases.epoch + (CASE WHEN leases.holder = excluded.holder THEN 0 ELSE 1 END)"
+                " WHERE leases.holder = excluded.holder OR leases.expires_ms <= ? RETURNING holder",
+                (name, holder, now_ms + ttl_ms, now_ms))
+        return row is not None
+
+    async def claim_stream(self, recipient: str, holder: str) -> int:
+        """Make ``holder`` the owner of ``recipient``'s delivery stream (the newest claim wins); its epoch."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO leases (name, holder, epoch, expires_ms) VALUES (?, ?, 1, ?) ON CONFLICT (name) DO UPDATE"
+                " SET holder = excluded.holder, epoch = leases.epoch + 1, expires_ms = excluded.expires_ms"
+                " RETURNING epoch", (STREAM_LEASE + recipient, holder, NEVER))
+        assert row is not None
+        return int(row[0])
+
+    async def release_stream(self, recipient: str, holder: str, epoch: int) -> None:
+        """Give up ``recipient``'s stream, unless a newer claim took it already."""
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM leases WHERE name = ? AND holder = ? AND epoch = ?",
+                             (STREAM_LEASE + recipient, holder, epoch))
+
+    async def stream_owners(self, recipients: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """(holder, epoch) of each of these recipients' streams that someone owns."""
+        if not recipients:
+            return {}
+        marks = ",".join("?" * len(recipients))
+        rows = await self._db.fetchall(f"SELECT name, holder, epoch FROM leases WHERE name IN ({marks})",  # noqa: S608
+                                       [STREAM_LEASE + r for r in recipients])
+        return {str(n).removeprefix(STREAM_LEASE): (str(h), int(e)) for n, h, e in rows}
+
+    async def queue_marks(self, recipients: Sequence[str]) -> dict[str, int]:
+        """The next sequence number of each recipient's queue: it moves whenever anything is queued for it."""
+        if not recipients:
+            return {}
+        marks = ",".join("?" * len(recipients))
+        rows = await self._db.fetchall(
+            f"SELECT recipient, next_seq FROM recipients WHERE recipient IN ({marks})", list(recipients))  # noqa: S608
+        return {str(r): int(n) for r, n in rows}
 
     async def has_unbound_queue_rows(self) -> bool:
         """Any queued envelope whose leaf does not bind it (checked before committing anything at start). A

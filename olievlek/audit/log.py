@@ -86,10 +86,6 @@ class Batch:
         return index, salt, data
 
 
-class StaleFrontier(Exception):
-    """A batch built on a log that is no longer the stored one (another writer appended)."""
-
-
 class AuditLog:
     """The broker's Merkle log: appends in transactions, proofs from stored nodes."""
 
@@ -110,12 +106,24 @@ class AuditLog:
         self._frontier = dict(zip(ids, await self.nodes(ids), strict=True))
 
     def begin(self) -> Batch:
+        """A batch on the log as this process last committed it (a single writer: benches and tests)."""
         return Batch(self.size, dict(self._frontier))
+
+    async def begin_txn(self, tx: Txn) -> Batch:
+        """A batch on the log as stored, first thing in its transaction: this transaction becomes the log's only
+        writer (the sequencer lock - ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite)
+        until it ends, and the size is read under that lock. When another writer (a second broker instance on
+        the same database) appended since this one's last batch, the frontier is read again in the transaction;
+        memory is trusted for nothing another instance can change."""
+        stored = await self.storage.lock_and_size(tx)
+        if stored == self.size:
+            return self.begin()
+        ids = tree.range_nodes(0, stored)
+        return Batch(stored, dict(zip(ids, await self.storage.nodes_txn(tx, ids), strict=True)))
 
     async def write_txn(self, tx: Txn, batch: Batch, bundle_digest: str, now_ms: int) -> broker_pb2.TreeHead:
         """Store the batch's leaves and sign a head for its size. A batch without leaves signs nothing new:
         a second head of the same size (another timestamp) would look like a fork to every witness."""
-        await self._check_frontier(tx, batch.events[0][0] if batch.events else batch.size)
         if not batch.events:
             signed = await self.storage.head_txn(tx, batch.size)
             if signed is not None:
@@ -127,17 +135,6 @@ class AuditLog:
                                    checkpoint=checkpoint.sign(cp, self._key).encode())
         await self.storage.store_head_txn(tx, head)
         return head
-
-    async def _check_frontier(self, tx: Txn, start: int) -> None:
-        """The batch starts where the stored log ends - read under the single-writer lock, never trusted from
-        memory: another writer (a second broker on the same PostgreSQL) may have appended since.
-
-        Raises:
-            StaleFrontier: the log grew (or shrank) under us; the batch fails and its callers retry.
-        """
-        stored = await self.storage.lock_and_size(tx)
-        if stored != start:
-            raise StaleFrontier(f"the log holds {stored} leaves, this batch would start at {start}")
 
     def commit(self, batch: Batch) -> None:
         self.size = batch.size

@@ -8,7 +8,7 @@ a pattern (an org id may contain ``_``, a LIKE wildcard; security advisory 2026-
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from olievlek.v1 import broker_pb2
@@ -88,6 +88,15 @@ class AuditStorage:
 
     async def nodes(self, ids: Sequence[NodeId]) -> list[bytes]:
         """The hashes of ``ids``, in their order (each must be stored)."""
+        return await self._nodes(self._db.fetchall, ids)
+
+    async def nodes_txn(self, tx: Txn, ids: Sequence[NodeId]) -> list[bytes]:
+        """``nodes``, read in the caller's transaction (under the writer lock)."""
+        return await self._nodes(tx.fetchall, ids)
+
+    @staticmethod
+    async def _nodes(fetchall: Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]],
+                     ids: Sequence[NodeId]) -> list[bytes]:
         if not ids:
             return []
         by_level: dict[int, list[int]] = {}
@@ -99,7 +108,7 @@ class AuditStorage:
             marks = ",".join("?" * len(idxs))
             parts.append(f"SELECT level, idx, hash FROM tree_nodes WHERE level = ? AND idx IN ({marks})")  # noqa: S608
             params += [level, *idxs]
-        rows = await self._db.fetchall(" UNION ALL ".join(parts), params)
+        rows = await fetchall(" UNION ALL ".join(parts), params)
         found = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
         return [found[i] for i in ids]
 
