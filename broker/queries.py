@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from olievlek import envelope, logs
 from olievlek.directory import NO_HIT, Cover, covered, encode_row, needle, open_statement
-from olievlek.errors import PolicyDenied, Refused, WireError
+from olievlek.errors import PolicyDenied, Refused, StoreUnavailable, WireError
 from olievlek.identity import ID_PATTERN, OrgIdentity, OrgKind
 from olievlek.kinds import MessageKind
 from olievlek.policy import Request
@@ -246,6 +246,8 @@ class DirectoryService:
         except Exception as exc:  # every input ends in a recorded decision, never an UNKNOWN
             if lookup is not None:
                 lookup.cancel()
+            if isinstance(exc, StoreUnavailable):
+                raise  # the database's doing, not the input's: the caller asks again
             refusal = exc if isinstance(exc, Refused) else Refused(
                 f"the query could not be processed ({type(exc).__name__})",
                 refusal_code=broker_pb2.REFUSAL_CODE_MALFORMED)

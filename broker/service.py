@@ -46,7 +46,7 @@ from typing import Any
 
 from olievlek import envelope, logs, timing, wire
 from olievlek.clock import now_ms
-from olievlek.errors import PolicyDenied, Refused, VerificationError, WireError
+from olievlek.errors import PolicyDenied, Refused, StoreUnavailable, VerificationError, WireError
 from olievlek.identity import OrgIdentity
 from olievlek.kinds import MessageKind
 from olievlek.metrics import Metrics
@@ -212,6 +212,8 @@ class BrokerService:
             await self._checked(origin, raw, now, plan)
         except Refused as refusal:
             plan.refusal = refusal
+        except StoreUnavailable:
+            raise  # the database's doing, not the input's: the caller sends again
         except Exception as exc:  # whatever an input makes fail is that input's refusal, never an UNKNOWN
             log.error("send.unprocessable", sender=str(origin), kind=plan.kind_name, error=type(exc).__name__)
             plan.refusal = Refused(f"the envelope could not be processed ({type(exc).__name__})",

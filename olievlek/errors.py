@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     TRANSPORT = "transport"
     LOCAL_API = "local_api"
     SHUTTING_DOWN = "shutting_down"
+    STORE_UNAVAILABLE = "store_unavailable"
     DECRYPTION = "decryption"
     REFUSED = "refused"
 
@@ -151,3 +152,15 @@ class ShuttingDown(OlievlekError):
     """The service is draining (SIGTERM): what was accepted is finished, nothing new is taken."""
 
     code = ErrorCode.SHUTTING_DOWN
+
+
+class StoreUnavailable(OlievlekError):
+    """The service's database cannot be reached now (PostgreSQL restarting, a failover): nothing was decided;
+    the caller sends again, later or to another instance. Never an input's refusal."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
+class ConnectionLost(StoreUnavailable):
+    """The connection was lost (or refused) before a transaction's COMMIT: nothing of it was committed, and it
+    may run again once the database is back."""

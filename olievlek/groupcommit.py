@@ -16,11 +16,12 @@ batch's audit leaves and signs one tree head before the commit).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar, cast
 
 from olievlek import logs
-from olievlek.errors import ShuttingDown
+from olievlek.errors import ConnectionLost, ShuttingDown
 from olievlek.storage.sqlite import Database, Txn
 
 log = logs.get("groupcommit")
@@ -32,6 +33,7 @@ Extra = TypeVar("Extra")
 _Queued = tuple[Item, "asyncio.Future[tuple[Any, Extra]]"]  # an item and its caller's future
 
 MAX_BATCH = 512
+RECONNECT_FOR_S = 30.0  # a failover with Patroni's lab timings takes under 15 s, with its defaults 30-45 s
 
 
 class _OpFailed(Exception):
@@ -56,6 +58,8 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.batches = 0
+        self.reconnect_for_s = RECONNECT_FOR_S
+        self.reconnects = 0
 
     # -- hooks ----------------------------------------------------------
     async def _execute(self, tx: Txn, ctx: Ctx, item: Item) -> Any:
@@ -123,7 +127,7 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
 
     async def _commit(self, items: list[_Queued[Item, Extra]]) -> None:
         try:
-            results, ctx, extra = await self._attempt(items)
+            results, ctx, extra = await self._attempt_until_connected(items)
         except _OpFailed as failed:
             _, fut = items.pop(failed.position)
             if not fut.done():
@@ -137,6 +141,24 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
             if not fut.done():
                 fut.set_result((value, extra))
 
+    async def _attempt_until_connected(self, items: list[_Queued[Item, Extra]]) -> tuple[list[Any], Ctx, Extra]:
+        """``_attempt``, run again while the database connection is lost before COMMIT (nothing of the batch
+        committed: a PostgreSQL failover, a restart) - for up to ``reconnect_for_s``, with backoff - so callers
+        see a slower answer rather than an error. A failure during COMMIT itself is never run again here: whether
+        it committed is not known, and the callers' idempotent retries settle it."""
+        deadline = time.monotonic() + self.reconnect_for_s
+        pause = 0.05
+        while True:
+            try:
+                return await self._attempt(items)
+            except ConnectionLost as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                self.reconnects += 1
+                log.warning("commit.reconnecting", error=str(exc)[:200], retry_in_s=round(pause, 2))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
     async def _attempt(self, items: list[_Queued[Item, Extra]]) -> tuple[list[Any], Ctx, Extra]:
         results: list[Any] = []
         async with self._db.transaction() as tx:
@@ -144,6 +166,8 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
             for position, (item, _) in enumerate(items):
                 try:
                     results.append(await self._execute(tx, ctx, item))
+                except ConnectionLost:
+                    raise  # the database's doing, not this item's: the whole batch runs again
                 except Exception as exc:
                     raise _OpFailed(position, exc) from exc
             extra = await self._before_commit(tx, ctx)

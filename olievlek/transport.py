@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from olievlek import logs
-from olievlek.errors import ConfigError, IdentityError, ShuttingDown
+from olievlek.errors import ConfigError, IdentityError, ShuttingDown, StoreUnavailable
 from olievlek.identity import OrgIdentity, WeakKey, require_strong_certificate
 from olievlek.trust import RevocationUnavailable, TrustAnchor
 
@@ -285,6 +285,11 @@ class ErrorBoundary(grpc.aio.ServerInterceptor):
             except ShuttingDown:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, "the service is shutting down; retry elsewhere "
                             "or later", "SHUTTING_DOWN", retry_after_s=1.0)
+            except StoreUnavailable:
+                log.warning("call.store_unavailable", service=self._service, method=method)
+                await abort(context, grpc.StatusCode.UNAVAILABLE, f"{self._service}'s database is unavailable now "
+                            "(a restart or failover); nothing was decided, send again", "STORE_UNAVAILABLE",
+                            retry_after_s=1.0)
             except Exception as exc:
                 log.exception("call.failed", service=self._service, method=method, error=type(exc).__name__)
                 await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {self._service}; its log has "

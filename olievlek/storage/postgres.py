@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from olievlek.errors import ConfigError
+from olievlek.errors import ConfigError, ConnectionLost, StoreUnavailable
 from olievlek.storage.sqlite import Database, Txn
 
 from .migrations import Migrations, migrate
@@ -110,6 +110,23 @@ class _Thread:
         self._pool.shutdown(wait=True)
 
 
+def _lost(exc: BaseException) -> bool:
+    """A failure that leaves the transaction uncommitted and may pass once the database is back: the connection
+    lost or refused, the server shutting down, a statement cancelled, or a read-only server (a primary demoted
+    by a failover)."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction))
+
+
+async def _in_transaction(thread: _Thread, fn: Callable[[psycopg.Connection[Any]], T], fresh: bool = False) -> T:
+    """One call before COMMIT: a lost connection becomes ``ConnectionLost`` (nothing committed; run it again)."""
+    try:
+        return await thread.call(fn, fresh)
+    except Exception as exc:
+        if _lost(exc):
+            raise ConnectionLost(f"PostgreSQL: {exc}") from exc
+        raise
+
+
 class PgTxn(Txn):
     """A transaction in progress on the writer connection; only statements, no network call to a service.
     (A ``Txn`` by type: every method is its own, on PostgreSQL.)"""
@@ -118,21 +135,21 @@ class PgTxn(Txn):
         self._t = thread
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        await self._t.call(lambda c: SyncConnection(c).execute(sql, params))
+        await _in_transaction(self._t, lambda c: SyncConnection(c).execute(sql, params))
         return 0  # no lastrowid on PostgreSQL: a statement that needs its row's id says RETURNING
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
-        await self._t.call(lambda c: SyncConnection(c).executemany(sql, rows))
+        await _in_transaction(self._t, lambda c: SyncConnection(c).executemany(sql, rows))
 
     async def run(self, fn: Callable[[Any], T]) -> T:
-        return await self._t.call(lambda c: fn(SyncConnection(c)))
+        return await _in_transaction(self._t, lambda c: fn(SyncConnection(c)))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await self._t.call(lambda c: SyncConnection(c).execute(sql, params).fetchone())
+        return await _in_transaction(self._t, lambda c: SyncConnection(c).execute(sql, params).fetchone())
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._t.call(lambda c: SyncConnection(c).execute(sql, params).fetchall())
+        return await _in_transaction(self._t, lambda c: SyncConnection(c).execute(sql, params).fetchall())
 
 
 def _connect(dsn: str, timeout_s: float) -> psycopg.Connection[Any]:
@@ -181,24 +198,39 @@ class PgDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
-        """``BEGIN`` ... ``COMMIT`` on the writer; rolled back on any exception, cancellation included."""
+        """``BEGIN`` ... ``COMMIT`` on the writer; rolled back on any exception, cancellation included. Losing
+        the connection before COMMIT raises ``ConnectionLost`` (run it again); during COMMIT, ``StoreUnavailable``
+        (whether it committed is not known)."""
         async with self._lock:
             try:
-                await self._w.call(lambda c: c.execute("BEGIN"), fresh=True)
+                await _in_transaction(self._w, lambda c: c.execute("BEGIN"), fresh=True)
                 yield PgTxn(self._w)
-                await self._w.call(lambda c: c.execute("COMMIT"))
+                try:
+                    await self._w.call(lambda c: c.execute("COMMIT"))
+                except Exception as exc:
+                    if _lost(exc):  # committed or not: unknown; the callers' idempotent retries settle it
+                        raise StoreUnavailable(f"PostgreSQL lost at COMMIT: {exc}") from exc
+                    raise
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     await asyncio.shield(self._w.call(lambda c: c.execute("ROLLBACK")))
                 raise
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._read_lock:
-            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchall(), fresh=True)
+        return await self._read(lambda c: SyncConnection(c).execute(sql, params).fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await self._read(lambda c: SyncConnection(c).execute(sql, params).fetchone())
+
+    async def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """A read on the reader connection; the database away is ``StoreUnavailable``, never a driver error."""
         async with self._read_lock:
-            return await self._r.call(lambda c: SyncConnection(c).execute(sql, params).fetchone(), fresh=True)
+            try:
+                return await self._r.call(fn, fresh=True)
+            except Exception as exc:
+                if _lost(exc):
+                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+                raise
 
     async def close(self) -> None:
         async with self._lock:
