@@ -8,6 +8,7 @@ the attempts. Every instance serves the same log: receipts and proofs verify the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from olievlek.errors import ConfigError, TransportError
 from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 log = logs.get("node.broker_client")
+RETIRED_FOR_S = 120.0
 
 
 class BrokerClient:
@@ -30,7 +32,9 @@ class BrokerClient:
         if not self.targets:
             raise ConfigError("no broker address")
         self._tls, self._keepalive = tls, (keepalive_s, keepalive_timeout_s)
-        self._closing: set[asyncio.Task[None]] = set()
+        # Channels of instances left behind, with when: closed only once no call can still be running on them
+        # (closing a channel cancels its calls, and a cancelled await would end the task that made it).
+        self._retired: list[tuple[float, grpc.aio.Channel]] = []
         self.generation = 0  # counts switches between instances
         self._open(0)
 
@@ -48,13 +52,19 @@ class BrokerClient:
         (once per generation, however many calls failed on it at once)."""
         if code != grpc.StatusCode.UNAVAILABLE or len(self.targets) == 1 or generation != self.generation:
             return
-        old, was = self._channel, self.target
+        was = self.target
+        self._retired.append((time.monotonic(), self._channel))
         self.generation += 1
         self._open((self._at + 1) % len(self.targets))
-        closing = asyncio.ensure_future(old.close())
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
         log.warning("broker.next_instance", unreachable=was, now=self.target)
+        self._reap(time.monotonic() - RETIRED_FOR_S)
+
+    def _reap(self, before: float) -> None:
+        """Close the channels retired before ``before`` (every unary call has a deadline well under
+        ``RETIRED_FOR_S``; the delivery stream moves to the current instance within a second)."""
+        for retired in [r for r in self._retired if r[0] < before]:
+            self._retired.remove(retired)
+            asyncio.ensure_future(retired[1].close())  # noqa: RUF006 - closing an unused channel, nothing to await
 
     async def send(self, envelope: bytes, timeout: float = 10.0) -> broker_pb2.SendResponse:
         """Submit one envelope.
@@ -137,5 +147,6 @@ class BrokerClient:
 
     async def close(self) -> None:
         await self._channel.close()
-        for closing in list(self._closing):
-            await closing
+        for _, retired in self._retired:
+            await retired.close()
+        self._retired.clear()

@@ -27,6 +27,7 @@ from .inbox import Inbox
 log = logs.get("node.session")
 
 MAX_BATCH = 256
+SWITCH_CHECK_S = 1.0  # how soon an idle stream follows the client to another broker instance
 _END = object()
 
 
@@ -66,6 +67,7 @@ class BrokerSession:
             log.warning("stream.stop_timeout", grace_s=grace)
 
     async def _stream(self) -> None:
+        generation = self._client.generation
         call = self._client.subscribe()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * MAX_BATCH)
         reader = asyncio.create_task(self._read(call, queue))
@@ -74,7 +76,13 @@ class BrokerSession:
             self.connected.set()
             log.info("stream.open", broker=self._client.target)
             while not self._stopping:
-                items = [await queue.get()]
+                try:
+                    items = [await asyncio.wait_for(queue.get(), SWITCH_CHECK_S)]
+                except TimeoutError:
+                    if self._client.generation != generation:  # a call found this instance gone: follow it
+                        log.info("stream.follows_instance", broker=self._client.target)
+                        return
+                    continue
                 while len(items) < MAX_BATCH and not queue.empty():
                     items.append(queue.get_nowait())
                 downs = [i for i in items if isinstance(i, broker_pb2.SubscribeDown)]

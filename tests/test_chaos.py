@@ -16,6 +16,7 @@ import random
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,13 @@ def _received(fed: Federation, org: str) -> list[tuple[object, ...]]:
 
 
 class Driver:
-    """Sends alerts through the nodes' local API until ``ALERTS`` calls succeeded."""
+    """Sends alerts through the nodes' local API until ``ALERTS`` calls succeeded (at most ``per_s`` a second,
+    when given: a load that lasts across a disruption)."""
 
-    def __init__(self, fed: Federation, cases: dict[str, list[int]], rng: random.Random, alerts: int = ALERTS) -> None:
+    def __init__(self, fed: Federation, cases: dict[str, list[int]], rng: random.Random, alerts: int = ALERTS,
+                 per_s: float | None = None) -> None:
         self.fed, self.cases, self.rng = fed, cases, rng
+        self._pause = DRIVERS / per_s if per_s else 0.0
         self.ok = 0
         self.failed_calls = 0
         self._plan = [rng.choice(list(NIS)) for _ in range(alerts)]
@@ -82,6 +86,7 @@ class Driver:
                 case_id = self.rng.choice(self.cases[sender])
                 if await asyncio.to_thread(self._one, sender, dest, case_id):
                     self.ok += 1
+                    await asyncio.sleep(self._pause)
                 else:
                     self.failed_calls += 1
                     queue.put_nowait(sender)  # try again (maybe later, maybe after a restart)
@@ -136,9 +141,12 @@ async def test_nothing_lost_nothing_applied_twice_through_kill_9(tmp_path: Path)
 
 
 async def run_chaos(tmp_path: Path, broker_settings: dict[str, object], alerts: int, broker_kills_planned: int,
-                    node_kills_planned: int, broker_instances: int = 1) -> Federation:
+                    node_kills_planned: int, broker_instances: int = 1,
+                    disrupt: Callable[[random.Random], Awaitable[None]] | None = None,
+                    alerts_per_s: float | None = None) -> Federation:
     """The chaos run, with the broker configured by ``broker_settings`` (its store on PostgreSQL, for one) in
-    ``broker_instances`` instances; returns the (stopped) federation, for what a caller checks after."""
+    ``broker_instances`` instances, and ``disrupt`` (the loss of the database's primary, for one) running
+    alongside the kills; returns the (stopped) federation, for what a caller checks after."""
     print(f"chaos: {alerts} alerts, {broker_kills_planned} broker kills, {node_kills_planned} node kills, "
           f"seed {SEED}, broker {broker_settings or 'SQLite'} x {broker_instances}")
     rng = random.Random(SEED)
@@ -149,12 +157,15 @@ async def run_chaos(tmp_path: Path, broker_settings: dict[str, object], alerts: 
     try:
         await asyncio.to_thread(fed.start)
         cases = {org: [_open_case(fed, org, i) for i in range(CASES_PER_NODE)] for org in NIS}
-        driver = Driver(fed, cases, random.Random(rng.random()), alerts)
+        driver = Driver(fed, cases, random.Random(rng.random()), alerts, alerts_per_s)
         started = time.monotonic()
         chaos_task = asyncio.create_task(chaos(fed, random.Random(rng.random()), broker_kills_planned,
                                                node_kills_planned))
+        disrupting = asyncio.create_task(disrupt(random.Random(rng.random()))) if disrupt is not None else None
         await driver.run()
         broker_kills, node_kills = await chaos_task
+        if disrupting is not None:
+            await disrupting
         sent_s = time.monotonic() - started
         deadline = time.monotonic() + 120 + alerts / 50
         while not await asyncio.to_thread(_settled, fed):
@@ -173,6 +184,7 @@ async def run_chaos(tmp_path: Path, broker_settings: dict[str, object], alerts: 
         assert sum(expected.values()) >= alerts
         assert statuses == Counter({"accepted": sum(expected.values())})
         assert all(not _not_final(fed, org) for org in NIS)  # every outcome final under the witnesses' quorum
+        assert '"witness.alarm"' not in fed.log("witness").read_text()  # the witness saw no fork
         finals = sum(int(n) for org in NIS for (n,) in _rows(fed.node_dir(org) / "node.sqlite",
                                                              "SELECT COUNT(*) FROM finality WHERE state = 'final'"))
         assert finals >= 2 * sum(expected.values())  # each alert: the sender's receipt and the recipient's item

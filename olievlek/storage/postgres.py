@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -25,14 +26,17 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from olievlek import logs
 from olievlek.errors import ConfigError, ConnectionLost, StoreUnavailable
 from olievlek.storage.sqlite import Database, Txn
 
 from .migrations import Migrations, migrate
 
+log = logs.get("store")
 Row = tuple[Any, ...]
 T = TypeVar("T")
 STATEMENT_TIMEOUT_MS = 30_000
+START_WAIT_S = 60.0  # at start, how long a broker waits for its database (a failover takes 10-45 s)
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 
@@ -160,6 +164,20 @@ def _connect(dsn: str, timeout_s: float) -> psycopg.Connection[Any]:
     return conn
 
 
+def _not_there_yet(exc: psycopg.OperationalError) -> bool:
+    """A failure to connect that waiting may cure: refused, no socket, starting up or shutting down, or no
+    read-write server yet during a failover. libpq gives most of these no SQLSTATE, so its words decide; a
+    certificate, TLS or password problem never cures by waiting."""
+    text = str(exc)
+    if any(word in text.lower() for word in ("certificate", "ssl", "password", "authentication")):
+        return False
+    return exc.sqlstate in ("57P03", "57P01") or any(word in text for word in _NOT_THERE_YET)
+
+
+_NOT_THERE_YET = ("Connection refused", "No such file or directory", "is starting up", "is shutting down",
+                  "session is read-only", "timeout expired", "server closed the connection")
+
+
 def redacted(dsn: str) -> str:
     """The DSN for messages: without its password."""
     return " ".join(p for p in dsn.split() if not p.startswith("password="))
@@ -178,19 +196,30 @@ class PgDatabase(Database):
         self.path = Path(redacted(dsn))  # for messages, as the SQLite file's path is
 
     @classmethod
-    async def connect(cls, dsn: str, migrations: Migrations, timeout_s: float = 10.0) -> PgDatabase:
-        """Connect, apply the store's pending PostgreSQL migrations, and hand out the connections.
+    async def connect(cls, dsn: str, migrations: Migrations, timeout_s: float = 10.0,
+                      wait_s: float = START_WAIT_S) -> PgDatabase:
+        """Connect, apply the store's pending PostgreSQL migrations, and hand out the connections. A database
+        that is not there yet - refused, starting up, or no read-write server among the DSN's hosts during a
+        failover - is waited for, up to ``wait_s``.
 
         Raises:
-            ConfigError: unreachable, refused, or a migration failed (naming which).
+            ConfigError: unreachable after ``wait_s``, refused for another reason (a password, a privilege), or
+                a migration failed (naming which).
         """
         def connect_and_migrate() -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
-            try:
-                with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
-                    migrate(conn, migrations)
-                return _connect(dsn, timeout_s), _connect(dsn, timeout_s)
-            except psycopg.Error as exc:
-                raise ConfigError(f"PostgreSQL {redacted(dsn)}: {exc}") from None
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
+                        migrate(conn, migrations)
+                    return _connect(dsn, timeout_s), _connect(dsn, timeout_s)
+                except psycopg.OperationalError as exc:
+                    if not _not_there_yet(exc) or time.monotonic() > deadline:
+                        raise ConfigError(f"PostgreSQL {redacted(dsn)}: {exc}") from None
+                    log.warning("store.waiting_for_postgresql", detail=str(exc).splitlines()[0][:200])
+                    time.sleep(1.0)
+                except psycopg.Error as exc:
+                    raise ConfigError(f"PostgreSQL {redacted(dsn)}: {exc}") from None
 
         writer, reader = await asyncio.to_thread(connect_and_migrate)
         again = functools.partial(_connect, dsn, timeout_s)

@@ -1,0 +1,89 @@
+"""Replicated PostgreSQL under the brokers (docs/high-availability.md): Patroni with etcd, a primary and a
+synchronous standby, two broker instances over it.
+
+- The failover chaos: alerts from three nodes through two broker instances while, at a seeded random moment,
+  the primary's host is lost (its Patroni and PostgreSQL killed together: the leader key expires and Patroni
+  promotes the synchronous standby) and a broker instance is kill -9'd; the old primary then rejoins as a
+  replica. Afterwards ``run_chaos``'s checks hold: every recipient holds exactly the committed sends, once, in
+  order per sender; every outcome is final under the witness quorum; the witness raised no alarm. The time from
+  the host's loss to the first envelope accepted after it is printed (``CHAOS_SEED`` replays a run).
+- kill -9 of the postmaster alone: Patroni starts it again in place, and the brokers go on.
+
+Real processes on loopback, bounded and self-stopping; serial (the whole machine's attention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .patroni import PatroniCluster, _postmaster, patroni_cluster, wait_until
+from .test_broker_postgres import _one_log
+from .test_chaos import run_chaos
+
+pytestmark = [pytest.mark.serial, pytest.mark.slow, pytest.mark.timeout(240)]
+ALERTS = 200
+
+
+@pytest.fixture(scope="module")
+def patroni() -> Iterator[PatroniCluster]:
+    """One cluster for this module's tests (bringing one up takes ~13 s)."""
+    with patroni_cluster() as cluster:
+        yield cluster
+
+
+def _routing_resumed(logs: list[Path], lost_s: float) -> float:
+    """When routing resumed after the loss at ``lost_s`` (wall time): the end of the longest pause between two
+    envelopes accepted (by any broker instance) that spans the loss - accepts logged just after the loss were
+    committed before it."""
+    accepted = sorted(
+        dt.datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00")).timestamp()
+        for path in logs for line in path.read_text(errors="replace").splitlines() if '"send.accepted"' in line)
+    pauses = [(b - a, b) for a, b in itertools.pairwise(accepted) if b > lost_s and a < lost_s + 60]
+    assert pauses, "nothing accepted after the loss"
+    return max(pauses)[1]
+
+
+async def test_the_primary_host_lost_and_a_broker_killed_under_load_lose_and_repeat_nothing(
+        tmp_path: Path, patroni: PatroniCluster) -> None:
+    dsn = patroni.new_database()
+    measured: dict[str, float] = {}
+
+    async def lose_the_primary(rng: random.Random) -> None:
+        await asyncio.sleep(rng.uniform(2.0, 5.0))  # mid-load: the driver sends for about 20 s
+        primary = patroni.primary()
+        standby = next(m for m in patroni.members if m is not primary)
+        measured["lost_at"] = time.time()
+        started = time.monotonic()
+        await asyncio.to_thread(patroni.lose_host, primary)
+        await asyncio.to_thread(wait_until, standby.is_primary, 60, "the standby promoted")
+        measured["promoted_s"] = time.monotonic() - started
+        await asyncio.to_thread(patroni.start, primary)
+        await asyncio.to_thread(wait_until, primary.is_replica, 90, "the old primary back as a replica")
+        measured["rejoined_s"] = time.monotonic() - started
+
+    fed = await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}, "instance_poll_ms": 100},
+                          ALERTS, 1, 0, broker_instances=2, disrupt=lose_the_primary, alerts_per_s=ALERTS / 20)
+    resumed = _routing_resumed([fed.log(n) for n in fed.broker_names], measured["lost_at"])
+    print(f"failover: standby promoted {measured['promoted_s']:.1f} s after the primary's host was lost, routing "
+          f"resumed after {resumed - measured['lost_at']:.1f} s, old primary a replica again after "
+          f"{measured['rejoined_s']:.1f} s")
+    assert patroni.primary() is not None and any(m.is_replica() for m in patroni.members)
+    assert _one_log(dsn) > ALERTS
+
+
+async def test_a_killed_postmaster_is_restarted_in_place_by_patroni(patroni: PatroniCluster) -> None:
+    primary = patroni.primary()
+    before = _postmaster(primary)
+    await asyncio.to_thread(patroni.kill_postmaster, primary)
+    await asyncio.to_thread(wait_until, lambda: _postmaster(primary) not in (None, before) and primary.is_primary(),
+                            60, "the postmaster started again by Patroni")
+    assert patroni.primary() is primary  # restarted in place: no failover
