@@ -49,6 +49,9 @@ class BrokerConfig:
     # ``storage: {engine: postgresql, dsn: ...}``: the store on PostgreSQL (docs/storage.md); None: SQLite in
     # ``database`` (whose folder keeps the CRL number either way).
     postgres_dsn: str | None = None
+    # ``storage: {..., call_timeout_s}``: how long one database call may take before the broker gives up its
+    # connection (a silent network: no answer, no reset) and the call fails - above the statement timeout.
+    postgres_call_timeout_s: float = 35.0
     # Several instances over one PostgreSQL database (docs/high-availability.md): this one's name (default:
     # host, process and a random part) and how often it checks which streams it still owns and which of their
     # queues another instance moved - the most that adds to a delivery's latency.
@@ -78,6 +81,7 @@ class BrokerConfig:
                 push_interval_s=float(doc.get("push_interval_s", 10.0)),
                 witness_ca=path_setting(doc, "witness_ca", path) if "witness_ca" in doc else None,
                 postgres_dsn=_storage(doc.get("storage"), path),
+                postgres_call_timeout_s=float((doc.get("storage") or {}).get("call_timeout_s", 35.0)),
                 instance_name=str(doc["instance_name"]) if doc.get("instance_name") else None,
                 instance_poll_ms=int(doc.get("instance_poll_ms", 200)),
             )
@@ -88,7 +92,7 @@ def _storage(doc: object, where: Path) -> str | None:
     sslmode=verify-full"}``: the DSN for PostgreSQL, None for SQLite."""
     if doc is None:
         return None
-    if not isinstance(doc, dict) or set(doc) - {"engine", "dsn"}:
+    if not isinstance(doc, dict) or set(doc) - {"engine", "dsn", "call_timeout_s"}:
         raise ConfigError(f"{where}: storage is {{engine: sqlite}} or {{engine: postgresql, dsn: ...}}")
     engine = doc.get("engine", "sqlite")
     if engine == "sqlite":

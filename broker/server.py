@@ -506,7 +506,7 @@ class BrokerServer:
         cfg = self.config
         cfg.database.parent.mkdir(parents=True, exist_ok=True)  # its state folder, on PostgreSQL too
         trust = TrustAnchor.load(cfg.tls.ca, cfg.crl, cfg.database.parent / "crl-number")
-        self._store = await BrokerStore.for_engine(cfg.database, cfg.postgres_dsn)
+        self._store = await BrokerStore.for_engine(cfg.database, cfg.postgres_dsn, cfg.postgres_call_timeout_s)
         audit = AuditLog(self._store.db, load_signing_key(cfg.log_key), origin_for(bundle_name(cfg.bundle),
                                                                                    cfg.log_shard))
         await audit.load()

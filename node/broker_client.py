@@ -1,7 +1,8 @@
 """The node's connection to the broker: one mTLS channel, dialled out, to one of the broker's instances.
 
 This is where grpc errors become ``TransportError`` for the node's logic. A call that finds its instance
-unreachable (UNAVAILABLE) makes the next configured instance current; the callers' jittered backoff spaces
+unreachable (UNAVAILABLE) or without an answer in time (DEADLINE_EXCEEDED) makes the next configured instance
+current; the callers' jittered backoff spaces
 the attempts. Every instance serves the same log: receipts and proofs verify the same whichever answered.
 """
 
@@ -20,6 +21,7 @@ from olievlek.v1 import broker_pb2, broker_pb2_grpc
 
 log = logs.get("node.broker_client")
 RETIRED_FOR_S = 120.0
+_MOVE_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class BrokerClient:
@@ -48,9 +50,10 @@ class BrokerClient:
         self._stub = broker_pb2_grpc.BrokerStub(self._channel)
 
     def failed(self, code: grpc.StatusCode, generation: int) -> None:
-        """A call made in ``generation`` failed with ``code``: an unreachable instance makes the next one current
-        (once per generation, however many calls failed on it at once)."""
-        if code != grpc.StatusCode.UNAVAILABLE or len(self.targets) == 1 or generation != self.generation:
+        """A call made in ``generation`` failed with ``code``: an unreachable instance - or one that did not answer
+        in time (cut off from its database, say) - makes the next one current (once per generation, however many
+        calls failed on it at once)."""
+        if code not in _MOVE_ON or len(self.targets) == 1 or generation != self.generation:
             return
         was = self.target
         self._retired.append((time.monotonic(), self._channel))

@@ -66,8 +66,10 @@ class _Link:
 class PartitionProxy:
     """Forward TCP between ``listen_host:<port>`` and a target until told to partition."""
 
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1") -> None:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1",
+                 target_unix: str | None = None) -> None:
         self._target = (target_host, target_port)
+        self._target_unix = target_unix  # forward to this Unix socket instead (a PostgreSQL cluster's)
         self._listen_host = listen_host
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
@@ -134,7 +136,8 @@ class PartitionProxy:
                 await link.released.wait()
                 return
             try:
-                up_reader, up_writer = await asyncio.open_connection(*self._target)
+                up_reader, up_writer = await (asyncio.open_unix_connection(self._target_unix) if self._target_unix
+                                              else asyncio.open_connection(*self._target))
             except OSError:
                 return  # the finally resets the client, as an unreachable target would
             link.upstream = up_writer

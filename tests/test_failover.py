@@ -15,6 +15,7 @@ Real processes on loopback, bounded and self-stopping; serial (the whole machine
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -23,9 +24,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from olievlek.broker.server import BrokerServer
+from olievlek.node.server import NodeServer
 
+from olievlek.v1 import broker_pb2, local_pb2
+
+from .conftest import NodeFactory, Pki, broker_config
+from .envelopes import open_and_alert
 from .patroni import PatroniCluster, _postmaster, patroni_cluster, wait_until
+from .postgres import Cluster
+from .proxy import PartitionProxy
 from .test_broker_postgres import _one_log
 from .test_chaos import run_chaos
 
@@ -87,3 +97,68 @@ async def test_a_killed_postmaster_is_restarted_in_place_by_patroni(patroni: Pat
     await asyncio.to_thread(wait_until, lambda: _postmaster(primary) not in (None, before) and primary.is_primary(),
                             60, "the postmaster started again by Patroni")
     assert patroni.primary() is primary  # restarted in place: no failover
+
+
+def _alarms(node: NodeServer) -> float:
+    """Every audit alarm the node raised, whatever its reason."""
+    return sum(s.value for metric in node.metrics.registry.collect() if metric.name == "olievlek_node_audit_alarms"
+               for s in metric.samples if s.name.endswith("_total"))
+
+
+def _nrn(i: int) -> str:
+    first = f"850730{i + 200:03d}"
+    return first + f"{97 - int(first) % 97:02d}"
+
+
+async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes_move_on(
+        pki: Pki, tmp_path: Path, policy_dir: Path, nodes: NodeFactory, postgres_cluster: Cluster) -> None:
+    """Split brain cannot fork the log: instance b reaches the database through a proxy that goes silent (no
+    answer, no reset). Whatever b had started - a batch, its head signed - never commits, so no node holds a
+    head of b's that the log does not have; gent, which used b, moves to a by itself and everything it sends
+    arrives once, in order; no node raises an audit alarm; once the network is back, b serves again from the
+    same log."""
+    dsn = postgres_cluster.new_database()
+    proxy = PartitionProxy("", 0, target_unix=f"{postgres_cluster.socket_dir}/.s.PGSQL.{postgres_cluster.port}")
+    through_proxy = f"host=127.0.0.1 port={await proxy.start()} user=postgres dbname={dsn.rsplit('dbname=', 1)[1]}"
+    base = broker_config(pki, tmp_path)
+    a = BrokerServer(dataclasses.replace(base, database=tmp_path / "a" / "broker.sqlite", postgres_dsn=dsn,
+                                         instance_name="a"))
+    b = BrokerServer(dataclasses.replace(base, database=tmp_path / "b" / "broker.sqlite", postgres_dsn=through_proxy,
+                                         instance_name="b", postgres_call_timeout_s=2.0))
+    await a.start()
+    await b.start()
+    try:
+        gent = await nodes.start("gent", b.port, broker=(f"127.0.0.1:{b.port}", f"127.0.0.1:{a.port}"))
+        antwerpen = await nodes.start("antwerpen", a.port)
+        for i in range(3):
+            assert (await open_and_alert(gent, _nrn(i))).status == local_pb2.OUTBOX_STATUS_ACCEPTED  # through b
+        proxy.partition()
+        for i in range(3, 8):
+            await open_and_alert(gent, _nrn(i), no_wait=True)
+        assert gent._store is not None and antwerpen._store is not None
+        deadline = time.monotonic() + 100
+        while len(received := [r[0] for r in await antwerpen._store.db.fetchall(
+                "SELECT idem_key FROM inbox WHERE kind = 'alert.move' ORDER BY id")]) < 8:
+            assert time.monotonic() < deadline, f"{len(received)} of 8 delivered"
+            await asyncio.sleep(0.2)
+        sent = [r[0] for r in await gent._store.db.fetchall(
+            "SELECT idem_key FROM outbox WHERE kind = 'alert.move' ORDER BY id")]
+        assert received == sent  # each once, in order, the last five through a
+        proxy.heal()
+        size = _one_log(dsn)
+        for node in (gent, antwerpen):  # every head a node holds is one of the log's
+            raw = await node._store.last_head()
+            assert raw is not None
+            held = broker_pb2.TreeHead.FromString(raw)
+            assert held.size <= size
+            with psycopg.connect(dsn) as conn:
+                root = conn.execute("SELECT root FROM tree_heads WHERE size = %s", (held.size,)).fetchone()
+            assert root is not None and bytes(root[0]) == held.root
+            assert _alarms(node) == 0
+        leuven = await nodes.start("leuven", b.port)  # b, back on the network, serves from the same log
+        assert (await open_and_alert(leuven, _nrn(9))).status == local_pb2.OUTBOX_STATUS_ACCEPTED
+        assert _one_log(dsn) > size
+    finally:
+        await proxy.close()
+        await b.stop(0)
+        await a.stop(0)

@@ -138,15 +138,15 @@ class BrokerStore:
         return cls(await Database.open(path, MIGRATIONS))
 
     @classmethod
-    async def for_engine(cls, database: Path, postgres_dsn: str | None) -> BrokerStore:
+    async def for_engine(cls, database: Path, postgres_dsn: str | None, call_timeout_s: float = 35.0) -> BrokerStore:
         """The store a broker's configuration names: PostgreSQL when it gives a DSN, else SQLite in ``database``."""
-        return await (cls.open_postgres(postgres_dsn) if postgres_dsn else cls.open(database))
+        return await (cls.open_postgres(postgres_dsn, call_timeout_s) if postgres_dsn else cls.open(database))
 
     @classmethod
-    async def open_postgres(cls, dsn: str) -> BrokerStore:
+    async def open_postgres(cls, dsn: str, call_timeout_s: float = 35.0) -> BrokerStore:
         from olievlek.storage.postgres import PgDatabase  # psycopg loads only for a PostgreSQL broker
 
-        return cls(await PgDatabase.connect(dsn, MIGRATIONS_POSTGRESQL))
+        return cls(await PgDatabase.connect(dsn, MIGRATIONS_POSTGRESQL, call_timeout_s=call_timeout_s))
 
     @property
     def db(self) -> Database:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,7 @@ log = logs.get("store")
 Row = tuple[Any, ...]
 T = TypeVar("T")
 STATEMENT_TIMEOUT_MS = 30_000
+CALL_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 5  # a call longer than any statement: the network is silent
 START_WAIT_S = 60.0  # at start, how long a broker waits for its database (a failover takes 10-45 s)
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
@@ -93,10 +96,12 @@ class _Thread:
     fails as a whole (its commit never happened; callers retry, idempotently), never half on a new one.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], reconnect: Callable[[], psycopg.Connection[Any]]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], reconnect: Callable[[], psycopg.Connection[Any]],
+                 timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.conn = conn
         self._reconnect = reconnect
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="olievlek-pg")
+        self.timeout_s = timeout_s
 
     async def call(self, fn: Callable[[psycopg.Connection[Any]], T], fresh: bool = False) -> T:
         """``fresh``: a point where nothing is in flight, so a dropped connection may be replaced first."""
@@ -107,7 +112,16 @@ class _Thread:
                 self.conn = self._reconnect()
             return fn(self.conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, run, None)
+        done = asyncio.get_running_loop().run_in_executor(self._pool, run, None)
+        done.add_done_callback(_retrieved)  # a caller cancelled meanwhile leaves its outcome unread: read it here
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), self.timeout_s)
+        except TimeoutError:
+            # A silent network (no answer, no reset) would hold the call forever: give up the connection under
+            # it, so the call fails (``ConnectionLost`` before COMMIT) and the next one connects afresh.
+            log.warning("store.call_timed_out", timeout_s=self.timeout_s)
+            _shut_down(self.conn)
+            return await done
 
     async def close(self) -> None:
         await self.call(lambda c: c.close())
@@ -129,6 +143,21 @@ async def _in_transaction(thread: _Thread, fn: Callable[[psycopg.Connection[Any]
         if _lost(exc):
             raise ConnectionLost(f"PostgreSQL: {exc}") from exc
         raise
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _shut_down(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down from outside its thread: a call blocked on it returns with an error."""
+    with contextlib.suppress(Exception):
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
 
 
 class PgTxn(Txn):
@@ -197,7 +226,7 @@ class PgDatabase(Database):
 
     @classmethod
     async def connect(cls, dsn: str, migrations: Migrations, timeout_s: float = 10.0,
-                      wait_s: float = START_WAIT_S) -> PgDatabase:
+                      wait_s: float = START_WAIT_S, call_timeout_s: float = CALL_TIMEOUT_S) -> PgDatabase:
         """Connect, apply the store's pending PostgreSQL migrations, and hand out the connections. A database
         that is not there yet - refused, starting up, or no read-write server among the DSN's hosts during a
         failover - is waited for, up to ``wait_s``.
@@ -223,7 +252,7 @@ class PgDatabase(Database):
 
         writer, reader = await asyncio.to_thread(connect_and_migrate)
         again = functools.partial(_connect, dsn, timeout_s)
-        return cls(_Thread(writer, again), _Thread(reader, again), dsn)
+        return cls(_Thread(writer, again, call_timeout_s), _Thread(reader, again, call_timeout_s), dsn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
