@@ -32,7 +32,8 @@ test: $(STAMP)
 	echo "make test: $$(( $$(date +%s) - start )) s wall, exit $$rc"; exit $$rc
 
 # The long runs: 10,000 alerts with 10 broker kills (random seed, printed for replay), a 30 s partition
-# with production keepalive, the same partition across network namespaces, and 100,000 mutated envelopes.
+# with production keepalive, the same partition across network namespaces, 100,000 mutated envelopes, and the
+# failover chaos (the primary PostgreSQL host lost under load; 1,000 alerts) three runs in a row.
 chaos: $(STAMP)
 	CHAOS_ALERTS=10000 CHAOS_KILLS=10 CHAOS_SEED=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
 	PARTITION_SECONDS=30 PARTITION_KEEPALIVE=production \
@@ -42,6 +43,9 @@ chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/test_fuzz.py
 	SDC_HISTORIES=30 SDC_QUARTERS=8 SDC_TIMEOUT_S=3600 SDC_SEED=$${CHAOS_SEED:-20261207} \
 	$(BIN)/python -m pytest -q -s tests/test_disclosure_sample.py
+	base=$${CHAOS_SEED:-$$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}; for i in 1 2 3; do \
+	  FAILOVER_ALERTS=1000 CHAOS_SEED=$$((base + i)) $(BIN)/python -m pytest -q -s -m serial \
+	    tests/test_failover.py -k primary_host || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/python bench/route_bench.py

@@ -19,7 +19,9 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import os
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +42,7 @@ from .test_broker_postgres import _one_log
 from .test_chaos import run_chaos
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow, pytest.mark.timeout(240)]
-ALERTS = 200
+ALERTS = int(os.environ.get("FAILOVER_ALERTS", "200"))  # make chaos: 1000, three seeds in a row
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +164,45 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
         await proxy.close()
         await b.stop(0)
         await a.stop(0)
+
+
+def _write(dsn: str, value: int) -> None:
+    """An insert, committed (a synchronous commit waits for its standby: no statement timeout ends that wait, and
+    a cancelled wait would commit locally anyway - so the callers time it from outside)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS probe (v int)")
+        conn.execute("INSERT INTO probe VALUES (%s)", (value,))
+
+
+def _patronictl(cluster: PatroniCluster, *args: str) -> None:
+    r = subprocess.run(["runuser", "-u", "postgres", "--", "patronictl", "-c", str(cluster.members[0].config),
+                        *args], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+async def test_with_the_standby_down_writes_go_on_unless_the_operator_chose_strict(patroni: PatroniCluster) -> None:
+    """``synchronous_mode``: when the synchronous standby's host is lost, Patroni lets the primary commit without
+    a synchronous copy (and there is no failover candidate until the standby is back). With
+    ``synchronous_mode_strict`` - for operators who would rather stop writes than keep one copy - commits wait
+    until a standby is back."""
+    dsn = patroni.new_database()
+    primary = patroni.primary()
+    standby = next(m for m in patroni.members if m is not primary)
+    await asyncio.to_thread(patroni.lose_host, standby)
+    # Patroni lifts the wait for a synchronous copy within a loop or two.
+    await asyncio.wait_for(asyncio.to_thread(_write, dsn, 1), 30)
+    await asyncio.to_thread(patroni.start, standby)
+    await asyncio.to_thread(patroni.synchronous, 90)
+    await asyncio.to_thread(_patronictl, patroni, "edit-config", "--force", "--set", "synchronous_mode_strict=true")
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_write, dsn, 2), 30)
+        await asyncio.to_thread(patroni.lose_host, standby)
+        waiting = asyncio.ensure_future(asyncio.to_thread(_write, dsn, 3))
+        await asyncio.sleep(6)  # three of Patroni's loops: it would have lifted the wait by now, were it allowed to
+        assert not waiting.done()  # strict: no commit with one copy
+        await asyncio.to_thread(patroni.start, standby)
+        await asyncio.wait_for(waiting, 90)  # committed once a standby is back
+    finally:
+        await asyncio.to_thread(_patronictl, patroni, "edit-config", "--force", "--set",
+                                "synchronous_mode_strict=false")
+    await asyncio.to_thread(patroni.synchronous, 90)
