@@ -57,6 +57,7 @@ class BrokerConfig:
     # queues another instance moved - the most that adds to a delivery's latency.
     instance_name: str | None = None
     instance_poll_ms: int = 200
+    ready_listen: str | None = None  # host:port of plain HTTP GET /ready, for a load balancer; off when absent
 
     @classmethod
     def load(cls, path: Path) -> BrokerConfig:
@@ -84,6 +85,7 @@ class BrokerConfig:
                 postgres_call_timeout_s=float((doc.get("storage") or {}).get("call_timeout_s", 35.0)),
                 instance_name=str(doc["instance_name"]) if doc.get("instance_name") else None,
                 instance_poll_ms=int(doc.get("instance_poll_ms", 200)),
+                ready_listen=str(doc["ready_listen"]) if doc.get("ready_listen") else None,
             )
 
 

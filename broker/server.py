@@ -43,6 +43,7 @@ from .committer import Committer
 from .config import BrokerConfig
 from .instances import InstanceWatch, instance_name
 from .pusher import Pusher
+from .readiness import Readiness
 from .service import EXPIRY_BATCH, BrokerService
 from .storage.operations import AppendLeaves, BindQueueLeaves, Leaf, LoadPolicy, Queued
 from .storage.store import BrokerStore
@@ -497,6 +498,9 @@ class BrokerServer:
         self.pusher: Pusher | None = None
         self.watch: InstanceWatch | None = None
         self._watching: asyncio.Task[None] | None = None
+        self.readiness: Readiness | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self.ready_port = 0
         self.metrics: Metrics | None = None
         self._registry = StreamRegistry()
         self.service: BrokerService | None = None
@@ -537,6 +541,11 @@ class BrokerServer:
         if cfg.metrics_listen:
             log.info("metrics.serving", port=self.metrics.serve(cfg.metrics_listen))
         self._gauges = asyncio.create_task(self._update_gauges(self.metrics))
+        self.readiness = Readiness(self._store, self.metrics, self._committer)
+        self._probing = asyncio.create_task(self.readiness.run())
+        if cfg.ready_listen:
+            self.ready_port = self.readiness.serve_http(cfg.ready_listen)
+            log.info("readiness.serving", port=self.ready_port)
         self._expiry = asyncio.create_task(self._expire())
         if self._store.db.engine != "sqlite":  # possibly one of several instances over this database
             self.watch = InstanceWatch(self._store, self.service.notifier, cfg.instance_name or instance_name(),
@@ -567,6 +576,7 @@ class BrokerServer:
             raise ConfigError(f"cannot bind {cfg.listen}")
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.readiness.serving = True
         self._health = health_servicer
         self._server = server
         log.info("broker.started", port=self.port, bundle_digest=bundle.digest, bundle_version=bundle.version)
@@ -676,16 +686,20 @@ class BrokerServer:
         next stream); Send calls in flight get ``grace`` seconds and their commits are flushed.
         """
         log.info("broker.draining", grace_s=grace)
+        if self.readiness is not None:
+            self.readiness.serving = False  # the load balancer stops sending here first
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         self._registry.close_all()
         if self._server is not None:
             await self._server.stop(grace)
-        for task in (self._retention, self._gauges, self._expiry, self._push, self._watching):
+        for task in (self._retention, self._gauges, self._expiry, self._push, self._watching, self._probing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.readiness is not None:
+            self.readiness.close()
         if self.metrics is not None:
             self.metrics.close()
         if self._committer is not None:

@@ -58,6 +58,16 @@ class Metrics:
                                      "whether a proven expiry explained them.", ["explained"], registry=self.registry)
         self.streams_owned = Gauge(f"{ns}_streams_owned", "Delivery streams this broker instance serves (several "
                                    "instances over one database).", registry=self.registry)
+        self.database_up = Gauge(f"{ns}_database_up", "1 while the last probe of the database answered.",
+                                 registry=self.registry)
+        self.database_primary = Gauge(f"{ns}_database_primary", "1 while the database answers as a read-write "
+                                      "primary.", registry=self.registry)
+        self.database_failovers = Counter(f"{ns}_database_failovers", "Changes of the database server answering "
+                                          "(a failover or switchover).", registry=self.registry)
+        self.replication_lag = Gauge(f"{ns}_replication_lag_seconds", "The standbys' replay lag as the primary "
+                                     "reports it (needs a monitoring role).", registry=self.registry)
+        self.commit_retries = Counter(f"{ns}_commit_retries", "Batches run again after the database connection "
+                                      "was lost before COMMIT.", registry=self.registry)
         self.streams_taken_over = Counter(f"{ns}_streams_taken_over", "Streams of this instance that another "
                                           "instance claimed since (their node moved).", registry=self.registry)
 

@@ -95,8 +95,11 @@ class PatroniCluster:
 
     def start(self, member: Member) -> None:
         log = (self.base / f"{member.name}.log").open("ab")
+        # The working directory is the cluster's own: the postgres user may not enter the caller's (a CI checkout
+        # in a 0700 temporary directory), and initdb and pg_ctl, run by Patroni, fail where they cannot.
         member.proc = subprocess.Popen(["runuser", "-u", PG_USER, "--", "patroni", str(member.config)],
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                       cwd=self.base)
 
     def lose_host(self, member: Member) -> None:
         """The member's host is gone: its Patroni and its PostgreSQL are killed together, no clean-up."""
@@ -201,7 +204,7 @@ def patroni_cluster(members: int = 2) -> Iterator[PatroniCluster]:
              "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
              f"http://127.0.0.1:{peer}", "--initial-cluster", f"e1=http://127.0.0.1:{peer}",
              "--initial-cluster-state", "new", "--heartbeat-interval", "250", "--election-timeout", "2500"],
-            stdin=subprocess.DEVNULL, stdout=etcd_log, stderr=etcd_log, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=etcd_log, stderr=etcd_log, start_new_session=True, cwd=base)
         for i in range(1, members + 1):
             m = Member(f"pg{i}", _free_port(), _free_port(), base / f"pg{i}", base / f"pg{i}.yml")
             m.config.write_text(yaml.safe_dump(_member_config(base, scope, cluster.etcd_port, m, bins)))

@@ -23,6 +23,8 @@ import os
 import random
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +109,15 @@ def _alarms(node: NodeServer) -> float:
                for s in metric.samples if s.name.endswith("_total"))
 
 
+def _ready(port: int) -> int:
+    """The status of ``GET /ready`` (what a load balancer's health check sees)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
 def _nrn(i: int) -> str:
     first = f"850730{i + 200:03d}"
     return first + f"{97 - int(first) % 97:02d}"
@@ -126,7 +137,7 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
     a = BrokerServer(dataclasses.replace(base, database=tmp_path / "a" / "broker.sqlite", postgres_dsn=dsn,
                                          instance_name="a"))
     b = BrokerServer(dataclasses.replace(base, database=tmp_path / "b" / "broker.sqlite", postgres_dsn=through_proxy,
-                                         instance_name="b", postgres_call_timeout_s=2.0))
+                                         instance_name="b", postgres_call_timeout_s=2.0, ready_listen="127.0.0.1:0"))
     await a.start()
     await b.start()
     try:
@@ -134,9 +145,11 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
         antwerpen = await nodes.start("antwerpen", a.port)
         for i in range(3):
             assert (await open_and_alert(gent, _nrn(i))).status == local_pb2.OUTBOX_STATUS_ACCEPTED  # through b
+        assert await asyncio.to_thread(_ready, b.ready_port) == 200
         proxy.partition()
         for i in range(3, 8):
             await open_and_alert(gent, _nrn(i), no_wait=True)
+        await asyncio.to_thread(wait_until, lambda: _ready(b.ready_port) == 503, 30, "b not ready")  # the balancer
         assert gent._store is not None and antwerpen._store is not None
         deadline = time.monotonic() + 100
         while len(received := [r[0] for r in await antwerpen._store.db.fetchall(
@@ -147,6 +160,7 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
             "SELECT idem_key FROM outbox WHERE kind = 'alert.move' ORDER BY id")]
         assert received == sent  # each once, in order, the last five through a
         proxy.heal()
+        await asyncio.to_thread(wait_until, lambda: _ready(b.ready_port) == 200, 60, "b ready again")
         size = _one_log(dsn)
         for node in (gent, antwerpen):  # every head a node holds is one of the log's
             raw = await node._store.last_head()

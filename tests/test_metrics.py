@@ -84,3 +84,36 @@ async def test_node_metrics_endpoint(pki: Pki, broker: BrokerServer, nodes: Node
     sender = await asyncio.to_thread(scrape, gent.metrics.port)
     assert 'olievlek_node_sends_total{decision="accepted"} 1.0' in sender
     assert "olievlek_node_outbox_pending 0.0" in sender and "olievlek_node_outbox_oldest_seconds 0.0" in sender
+
+
+async def test_ready_says_200_while_the_broker_serves_and_its_database_answers(pki: Pki, tmp_path: Path,
+                                                                               policy_dir: Path) -> None:
+    """``GET /ready`` for a load balancer (docs/high-availability.md), on SQLite here (the PostgreSQL side - 503
+    while the database is cut off - is in tests/test_failover.py); a draining broker is not ready."""
+    import urllib.error
+
+    config = dataclasses.replace(broker_config(pki, tmp_path), ready_listen="127.0.0.1:0",
+                                 metrics_listen="127.0.0.1:0")
+    server = BrokerServer(config)
+    await server.start()
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.ready_port}/ready", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        for _ in range(50):
+            if await asyncio.to_thread(status) == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(status) == 200
+        assert server.metrics is not None
+        assert "olievlek_broker_database_up 1.0" in scrape(server.metrics.port)
+        assert server.readiness is not None
+        server.readiness.serving = False  # what stop() does first, before the server drains
+        assert await asyncio.to_thread(status) == 503
+    finally:
+        await server.stop(0)

@@ -15,7 +15,7 @@ from olievlek.audit.log import Batch
 from olievlek.storage.sqlite import Database, Txn
 
 from .directory import Entry, OwnEntry
-from .operations import DecisionRecord, Due, Operation, Queued
+from .operations import DatabaseState, DecisionRecord, Due, Operation, Queued
 
 R = TypeVar("R")
 
@@ -100,6 +100,8 @@ class Instances(Protocol):
     async def stream_owners(self, recipients: Sequence[str]) -> dict[str, tuple[str, int]]: ...
 
     async def queue_marks(self, recipients: Sequence[str]) -> dict[str, int]: ...
+
+    async def database_state(self) -> DatabaseState: ...
 
 
 class BrokerStorage(Operations, Queues, Directory, PolicyRecords, Cosignatures, Instances, Protocol):

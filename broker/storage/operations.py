@@ -88,6 +88,16 @@ class Queued:
     leaf_index: int
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseState:
+    """What a probe of the database saw: whether it answers as a read-write primary, which server answered
+    ("" and 0 over a Unix socket, and on SQLite), and the standbys' replay lag if the role may see it."""
+
+    primary: bool
+    server: tuple[str, int]
+    replication_lag_s: float | None
+
+
 # -- the parts operations share ---------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:

@@ -41,6 +41,7 @@ from .operations import (
     ChargeBudget,
     CloseRequestsBefore,
     Conflict,
+    DatabaseState,
     DecisionRecord,
     DirectoryChange,
     Due,
@@ -324,6 +325,18 @@ class BrokerStore:
         rows = await self._db.fetchall(
             f"SELECT recipient, next_seq FROM recipients WHERE recipient IN ({marks})", list(recipients))  # noqa: S608
         return {str(r): int(n) for r, n in rows}
+
+    async def database_state(self) -> DatabaseState:
+        """A probe of the database (readiness): raises what the engine raises when it does not answer."""
+        if self._db.engine == "sqlite":
+            await self._db.fetchone("SELECT 1")
+            return DatabaseState(True, ("", 0), None)
+        row = await self._db.fetchone("SELECT pg_is_in_recovery(), COALESCE(inet_server_addr()::text, ''),"
+                                      " COALESCE(inet_server_port(), 0)")
+        assert row is not None
+        lag = await self._db.fetchone("SELECT EXTRACT(EPOCH FROM MAX(replay_lag)) FROM pg_stat_replication")
+        return DatabaseState(not bool(row[0]), (str(row[1]), int(row[2])),
+                             float(lag[0]) if lag is not None and lag[0] is not None else None)
 
     async def has_unbound_queue_rows(self) -> bool:
         """Any queued envelope whose leaf does not bind it (checked before committing anything at start). A
