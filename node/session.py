@@ -76,13 +76,18 @@ class BrokerSession:
             self.connected.set()
             log.info("stream.open", broker=self._client.target)
             while not self._stopping:
+                getter = asyncio.ensure_future(queue.get())
                 try:
-                    items = [await asyncio.wait_for(queue.get(), SWITCH_CHECK_S)]
-                except TimeoutError:
+                    finished, _ = await asyncio.wait({getter}, timeout=SWITCH_CHECK_S)  # wait_for can swallow a cancel
+                finally:
+                    if not getter.done():
+                        getter.cancel()  # a cancelled Queue.get loses no item
+                if not finished:
                     if self._client.generation != generation:  # a call found this instance gone: follow it
                         log.info("stream.follows_instance", broker=self._client.target)
                         return
                     continue
+                items = [getter.result()]
                 while len(items) < MAX_BATCH and not queue.empty():
                     items.append(queue.get_nowait())
                 downs = [i for i in items if isinstance(i, broker_pb2.SubscribeDown)]

@@ -114,14 +114,15 @@ class _Thread:
 
         done = asyncio.get_running_loop().run_in_executor(self._pool, run, None)
         done.add_done_callback(_retrieved)  # a caller cancelled meanwhile leaves its outcome unread: read it here
-        try:
-            return await asyncio.wait_for(asyncio.shield(done), self.timeout_s)
-        except TimeoutError:
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the caller's cancellation when the call
+        # ends at the same moment, and a background loop cancelled at stop would then run on for ever.
+        finished, _ = await asyncio.wait({done}, timeout=self.timeout_s)
+        if not finished:
             # A silent network (no answer, no reset) would hold the call forever: give up the connection under
             # it, so the call fails (``ConnectionLost`` before COMMIT) and the next one connects afresh.
             log.warning("store.call_timed_out", timeout_s=self.timeout_s)
             _shut_down(self.conn)
-            return await done
+        return await done
 
     async def close(self) -> None:
         await self.call(lambda c: c.close())
