@@ -72,7 +72,7 @@ async def test_the_primary_host_lost_and_a_broker_killed_under_load_lose_and_rep
     measured: dict[str, float] = {}
 
     async def lose_the_primary(rng: random.Random) -> None:
-        await asyncio.sleep(rng.uniform(2.0, 5.0))  # mid-load: the driver sends for about 20 s
+        await asyncio.sleep(rng.uniform(1.5, 3.0))  # mid-load: the driver sends for about 15 s
         primary = patroni.primary()
         standby = next(m for m in patroni.members if m is not primary)
         measured["lost_at"] = time.time()
@@ -85,7 +85,7 @@ async def test_the_primary_host_lost_and_a_broker_killed_under_load_lose_and_rep
         measured["rejoined_s"] = time.monotonic() - started
 
     fed = await run_chaos(tmp_path, {"storage": {"engine": "postgresql", "dsn": dsn}, "instance_poll_ms": 100},
-                          ALERTS, 1, 0, broker_instances=2, disrupt=lose_the_primary, alerts_per_s=ALERTS / 20)
+                          ALERTS, 1, 0, broker_instances=2, disrupt=lose_the_primary, alerts_per_s=ALERTS / 15)
     resumed = _routing_resumed([fed.log(n) for n in fed.broker_names], measured["lost_at"])
     print(f"failover: standby promoted {measured['promoted_s']:.1f} s after the primary's host was lost, routing "
           f"resumed after {resumed - measured['lost_at']:.1f} s, old primary a replica again after "
