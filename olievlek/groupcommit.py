@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from olievlek import logs
 from olievlek.errors import ConnectionLost, ShuttingDown
+from olievlek.lifecycle import read_outcome
 from olievlek.storage.sqlite import Database, Txn
 
 log = logs.get("groupcommit")
@@ -41,11 +42,6 @@ class _OpFailed(Exception):
         super().__init__(str(error))
         self.position = position
         self.error = error
-
-
-def _read_error(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 class GroupCommitter(Generic[Item, Ctx, Extra]):
@@ -94,7 +90,7 @@ class GroupCommitter(Generic[Item, Ctx, Extra]):
         fut: asyncio.Future[tuple[Any, Extra]] = asyncio.get_running_loop().create_future()
         # A caller that stops awaiting (an earlier op of its batch failed, or it was cancelled) leaves
         # the error unread: read it here so asyncio does not report it as lost; awaiters still get it.
-        fut.add_done_callback(_read_error)
+        fut.add_done_callback(read_outcome)
         self._queue.put_nowait((item, fut))
         return fut
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def private_files() -> None:
@@ -13,6 +14,13 @@ def private_files() -> None:
     databases, WAL files, logs and keys hold what only this service may read). A file meant to be shared
     (the node's socket, for its users' group) is opened up explicitly where it is made."""
     os.umask(0o077)
+
+
+def read_outcome(fut: asyncio.Future[Any]) -> None:
+    """A done-callback for a future whose awaiter may be gone (cancelled, or it stopped awaiting): read its
+    exception here, so asyncio does not report it as never retrieved; an awaiter still gets it."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def until_stopped(on_reload: Callable[[], Awaitable[object]] | None = None) -> None:

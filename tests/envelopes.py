@@ -18,6 +18,12 @@ from .conftest import Pki
 PSEUDONYM = bytes(range(32))
 
 
+def valid_nrn(first9: str) -> str:
+    """A valid national register number for someone born before 2000: its check digits are 97 - the first nine
+    digits mod 97."""
+    return first9 + f"{97 - int(first9) % 97:02d}"
+
+
 def signer(pki: Pki, org: str) -> Signer:
     c = pki.org(org)
     return Signer.from_pem(c.sign_key.read_bytes(), c.sign_cert.read_bytes())

@@ -30,7 +30,7 @@ from olievlek.storage.postgres import PgDatabase
 from olievlek.v1 import local_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
-from .envelopes import open_and_alert
+from .envelopes import open_and_alert, valid_nrn
 from .federations import cli
 from .postgres import Cluster
 from .test_audit_broker import (  # noqa: F401 - collected here again, on PostgreSQL
@@ -78,8 +78,7 @@ async def test_postgresql_crashed_and_restarted_mid_load_loses_and_repeats_nothi
     antwerpen = await nodes.start("antwerpen", broker.port)
     sent = 40
     for i in range(sent):
-        first = f"850730{i + 100:03d}"
-        await open_and_alert(gent, first + f"{97 - int(first) % 97:02d}", no_wait=True)
+        await open_and_alert(gent, valid_nrn(f"850730{i + 100:03d}"), no_wait=True)
         if i == sent // 2:  # mid-load: gent's outbox is still sending what it queued without waiting
             postgres_cluster.crash()  # power cut: the broker's open transaction and connections are gone
             await asyncio.sleep(1.0)

@@ -23,8 +23,6 @@ import os
 import random
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,12 +34,13 @@ from olievlek.node.server import NodeServer
 from olievlek.v1 import broker_pb2, local_pb2
 
 from .conftest import NodeFactory, Pki, broker_config
-from .envelopes import open_and_alert
+from .envelopes import open_and_alert, valid_nrn
 from .patroni import PatroniCluster, _postmaster, patroni_cluster, wait_until
 from .postgres import Cluster
 from .proxy import PartitionProxy
 from .test_broker_postgres import _one_log
 from .test_chaos import run_chaos
+from .test_metrics import ready_status
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow, pytest.mark.timeout(240)]
 ALERTS = int(os.environ.get("FAILOVER_ALERTS", "200"))  # make chaos: 1000, three seeds in a row
@@ -109,20 +108,6 @@ def _alarms(node: NodeServer) -> float:
                for s in metric.samples if s.name.endswith("_total"))
 
 
-def _ready(port: int) -> int:
-    """The status of ``GET /ready`` (what a load balancer's health check sees)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
-def _nrn(i: int) -> str:
-    first = f"850730{i + 200:03d}"
-    return first + f"{97 - int(first) % 97:02d}"
-
-
 async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes_move_on(
         pki: Pki, tmp_path: Path, policy_dir: Path, nodes: NodeFactory, postgres_cluster: Cluster) -> None:
     """Split brain cannot fork the log: instance b reaches the database through a proxy that goes silent (no
@@ -144,12 +129,14 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
         gent = await nodes.start("gent", b.port, broker=(f"127.0.0.1:{b.port}", f"127.0.0.1:{a.port}"))
         antwerpen = await nodes.start("antwerpen", a.port)
         for i in range(3):
-            assert (await open_and_alert(gent, _nrn(i))).status == local_pb2.OUTBOX_STATUS_ACCEPTED  # through b
-        assert await asyncio.to_thread(_ready, b.ready_port) == 200
+            answer = await open_and_alert(gent, valid_nrn(f"850730{i + 200:03d}"))
+            assert answer.status == local_pb2.OUTBOX_STATUS_ACCEPTED  # through b
+        assert await asyncio.to_thread(ready_status, b.ready_port) == 200
         proxy.partition()
         for i in range(3, 8):
-            await open_and_alert(gent, _nrn(i), no_wait=True)
-        await asyncio.to_thread(wait_until, lambda: _ready(b.ready_port) == 503, 30, "b not ready")  # the balancer
+            await open_and_alert(gent, valid_nrn(f"850730{i + 200:03d}"), no_wait=True)
+        # What a load balancer sees: b out of service.
+        await asyncio.to_thread(wait_until, lambda: ready_status(b.ready_port) == 503, 30, "b not ready")
         assert gent._store is not None and antwerpen._store is not None
         deadline = time.monotonic() + 100
         while len(received := [r[0] for r in await antwerpen._store.db.fetchall(
@@ -160,7 +147,7 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
             "SELECT idem_key FROM outbox WHERE kind = 'alert.move' ORDER BY id")]
         assert received == sent  # each once, in order, the last five through a
         proxy.heal()
-        await asyncio.to_thread(wait_until, lambda: _ready(b.ready_port) == 200, 60, "b ready again")
+        await asyncio.to_thread(wait_until, lambda: ready_status(b.ready_port) == 200, 60, "b ready again")
         size = _one_log(dsn)
         for node in (gent, antwerpen):  # every head a node holds is one of the log's
             raw = await node._store.last_head()
@@ -172,7 +159,8 @@ async def test_an_instance_cut_off_from_the_database_signs_nothing_and_its_nodes
             assert root is not None and bytes(root[0]) == held.root
             assert _alarms(node) == 0
         leuven = await nodes.start("leuven", b.port)  # b, back on the network, serves from the same log
-        assert (await open_and_alert(leuven, _nrn(9))).status == local_pb2.OUTBOX_STATUS_ACCEPTED
+        answer = await open_and_alert(leuven, valid_nrn("850730209"))
+        assert answer.status == local_pb2.OUTBOX_STATUS_ACCEPTED
         assert _one_log(dsn) > size
     finally:
         await proxy.close()

@@ -28,7 +28,7 @@ from olievlek.v1 import broker_pb2, envelope_pb2, local_pb2, summary_pb2
 
 from .canary import forms, scan
 from .conftest import NodeFactory, Pki
-from .envelopes import local, signer
+from .envelopes import local, signer, valid_nrn
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,8 +39,7 @@ YEAR_MS = 365 * 86_400_000
 
 def nrn(yymmdd: str, serial: str) -> str:
     """A valid national register number (born before 2000: 97 - first nine digits mod 97)."""
-    first = yymmdd + serial
-    return first + f"{97 - int(first) % 97:02d}"
+    return valid_nrn(yymmdd + serial)
 
 
 KNOWN_COVERED = nrn("850730", "033")

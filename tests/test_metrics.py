@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +25,15 @@ pytestmark = pytest.mark.timeout(60)
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return r.read().decode()
+
+
+def ready_status(port: int) -> int:
+    """The status of ``GET /ready`` (what a load balancer's health check sees)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 async def test_metrics_endpoint(pki: Pki, tmp_path: Path, policy_dir: Path, nodes: NodeFactory,
@@ -90,30 +100,20 @@ async def test_ready_says_200_while_the_broker_serves_and_its_database_answers(p
                                                                                policy_dir: Path) -> None:
     """``GET /ready`` for a load balancer (docs/high-availability.md), on SQLite here (the PostgreSQL side - 503
     while the database is cut off - is in tests/test_failover.py); a draining broker is not ready."""
-    import urllib.error
-
     config = dataclasses.replace(broker_config(pki, tmp_path), ready_listen="127.0.0.1:0",
                                  metrics_listen="127.0.0.1:0")
     server = BrokerServer(config)
     await server.start()
-
-    def status() -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.ready_port}/ready", timeout=5) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-
     try:
         for _ in range(50):
-            if await asyncio.to_thread(status) == 200:
+            if await asyncio.to_thread(ready_status, server.ready_port) == 200:
                 break
             await asyncio.sleep(0.1)
-        assert await asyncio.to_thread(status) == 200
+        assert await asyncio.to_thread(ready_status, server.ready_port) == 200
         assert server.metrics is not None
         assert "olievlek_broker_database_up 1.0" in scrape(server.metrics.port)
         assert server.readiness is not None
         server.readiness.serving = False  # what stop() does first, before the server drains
-        assert await asyncio.to_thread(status) == 503
+        assert await asyncio.to_thread(ready_status, server.ready_port) == 503
     finally:
         await server.stop(0)

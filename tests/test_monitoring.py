@@ -20,7 +20,7 @@ from olievlek.regions import Key, combine
 from olievlek.v1 import local_pb2, summary_pb2
 
 from .conftest import NodeFactory
-from .envelopes import local
+from .envelopes import local, valid_nrn
 from .federations import cli
 from .tools import require
 
@@ -28,8 +28,7 @@ pytestmark = pytest.mark.timeout(150)
 F = summary_pb2
 
 
-def nrn(first9: str) -> str:
-    return first9 + f"{97 - int(first9) % 97:02d}"
+nrn = valid_nrn
 
 
 async def _open(node: NodeServer, n: int, month: int, phase: int, concerns: list[int], serial: int) -> None:

@@ -30,6 +30,7 @@ import psycopg
 
 from olievlek import logs
 from olievlek.errors import ConfigError, ConnectionLost, StoreUnavailable
+from olievlek.lifecycle import read_outcome
 from olievlek.storage.sqlite import Database, Txn
 
 from .migrations import Migrations, migrate
@@ -113,7 +114,7 @@ class _Thread:
             return fn(self.conn)
 
         done = asyncio.get_running_loop().run_in_executor(self._pool, run, None)
-        done.add_done_callback(_retrieved)  # a caller cancelled meanwhile leaves its outcome unread: read it here
+        done.add_done_callback(read_outcome)  # a caller cancelled meanwhile leaves its outcome unread
         # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the caller's cancellation when the call
         # ends at the same moment, and a background loop cancelled at stop would then run on for ever.
         finished, _ = await asyncio.wait({done}, timeout=self.timeout_s)
@@ -136,19 +137,22 @@ def _lost(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction))
 
 
-async def _in_transaction(thread: _Thread, fn: Callable[[psycopg.Connection[Any]], T], fresh: bool = False) -> T:
-    """One call before COMMIT: a lost connection becomes ``ConnectionLost`` (nothing committed; run it again)."""
+async def _call(thread: _Thread, fn: Callable[[psycopg.Connection[Any]], T], lost: type[StoreUnavailable],
+                fresh: bool = False, what: str = "PostgreSQL") -> T:
+    """``thread.call``, where a lost connection raises ``lost``, never a driver error: ``ConnectionLost`` before
+    COMMIT (nothing committed; run it again), ``StoreUnavailable`` for a read or at COMMIT (whether it committed
+    is not known)."""
     try:
         return await thread.call(fn, fresh)
     except Exception as exc:
         if _lost(exc):
-            raise ConnectionLost(f"PostgreSQL: {exc}") from exc
+            raise lost(f"{what}: {exc}") from exc
         raise
 
 
-def _retrieved(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+async def _in_transaction(thread: _Thread, fn: Callable[[psycopg.Connection[Any]], T], fresh: bool = False) -> T:
+    """One call before COMMIT."""
+    return await _call(thread, fn, ConnectionLost, fresh)
 
 
 def _shut_down(conn: psycopg.Connection[Any]) -> None:
@@ -264,12 +268,9 @@ class PgDatabase(Database):
             try:
                 await _in_transaction(self._w, lambda c: c.execute("BEGIN"), fresh=True)
                 yield PgTxn(self._w)
-                try:
-                    await self._w.call(lambda c: c.execute("COMMIT"))
-                except Exception as exc:
-                    if _lost(exc):  # committed or not: unknown; the callers' idempotent retries settle it
-                        raise StoreUnavailable(f"PostgreSQL lost at COMMIT: {exc}") from exc
-                    raise
+                # Lost here, committed or not is unknown: the callers' idempotent retries settle it.
+                await _call(self._w, lambda c: c.execute("COMMIT"), StoreUnavailable,
+                            what="PostgreSQL lost at COMMIT")
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     await asyncio.shield(self._w.call(lambda c: c.execute("ROLLBACK")))
@@ -284,12 +285,7 @@ class PgDatabase(Database):
     async def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """A read on the reader connection; the database away is ``StoreUnavailable``, never a driver error."""
         async with self._read_lock:
-            try:
-                return await self._r.call(fn, fresh=True)
-            except Exception as exc:
-                if _lost(exc):
-                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
-                raise
+            return await _call(self._r, fn, StoreUnavailable, fresh=True)
 
     async def close(self) -> None:
         async with self._lock:
